@@ -1,0 +1,44 @@
+/* common.h: small helpers every module uses (error codes, container_of, allocation wrappers). */
+#ifndef JWTGATE_COMMON_H
+#define JWTGATE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define JG_VERSION "0.1.0"
+
+/* Error codes: functions return 0 on success and a negative JG_ERR_* (or -errno) on failure. */
+enum jg_err {
+	JG_OK = 0,
+	JG_ERR_NOMEM = -1000,
+	JG_ERR_INVAL = -1001,
+	JG_ERR_IO = -1002,
+	JG_ERR_PARSE = -1003,
+	JG_ERR_LIMIT = -1004,
+	JG_ERR_TIMEOUT = -1005,
+	JG_ERR_CLOSED = -1006,
+	JG_ERR_UNSUPPORTED = -1007,
+};
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define JG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define JG_UNUSED(x) ((void)(x))
+#define jg_likely(x) __builtin_expect(!!(x), 1)
+#define jg_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Start-up tier allocation: abort with a message on failure. Never call these on the request path. */
+void *jg_xmalloc(size_t size);
+void *jg_xcalloc(size_t n, size_t size);
+void *jg_xrealloc(void *p, size_t size);
+char *jg_xstrdup(const char *s);
+char *jg_xstrndup(const char *s, size_t n);
+
+/* Monotonic and wall clocks in milliseconds / seconds. */
+uint64_t jg_now_ms(void);
+int64_t jg_wall_time(void);
+
+/* ASCII case-insensitive compare of two byte ranges of equal length (HTTP header names). */
+bool jg_case_eq(const char *a, size_t alen, const char *b, size_t blen);
+
+#endif

@@ -1,0 +1,282 @@
+/* config.h: the parsed configuration (immutable once loaded, shared read-only by every worker).
+ *
+ * config_load() reads the YAML file of CONFIG.md with libyaml, reports every error as
+ * "file:line:column: message (at key.path)" and resolves every reference (backendRefs -> backends,
+ * targetRefs -> routes, policies attached to routes). Workers only ever read a struct config.
+ */
+#ifndef JWTGATE_CONFIG_H
+#define JWTGATE_CONFIG_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+/* ---- matches ---- */
+
+enum config_match_type {
+	CONFIG_MATCH_EXACT = 0,
+	CONFIG_MATCH_PATH_PREFIX,
+	CONFIG_MATCH_REGEX, /* RegularExpression: POSIX ERE, anchored to the whole value */
+};
+
+struct config_string_match {
+	enum config_match_type type;
+	char *name;  /* header or query parameter name (headers: lower-cased at load) */
+	char *value; /* exact value, or the pattern text */
+	size_t value_len;
+	regex_t re; /* compiled with REG_EXTENDED|REG_NOSUB, pattern wrapped in ^(...)$ */
+	bool has_re;
+};
+
+/* One entry of rules[].matches[]: every present field must match (AND). */
+struct config_match {
+	bool has_path;
+	struct config_string_match path; /* name unused; PathPrefix value normalised without trailing '/' */
+	char *method;                    /* NULL: any method */
+	struct config_string_match *headers;
+	size_t n_headers;
+	struct config_string_match *query_params;
+	size_t n_query_params;
+	/* gRPC routes: method {type, service, method}; NULL service/method = any */
+	bool has_grpc_method;
+	enum config_match_type grpc_type; /* EXACT or REGEX */
+	char *grpc_service;
+	char *grpc_method;
+	regex_t grpc_service_re, grpc_method_re;
+	bool has_grpc_service_re, has_grpc_method_re;
+};
+
+/* ---- backends ---- */
+
+enum config_backend_protocol { CONFIG_PROTO_HTTP = 0, CONFIG_PROTO_H2C, CONFIG_PROTO_H2 };
+enum config_lb_type { CONFIG_LB_ROUND_ROBIN = 0, CONFIG_LB_LEAST_REQUEST, CONFIG_LB_RANDOM };
+enum config_endpoint_kind { CONFIG_ENDPOINT_IP = 0, CONFIG_ENDPOINT_FQDN };
+
+struct config_endpoint {
+	enum config_endpoint_kind kind;
+	char *host; /* IP literal (kind IP) or host name (kind FQDN) */
+	uint16_t port;
+	struct sockaddr_storage addr; /* filled for kind IP at load time */
+	socklen_t addr_len;
+};
+
+struct config_tls_validation {
+	bool enabled;
+	char **ca_files;   /* caCertificateRefs[].file, resolved against the config folder */
+	size_t n_ca_files;
+	char **ca_inline;  /* caCertificateRefs[].inline PEM text */
+	size_t n_ca_inline;
+	bool well_known_system; /* wellKnownCACertificates: System */
+	char *hostname;         /* SNI and the name the certificate must carry */
+};
+
+struct config_backend {
+	char *name;
+	enum config_backend_protocol protocol;
+	struct config_endpoint *endpoints;
+	size_t n_endpoints;
+	enum config_lb_type lb;
+	uint64_t connect_timeout_ms; /* default 5s */
+	uint64_t request_timeout_ms; /* default 30s; 0 = none */
+	uint64_t idle_timeout_ms;    /* pooled connection idle, default 60s */
+	uint32_t max_connections;    /* circuitBreaker, default 1024 per worker */
+	uint32_t max_pending;        /* default 1024 */
+	uint32_t max_requests;       /* default 1024 */
+	struct config_tls_validation tls;
+	int index; /* position in config.backends */
+};
+
+struct config_backend_ref {
+	char *name;
+	struct config_backend *backend; /* resolved */
+	uint16_t port;                  /* 0: the endpoint's own port */
+	uint32_t weight;                /* default 1; 0 = never picked */
+};
+
+/* ---- routes ---- */
+
+enum config_route_kind { CONFIG_ROUTE_HTTP = 0, CONFIG_ROUTE_GRPC };
+
+struct config_route;
+
+struct config_rule {
+	struct config_match *matches; /* none: matches everything (PathPrefix "/") */
+	size_t n_matches;
+	struct config_backend_ref *backend_refs;
+	size_t n_backend_refs;
+	uint32_t total_weight;
+	struct config_route *route; /* back pointer */
+	int index;                  /* position within route->rules */
+};
+
+struct config_policy;
+
+struct config_route {
+	char *name;
+	enum config_route_kind kind;
+	char **hostnames; /* lower-cased; "*.example.com" wildcards kept as written */
+	size_t n_hostnames;
+	struct config_rule *rules;
+	size_t n_rules;
+	/* Policy in force for this route on a given listener: route policy overrides Gateway policy.
+	 * policy_any_listener applies on every listener; policy_by_listener[i] (may be NULL) is the Gateway
+	 * policy narrowed by sectionName to listener i; config_route_policy() picks. */
+	const struct config_policy *route_policy;
+	const struct config_policy **gateway_policy_by_listener; /* n_listeners entries, NULL = none */
+	int index;
+};
+
+/* ---- security policies ---- */
+
+struct config_claim_to_header {
+	char *header; /* lower-cased */
+	char *claim;  /* dot path */
+};
+
+struct config_extract_header {
+	char *name; /* lower-cased */
+	char *value_prefix; /* may be empty */
+};
+
+struct config_retry {
+	uint32_t num_retries;          /* default 2 */
+	uint64_t base_interval_ms;     /* default 25ms (Envoy) */
+	uint64_t max_interval_ms;      /* default 10 x base */
+	unsigned triggers;             /* CONFIG_RETRY_ON_* bits */
+};
+
+#define CONFIG_RETRY_ON_5XX (1u << 0)
+#define CONFIG_RETRY_ON_GATEWAY_ERROR (1u << 1)
+#define CONFIG_RETRY_ON_RESET (1u << 2)
+#define CONFIG_RETRY_ON_CONNECT_FAILURE (1u << 3)
+#define CONFIG_RETRY_ON_RETRIABLE_4XX (1u << 4)
+
+struct config_remote_jwks {
+	char *uri;
+	char *backend_name;
+	struct config_backend *backend; /* resolved backendRefs[0], or NULL */
+	uint16_t backend_port;
+	uint64_t cache_duration_ms;          /* default 300s */
+	uint64_t failed_refetch_duration_ms; /* default 1s */
+	uint64_t request_timeout_ms;         /* default 10s */
+	struct config_retry retry;
+};
+
+enum config_jwks_source { CONFIG_JWKS_LOCAL = 0, CONFIG_JWKS_REMOTE };
+
+struct config_provider {
+	char *name;
+	char *issuer; /* NULL: not checked */
+	char **audiences;
+	size_t n_audiences;
+	enum config_jwks_source jwks_source;
+	char *local_jwks_json; /* Inline text, or the File's content read at load time */
+	size_t local_jwks_len;
+	char *local_jwks_origin; /* "inline" or the file path, for log lines */
+	struct config_remote_jwks remote;
+	struct config_claim_to_header *claim_to_headers;
+	size_t n_claim_to_headers;
+	bool recompute_route;
+	bool has_extract_from; /* false: default Authorization "Bearer " + ?access_token= */
+	struct config_extract_header *extract_headers;
+	size_t n_extract_headers;
+	char **extract_cookies;
+	size_t n_extract_cookies;
+	char **extract_params;
+	size_t n_extract_params;
+	uint64_t clock_skew_s;     /* default 60 */
+	bool forward;              /* default true */
+	char *forward_payload_header; /* lower-cased, NULL = none */
+	bool require_expiration;   /* default false */
+	uint64_t max_lifetime_s;   /* 0 = unlimited */
+	int index; /* global provider index, for per-worker key set and cache slots */
+};
+
+enum config_target_kind { CONFIG_TARGET_HTTPROUTE = 0, CONFIG_TARGET_GRPCROUTE, CONFIG_TARGET_GATEWAY };
+
+struct config_target_ref {
+	enum config_target_kind kind;
+	char *name;         /* route name; for Gateway: ignored */
+	char *section_name; /* listener name or NULL */
+};
+
+struct config_policy {
+	char *name;
+	struct config_target_ref *targets;
+	size_t n_targets;
+	bool has_jwt;
+	struct config_provider *providers;
+	size_t n_providers;
+	bool optional;
+	bool fail_open;
+	int index;
+};
+
+/* ---- listeners and top level ---- */
+
+struct config_listener {
+	char *name;
+	char *address_text;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	bool has_tls;
+	char *tls_cert_file;
+	char *tls_key_file;
+	int index;
+};
+
+enum config_log_format { CONFIG_LOG_TEXT = 0, CONFIG_LOG_JSON };
+
+struct config_limits {
+	uint32_t max_header_bytes;   /* request line + headers, default 60 KiB -> 431 */
+	uint32_t max_header_count;   /* default 100 -> 431 */
+	uint32_t max_request_line;   /* default 8 KiB -> 414 */
+	uint64_t max_body_bytes;     /* 0 = unlimited -> 413 */
+	uint64_t header_timeout_ms;  /* default 10s -> 408 */
+	uint64_t idle_timeout_ms;    /* keep-alive idle, default 60s */
+	uint64_t drain_timeout_ms;   /* SIGTERM drain bound, default 10s */
+	uint32_t max_connections;    /* per process, default 10000 */
+	uint32_t h2_max_concurrent_streams; /* default 100 */
+};
+
+struct config {
+	char *path; /* the file given with -c */
+	char *dir;  /* its folder, for relative paths */
+	int workers; /* resolved: `auto` = online CPUs */
+	bool has_admin;
+	struct sockaddr_storage admin_addr;
+	socklen_t admin_addr_len;
+	char *access_log_path; /* NULL = off; "stdout" / "stderr" / file */
+	enum config_log_format access_log_format;
+	int log_level; /* enum log_level */
+	uint32_t token_cache_size; /* per worker verified-token cache entries; 0 = off; default 4096 */
+	struct config_limits limits;
+
+	struct config_listener *listeners;
+	size_t n_listeners;
+	struct config_backend *backends;
+	size_t n_backends;
+	struct config_route *routes; /* httpRoutes then grpcRoutes */
+	size_t n_routes;
+	struct config_policy *policies;
+	size_t n_policies;
+	size_t n_providers; /* across all policies */
+};
+
+/* Loads and validates the file. On success returns 0 and *out owns a new config. On failure writes
+ * every error as "file:line:column: message" to err (one per line), returns the error count (> 0) or a
+ * negative JG_ERR_* when the file cannot be read at all. */
+int config_load(const char *path, FILE *err, struct config **out);
+void config_free(struct config *cfg);
+
+/* The policy in force for a route reached through a listener: route policy, else the Gateway's. */
+const struct config_policy *config_route_policy(const struct config_route *route, int listener_index);
+
+/* Parsing helpers shared with other modules (and tested on their own). */
+int config_parse_duration_ms(const char *s, uint64_t *out_ms); /* "1h30m", "500ms", "300s" */
+int config_parse_size(const char *s, uint64_t *out);           /* "64KiB", "1MiB", "123" */
+int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len); /* IP:port, [v6]:port */
+
+#endif

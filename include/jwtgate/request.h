@@ -1,0 +1,78 @@
+/* request.h: the protocol-neutral request that codecs (HTTP/1.1, HTTP/2) decode into and that the
+ * router, the auth stage and the upstream side work on. All strings live in req->arena and are
+ * NUL-terminated; lengths are given so that no one needs strlen on the hot path. */
+#ifndef JWTGATE_REQUEST_H
+#define JWTGATE_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "jwtgate/arena.h"
+
+struct request_header {
+	char *name; /* lower-cased by the codec */
+	size_t name_len;
+	char *value;
+	size_t value_len;
+	bool removed; /* tombstone: skipped when forwarding */
+};
+
+#define REQUEST_MAX_HEADERS_HARD 1024 /* absolute bound; config limits.maxHeaderCount is lower */
+
+struct request {
+	struct arena *arena;
+	char *method;
+	size_t method_len;
+	const char *scheme; /* "http" or "https" (static string) */
+	char *authority;    /* Host header or :authority, as sent (may carry a port) */
+	size_t authority_len;
+	char *host;         /* authority lower-cased without port: what routing compares */
+	size_t host_len;
+	char *target; /* request target as sent: path plus "?query" */
+	size_t target_len;
+	char *path;   /* target up to '?' (not decoded) */
+	size_t path_len;
+	char *query;  /* after '?', NULL when absent */
+	size_t query_len;
+	struct request_header *headers;
+	size_t n_headers;
+	size_t cap_headers;
+	int http_major, http_minor; /* 1.0, 1.1 or 2.0 */
+	bool is_grpc;               /* content-type application/grpc* */
+	bool has_body;
+	int listener_index;
+	const struct sockaddr *peer;
+	socklen_t peer_len;
+};
+
+/* Prepares an empty request whose allocations come from arena. */
+void request_init(struct request *req, struct arena *arena);
+
+/* Appends a header (copies name lower-cased and value into the arena). Returns 0 or JG_ERR_NOMEM /
+ * JG_ERR_LIMIT (past REQUEST_MAX_HEADERS_HARD). */
+int request_header_add(struct request *req, const char *name, size_t name_len, const char *value,
+		       size_t value_len);
+
+/* Finds the next non-removed header named `name` (lower-case) at index >= *pos; updates *pos to the
+ * index found. Returns NULL when none is left. Use pos = 0 to start. */
+struct request_header *request_header_next(const struct request *req, const char *name, size_t name_len,
+					   size_t *pos);
+
+/* First header with that name, or NULL. */
+struct request_header *request_header_get(const struct request *req, const char *name, size_t name_len);
+
+/* Marks every header with that name removed; returns how many. */
+size_t request_header_remove(struct request *req, const char *name, size_t name_len);
+
+/* Splits target into path and query and sets host from authority. Returns 0 or JG_ERR_INVAL when
+ * the authority or target is malformed. */
+int request_finish_head(struct request *req);
+
+/* Finds query parameter `name` (exact, not decoded) starting at byte offset *pos of req->query.
+ * Returns 1 and sets value/len (not decoded) and *pos past it, 0 when no more. */
+int request_query_next(const struct request *req, const char *name, size_t name_len, const char **value,
+		       size_t *value_len, size_t *pos);
+
+#endif

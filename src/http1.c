@@ -1,0 +1,1 @@
+/* http1.c: to be written */

@@ -1,0 +1,1 @@
+/* jwk.c: to be written */

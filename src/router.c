@@ -1,0 +1,1 @@
+/* router.c: to be written */

@@ -1,0 +1,1 @@
+/* token_cache.c: to be written */

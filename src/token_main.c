@@ -1,0 +1,1 @@
+/* token_main.c: to be written */

@@ -1,0 +1,1 @@
+/* worker.c: to be written */

@@ -1,1 +1,86 @@
-/* common.c: to be written */
+/* common.c: start-up tier allocation wrappers, clocks, small string helpers. */
+#include "jwtgate/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void common_oom(size_t size)
+{
+	fprintf(stderr, "jwtgate: out of memory allocating %zu bytes\n", size);
+	abort();
+}
+
+void *jg_xmalloc(size_t size)
+{
+	void *p = malloc(size ? size : 1);
+
+	if (p == NULL)
+		common_oom(size);
+	return p;
+}
+
+void *jg_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL)
+		common_oom(n * size);
+	return p;
+}
+
+void *jg_xrealloc(void *p, size_t size)
+{
+	void *q = realloc(p, size ? size : 1);
+
+	if (q == NULL)
+		common_oom(size);
+	return q;
+}
+
+char *jg_xstrdup(const char *s)
+{
+	return jg_xstrndup(s, strlen(s));
+}
+
+char *jg_xstrndup(const char *s, size_t n)
+{
+	char *p = jg_xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+uint64_t jg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int64_t jg_wall_time(void)
+{
+	return (int64_t)time(NULL);
+}
+
+bool jg_case_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t i;
+
+	if (alen != blen)
+		return false;
+	for (i = 0; i < alen; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if (x >= 'A' && x <= 'Z')
+			x += 32;
+		if (y >= 'A' && y <= 'Z')
+			y += 32;
+		if (x != y)
+			return false;
+	}
+	return true;
+}

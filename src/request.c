@@ -1,1 +1,206 @@
-/* request.c: to be written */
+/* request.c: the protocol-neutral request: header list, target split, host normalisation. */
+#include "jwtgate/request.h"
+
+#include <string.h>
+
+#include "jwtgate/common.h"
+
+void request_init(struct request *req, struct arena *arena)
+{
+	memset(req, 0, sizeof(*req));
+	req->arena = arena;
+	req->scheme = "http";
+	req->http_major = 1;
+	req->http_minor = 1;
+}
+
+static int request_headers_grow(struct request *req)
+{
+	size_t cap = req->cap_headers ? req->cap_headers * 2 : 32;
+	struct request_header *h;
+
+	if (cap > REQUEST_MAX_HEADERS_HARD)
+		cap = REQUEST_MAX_HEADERS_HARD;
+	if (cap <= req->n_headers)
+		return JG_ERR_LIMIT;
+	h = arena_alloc(req->arena, cap * sizeof(*h));
+	if (h == NULL)
+		return JG_ERR_NOMEM;
+	if (req->n_headers)
+		memcpy(h, req->headers, req->n_headers * sizeof(*h));
+	req->headers = h;
+	req->cap_headers = cap;
+	return 0;
+}
+
+int request_header_add(struct request *req, const char *name, size_t name_len, const char *value,
+		       size_t value_len)
+{
+	struct request_header *h;
+	size_t i;
+	int rc;
+
+	if (req->n_headers == req->cap_headers) {
+		rc = request_headers_grow(req);
+		if (rc < 0)
+			return rc;
+	}
+	h = &req->headers[req->n_headers];
+	h->name = arena_alloc(req->arena, name_len + 1);
+	h->value = arena_strndup(req->arena, value, value_len);
+	if (h->name == NULL || h->value == NULL)
+		return JG_ERR_NOMEM;
+	for (i = 0; i < name_len; i++) {
+		char c = name[i];
+
+		h->name[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	h->name[name_len] = '\0';
+	h->name_len = name_len;
+	h->value_len = value_len;
+	h->removed = false;
+	req->n_headers++;
+	return 0;
+}
+
+struct request_header *request_header_next(const struct request *req, const char *name, size_t name_len,
+					   size_t *pos)
+{
+	size_t i;
+
+	for (i = *pos; i < req->n_headers; i++) {
+		struct request_header *h = &req->headers[i];
+
+		if (!h->removed && h->name_len == name_len && memcmp(h->name, name, name_len) == 0) {
+			*pos = i;
+			return h;
+		}
+	}
+	*pos = req->n_headers;
+	return NULL;
+}
+
+struct request_header *request_header_get(const struct request *req, const char *name, size_t name_len)
+{
+	size_t pos = 0;
+
+	return request_header_next(req, name, name_len, &pos);
+}
+
+size_t request_header_remove(struct request *req, const char *name, size_t name_len)
+{
+	size_t pos = 0, n = 0;
+	struct request_header *h;
+
+	while ((h = request_header_next(req, name, name_len, &pos)) != NULL) {
+		h->removed = true;
+		n++;
+		pos++;
+	}
+	return n;
+}
+
+/* Host from authority: lower-cased, without ":port"; IPv6 literals keep their brackets. Rejects
+ * authorities with userinfo, whitespace or control bytes (RFC 9110 section 7.2, 4.2.4). */
+static int request_set_host(struct request *req)
+{
+	const char *a = req->authority;
+	size_t len = req->authority_len, end = len, i;
+
+	if (a == NULL || len == 0) {
+		req->host = arena_strndup(req->arena, "", 0);
+		req->host_len = 0;
+		return req->host ? 0 : JG_ERR_NOMEM;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)a[i];
+
+		if (c <= 0x20 || c == 0x7f || c == '@' || c == '/' || c == '\\')
+			return JG_ERR_INVAL;
+	}
+	if (a[0] == '[') {
+		const char *close = memchr(a, ']', len);
+
+		if (close == NULL)
+			return JG_ERR_INVAL;
+		end = (size_t)(close - a) + 1;
+		if (end < len && a[end] != ':')
+			return JG_ERR_INVAL;
+	} else {
+		const char *colon = memchr(a, ':', len);
+
+		if (colon != NULL)
+			end = (size_t)(colon - a);
+	}
+	if (end < len) { /* port: digits only */
+		for (i = end + 1; i < len; i++)
+			if (a[i] < '0' || a[i] > '9')
+				return JG_ERR_INVAL;
+	}
+	/* A trailing dot names the same host (RFC 1034 absolute name). */
+	if (end > 1 && a[end - 1] == '.')
+		end--;
+	req->host = arena_alloc(req->arena, end + 1);
+	if (req->host == NULL)
+		return JG_ERR_NOMEM;
+	for (i = 0; i < end; i++) {
+		char c = a[i];
+
+		req->host[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	req->host[end] = '\0';
+	req->host_len = end;
+	return 0;
+}
+
+int request_finish_head(struct request *req)
+{
+	const char *q;
+
+	if (req->target == NULL || req->target_len == 0)
+		return JG_ERR_INVAL;
+	q = memchr(req->target, '?', req->target_len);
+	if (q != NULL) {
+		size_t plen = (size_t)(q - req->target);
+
+		req->path = arena_strndup(req->arena, req->target, plen);
+		req->query = req->target + plen + 1;
+		req->query_len = req->target_len - plen - 1;
+	} else {
+		req->path = req->target;
+		req->query = NULL;
+		req->query_len = 0;
+	}
+	if (req->path == NULL)
+		return JG_ERR_NOMEM;
+	req->path_len = q != NULL ? (size_t)(q - req->target) : req->target_len;
+	return request_set_host(req);
+}
+
+int request_query_next(const struct request *req, const char *name, size_t name_len, const char **value,
+		       size_t *value_len, size_t *pos)
+{
+	const char *q = req->query;
+	size_t len = req->query_len, i = *pos;
+
+	if (q == NULL)
+		return 0;
+	while (i < len) {
+		size_t start = i, end, eq;
+		const char *amp = memchr(q + i, '&', len - i);
+
+		end = amp != NULL ? (size_t)(amp - q) : len;
+		i = end + 1;
+		eq = start;
+		while (eq < end && q[eq] != '=')
+			eq++;
+		if (eq - start == name_len && memcmp(q + start, name, name_len) == 0) {
+			*value = eq < end ? q + eq + 1 : q + end;
+			*value_len = eq < end ? end - eq - 1 : 0;
+			*pos = i;
+			return 1;
+		}
+	}
+	*pos = len;
+	return 0;
+}

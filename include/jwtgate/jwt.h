@@ -1,0 +1,115 @@
+/* jwt.h: compact JWS / JWT parsing and verification (RFC 7515, RFC 7519), without libjwt.
+ *
+ * Why not libjwt: reference/security.md section 1 (alg chosen by the token, none accepted with an empty
+ * key, crash on huge tokens). Here the token length is capped first, base64url is strict, JSON members
+ * may not repeat, and the signature primitive is chosen by the key type (jwk.h).
+ *
+ * Use from the auth stage (one call per token, on a worker):
+ *
+ *	struct jwt tok;
+ *	enum jwt_status st = jwt_check(&params, keys, token, token_len, now, &tok);
+ *	if (st == JWT_STATUS_OK) { ... tok.payload (claims), tok.has_exp / tok.exp (cache lifetime) ... }
+ *	jwt_release(&tok);   // always, whatever st is
+ *
+ * Checks run in the order of reference/jwt-behaviour.md "Order of checks"; the first failure wins:
+ * parse -> issuer -> time (nbf, exp, then the extensions require_expiration and max_lifetime) ->
+ * audience -> key set present -> signature.
+ *
+ * Documented choices (jwtgate goes further than jwt_verify_lib):
+ * - token longer than the cap (default JWT_MAX_TOKEN_LEN_DEFAULT, at most JWT_MAX_TOKEN_LEN_LIMIT):
+ *   JWT_STATUS_BAD_FORMAT, before any decoding.
+ * - "crit" header present (any value): JWT_STATUS_VERIFICATION_FAIL at parse time; we implement no
+ *   extension, and RFC 7515 section 4.1.11 says an unknown critical extension makes the JWS invalid.
+ * - "jwk", "jku", "x5u", "x5c", "x5t" headers are ignored: keys come only from the configured JWKS.
+ * - iat / nbf / exp must be JSON integers in [0, 2^63): a string or a fraction such as 1.5 or 1e9 is
+ *   "not an integer"; a negative number, or a real that is negative or beyond 2^63 (1e300), is "out of
+ *   range"; an integer too large for jansson makes the payload invalid JSON. exp = 0 is an expiry in 1970
+ *   (jwt_verify_lib would treat it as absent).
+ * - require_expiration and no exp: JWT_STATUS_EXPIRED. max_lifetime_s set and exp - (iat, or now when
+ *   there is no iat) > max_lifetime_s, or no exp at all: JWT_STATUS_EXPIRED.
+ * - an empty signature segment parses (as jwt_verify_lib) and fails the signature step.
+ * - audiences configured and the token has no aud: JWT_STATUS_AUDIENCE_NOT_ALLOWED (403).
+ */
+#ifndef JWTGATE_JWT_H
+#define JWTGATE_JWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "jwtgate/jwk.h"
+#include "jwtgate/jwt-t.h"
+
+#define JWT_MAX_TOKEN_LEN_DEFAULT 8192
+#define JWT_MAX_TOKEN_LEN_LIMIT (64 * 1024)
+
+/* Per-provider verification settings; borrowed strings, owned by the config. */
+struct jwt_verify_params {
+	const char *issuer;         /* NULL or "" = iss not checked */
+	char *const *audiences;     /* any match passes; n_audiences == 0 = aud not checked */
+	size_t n_audiences;
+	uint64_t clock_skew_s;      /* applied to nbf and exp (default 60 in the config) */
+	bool require_expiration;    /* extension: a token without exp is refused */
+	uint64_t max_lifetime_s;    /* extension: 0 = unlimited */
+	size_t max_token_len;       /* 0 = JWT_MAX_TOKEN_LEN_DEFAULT; clamped to JWT_MAX_TOKEN_LEN_LIMIT */
+};
+
+/* A parsed token. Pointers marked "borrowed" point into the caller's token bytes (which must outlive the
+ * struct) or into header / payload (which the struct owns). Fields are read-only for callers. */
+struct jwt {
+	enum jwt_alg alg;
+	json_t *header;              /* owned; the JOSE header object */
+	json_t *payload;             /* owned; the claims object, for claimToHeaders and authorization */
+	const char *kid;             /* borrowed from header; NULL when absent */
+	size_t kid_len;
+	const char *iss;             /* borrowed from payload; NULL when absent */
+	const json_t *aud;           /* borrowed from payload: a string or an array of strings; or NULL */
+	bool has_iat, has_nbf, has_exp;
+	int64_t iat, nbf, exp;       /* valid when has_*; exp is what a verified-token cache keys on */
+	const char *signing_input;   /* borrowed: "<header>.<payload>" as received */
+	size_t signing_input_len;
+	const char *payload_b64;     /* borrowed: the payload segment (forwardPayloadHeader) */
+	size_t payload_b64_len;
+	size_t sig_len;              /* decoded length; > JWK_SIG_MAX means too long for any key */
+	uint8_t sig[JWK_SIG_MAX];    /* decoded signature (only sig_len <= JWK_SIG_MAX bytes are stored) */
+};
+
+/* Static English message of a status (the table of jwt-behaviour.md); "Unknown status" out of range. */
+const char *jwt_status_message(enum jwt_status st);
+
+/* Algorithm by its exact, case-sensitive JWS name; JWT_ALG_UNSET for anything else ("none" included). */
+enum jwt_alg jwt_alg_from_name(const char *name, size_t len);
+/* JWS name of an algorithm ("RS256"...), "" for JWT_ALG_UNSET. */
+const char *jwt_alg_name(enum jwt_alg alg);
+
+/* Zeroes tok so jwt_release is always safe. */
+void jwt_init(struct jwt *tok);
+/* Frees what tok owns (header, payload) and re-initialises it. */
+void jwt_release(struct jwt *tok);
+
+/* Parses token[0..len) into tok (which is initialised first). max_len: 0 = default. Returns
+ * JWT_STATUS_OK or a parse status (4-22, or VERIFICATION_FAIL for crit). On failure tok may still hold
+ * what was parsed so far; jwt_release it in every case. Allocates only inside jansson (and a heap buffer
+ * for a header or payload that does not fit the stack buffers). */
+enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t max_len);
+
+/* Steps 3-7 on a parsed token: issuer, time, audience, keys (NULL = no key set yet ->
+ * JWT_STATUS_JWKS_FETCH_FAIL), signature. now: wall-clock seconds. Pure; does not modify tok. */
+enum jwt_status jwt_verify(const struct jwt_verify_params *p, const struct jwks *keys, const struct jwt *tok,
+			   int64_t now);
+
+/* Steps 3-5 only (issuer, time, audience): what a verified-token cache hit must re-check. */
+enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struct jwt *tok, int64_t now);
+/* Step 7 only: key selection and signature (jwt-behaviour.md "Key selection"). */
+enum jwt_status jwt_verify_signature(const struct jwks *keys, const struct jwt *tok);
+
+/* jwt_parse with p->max_token_len, then jwt_verify. The one entry point for the auth stage. */
+enum jwt_status jwt_check(const struct jwt_verify_params *p, const struct jwks *keys, const char *token,
+			  size_t len, int64_t now, struct jwt *tok);
+
+/* Audience compare of jwt-behaviour.md: strips "http://" or "https://" and one trailing '/' from both. */
+bool jwt_audience_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+#endif

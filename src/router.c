@@ -132,15 +132,15 @@ static int router_placement_cmp(const void *pa, const void *pb)
 	return a->route_pos < b->route_pos ? -1 : a->route_pos > b->route_pos ? 1 : 0;
 }
 
-#define ROUTER_CMP_DESC(x, y)                                                                               \
-	do {                                                                                                \
-		if ((x) != (y))                                                                             \
-			return (x) > (y) ? -1 : 1;                                                          \
+#define ROUTER_CMP_DESC(x, y)                                                                                \
+	do {                                                                                                 \
+		if ((x) != (y))                                                                              \
+			return (x) > (y) ? -1 : 1;                                                           \
 	} while (0)
-#define ROUTER_CMP_ASC(x, y)                                                                                \
-	do {                                                                                                \
-		if ((x) != (y))                                                                             \
-			return (x) < (y) ? -1 : 1;                                                          \
+#define ROUTER_CMP_ASC(x, y)                                                                                 \
+	do {                                                                                                 \
+		if ((x) != (y))                                                                              \
+			return (x) < (y) ? -1 : 1;                                                           \
 	} while (0)
 
 /* qsort comparator: most specific entry first; the position keys make the order total, so the
@@ -251,7 +251,7 @@ static size_t router_route_entries(const struct config_route *route)
 
 /* Builds one virtual host from placements[0..n) (same tier and name, distinct routes ascending). */
 static void router_vhost_build(struct router_vhost *vh, const struct config *cfg,
-			       const struct router_placement *placements, size_t n)
+                               const struct router_placement *placements, size_t n)
 {
 	size_t i, n_http = 0, n_grpc = 0;
 
@@ -298,7 +298,8 @@ struct router *router_new(const struct config *cfg)
 			if (strcmp(h, "*") == 0) {
 				*p = (struct router_placement){ROUTER_TIER_ANY, "", 0, i};
 			} else if (h[0] == '*') {
-				/* "*.example.com" -> suffix ".example.com" (the config validated the shape) */
+				/* "*.example.com" -> suffix ".example.com" (the config validated the shape)
+				 */
 				*p = (struct router_placement){ROUTER_TIER_WILD, h + 1, strlen(h + 1), i};
 			} else {
 				*p = (struct router_placement){ROUTER_TIER_EXACT, h, strlen(h), i};
@@ -329,8 +330,9 @@ struct router *router_new(const struct config *cfg)
 	for (start = 0; start < n_pl; start = i) {
 		struct router_vhost *vh;
 
-		for (i = start + 1; i < n_pl && pl[i].tier == pl[start].tier &&
-				    router_name_cmp(pl[i].name, pl[i].len, pl[start].name, pl[start].len) == 0;
+		for (i = start + 1;
+		     i < n_pl && pl[i].tier == pl[start].tier &&
+		     router_name_cmp(pl[i].name, pl[i].len, pl[start].name, pl[start].len) == 0;
 		     i++)
 			;
 		if (pl[start].tier == ROUTER_TIER_EXACT) {
@@ -373,8 +375,8 @@ void router_free(struct router *r)
 }
 
 /* Binary search of a sorted virtual host array; NULL when name is absent. */
-static const struct router_vhost *router_vhost_find(const struct router_vhost *arr, size_t n, const char *name,
-						    size_t len)
+static const struct router_vhost *router_vhost_find(const struct router_vhost *arr, size_t n,
+                                                    const char *name, size_t len)
 {
 	size_t lo = 0, hi = n;
 
@@ -394,7 +396,8 @@ static const struct router_vhost *router_vhost_find(const struct router_vhost *a
 
 /* The one virtual host that serves host (lower-case, no port): exact, else longest wildcard suffix
  * with at least one character before it, else the catch-all. NULL when none (404). */
-static const struct router_vhost *router_select_vhost(const struct router *r, const char *host, size_t host_len)
+static const struct router_vhost *router_select_vhost(const struct router *r, const char *host,
+                                                      size_t host_len)
 {
 	const struct router_vhost *vh;
 	size_t i;
@@ -538,7 +541,8 @@ static bool router_http_entry_matches(const struct router_entry *e, const struct
 	if (m->method != NULL) {
 		size_t mlen = strlen(m->method);
 
-		if (req->method == NULL || req->method_len != mlen || memcmp(req->method, m->method, mlen) != 0)
+		if (req->method == NULL || req->method_len != mlen ||
+		    memcmp(req->method, m->method, mlen) != 0)
 			return false;
 	}
 	return router_match_extras(m, req);
@@ -578,15 +582,16 @@ static bool router_grpc_method_matches(const struct config_match *m, const struc
 		      router_regex_matches(&m->grpc_service_re, gp->service, gp->service_len)))
 			return false;
 		if (m->grpc_method != NULL &&
-		    !(m->has_grpc_method_re && router_regex_matches(&m->grpc_method_re, gp->method, gp->method_len)))
+		    !(m->has_grpc_method_re &&
+		      router_regex_matches(&m->grpc_method_re, gp->method, gp->method_len)))
 			return false;
 		return true;
 	}
-	if (m->grpc_service != NULL &&
-	    (strlen(m->grpc_service) != gp->service_len || memcmp(m->grpc_service, gp->service, gp->service_len) != 0))
+	if (m->grpc_service != NULL && (strlen(m->grpc_service) != gp->service_len ||
+	                                memcmp(m->grpc_service, gp->service, gp->service_len) != 0))
 		return false;
-	if (m->grpc_method != NULL &&
-	    (strlen(m->grpc_method) != gp->method_len || memcmp(m->grpc_method, gp->method, gp->method_len) != 0))
+	if (m->grpc_method != NULL && (strlen(m->grpc_method) != gp->method_len ||
+	                               memcmp(m->grpc_method, gp->method, gp->method_len) != 0))
 		return false;
 	return true;
 }

@@ -1,0 +1,174 @@
+"""Configuration errors: `jwtgate -c FILE --check` prints `FILE:LINE:COLUMN: message` for each error
+(1-based, pointing at the offending key or value), reports all of them, and exits 1; a good file
+exits 0. Plus the command line: --version, --help, a missing file."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+import jgtest
+
+GOOD = """\
+listeners:
+  - name: http
+    address: 127.0.0.1:18080
+backends:
+  - name: backend
+    endpoints:
+      - ip: {address: 127.0.0.1, port: 3000}
+httpRoutes:
+  - name: foo
+    hostnames: ["www.example.com"]
+    rules:
+      - matches: [{path: {type: PathPrefix, value: /foo}}]
+        backendRefs: [{name: backend}]
+"""
+
+
+def run(args, cwd, timeout=10):
+    assert os.path.isfile(jgtest.BIN), f"jwtgate binary not found: {jgtest.BIN}"
+    p = subprocess.run([jgtest.BIN] + args, cwd=cwd, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def check(tmp_path, text, name="bad.yaml"):
+    (tmp_path / name).write_text(text)
+    return run(["-c", name, "--check"], str(tmp_path))
+
+
+def positions(output, name="bad.yaml"):
+    """[(line, col, message)] of every `name:LINE:COL: message` line."""
+    return [(int(m.group(1)), int(m.group(2)), m.group(3))
+            for m in re.finditer(r"^\S*" + re.escape(name) + r":(\d+):(\d+): (.+)$", output, re.M)]
+
+
+def pos_of(text, line_no, needle):
+    """1-based (line, column) of `needle` on 1-based line `line_no` of text."""
+    line = text.splitlines()[line_no - 1]
+    col = line.index(needle)
+    return (line_no, col + 1)
+
+
+def test_good_file_checks_ok(tmp_path):
+    rc, out, err = check(tmp_path, GOOD, "good.yaml")
+    assert rc == 0, out + err
+    assert positions(out + err, "good.yaml") == []
+
+
+# (id, text, 1-based line, [acceptable needles on that line whose column is right])
+CASES = [
+    ("unknown-key", GOOD.replace("      - matches:", "      - matchs:"), 12, ["matchs"]),
+    ("unknown-top-level-key", GOOD + "listner: 1\n", 14, ["listner"]),
+    ("wrong-type-port", GOOD.replace("port: 3000", "port: eighty"), 7, ["eighty", "port"]),
+    ("wrong-type-hostnames", GOOD.replace('hostnames: ["www.example.com"]', "hostnames: {a: b}"), 10,
+     ["{a", "hostnames"]),
+    ("missing-required-port", GOOD.replace(", port: 3000", ""), 7, ["{address", "ip", "address"]),
+    ("missing-required-endpoints",
+     GOOD.replace("    endpoints:\n      - ip: {address: 127.0.0.1, port: 3000}\n", ""), 5, ["name", "- name"]),
+    ("dangling-backend-ref", GOOD.replace("[{name: backend}]", "[{name: nope}]"), 13, ["nope", "name", "{name"]),
+    ("bad-duration", GOOD + "limits:\n  headerTimeout: 10 seconds\n", 15, ["10 seconds", "headerTimeout"]),
+    ("bad-duration-unit", GOOD.replace("      - ip: {address: 127.0.0.1, port: 3000}",
+                                       "      - ip: {address: 127.0.0.1, port: 3000}\n    timeouts: {request: 5x}"),
+     8, ["5x", "request"]),
+    ("bad-regex", GOOD.replace("{type: PathPrefix, value: /foo}", "{type: RegularExpression, value: \"/foo[\"}"),
+     12, ['"/foo[', "value"]),
+    ("bad-path-type", GOOD.replace("type: PathPrefix", "type: Prefix"), 12, ["Prefix", "type"]),
+    ("hostname-in-listener-address", GOOD.replace("127.0.0.1:18080", "localhost:18080"), 3,
+     ["localhost", "address"]),
+    ("bad-port-number", GOOD.replace("port: 3000", "port: 70000"), 7, ["70000", "port"]),
+]
+
+
+@pytest.mark.parametrize("text,line,needles", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_error_reported_with_line_and_column(tmp_path, text, line, needles):
+    rc, out, err = check(tmp_path, text)
+    assert rc == 1, out + err
+    found = positions(out + err)
+    assert found, f"no bad.yaml:LINE:COL: message in output:\n{out}{err}"
+    wanted = {pos_of(text, line, n) for n in needles if n in text.splitlines()[line - 1]}
+    assert wanted, "test case needles do not occur on that line"
+    got = {(l, c) for l, c, _ in found}
+    assert got & wanted, f"expected one of {sorted(wanted)}, got {found}"
+
+
+def test_duplicate_names(tmp_path):
+    text = GOOD.replace("httpRoutes:",
+                        "  - name: backend\n    endpoints:\n      - ip: {address: 127.0.0.1, port: 3001}\n"
+                        "httpRoutes:")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 1
+    found = {(l, c) for l, c, _ in positions(out + err)}
+    # the second "name: backend" (line 8): value or key column
+    assert found & {(8, 11), (8, 5), (8, 3)}, out + err
+
+
+def test_duplicate_route_names(tmp_path):
+    text = GOOD + ("  - name: foo\n    rules:\n      - backendRefs: [{name: backend}]\n")
+    rc, out, err = check(tmp_path, text)
+    assert rc == 1
+    found = {(l, c) for l, c, _ in positions(out + err)}
+    assert found & {(14, 11), (14, 5), (14, 3)}, out + err
+
+
+def test_several_errors_reported_in_one_run(tmp_path):
+    text = (GOOD.replace("127.0.0.1:18080", "localhost:18080")      # line 3
+                .replace("port: 3000", "port: eighty")               # line 7
+                .replace("[{name: backend}]", "[{name: nope}]")      # line 13
+            + "bogus: 1\n")                                          # line 14
+    rc, out, err = check(tmp_path, text)
+    assert rc == 1
+    lines = {l for l, _, _ in positions(out + err)}
+    assert {3, 7, 13, 14} <= lines, out + err
+
+
+def test_yaml_syntax_error(tmp_path):
+    text = GOOD.replace('hostnames: ["www.example.com"]', 'hostnames: ["www.example.com"')
+    rc, out, err = check(tmp_path, text)
+    assert rc == 1
+    found = positions(out + err)
+    assert found, out + err
+    assert all(l >= 10 for l, _, _ in found), found  # at or after the unclosed bracket
+
+
+def test_check_does_not_bind_or_run(tmp_path):
+    # --check on a good file returns at once even though the port is in use by someone else
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc, out, err = check(tmp_path, GOOD.replace("18080", str(port)), "busy.yaml")
+    assert rc == 0, out + err
+
+
+def test_version(tmp_path):
+    rc, out, err = run(["--version"], str(tmp_path))
+    assert rc == 0
+    assert re.search(r"\d+\.\d+", out + err), out + err
+
+
+def test_help(tmp_path):
+    rc, out, err = run(["--help"], str(tmp_path))
+    assert rc == 0
+    assert "-c" in out + err
+    assert "--check" in out + err
+
+
+def test_missing_config_file(tmp_path):
+    rc, out, err = run(["-c", "does-not-exist.yaml"], str(tmp_path))
+    assert rc == 1
+    assert "does-not-exist.yaml" in out + err
+
+
+def test_missing_config_file_with_check(tmp_path):
+    rc, out, err = run(["-c", "does-not-exist.yaml", "--check"], str(tmp_path))
+    assert rc == 1
+    assert "does-not-exist.yaml" in out + err
+
+
+def test_no_arguments(tmp_path):
+    rc, out, err = run([], str(tmp_path))
+    assert rc == 1
+    assert (out + err).strip(), "no message"

@@ -1,0 +1,196 @@
+"""HTTP/1.1 parsing and request smuggling (reference/security.md section 3).
+
+Every case is sent on a raw socket. The answer must be the documented status, then the connection must
+close, and no request may reach the upstream. Each message is followed by a second, well-formed request
+(/smuggled): if the proxy resynchronised on the stream instead of closing, the upstream would see it.
+
+Two kinds of case:
+- head errors: the request head itself is invalid; the upstream must receive no request head at all;
+- body errors (malformed chunked framing): a proxy that streams may have forwarded the head before the
+  body turned bad. What is observable then: the client still gets 400 (the upstream cannot have
+  answered, it waits for the body), the upstream never receives a complete request, and the upstream
+  connection that carried the partial request is closed (never reused: the upstream sees it aborted).
+"""
+
+import time
+
+import pytest
+
+import jgtest
+from jgtest import RawConn
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: www.example.com\r\n\r\n"
+
+
+def req(head_lines, body=b"", version=b"HTTP/1.1", method=b"POST", target=b"/s"):
+    head = method + b" " + target + b" " + version + b"\r\n" + b"".join(l + b"\r\n" for l in head_lines)
+    return head + b"\r\n" + body
+
+
+H = b"Host: www.example.com"
+TE = b"Transfer-Encoding: chunked"
+
+# (id, bytes, expected status or set of statuses)
+HEAD_CASES = [
+    # Content-Length and Transfer-Encoding
+    ("cl-and-te", req([H, b"Content-Length: 4", TE], b"5c\r\nGPOST / HTTP/1.1\r\n\r\n0\r\n\r\n"), 400),
+    ("te-and-cl", req([H, TE, b"Content-Length: 4"], b"0\r\n\r\n"), 400),
+    ("cl-and-te-zero", req([H, b"Content-Length: 0", TE], b"0\r\n\r\n"), 400),
+    # duplicate / conflicting Content-Length
+    ("cl-duplicate-same", req([H, b"Content-Length: 3", b"Content-Length: 3"], b"abc"), 400),
+    ("cl-conflicting", req([H, b"Content-Length: 3", b"Content-Length: 30"], b"abc"), 400),
+    ("cl-list", req([H, b"Content-Length: 3, 3"], b"abc"), 400),
+    # Content-Length values
+    ("cl-plus", req([H, b"Content-Length: +1"], b"a"), 400),
+    ("cl-leading-zero", req([H, b"Content-Length: 010"], b"0123456789"), 400),
+    ("cl-hex", req([H, b"Content-Length: 0x10"], b"0123456789abcdef"), 400),
+    ("cl-negative", req([H, b"Content-Length: -48"]), 400),
+    ("cl-empty", req([H, b"Content-Length: "]), 400),
+    ("cl-letters", req([H, b"Content-Length: 1a"], b"a"), 400),
+    ("cl-overflow", req([H, b"Content-Length: 99999999999999999999999"]), 400),
+    # Transfer-Encoding values
+    ("te-leading-comma", req([H, b"Transfer-Encoding: ,chunked"], b"0\r\n\r\n"), 400),
+    ("te-chunked-twice", req([H, b"Transfer-Encoding: chunked, chunked"], b"0\r\n\r\n"), 400),
+    ("te-chunked-two-headers", req([H, TE, TE], b"0\r\n\r\n"), 400),
+    ("te-in-http10", req([H, TE], b"0\r\n\r\n", version=b"HTTP/1.0"), 400),
+    ("te-unknown-then-chunked", req([H, b"Transfer-Encoding: foo, chunked"], b"0\r\n\r\n"), 501),
+    ("te-unknown-only", req([H, b"Transfer-Encoding: foo"], b"0\r\n\r\n"), {400, 501}),
+    ("te-chunked-not-last", req([H, b"Transfer-Encoding: chunked, foo"], b"0\r\n\r\n"), {400, 501}),
+    # header syntax
+    ("obs-fold", req([H, b"X-Foo: a", b" b"]), 400),
+    ("obs-fold-tab", req([H, b"X-Foo: a", b"\tb"]), 400),
+    ("obs-fold-content-length", req([H, b"X-Foo: a", b" Content-Length: 5"], b"hello"), 400),
+    ("bare-cr-in-value", req([H, b"X-Foo: a\rb"]), 400),
+    ("bare-cr-line-end", req([H, b"X-Foo: a\r"]), 400),
+    ("nul-in-value", req([H, b"X-Foo: a\x00b"]), 400),
+    ("ctl-in-value", req([H, b"X-Foo: a\x01b"]), 400),
+    ("del-in-value", req([H, b"X-Foo: a\x7fb"]), 400),
+    ("nul-in-name", req([H, b"X-F\x00oo: a"]), 400),
+    ("ctl-in-name", req([H, b"X-F\x01oo: a"]), 400),
+    ("space-in-name", req([H, b"X Foo: a"]), 400),
+    ("space-before-colon", req([H, b"X-Foo : a"]), 400),
+    ("space-before-colon-te", req([H, b"Transfer-Encoding : chunked"], b"0\r\n\r\n"), 400),
+    ("tab-before-colon", req([H, b"Content-Length\t: 3"], b"abc"), 400),
+    ("empty-header-name", req([H, b": a"]), 400),
+    ("no-colon", req([H, b"X-Foo a"]), 400),
+    # request line
+    ("huge-version", req([H], version=b"HTTP/4294967295.255", method=b"GET"), 400),
+    ("missing-host-http11", req([], method=b"GET"), 400),
+    ("duplicate-host", req([H, b"Host: evil.example.com"], method=b"GET"), 400),
+]
+
+# Chunked framing errors: "Transfer-Encoding: chunked" head is valid, the body is not.
+BODY_CASES = [
+    ("chunk-size-underscore", b"0_2e\r\n" + b"x" * 46 + b"\r\n0\r\n\r\n"),
+    ("chunk-size-negative-hex", b"-0x0\r\n\r\n"),
+    ("chunk-size-0x-prefix", b"0x5\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-size-leading-space", b" 5\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-size-leading-spaces-zero", b"   0\r\n\r\n"),
+    ("chunk-size-overflow", b"10000000000000000\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-size-overflow-ffff", b"ffffffffffffffffff1\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-size-empty", b"\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-ext-bare-cr", b"5;a=b\rc\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-ext-cr-in-name", b"5;a\r=b\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-data-bare-lf", b"5\r\nhello\n0\r\n\r\n"),
+    ("chunk-data-too-long", b"5\r\nhelloXX\r\n0\r\n\r\n"),
+    ("chunk-data-no-crlf", b"5\r\nhello0\r\n\r\n"),
+]
+
+
+@pytest.fixture(scope="module")
+def env(make_upstream_module, start_proxy_module):
+    up = make_upstream_module("backend")
+    px = start_proxy_module(lambda port: jgtest.base_config(
+        port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1,
+        limits={"headerTimeout": "1s"}))
+    return {"up": up, "port": px.port, "px": px}
+
+
+@pytest.fixture(autouse=True)
+def _fresh(env):
+    env["up"].reset()
+    yield
+
+
+def send_bad(env, data, expected):
+    with RawConn(env["port"], timeout=5) as c:
+        try:
+            c.send(data + SMUGGLED)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy may answer and close before it has read all of it
+        try:
+            r = c.read_response(timeout=5)
+        except jgtest.Closed:
+            raise AssertionError("connection closed without an answer")
+        want = expected if isinstance(expected, set) else {expected}
+        assert r.status in want, r
+        assert len(r.body) <= 256, "error bodies are short texts"
+        assert c.is_closed(3.0), "connection must be closed after a malformed request"
+        assert c.buf == b"", f"bytes after the error response: {c.buf[:200]!r}"
+    return r
+
+
+@pytest.mark.parametrize("data,expected", [c[1:] for c in HEAD_CASES], ids=[c[0] for c in HEAD_CASES])
+def test_malformed_head_rejected_and_nothing_forwarded(env, data, expected):
+    send_bad(env, data, expected)
+    time.sleep(0.1)  # give a (wrongly) forwarded request time to arrive
+    assert env["up"].snapshot() == [], "a malformed request (or the smuggled one) reached the upstream"
+
+
+@pytest.mark.parametrize("body", [c[1] for c in BODY_CASES], ids=[c[0] for c in BODY_CASES])
+def test_malformed_chunked_body_rejected_and_never_completed_upstream(env, body):
+    data = req([H, TE], body)
+    send_bad(env, data, 400)
+    up = env["up"]
+
+    # Anything that reached the upstream must be the partial /s request, and its upstream connection must
+    # be closed rather than left open for reuse (the upstream sees the body aborted).
+    def settled():
+        recs = up.snapshot()
+        return all(r["state"] != "head" for r in recs)
+
+    assert jgtest.wait_for(settled, 3.0), f"upstream connection left open mid-body: {up.snapshot()}"
+    recs = up.snapshot()
+    assert [r["path"] for r in recs] in ([], ["/s"]), recs
+    assert all(r["state"] != "complete" for r in recs), f"upstream received a complete request: {recs}"
+
+
+def test_oversized_request_line_default_limit_414(env):
+    # default maxRequestLine is 8 KiB
+    send_bad(env, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: www.example.com\r\n\r\n", 414)
+    assert env["up"].snapshot() == []
+
+
+def test_oversized_headers_default_limit_431(env):
+    # default maxHeaderBytes is 60 KiB
+    send_bad(env, req([H] + [b"X-Pad-%d: %s" % (i, b"p" * 1000) for i in range(70)], method=b"GET"), 431)
+    assert env["up"].snapshot() == []
+
+
+def test_slow_headers_408_and_close(env):
+    # headerTimeout is 1s in this module's config
+    with RawConn(env["port"], timeout=5) as c:
+        start = time.monotonic()
+        c.send(b"GET /slowloris HTTP/1.1\r\nHost: www.example.com\r\n")
+        got = False
+        while time.monotonic() - start < 4:
+            if c.readable(0.2):
+                got = True
+                break
+            try:
+                c.send(b"X-A: b\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        assert got, "no answer to a slowloris request past headerTimeout"
+        r = c.read_response(timeout=2)
+        elapsed = time.monotonic() - start
+        assert r.status == 408
+        assert 0.8 <= elapsed <= 3.0, elapsed
+        assert c.is_closed(2.0)
+    assert env["up"].snapshot() == []
+
+
+def test_valid_request_after_all_cases_still_served(env):
+    # the proxy survived every case above and still serves normal traffic
+    r = jgtest.get(env["port"], "/ok")
+    assert r.status == 200 and r.json()["path"] == "/ok"

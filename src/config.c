@@ -1850,7 +1850,12 @@ static void parse_workers(struct cfg_ctx *c, yaml_node_t *root)
 	long cpus;
 
 	if (n != NULL && n->type == YAML_SCALAR_NODE && strcmp((const char *)n->data.scalar.value, "auto") != 0) {
-		if (as_u64(c, n, kp, 1, CONFIG_MAX_WORKERS, &v) == 0)
+		const char *t = (const char *)n->data.scalar.value;
+		char show[CONFIG_SHOW_MAX + 4];
+
+		if (parse_u64(t, &v) == JG_ERR_INVAL || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+			cfg_error(c, n, kp, "expected a number or \"auto\", found \"%s\"", cfg_show(t, show));
+		else if (as_u64(c, n, kp, 1, CONFIG_MAX_WORKERS, &v) == 0)
 			c->cfg->workers = (int)v;
 		return;
 	}

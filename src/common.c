@@ -84,3 +84,32 @@ bool jg_case_eq(const char *a, size_t alen, const char *b, size_t blen)
 	}
 	return true;
 }
+
+int jg_buf_append(struct jg_buf *b, const char *s, size_t n)
+{
+	if (n > b->max || b->len > b->max - n)
+		return JG_ERR_LIMIT;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->data, cap);
+		if (p == NULL)
+			return JG_ERR_NOMEM;
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+void jg_buf_free(struct jg_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}

@@ -1,1 +1,1091 @@
-/* http1.c: to be written */
+/* http1.c: the HTTP/1.1 downstream codec.
+ *
+ * One struct h1_conn per accepted socket. llhttp (strict: no lenient flag is ever set) decodes the
+ * request head into a protocol-neutral struct request; the pipeline (router, auth, upstream) runs
+ * on it; the response comes back through the upstream sink and is encoded here. One exchange at a
+ * time per connection, so pipelined requests are answered in order: the parser is paused after
+ * each request and resumed once its response is complete.
+ *
+ * Bounds a client cannot raise: request line (limits.maxRequestLine, 414), head bytes and header
+ * count (limits.maxHeaderBytes / maxHeaderCount, 431), head read time (limits.headerTimeout, 408),
+ * idle keep-alive time, body size (limits.maxBodySize, 413), and buffered bytes each way (reading
+ * from one side stops while the other side's output buffer is above H1_OUT_HIGH).
+ */
+#include "jwtgate/http1.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+
+#include "jwtgate/access_log.h"
+#include "jwtgate/auth.h"
+#include "jwtgate/common.h"
+#include "jwtgate/log.h"
+#include "jwtgate/router.h"
+#include "jwtgate/upstream.h"
+#include "jwtgate/worker.h"
+
+#define H1_OUT_HIGH (256 * 1024) /* response bytes buffered towards the client before pausing upstream */
+#define H1_OUT_LOW (64 * 1024)
+#define H1_IN_HIGH (64 * 1024)   /* request bytes read ahead of the parser */
+#define H1_ARENA_CHUNK 4096
+#define H1_ARENA_LIMIT (1024 * 1024) /* per request; the head limits keep real use far below */
+
+enum h1_state {
+	H1_IDLE = 0, /* between requests: idle timer */
+	H1_HEAD,     /* reading a request head: header timer */
+	H1_UPSTREAM, /* request handed to the pipeline; body and response flowing */
+	H1_CLOSING,  /* flushing the last bytes, then close */
+	H1_CLOSED,
+};
+
+static const char *h1_state_str(enum h1_state s)
+{
+	static const char *const names[] = {"IDLE", "HEAD", "UPSTREAM", "CLOSING", "CLOSED"};
+
+	return names[s];
+}
+
+struct h1_conn {
+	struct worker *w;
+	struct bufferevent *bev;
+	enum h1_state state;
+	int listener_index;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	char peer_ip[INET6_ADDRSTRLEN];
+	llhttp_t parser;
+	struct arena arena;
+	struct request req;
+	struct jg_buf field, value;
+	size_t head_bytes;
+	unsigned header_count;
+	int error_status; /* set by a callback to choose the error status (431, 414, 413, 501) */
+	const char *error_text;
+	struct event timer;   /* header or idle timeout */
+	struct event free_ev; /* deferred free */
+	struct h1_conn *next, *prev;
+
+	/* the current exchange */
+	struct upstream_exchange *ex;
+	const struct config_rule *rule;
+	uint64_t start_ms;
+	bool keepalive;        /* the client allows another request on this connection */
+	bool expect_continue;
+	bool req_has_body;
+	bool req_chunked;
+	int64_t req_content_length;
+	uint64_t req_body_bytes;
+	bool head_parsed;      /* paused after on_headers_complete, not yet dispatched */
+	bool upstream_ready;   /* on_ready came: body may flow */
+	bool body_blocked;     /* upstream output full: stop feeding the body */
+	bool req_done;         /* on_message_complete seen */
+	bool resp_head_sent;
+	bool resp_chunked;     /* we frame the response body in chunks */
+	bool resp_until_close; /* body ends with the connection */
+	bool resp_done;
+	bool resp_paused;      /* we asked upstream to stop (client output full) */
+	bool in_parse;
+	int status;
+	uint64_t resp_bytes;
+	char request_id[40];
+	bool draining;
+};
+
+static llhttp_settings_t h1_settings;
+
+static void h1_process(struct h1_conn *c);
+static void h1_close(struct h1_conn *c);
+
+/* ---- state ---- */
+
+static void h1_set_state(struct h1_conn *c, enum h1_state s)
+{
+	/* IDLE->HEAD->UPSTREAM->IDLE is the cycle; any state may go to CLOSING or CLOSED. */
+	static const bool legal[5][5] = {
+		/* IDLE */ {false, true, false, true, true},
+		/* HEAD */ {false, false, true, true, true},
+		/* UPSTREAM */ {true, false, false, true, true},
+		/* CLOSING */ {false, false, false, false, true},
+		/* CLOSED */ {false, false, false, false, false},
+	};
+
+	if (!legal[c->state][s]) {
+		log_error("http1 %s: illegal state change %s -> %s", c->peer_ip, h1_state_str(c->state),
+			  h1_state_str(s));
+		abort();
+	}
+	log_debug("http1 %s: %s -> %s", c->peer_ip, h1_state_str(c->state), h1_state_str(s));
+	c->state = s;
+}
+
+static void h1_arm_timer(struct h1_conn *c, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	if (ms == 0) {
+		evtimer_del(&c->timer);
+		return;
+	}
+	evtimer_add(&c->timer, &tv);
+}
+
+/* ---- local responses ---- */
+
+/* Writes a complete response made here (errors, 404, JWT denials). `extra` holds extra header
+ * lines. Closes after it when asked to or when the request body was not read whole. */
+static void h1_respond_local(struct h1_conn *c, int status, const char *reason, const char *body,
+			     const char *extra, bool close_after)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t blen = body ? strlen(body) : 0;
+	bool is_head = c->req.method_len == 4 && memcmp(c->req.method, "HEAD", 4) == 0;
+
+	if (!c->req_done || !c->keepalive || c->draining)
+		close_after = true;
+	c->status = status;
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s%s\r\n",
+			    status, reason, blen, extra ? extra : "", close_after ? "connection: close\r\n" : "");
+	if (!is_head && blen > 0)
+		evbuffer_add(out, body, blen);
+	c->resp_bytes = blen;
+	c->resp_done = true;
+	c->resp_head_sent = true;
+	if (close_after)
+		c->keepalive = false;
+}
+
+static const char *h1_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* An error that ends the connection: answer (when nothing was sent yet) and close. */
+static void h1_fail(struct h1_conn *c, int status, const char *text)
+{
+	char body[128];
+
+	if (!c->resp_head_sent) {
+		snprintf(body, sizeof(body), "%s\n", text);
+		h1_respond_local(c, status, h1_reason(status), body, NULL, true);
+	}
+	c->keepalive = false;
+	h1_close(c);
+}
+
+/* ---- access log and end of an exchange ---- */
+
+static void h1_log_exchange(struct h1_conn *c)
+{
+	struct access_log_entry e;
+
+	if (c->w->access_log == NULL)
+		return;
+	memset(&e, 0, sizeof(e));
+	e.client = c->peer_ip;
+	e.host = c->req.authority;
+	e.method = c->req.method;
+	e.path = c->req.target;
+	e.route = c->rule != NULL ? c->rule->route->name : NULL;
+	e.upstream = upstream_exchange_peer(c->ex);
+	e.status = c->status;
+	e.bytes = c->resp_bytes;
+	e.duration_ms = jg_now_ms() - c->start_ms;
+	e.request_id = c->request_id[0] ? c->request_id : NULL;
+	e.protocol = c->req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+	access_log_write(c->w->access_log, c->w->access_log_format, &e);
+}
+
+/* Resets per-request state and, when the client keeps the connection, goes back to IDLE and
+ * parses any pipelined bytes. */
+static void h1_exchange_done(struct h1_conn *c)
+{
+	if (c->ex != NULL) {
+		upstream_cancel(c->ex); /* no-op when the exchange already ended */
+		c->ex = NULL;
+	}
+	if (!c->keepalive || !c->req_done || c->draining) {
+		h1_close(c);
+		return;
+	}
+	arena_reset(&c->arena);
+	request_init(&c->req, &c->arena);
+	c->rule = NULL;
+	c->head_bytes = 0;
+	c->header_count = 0;
+	c->error_status = 0;
+	c->head_parsed = c->upstream_ready = c->body_blocked = c->req_done = false;
+	c->resp_head_sent = c->resp_chunked = c->resp_until_close = c->resp_done = false;
+	c->expect_continue = c->req_has_body = c->req_chunked = false;
+	c->req_body_bytes = 0;
+	c->resp_bytes = 0;
+	c->status = 0;
+	c->request_id[0] = '\0';
+	if (c->resp_paused) {
+		c->resp_paused = false;
+	}
+	h1_set_state(c, H1_IDLE);
+	bufferevent_enable(c->bev, EV_READ);
+	h1_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		h1_process(c);
+}
+
+/* A local response was queued: finish the exchange once it is written. */
+static void h1_local_done(struct h1_conn *c)
+{
+	h1_log_exchange(c);
+	h1_exchange_done(c);
+}
+
+/* ---- upstream sink ---- */
+
+static void h1_up_on_ready(void *ctx)
+{
+	struct h1_conn *c = ctx;
+
+	c->upstream_ready = true;
+	if (c->expect_continue && c->req_has_body && c->req.http_minor >= 1)
+		evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	if (c->req_done) {
+		upstream_end_body(c->ex);
+		return;
+	}
+	h1_process(c);
+}
+
+static void h1_up_on_drain(void *ctx)
+{
+	struct h1_conn *c = ctx;
+
+	c->body_blocked = false;
+	bufferevent_enable(c->bev, EV_READ);
+	h1_process(c);
+}
+
+/* Writes the response head for the client: status line, end-to-end headers, our framing. */
+static void h1_up_on_head(void *ctx, const struct response *resp)
+{
+	struct h1_conn *c = ctx;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t i;
+
+	if (resp->status < 200) {
+		/* Interim responses only go to HTTP/1.1 clients (RFC 9110 section 15.2). 100 is ours. */
+		if (c->req.http_minor >= 1 && resp->status != 100) {
+			evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len,
+					    resp->reason);
+			for (i = 0; i < resp->n_headers; i++) {
+				const struct request_header *h = &resp->headers[i];
+
+				if (request_header_is_hop_by_hop(h->name, h->name_len))
+					continue;
+				evbuffer_add_printf(out, "%s: %s\r\n", h->name, h->value);
+			}
+			evbuffer_add(out, "\r\n", 2);
+		}
+		return;
+	}
+	c->status = resp->status;
+	c->resp_head_sent = true;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len, resp->reason);
+	for (i = 0; i < resp->n_headers; i++) {
+		const struct request_header *h = &resp->headers[i];
+
+		if (request_header_is_hop_by_hop(h->name, h->name_len))
+			continue;
+		if (request_header_listed_in_connection(resp->headers, resp->n_headers, h->name, h->name_len))
+			continue;
+		if (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0 && resp->chunked)
+			continue;
+		evbuffer_add(out, h->name, h->name_len);
+		evbuffer_add(out, ": ", 2);
+		evbuffer_add(out, h->value, h->value_len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	if (resp->has_body && resp->content_length < 0) {
+		/* Chunked or close-delimited upstream body: re-frame for the client. */
+		if (c->req.http_minor >= 1) {
+			c->resp_chunked = true;
+			evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
+		} else {
+			c->resp_until_close = true;
+			c->keepalive = false;
+		}
+	} else if (!resp->has_body && resp->chunked && c->req.method_len == 4 &&
+		   memcmp(c->req.method, "HEAD", 4) == 0 && c->req.http_minor >= 1) {
+		/* HEAD: tell the client what a GET would have used. */
+		evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
+	}
+	if (!c->req_done || c->draining)
+		c->keepalive = false;
+	if (!c->keepalive)
+		evbuffer_add(out, "connection: close\r\n", 19);
+	else if (c->req.http_minor == 0)
+		evbuffer_add(out, "connection: keep-alive\r\n", 24);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void h1_up_on_data(void *ctx, const char *data, size_t len)
+{
+	struct h1_conn *c = ctx;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (c->resp_chunked)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add(out, data, len);
+	if (c->resp_chunked)
+		evbuffer_add(out, "\r\n", 2);
+	c->resp_bytes += len;
+	if (!c->resp_paused && evbuffer_get_length(out) > H1_OUT_HIGH) {
+		/* Client reads slower than upstream writes: stop reading upstream until we drained. */
+		c->resp_paused = true;
+		upstream_pause_response(c->ex, true);
+		bufferevent_setwatermark(c->bev, EV_WRITE, H1_OUT_LOW, 0);
+	}
+}
+
+static void h1_up_on_end(void *ctx)
+{
+	struct h1_conn *c = ctx;
+
+	if (c->resp_chunked)
+		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	c->resp_done = true;
+	h1_log_exchange(c);
+	c->ex = NULL;
+	if (!c->req_done)
+		c->keepalive = false; /* upstream answered before the body ended: do not read the rest */
+	h1_exchange_done(c);
+}
+
+static void h1_up_on_error(void *ctx, enum upstream_error err, bool after_head)
+{
+	struct h1_conn *c = ctx;
+	char body[96];
+
+	if (after_head) {
+		/* The client already has a head: the only honest signal left is closing. */
+		log_info("http1 %s: upstream failed mid-response: %s", c->peer_ip, upstream_error_text(err));
+		c->status = c->status ? c->status : 502;
+		h1_log_exchange(c);
+		c->ex = NULL;
+		c->keepalive = false;
+		h1_close(c);
+		return;
+	}
+	snprintf(body, sizeof(body), "%s\n", upstream_error_text(err));
+	h1_respond_local(c, upstream_error_status(err), h1_reason(upstream_error_status(err)), body, NULL, false);
+	h1_log_exchange(c);
+	c->ex = NULL;
+	h1_exchange_done(c);
+}
+
+static const struct upstream_sink h1_sink = {
+	.on_ready = h1_up_on_ready,
+	.on_head = h1_up_on_head,
+	.on_data = h1_up_on_data,
+	.on_end = h1_up_on_end,
+	.on_error = h1_up_on_error,
+	.on_drain = h1_up_on_drain,
+};
+
+/* ---- the pipeline for one request ---- */
+
+static void h1_make_request_id(struct h1_conn *c)
+{
+	uint64_t a = worker_random(c->w), b = worker_random(c->w);
+
+	/* RFC 9562 version 4 layout. */
+	snprintf(c->request_id, sizeof(c->request_id), "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(a >> 32),
+		 (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
+		 (uint64_t)(b & 0xffffffffffffull));
+}
+
+/* Validates what llhttp leaves to us (RFC 9112 section 6), then routes, authenticates and starts the
+ * upstream exchange. Returns false when the request was answered locally. */
+static void h1_dispatch(struct h1_conn *c)
+{
+	struct request *req = &c->req;
+	const struct config_backend_ref *ref;
+	const struct config_policy *policy;
+	struct request_header *h, *xff;
+	char extra[1024];
+	size_t pos = 0, n = 0;
+	int hosts = 0, len;
+
+	while ((h = request_header_next(req, "host", 4, &pos)) != NULL) {
+		hosts++;
+		req->authority = h->value;
+		req->authority_len = h->value_len;
+		pos++;
+	}
+	if (hosts > 1 || (hosts == 0 && req->http_minor >= 1)) {
+		h1_fail(c, 400, hosts ? "multiple Host headers" : "missing Host header");
+		return;
+	}
+	if (request_finish_head(req) < 0) {
+		h1_fail(c, 400, "bad request target or Host");
+		return;
+	}
+	if (req->target[0] != '/') {
+		/* origin-form only: absolute-form and asterisk-form are for forward proxies */
+		h1_fail(c, 400, "request target must be a path");
+		return;
+	}
+	h = request_header_get(req, "content-type", 12);
+	req->is_grpc = h != NULL && h->value_len >= 16 && jg_case_eq(h->value, 16, "application/grpc", 16);
+	req->listener_index = c->listener_index;
+	req->peer = (const struct sockaddr *)&c->peer;
+	req->peer_len = c->peer_len;
+
+	c->rule = router_match(c->w->router, req);
+	if (c->rule == NULL) {
+		h1_respond_local(c, 404, "Not Found", "route not found\n", NULL, false);
+		h1_local_done(c);
+		return;
+	}
+	policy = config_route_policy(c->rule->route, c->listener_index);
+	if (policy != NULL && policy->has_jwt) {
+		struct auth_decision d;
+
+		auth_check(c->w->auth, policy, req, jg_wall_time(), &d);
+		if (d.verdict == AUTH_DENY) {
+			char www[512], hdr[600];
+
+			auth_www_authenticate(req, &d, www, sizeof(www));
+			snprintf(hdr, sizeof(hdr), "www-authenticate: %s\r\n", www);
+			h1_respond_local(c, d.http_status, h1_reason(d.http_status), d.message, hdr, false);
+			h1_local_done(c);
+			return;
+		}
+		if (d.recompute_route) {
+			c->rule = router_match(c->w->router, req);
+			if (c->rule == NULL) {
+				h1_respond_local(c, 404, "Not Found", "route not found\n", NULL, false);
+				h1_local_done(c);
+				return;
+			}
+		}
+	}
+	if (c->w->cfg->limits.max_body_bytes && c->req_content_length > 0 &&
+	    (uint64_t)c->req_content_length > c->w->cfg->limits.max_body_bytes) {
+		h1_fail(c, 413, "request body too large");
+		return;
+	}
+	ref = router_pick_backend(c->rule, (uint32_t)worker_random(c->w));
+	if (ref == NULL) {
+		h1_respond_local(c, 500, "Internal Server Error", "no backend with a weight\n", NULL, false);
+		h1_local_done(c);
+		return;
+	}
+
+	/* X-Forwarded-For: append the client address to what earlier proxies wrote (one line). */
+	pos = 0;
+	len = 0;
+	while ((xff = request_header_next(req, "x-forwarded-for", 15, &pos)) != NULL) {
+		if (xff->value_len + (size_t)len + 4 < sizeof(extra) / 2) {
+			len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%.*s", n++ ? ", " : "x-forwarded-for: ",
+					(int)xff->value_len, xff->value);
+		}
+		xff->removed = true;
+		pos++;
+	}
+	len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%s\r\n", n ? ", " : "x-forwarded-for: ",
+			c->peer_ip);
+	request_header_remove(req, "x-forwarded-proto", 17);
+	len += snprintf(extra + len, sizeof(extra) - (size_t)len, "x-forwarded-proto: %s\r\n", req->scheme);
+	h = request_header_get(req, "x-request-id", 12);
+	if (h == NULL) {
+		h1_make_request_id(c);
+		len += snprintf(extra + len, sizeof(extra) - (size_t)len, "x-request-id: %s\r\n", c->request_id);
+	} else {
+		snprintf(c->request_id, sizeof(c->request_id), "%.*s", (int)(h->value_len < 39 ? h->value_len : 39),
+			 h->value);
+	}
+	if (len < 0 || (size_t)len >= sizeof(extra)) {
+		h1_fail(c, 400, "forwarding headers too long");
+		return;
+	}
+	if (upstream_start(c->w->upstream, ref, req, extra, (size_t)len, c->req_has_body,
+			   c->req_chunked ? -1 : c->req_content_length, &h1_sink, c, &c->ex) < 0) {
+		c->ex = NULL;
+		h1_respond_local(c, 503, "Service Unavailable", "upstream overloaded\n", NULL, false);
+		h1_local_done(c);
+	}
+}
+
+/* ---- request parser callbacks ---- */
+
+static int h1_on_message_begin(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+
+	c->start_ms = jg_now_ms();
+	c->field.len = c->value.len = 0;
+	return 0;
+}
+
+static int h1_head_add(struct h1_conn *c, size_t len)
+{
+	c->head_bytes += len;
+	if (c->head_bytes > c->w->cfg->limits.max_header_bytes) {
+		c->error_status = 431;
+		c->error_text = "request header fields too large";
+		return -1;
+	}
+	return 0;
+}
+
+static int h1_on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct h1_conn *c = p->data;
+
+	if (c->value.len + len > c->w->cfg->limits.max_request_line) {
+		c->error_status = 414;
+		c->error_text = "request line too long";
+		return -1;
+	}
+	if (h1_head_add(c, len) < 0)
+		return -1;
+	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+}
+
+static int h1_on_url_complete(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+
+	c->req.target = arena_strndup(&c->arena, c->value.data ? c->value.data : "", c->value.len);
+	c->req.target_len = c->value.len;
+	c->value.len = 0;
+	return c->req.target == NULL ? -1 : 0;
+}
+
+static int h1_on_method_complete(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+	const char *m = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
+
+	c->req.method = (char *)m;
+	c->req.method_len = strlen(m);
+	if (llhttp_get_method(p) == HTTP_CONNECT) {
+		c->error_status = 405;
+		c->error_text = "CONNECT is not supported";
+		return -1;
+	}
+	return 0;
+}
+
+static int h1_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct h1_conn *c = p->data;
+
+	if (h1_head_add(c, len) < 0)
+		return -1;
+	return jg_buf_append(&c->field, at, len) < 0 ? -1 : 0;
+}
+
+static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct h1_conn *c = p->data;
+
+	if (h1_head_add(c, len) < 0)
+		return -1;
+	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+}
+
+/* Content-Length: 1*DIGIT without leading zeros, at most 18 digits (RFC 9110 section 8.6; a leading
+ * zero or sign is read differently by different parsers, so it is refused). */
+static bool h1_content_length_ok(const char *v, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > 18 || (len > 1 && v[0] == '0'))
+		return false;
+	for (i = 0; i < len; i++)
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+	return true;
+}
+
+/* Transfer-Encoding: only "chunked", once (RFC 9112 section 6.1). Returns 0, or 400 / 501. */
+static int h1_transfer_encoding_check(const char *v, size_t len)
+{
+	size_t i = 0;
+	int n = 0;
+
+	while (i < len) {
+		size_t start, end;
+
+		while (i < len && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		start = i;
+		while (i < len && v[i] != ',')
+			i++;
+		end = i;
+		while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+			end--;
+		if (end == start)
+			return 400; /* empty list element: ",chunked" */
+		if (!jg_case_eq(v + start, end - start, "chunked", 7)) {
+			size_t k;
+
+			for (k = start; k < end; k++) {
+				char ch = v[k];
+
+				if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+				      ch == '-' || ch == '.' || ch == '_'))
+					return 400;
+			}
+			return 501;
+		}
+		if (++n > 1)
+			return 400; /* "chunked, chunked" */
+		if (i < len)
+			i++;
+	}
+	return n == 1 ? 0 : 400;
+}
+
+static int h1_on_header_value_complete(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+	const char *v = c->value.data ? c->value.data : "";
+	size_t i, len = c->value.len;
+	int rc;
+
+	/* llhttp 8 still unfolds obs-fold and passes some control bytes: refuse them here. */
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			c->error_status = 400;
+			c->error_text = "invalid character in header value";
+			return -1;
+		}
+	}
+	if (c->field.len == 0) {
+		c->error_status = 400;
+		c->error_text = "empty header name";
+		return -1;
+	}
+	if (++c->header_count > c->w->cfg->limits.max_header_count) {
+		c->error_status = 431;
+		c->error_text = "too many header fields";
+		return -1;
+	}
+	if (jg_case_eq(c->field.data, c->field.len, "content-length", 14) && !h1_content_length_ok(v, len)) {
+		c->error_status = 400;
+		c->error_text = "invalid Content-Length";
+		return -1;
+	}
+	if (jg_case_eq(c->field.data, c->field.len, "transfer-encoding", 17)) {
+		rc = h1_transfer_encoding_check(v, len);
+		if (rc != 0 || llhttp_get_http_minor(p) == 0) {
+			c->error_status = rc ? rc : 400;
+			c->error_text = rc == 501 ? "transfer coding not implemented" : "invalid Transfer-Encoding";
+			return -1;
+		}
+	}
+	/* OWS around the value is not part of it (llhttp leaves trailing whitespace). */
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	rc = request_header_add(&c->req, c->field.data, c->field.len, v, len);
+	c->field.len = c->value.len = 0;
+	if (rc < 0) {
+		c->error_status = rc == JG_ERR_LIMIT ? 431 : 503;
+		c->error_text = "cannot store header";
+		return -1;
+	}
+	return 0;
+}
+
+static int h1_on_headers_complete(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+	struct request_header *h;
+
+	c->req.http_major = llhttp_get_http_major(p);
+	c->req.http_minor = llhttp_get_http_minor(p);
+	if (c->req.http_major != 1) {
+		c->error_status = 505;
+		c->error_text = "HTTP version not supported";
+		return -1;
+	}
+	c->keepalive = llhttp_should_keep_alive(p);
+	c->req_chunked = (p->flags & F_CHUNKED) != 0;
+	c->req_content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0;
+	c->req_has_body = c->req_chunked || c->req_content_length > 0;
+	c->req.has_body = c->req_has_body;
+	h = request_header_get(&c->req, "expect", 6);
+	if (h != NULL) {
+		if (!jg_case_eq(h->value, h->value_len, "100-continue", 12)) {
+			c->error_status = 417 == 417 ? 400 : 400;
+			c->error_text = "unsupported Expect";
+			return -1;
+		}
+		c->expect_continue = true;
+	}
+	c->head_parsed = true;
+	return HPE_PAUSED;
+}
+
+static int h1_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct h1_conn *c = p->data;
+	int rc;
+
+	c->req_body_bytes += len;
+	if (c->w->cfg->limits.max_body_bytes && c->req_body_bytes > c->w->cfg->limits.max_body_bytes) {
+		c->error_status = 413;
+		c->error_text = "request body too large";
+		return -1;
+	}
+	if (c->ex == NULL)
+		return 0; /* answered locally: the body is read and dropped */
+	rc = upstream_send_body(c->ex, at, len);
+	if (rc == 1) {
+		c->body_blocked = true;
+		return HPE_PAUSED;
+	}
+	return 0;
+}
+
+static int h1_on_message_complete(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+
+	c->req_done = true;
+	if (c->ex != NULL)
+		upstream_end_body(c->ex);
+	return HPE_PAUSED;
+}
+
+static void h1_settings_init(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	llhttp_settings_init(&h1_settings);
+	h1_settings.on_message_begin = h1_on_message_begin;
+	h1_settings.on_url = h1_on_url;
+	h1_settings.on_url_complete = h1_on_url_complete;
+	h1_settings.on_method_complete = h1_on_method_complete;
+	h1_settings.on_header_field = h1_on_header_field;
+	h1_settings.on_header_value = h1_on_header_value;
+	h1_settings.on_header_value_complete = h1_on_header_value_complete;
+	h1_settings.on_headers_complete = h1_on_headers_complete;
+	h1_settings.on_body = h1_on_body;
+	h1_settings.on_message_complete = h1_on_message_complete;
+	done = true;
+}
+
+/* ---- input processing ---- */
+
+/* May the parser consume more bytes now? */
+static bool h1_can_parse(const struct h1_conn *c)
+{
+	if (c->state == H1_IDLE || c->state == H1_HEAD)
+		return !c->head_parsed;
+	if (c->state != H1_UPSTREAM || c->req_done)
+		return false;
+	/* Body bytes flow once upstream is ready; a local answer (ex == NULL) never waits. */
+	if (c->ex != NULL && (!c->upstream_ready || c->body_blocked))
+		return false;
+	return c->ex != NULL;
+}
+
+/* Feeds buffered input to llhttp while the state allows, and dispatches a complete head. */
+static void h1_process(struct h1_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (c->in_parse)
+		return;
+	c->in_parse = true;
+	for (;;) {
+		struct evbuffer_iovec v;
+		enum llhttp_errno rc;
+		size_t avail = evbuffer_get_length(in);
+
+		if (c->state == H1_CLOSING || c->state == H1_CLOSED)
+			break;
+		if (c->head_parsed && c->state != H1_UPSTREAM) {
+			c->head_parsed = false;
+			evtimer_del(&c->timer);
+			h1_set_state(c, H1_UPSTREAM);
+			h1_dispatch(c);
+			continue;
+		}
+		if (!h1_can_parse(c))
+			break;
+		if (avail == 0) {
+			/* A body-less request completes without more bytes: let llhttp reach
+			 * on_message_complete with an empty run. */
+			if (c->state == H1_UPSTREAM && !c->req_has_body && !c->req_done) {
+				rc = llhttp_execute(&c->parser, "", 0);
+				if (rc == HPE_PAUSED)
+					llhttp_resume(&c->parser);
+				continue;
+			}
+			break;
+		}
+		if (c->state == H1_IDLE) {
+			h1_set_state(c, H1_HEAD);
+			h1_arm_timer(c, c->w->cfg->limits.header_timeout_ms);
+		}
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		rc = llhttp_execute(&c->parser, v.iov_base, v.iov_len);
+		if (rc == HPE_OK) {
+			evbuffer_drain(in, v.iov_len);
+			continue;
+		}
+		if (rc == HPE_PAUSED) {
+			evbuffer_drain(in, (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
+			llhttp_resume(&c->parser);
+			continue;
+		}
+		if (rc == HPE_PAUSED_UPGRADE) {
+			/* We forwarded without the Upgrade; what follows is a next request. */
+			evbuffer_drain(in, (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
+			llhttp_resume_after_upgrade(&c->parser);
+			continue;
+		}
+		log_info("http1 %s: bad request: %s", c->peer_ip,
+			 c->error_text ? c->error_text : llhttp_get_error_reason(&c->parser));
+		c->in_parse = false;
+		if (c->ex != NULL) {
+			upstream_cancel(c->ex);
+			c->ex = NULL;
+		}
+		c->status = c->error_status ? c->error_status : 400;
+		if (!c->resp_head_sent)
+			h1_log_exchange(c);
+		h1_fail(c, c->status, c->error_text ? c->error_text : "bad request");
+		return;
+	}
+	c->in_parse = false;
+	/* A local answer whose request body is still arriving: keep reading to drop it. */
+	if (c->state == H1_UPSTREAM && c->ex == NULL && c->resp_done && !c->req_done)
+		h1_close(c);
+}
+
+/* ---- socket callbacks ---- */
+
+static void h1_on_read(struct bufferevent *bev, void *arg)
+{
+	struct h1_conn *c = arg;
+
+	if (c->state == H1_CLOSING) {
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	h1_process(c);
+}
+
+static void h1_on_write(struct bufferevent *bev, void *arg)
+{
+	struct h1_conn *c = arg;
+
+	if (c->state == H1_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			h1_close(c);
+		return;
+	}
+	if (c->resp_paused && evbuffer_get_length(bufferevent_get_output(bev)) <= H1_OUT_LOW) {
+		c->resp_paused = false;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		if (c->ex != NULL)
+			upstream_pause_response(c->ex, false);
+	}
+}
+
+static void h1_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct h1_conn *c = arg;
+
+	/* EOF, error or timeout from the client side: nothing more can be answered. */
+	if (c->ex != NULL) {
+		upstream_cancel(c->ex);
+		if (!c->resp_done) {
+			c->status = c->status ? c->status : 499; /* client closed first (nginx's convention) */
+			h1_log_exchange(c);
+		}
+		c->ex = NULL;
+	}
+	c->keepalive = false;
+	if (c->state != H1_CLOSING)
+		h1_set_state(c, H1_CLOSING);
+	evbuffer_drain(bufferevent_get_output(bev), evbuffer_get_length(bufferevent_get_output(bev)));
+	h1_close(c);
+}
+
+static void h1_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct h1_conn *c = arg;
+
+	if (c->state == H1_HEAD) {
+		/* Slow head (slowloris): 408, then close. */
+		log_info("http1 %s: request head timeout", c->peer_ip);
+		c->status = 408;
+		h1_fail(c, 408, "request header timeout");
+		return;
+	}
+	/* Idle keep-alive connection, or a close that never finished flushing. */
+	c->keepalive = false;
+	if (c->state != H1_CLOSING)
+		h1_set_state(c, H1_CLOSING);
+	evbuffer_drain(bufferevent_get_output(c->bev), evbuffer_get_length(bufferevent_get_output(c->bev)));
+	h1_close(c);
+}
+
+static void h1_on_free(evutil_socket_t fd, short what, void *arg)
+{
+	struct h1_conn *c = arg;
+
+	evtimer_del(&c->timer);
+	worker_conn_removed(c->w, c);
+	arena_free(&c->arena);
+	jg_buf_free(&c->field);
+	jg_buf_free(&c->value);
+	free(c);
+}
+
+/* Closes once the output is flushed (bounded by a short linger timer); frees from a deferred event. */
+static void h1_close(struct h1_conn *c)
+{
+	if (c->state == H1_CLOSED)
+		return;
+	if (c->ex != NULL) {
+		upstream_cancel(c->ex);
+		c->ex = NULL;
+	}
+	if (c->state != H1_CLOSING) {
+		h1_set_state(c, H1_CLOSING);
+		bufferevent_disable(c->bev, EV_READ);
+		shutdown(bufferevent_getfd(c->bev), SHUT_RD);
+	}
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		/* Let the last bytes go; the linger bound stops a client that never reads. */
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		h1_arm_timer(c, 5000);
+		return;
+	}
+	h1_set_state(c, H1_CLOSED);
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	event_active(&c->free_ev, EV_TIMEOUT, 0);
+}
+
+int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+		      int listener_index)
+{
+	struct h1_conn *c;
+
+	h1_settings_init();
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return JG_ERR_NOMEM;
+	}
+	c->w = w;
+	c->listener_index = listener_index;
+	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
+	c->peer_len = peer_len;
+	if (peer->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+	else if (peer->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+	else
+		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		close(fd);
+		free(c);
+		return JG_ERR_NOMEM;
+	}
+	arena_init(&c->arena, H1_ARENA_CHUNK, H1_ARENA_LIMIT);
+	request_init(&c->req, &c->arena);
+	c->field.max = w->cfg->limits.max_header_bytes;
+	c->value.max = w->cfg->limits.max_header_bytes;
+	llhttp_init(&c->parser, HTTP_REQUEST, &h1_settings);
+	c->parser.data = c;
+	evtimer_assign(&c->timer, w->base, h1_on_timer, c);
+	event_assign(&c->free_ev, w->base, -1, 0, h1_on_free, c);
+	bufferevent_setcb(c->bev, h1_on_read, h1_on_write, h1_on_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, H1_IN_HIGH);
+	c->state = H1_IDLE;
+	c->keepalive = true;
+	worker_conn_added(w, c);
+	/* The first request must arrive within the header timeout. */
+	h1_arm_timer(c, w->cfg->limits.header_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return 0;
+}
+
+void http1_conn_drain(struct h1_conn *c)
+{
+	c->draining = true;
+	if (c->state == H1_IDLE) {
+		c->keepalive = false;
+		h1_close(c);
+	}
+}
+
+struct h1_conn *http1_conn_next(struct h1_conn *c)
+{
+	return c->next;
+}
+
+void http1_conn_link(struct h1_conn **head, struct h1_conn *c)
+{
+	c->prev = NULL;
+	c->next = *head;
+	if (*head != NULL)
+		(*head)->prev = c;
+	*head = c;
+}
+
+void http1_conn_unlink(struct h1_conn **head, struct h1_conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+}

@@ -14,40 +14,32 @@ void request_init(struct request *req, struct arena *arena)
 	req->http_minor = 1;
 }
 
-static int request_headers_grow(struct request *req)
-{
-	size_t cap = req->cap_headers ? req->cap_headers * 2 : 32;
-	struct request_header *h;
-
-	if (cap > REQUEST_MAX_HEADERS_HARD)
-		cap = REQUEST_MAX_HEADERS_HARD;
-	if (cap <= req->n_headers)
-		return JG_ERR_LIMIT;
-	h = arena_alloc(req->arena, cap * sizeof(*h));
-	if (h == NULL)
-		return JG_ERR_NOMEM;
-	if (req->n_headers)
-		memcpy(h, req->headers, req->n_headers * sizeof(*h));
-	req->headers = h;
-	req->cap_headers = cap;
-	return 0;
-}
-
-int request_header_add(struct request *req, const char *name, size_t name_len, const char *value,
-		       size_t value_len)
+/* Appends to a header array kept in an arena (shared by requests and responses). The array doubles
+ * when full, up to REQUEST_MAX_HEADERS_HARD entries. */
+static int header_list_add(struct arena *arena, struct request_header **headers, size_t *n, size_t *cap,
+			   const char *name, size_t name_len, const char *value, size_t value_len)
 {
 	struct request_header *h;
 	size_t i;
-	int rc;
 
-	if (req->n_headers == req->cap_headers) {
-		rc = request_headers_grow(req);
-		if (rc < 0)
-			return rc;
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 32;
+
+		if (ncap > REQUEST_MAX_HEADERS_HARD)
+			ncap = REQUEST_MAX_HEADERS_HARD;
+		if (ncap <= *n)
+			return JG_ERR_LIMIT;
+		h = arena_alloc(arena, ncap * sizeof(*h));
+		if (h == NULL)
+			return JG_ERR_NOMEM;
+		if (*n)
+			memcpy(h, *headers, *n * sizeof(*h));
+		*headers = h;
+		*cap = ncap;
 	}
-	h = &req->headers[req->n_headers];
-	h->name = arena_alloc(req->arena, name_len + 1);
-	h->value = arena_strndup(req->arena, value, value_len);
+	h = &(*headers)[*n];
+	h->name = arena_alloc(arena, name_len + 1);
+	h->value = arena_strndup(arena, value, value_len);
 	if (h->name == NULL || h->value == NULL)
 		return JG_ERR_NOMEM;
 	for (i = 0; i < name_len; i++) {
@@ -59,8 +51,72 @@ int request_header_add(struct request *req, const char *name, size_t name_len, c
 	h->name_len = name_len;
 	h->value_len = value_len;
 	h->removed = false;
-	req->n_headers++;
+	(*n)++;
 	return 0;
+}
+
+int request_header_add(struct request *req, const char *name, size_t name_len, const char *value,
+		       size_t value_len)
+{
+	return header_list_add(req->arena, &req->headers, &req->n_headers, &req->cap_headers, name, name_len,
+			       value, value_len);
+}
+
+void response_init(struct response *resp, struct arena *arena)
+{
+	memset(resp, 0, sizeof(*resp));
+	resp->arena = arena;
+	resp->content_length = -1;
+}
+
+int response_header_add(struct response *resp, const char *name, size_t name_len, const char *value,
+			size_t value_len)
+{
+	return header_list_add(resp->arena, &resp->headers, &resp->n_headers, &resp->cap_headers, name,
+			       name_len, value, value_len);
+}
+
+bool request_header_is_hop_by_hop(const char *name, size_t name_len)
+{
+	static const struct {
+		const char *s;
+		size_t len;
+	} hop[] = {
+		{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
+		{"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		if (name_len == hop[i].len && memcmp(name, hop[i].s, name_len) == 0)
+			return true;
+	return false;
+}
+
+bool request_header_listed_in_connection(const struct request_header *headers, size_t n, const char *name,
+					 size_t name_len)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *v = headers[i].value, *end;
+
+		if (headers[i].name_len != 10 || memcmp(headers[i].name, "connection", 10) != 0)
+			continue;
+		end = v + headers[i].value_len;
+		while (v < end) {
+			const char *tok;
+
+			while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+				v++;
+			tok = v;
+			while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+				v++;
+			if (v > tok && jg_case_eq(tok, (size_t)(v - tok), name, name_len))
+				return true;
+		}
+	}
+	return false;
 }
 
 struct request_header *request_header_next(const struct request *req, const char *name, size_t name_len,

@@ -1,1 +1,1082 @@
-/* upstream.c: to be written */
+/* upstream.c: per-worker upstream pools and the upstream half of an HTTP/1.1 exchange.
+ *
+ * Pools: one per backend, one endpoint entry per configured endpoint (FQDN endpoints resolved with
+ * evdns and re-resolved periodically). Idle keep-alive connections are kept per endpoint (LIFO, so
+ * the warmest socket is reused), bounded by circuitBreaker.maxConnections per backend and worker;
+ * requests beyond that wait in a bounded pending queue. A failed connect counts against the
+ * endpoint (ejected for a while after UPSTREAM_EJECT_AFTER consecutive failures) and is retried on
+ * another endpoint. A request sent on a reused connection that the upstream had already closed is
+ * re-sent once on a fresh connection when no body byte and no response byte has moved.
+ */
+#include "jwtgate/upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <llhttp.h>
+
+#include "jwtgate/common.h"
+#include "jwtgate/log.h"
+
+#define UPSTREAM_EJECT_AFTER 3           /* consecutive connect failures before ejection */
+#define UPSTREAM_EJECT_MS 5000           /* ejection time (doubles while failures go on, capped) */
+#define UPSTREAM_EJECT_MAX_MS 60000
+#define UPSTREAM_MAX_TRIES 3             /* connect attempts per exchange */
+#define UPSTREAM_RESOLVE_MS 30000        /* FQDN re-resolution period */
+#define UPSTREAM_HEAD_MAX (64 * 1024)    /* response head bytes accepted from an upstream */
+#define UPSTREAM_OUT_HIGH (256 * 1024)   /* request body buffered towards upstream before pausing */
+#define UPSTREAM_OUT_LOW (64 * 1024)
+#define UPSTREAM_IN_HIGH (64 * 1024)     /* response bytes read ahead of the parser */
+
+struct upstream_conn;
+
+struct upstream_endpoint {
+	struct upstream_pool *pool;
+	const struct config_endpoint *cfg;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	bool resolved;
+	char text[INET6_ADDRSTRLEN + 8];
+	unsigned active; /* exchanges in flight (LeastRequest) */
+	unsigned failures; /* consecutive connect failures */
+	uint64_t ejected_until_ms;
+	uint64_t eject_ms;
+	struct upstream_conn *idle; /* idle connections, most recently used first */
+	struct evdns_getaddrinfo_request *dns_req;
+};
+
+struct upstream_pool {
+	struct upstream_worker *uw;
+	const struct config_backend *be;
+	struct upstream_endpoint *eps;
+	size_t n_eps;
+	unsigned rr;
+	unsigned n_conns;      /* open connections (all states) */
+	unsigned n_pending;    /* exchanges waiting for a connection slot */
+	struct upstream_exchange *pending_head, *pending_tail;
+	struct event resolve_ev;
+	bool has_fqdn;
+};
+
+struct upstream_worker {
+	struct event_base *base;
+	const struct config *cfg;
+	struct upstream_pool *pools;
+	size_t n_pools;
+	struct evdns_base *dns;
+	uint64_t rng;
+};
+
+enum upconn_state { UPCONN_CONNECTING = 0, UPCONN_BUSY, UPCONN_IDLE, UPCONN_CLOSED };
+
+static const char *upconn_state_str(enum upconn_state s)
+{
+	static const char *const names[] = {"CONNECTING", "BUSY", "IDLE", "CLOSED"};
+
+	return names[s];
+}
+
+struct upstream_conn {
+	struct upstream_pool *pool;
+	struct upstream_endpoint *ep;
+	struct bufferevent *bev;
+	enum upconn_state state;
+	struct upstream_exchange *ex; /* while BUSY or CONNECTING */
+	struct upstream_conn *next_idle, *prev_idle;
+	llhttp_t parser;
+	unsigned served; /* exchanges completed on this connection */
+	bool parsing;    /* inside llhttp_execute: frees are deferred to the read loop */
+	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
+};
+
+struct upstream_exchange {
+	struct upstream_worker *uw;
+	struct upstream_pool *pool;
+	struct upstream_conn *conn;
+	struct upstream_endpoint *ep;
+	const struct request *req;
+	const struct upstream_sink *sink;
+	void *ctx;
+	struct evbuffer *head; /* serialized request head, kept until the first response byte */
+	struct response resp;
+	struct jg_buf field, value;
+	size_t head_bytes;
+	struct upstream_exchange *next_pending;
+	struct event timer;   /* request timeout */
+	struct event done_ev; /* deferred free */
+	uint64_t tried;       /* bitmap of endpoints tried (first 64) */
+	int tries;
+	bool has_body, chunked_body, body_started, body_done;
+	bool is_head;
+	bool response_started; /* a response byte arrived */
+	bool head_delivered;   /* final head passed to the sink */
+	bool response_paused;
+	bool finished;  /* on_end/on_error called, or cancelled: no more callbacks */
+	bool pending;   /* in the pool's pending queue */
+	bool notify_drain;
+};
+
+static llhttp_settings_t upstream_parser_settings;
+
+int upstream_error_status(enum upstream_error err)
+{
+	switch (err) {
+	case UPSTREAM_ERR_CONNECT:
+	case UPSTREAM_ERR_RESET:
+		return 502;
+	case UPSTREAM_ERR_TIMEOUT:
+		return 504;
+	case UPSTREAM_ERR_NO_HEALTHY:
+	case UPSTREAM_ERR_NOMEM:
+		return 503;
+	}
+	return 502;
+}
+
+const char *upstream_error_text(enum upstream_error err)
+{
+	switch (err) {
+	case UPSTREAM_ERR_CONNECT:
+		return "upstream connect error";
+	case UPSTREAM_ERR_RESET:
+		return "upstream connection reset";
+	case UPSTREAM_ERR_TIMEOUT:
+		return "upstream request timeout";
+	case UPSTREAM_ERR_NO_HEALTHY:
+		return "no healthy upstream";
+	case UPSTREAM_ERR_NOMEM:
+		return "upstream overloaded";
+	}
+	return "upstream error";
+}
+
+static uint64_t upstream_random(struct upstream_worker *uw)
+{
+	uint64_t x = uw->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	uw->rng = x;
+	return x;
+}
+
+static void upconn_set_state(struct upstream_conn *c, enum upconn_state s)
+{
+	static const bool legal[4][4] = {
+		/* from CONNECTING */ {false, true, false, true},
+		/* from BUSY */ {false, false, true, true},
+		/* from IDLE */ {false, true, false, true},
+		/* from CLOSED */ {false, false, false, false},
+	};
+
+	if (!legal[c->state][s]) {
+		log_error("upstream: illegal connection state change %s -> %s", upconn_state_str(c->state),
+			  upconn_state_str(s));
+		abort();
+	}
+	log_debug("upstream %s: %s -> %s", c->ep->text, upconn_state_str(c->state), upconn_state_str(s));
+	c->state = s;
+}
+
+/* ---- endpoints ---- */
+
+static void endpoint_set_addr(struct upstream_endpoint *ep, const struct sockaddr *sa, socklen_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	memcpy(&ep->addr, sa, len);
+	ep->addr_len = len;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ep->addr;
+
+		in->sin_port = htons(ep->cfg->port);
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		snprintf(ep->text, sizeof(ep->text), "%s:%u", ip, ep->cfg->port);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ep->addr;
+
+		in6->sin6_port = htons(ep->cfg->port);
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(ep->text, sizeof(ep->text), "[%s]:%u", ip, ep->cfg->port);
+	}
+	ep->resolved = true;
+}
+
+static void upstream_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct upstream_endpoint *ep = arg;
+
+	ep->dns_req = NULL;
+	if (result != 0 || res == NULL) {
+		if (result != EVUTIL_EAI_CANCEL)
+			log_warn("upstream: cannot resolve %s: %s (keeping %s)", ep->cfg->host,
+				 evutil_gai_strerror(result), ep->resolved ? ep->text : "no address");
+		return;
+	}
+	endpoint_set_addr(ep, res->ai_addr, (socklen_t)res->ai_addrlen);
+	evutil_freeaddrinfo(res);
+}
+
+static void upstream_resolve_pool(struct upstream_pool *pool)
+{
+	struct evutil_addrinfo hints;
+	size_t i;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	for (i = 0; i < pool->n_eps; i++) {
+		struct upstream_endpoint *ep = &pool->eps[i];
+
+		if (ep->cfg->kind != CONFIG_ENDPOINT_FQDN || ep->dns_req != NULL)
+			continue;
+		ep->dns_req = evdns_getaddrinfo(pool->uw->dns, ep->cfg->host, NULL, &hints, upstream_on_resolved, ep);
+	}
+}
+
+static void upstream_on_resolve_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_pool *pool = arg;
+	struct timeval tv = {UPSTREAM_RESOLVE_MS / 1000, 0};
+
+	upstream_resolve_pool(pool);
+	evtimer_add(&pool->resolve_ev, &tv);
+}
+
+struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg)
+{
+	struct upstream_worker *uw = jg_xcalloc(1, sizeof(*uw));
+	size_t i, j;
+	bool need_dns = false;
+
+	uw->base = base;
+	uw->cfg = cfg;
+	uw->rng = (uint64_t)jg_now_ms() * 2654435761u + (uint64_t)(uintptr_t)uw;
+	if (uw->rng == 0)
+		uw->rng = 88172645463325252ull;
+	uw->n_pools = cfg->n_backends;
+	uw->pools = jg_xcalloc(cfg->n_backends, sizeof(*uw->pools));
+	for (i = 0; i < cfg->n_backends; i++) {
+		struct upstream_pool *pool = &uw->pools[i];
+
+		pool->uw = uw;
+		pool->be = &cfg->backends[i];
+		pool->n_eps = pool->be->n_endpoints;
+		pool->eps = jg_xcalloc(pool->n_eps, sizeof(*pool->eps));
+		for (j = 0; j < pool->n_eps; j++) {
+			struct upstream_endpoint *ep = &pool->eps[j];
+
+			ep->pool = pool;
+			ep->cfg = &pool->be->endpoints[j];
+			ep->eject_ms = UPSTREAM_EJECT_MS;
+			snprintf(ep->text, sizeof(ep->text), "%s:%u", ep->cfg->host, ep->cfg->port);
+			if (ep->cfg->kind == CONFIG_ENDPOINT_IP)
+				endpoint_set_addr(ep, (const struct sockaddr *)&ep->cfg->addr, ep->cfg->addr_len);
+			else
+				pool->has_fqdn = need_dns = true;
+		}
+	}
+	if (need_dns) {
+		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (uw->dns == NULL) /* no usable resolv.conf: the hosts file still answers */
+			uw->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (uw->dns != NULL)
+			evdns_base_load_hosts(uw->dns, NULL);
+		for (i = 0; i < uw->n_pools; i++) {
+			struct upstream_pool *pool = &uw->pools[i];
+
+			if (!pool->has_fqdn || uw->dns == NULL)
+				continue;
+			evtimer_assign(&pool->resolve_ev, base, upstream_on_resolve_timer, pool);
+			upstream_on_resolve_timer(-1, 0, pool);
+		}
+	}
+	return uw;
+}
+
+static void upconn_free(struct upstream_conn *c);
+
+void upstream_worker_close_idle(struct upstream_worker *uw)
+{
+	size_t i, j;
+
+	for (i = 0; i < uw->n_pools; i++)
+		for (j = 0; j < uw->pools[i].n_eps; j++)
+			while (uw->pools[i].eps[j].idle != NULL)
+				upconn_free(uw->pools[i].eps[j].idle);
+}
+
+void upstream_worker_free(struct upstream_worker *uw)
+{
+	size_t i, j;
+
+	if (uw == NULL)
+		return;
+	upstream_worker_close_idle(uw);
+	for (i = 0; i < uw->n_pools; i++) {
+		struct upstream_pool *pool = &uw->pools[i];
+
+		for (j = 0; j < pool->n_eps; j++)
+			if (pool->eps[j].dns_req != NULL)
+				evdns_getaddrinfo_cancel(pool->eps[j].dns_req);
+		if (pool->has_fqdn && uw->dns != NULL)
+			evtimer_del(&pool->resolve_ev);
+		free(pool->eps);
+	}
+	if (uw->dns != NULL)
+		evdns_base_free(uw->dns, 1);
+	free(uw->pools);
+	free(uw);
+}
+
+/* Chooses an endpoint that is resolved, not ejected and not yet tried by this exchange.
+ * Returns NULL when there is none. */
+static struct upstream_endpoint *pool_pick(struct upstream_pool *pool, struct upstream_exchange *ex)
+{
+	uint64_t now = jg_now_ms();
+	struct upstream_endpoint *best = NULL;
+	size_t i, n = pool->n_eps, start;
+
+	if (n == 0)
+		return NULL;
+	switch (pool->be->lb) {
+	case CONFIG_LB_RANDOM:
+		start = (size_t)(upstream_random(pool->uw) % n);
+		break;
+	case CONFIG_LB_LEAST_REQUEST:
+		start = (size_t)(upstream_random(pool->uw) % n);
+		break;
+	default:
+		start = pool->rr++ % n;
+		break;
+	}
+	for (i = 0; i < n; i++) {
+		size_t k = (start + i) % n;
+		struct upstream_endpoint *ep = &pool->eps[k];
+
+		if (!ep->resolved || ep->ejected_until_ms > now || (k < 64 && (ex->tried & (1ull << k))))
+			continue;
+		if (pool->be->lb != CONFIG_LB_LEAST_REQUEST)
+			return ep;
+		if (best == NULL || ep->active < best->active)
+			best = ep;
+	}
+	return best;
+}
+
+static void endpoint_on_failure(struct upstream_endpoint *ep)
+{
+	if (++ep->failures >= UPSTREAM_EJECT_AFTER) {
+		ep->ejected_until_ms = jg_now_ms() + ep->eject_ms;
+		log_warn("upstream %s: ejected for %llu ms after %u connect failures", ep->text,
+			 (unsigned long long)ep->eject_ms, ep->failures);
+		ep->eject_ms = ep->eject_ms * 2 > UPSTREAM_EJECT_MAX_MS ? UPSTREAM_EJECT_MAX_MS : ep->eject_ms * 2;
+	}
+}
+
+static void endpoint_on_success(struct upstream_endpoint *ep)
+{
+	ep->failures = 0;
+	ep->eject_ms = UPSTREAM_EJECT_MS;
+}
+
+/* ---- exchange lifecycle ---- */
+
+static void exchange_on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_exchange *ex = arg;
+
+	evtimer_del(&ex->timer);
+	if (ex->head != NULL)
+		evbuffer_free(ex->head);
+	jg_buf_free(&ex->field);
+	jg_buf_free(&ex->value);
+	free(ex);
+}
+
+/* Ends the exchange: no more callbacks; memory freed from a deferred event so that callers up the
+ * stack may still look at it. */
+static void exchange_finish(struct upstream_exchange *ex)
+{
+	if (ex->finished)
+		return;
+	ex->finished = true;
+	evtimer_del(&ex->timer);
+	if (ex->ep != NULL && ex->ep->active > 0)
+		ex->ep->active--;
+	event_active(&ex->done_ev, EV_TIMEOUT, 0);
+}
+
+static void pool_remove_pending(struct upstream_pool *pool, struct upstream_exchange *ex)
+{
+	struct upstream_exchange **pp = &pool->pending_head, *prev = NULL;
+
+	while (*pp != NULL && *pp != ex) {
+		prev = *pp;
+		pp = &(*pp)->next_pending;
+	}
+	if (*pp == ex) {
+		*pp = ex->next_pending;
+		if (pool->pending_tail == ex)
+			pool->pending_tail = prev;
+		pool->n_pending--;
+	}
+	ex->pending = false;
+	ex->next_pending = NULL;
+}
+
+static void exchange_fail(struct upstream_exchange *ex, enum upstream_error err)
+{
+	if (ex->finished)
+		return;
+	if (ex->pending)
+		pool_remove_pending(ex->pool, ex);
+	exchange_finish(ex);
+	ex->sink->on_error(ex->ctx, err, ex->head_delivered);
+}
+
+static void exchange_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_exchange *ex = arg;
+	struct upstream_conn *c = ex->conn;
+
+	if (c != NULL) {
+		c->ex = NULL;
+		ex->conn = NULL;
+		upconn_free(c);
+	}
+	exchange_fail(ex, UPSTREAM_ERR_TIMEOUT);
+}
+
+/* ---- connections ---- */
+
+static void idle_unlink(struct upstream_conn *c)
+{
+	if (c->prev_idle != NULL)
+		c->prev_idle->next_idle = c->next_idle;
+	else
+		c->ep->idle = c->next_idle;
+	if (c->next_idle != NULL)
+		c->next_idle->prev_idle = c->prev_idle;
+	c->next_idle = c->prev_idle = NULL;
+}
+
+static void pool_kick_pending(struct upstream_pool *pool);
+
+static void upconn_free(struct upstream_conn *c)
+{
+	struct upstream_pool *pool = c->pool;
+
+	if (c->state == UPCONN_IDLE)
+		idle_unlink(c);
+	if (c->state != UPCONN_CLOSED)
+		upconn_set_state(c, UPCONN_CLOSED);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	pool->n_conns--;
+	free(c);
+	pool_kick_pending(pool);
+}
+
+static void upconn_on_read(struct bufferevent *bev, void *arg);
+static void upconn_on_write(struct bufferevent *bev, void *arg);
+static void upconn_on_event(struct bufferevent *bev, short what, void *arg);
+static int exchange_connect(struct upstream_exchange *ex);
+
+/* Writes the kept request head on the exchange's connection and tells the codec to send the body. */
+static void exchange_send_head(struct upstream_exchange *ex)
+{
+	struct upstream_conn *c = ex->conn;
+
+	llhttp_init(&c->parser, HTTP_RESPONSE, &upstream_parser_settings);
+	c->parser.data = c;
+	evbuffer_add(bufferevent_get_output(c->bev), evbuffer_pullup(ex->head, -1), evbuffer_get_length(ex->head));
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	ex->sink->on_ready(ex->ctx);
+}
+
+/* Binds a ready (idle or just connected) connection to the exchange. */
+static void exchange_attach(struct upstream_exchange *ex, struct upstream_conn *c)
+{
+	ex->conn = c;
+	c->ex = ex;
+	if (ex->ep != c->ep) {
+		if (ex->ep != NULL && ex->ep->active > 0)
+			ex->ep->active--;
+		ex->ep = c->ep;
+		c->ep->active++;
+	}
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, UPSTREAM_IN_HIGH);
+	exchange_send_head(ex);
+}
+
+static void pool_kick_pending(struct upstream_pool *pool)
+{
+	while (pool->pending_head != NULL && pool->n_conns < pool->be->max_connections) {
+		struct upstream_exchange *ex = pool->pending_head;
+
+		pool_remove_pending(pool, ex);
+		if (exchange_connect(ex) < 0)
+			exchange_fail(ex, UPSTREAM_ERR_CONNECT);
+	}
+}
+
+/* Opens a new connection to an endpoint chosen for ex, or takes an idle one. Returns 0 when the
+ * exchange is under way (attached, connecting or queued), a negative JG_ERR_* when it failed (the
+ * caller reports). */
+static int exchange_connect(struct upstream_exchange *ex)
+{
+	struct upstream_pool *pool = ex->pool;
+	struct upstream_endpoint *ep;
+	struct upstream_conn *c;
+	struct timeval tv;
+	evutil_socket_t fd;
+	int one = 1;
+
+	for (;;) {
+		ep = pool_pick(pool, ex);
+		if (ep == NULL) {
+			exchange_fail(ex, ex->tries > 0 ? UPSTREAM_ERR_CONNECT : UPSTREAM_ERR_NO_HEALTHY);
+			return 0;
+		}
+		if (ep->idle == NULL || ex->tries > 0)
+			break;
+		/* Reuse the most recently used idle connection. */
+		c = ep->idle;
+		idle_unlink(c);
+		upconn_set_state(c, UPCONN_BUSY);
+		exchange_attach(ex, c);
+		return 0;
+	}
+	if (pool->n_conns >= pool->be->max_connections) {
+		if (pool->n_pending >= pool->be->max_pending) {
+			exchange_fail(ex, UPSTREAM_ERR_NO_HEALTHY);
+			return 0;
+		}
+		ex->pending = true;
+		if (pool->pending_tail != NULL)
+			pool->pending_tail->next_pending = ex;
+		else
+			pool->pending_head = ex;
+		pool->pending_tail = ex;
+		pool->n_pending++;
+		return 0;
+	}
+	ex->tries++;
+	{
+		size_t k = (size_t)(ep - pool->eps);
+
+		if (k < 64)
+			ex->tried |= 1ull << k;
+	}
+	fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return JG_ERR_NOMEM;
+	}
+	c->pool = pool;
+	c->ep = ep;
+	c->state = UPCONN_CONNECTING;
+	c->bev = bufferevent_socket_new(pool->uw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		close(fd);
+		free(c);
+		return JG_ERR_NOMEM;
+	}
+	pool->n_conns++;
+	c->ex = ex;
+	ex->conn = c;
+	if (ex->ep != ep) {
+		if (ex->ep != NULL && ex->ep->active > 0)
+			ex->ep->active--;
+		ex->ep = ep;
+		ep->active++;
+	}
+	bufferevent_setcb(c->bev, upconn_on_read, upconn_on_write, upconn_on_event, c);
+	tv.tv_sec = (time_t)(pool->be->connect_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(pool->be->connect_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ep->addr, (int)ep->addr_len) == -1) {
+		/* Immediate failure (e.g. no route): counts as a failed connect; try the next endpoint. */
+		ex->conn = NULL;
+		c->ex = NULL;
+		endpoint_on_failure(ep);
+		upconn_free(c);
+		return exchange_connect(ex);
+	}
+	return 0;
+}
+
+/* The connection is finished with its exchange: pool it when the response said keep-alive and the
+ * request body was sent whole, otherwise close it. */
+static void upconn_release(struct upstream_conn *c, bool reusable)
+{
+	struct upstream_endpoint *ep = c->ep;
+	struct timeval tv;
+
+	c->ex = NULL;
+	c->served++;
+	if (!reusable || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		upconn_free(c);
+		return;
+	}
+	if (c->pool->pending_head != NULL) {
+		struct upstream_exchange *ex = c->pool->pending_head;
+
+		pool_remove_pending(c->pool, ex);
+		exchange_attach(ex, c);
+		return;
+	}
+	upconn_set_state(c, UPCONN_IDLE);
+	c->next_idle = ep->idle;
+	c->prev_idle = NULL;
+	if (ep->idle != NULL)
+		ep->idle->prev_idle = c;
+	ep->idle = c;
+	/* While idle, a read means the upstream closed (or sent garbage): either way it is dropped. */
+	tv.tv_sec = (time_t)(c->pool->be->idle_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+/* The connection broke while serving ex. Retry on a fresh connection when nothing of this exchange
+ * can have been processed by the upstream yet (stale keep-alive connection), else fail it. */
+static void exchange_on_conn_lost(struct upstream_exchange *ex, struct upstream_conn *c, enum upstream_error err)
+{
+	bool stale = c->served > 0 && !ex->response_started && !ex->body_started;
+
+	c->ex = NULL;
+	ex->conn = NULL;
+	upconn_free(c);
+	if (stale && !ex->finished) {
+		log_debug("upstream: stale pooled connection, re-sending on a new one");
+		ex->tries = 1; /* connect fresh, never from the pool again */
+		if (exchange_connect(ex) < 0)
+			exchange_fail(ex, err);
+		return;
+	}
+	exchange_fail(ex, err);
+}
+
+static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream_conn *c = arg;
+	struct upstream_exchange *ex = c->ex;
+
+	if (c->state == UPCONN_CONNECTING) {
+		if (what & BEV_EVENT_CONNECTED) {
+			endpoint_on_success(c->ep);
+			upconn_set_state(c, UPCONN_BUSY);
+			exchange_attach(ex, c);
+			return;
+		}
+		/* Connect failed or timed out: count it, try another endpoint. */
+		log_info("upstream %s: connect %s", c->ep->text, (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed");
+		endpoint_on_failure(c->ep);
+		c->ex = NULL;
+		ex->conn = NULL;
+		upconn_free(c);
+		if (ex->tries < UPSTREAM_MAX_TRIES && pool_pick(ex->pool, ex) != NULL) {
+			if (exchange_connect(ex) < 0)
+				exchange_fail(ex, UPSTREAM_ERR_CONNECT);
+			return;
+		}
+		exchange_fail(ex, (what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT);
+		return;
+	}
+	if (c->state == UPCONN_IDLE) {
+		upconn_free(c); /* closed by the upstream, or idle timeout */
+		return;
+	}
+	/* BUSY */
+	if ((what & BEV_EVENT_EOF) && ex != NULL && ex->response_started) {
+		/* A response delimited by the close of the connection ends here. */
+		if (llhttp_finish(&c->parser) == HPE_OK && ex->finished) {
+			c->ex = NULL;
+			ex->conn = NULL;
+			upconn_free(c);
+			return;
+		}
+	}
+	if (ex != NULL && !ex->finished)
+		exchange_on_conn_lost(ex, c, UPSTREAM_ERR_RESET);
+	else
+		upconn_free(c);
+}
+
+static void upconn_on_write(struct bufferevent *bev, void *arg)
+{
+	struct upstream_conn *c = arg;
+	struct upstream_exchange *ex = c->ex;
+
+	if (ex != NULL && ex->notify_drain && !ex->finished) {
+		ex->notify_drain = false;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		ex->sink->on_drain(ex->ctx);
+	}
+}
+
+/* Parses what the upstream sent. Stops when the response is complete, when the codec paused the
+ * response (backpressure), or on error. */
+static void upconn_on_read(struct bufferevent *bev, void *arg)
+{
+	struct upstream_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (c->state == UPCONN_IDLE) {
+		upconn_free(c); /* unsolicited bytes on an idle connection */
+		return;
+	}
+	while (c->ex != NULL && !c->ex->finished && !c->ex->response_paused && evbuffer_get_length(in) > 0) {
+		struct upstream_exchange *ex = c->ex;
+		struct evbuffer_iovec v;
+		enum llhttp_errno rc;
+		size_t used;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		if (!ex->response_started) {
+			ex->response_started = true;
+			if (ex->head != NULL) {
+				evbuffer_free(ex->head);
+				ex->head = NULL;
+			}
+		}
+		c->parsing = true;
+		rc = llhttp_execute(&c->parser, v.iov_base, v.iov_len);
+		c->parsing = false;
+		if (c->doomed) {
+			upconn_free(c);
+			return;
+		}
+		if (rc == HPE_OK) {
+			evbuffer_drain(in, v.iov_len);
+			continue;
+		}
+		if (rc == HPE_PAUSED) {
+			used = (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base);
+			evbuffer_drain(in, used);
+			llhttp_resume(&c->parser);
+			if (ex->finished) {
+				/* Response complete: pool the connection if both sides agree on keep-alive. */
+				bool reusable = llhttp_should_keep_alive(&c->parser) && ex->body_done;
+
+				ex->conn = NULL;
+				upconn_release(c, reusable);
+				return;
+			}
+			continue; /* paused for backpressure: loop condition stops */
+		}
+		log_info("upstream %s: bad response: %s", c->ep->text, llhttp_get_error_reason(&c->parser));
+		ex->conn = NULL;
+		c->ex = NULL;
+		upconn_free(c);
+		exchange_fail(ex, UPSTREAM_ERR_RESET);
+		return;
+	}
+}
+
+/* ---- response parser callbacks ---- */
+
+static int up_on_message_begin(llhttp_t *p)
+{
+	struct upstream_conn *c = p->data;
+	struct upstream_exchange *ex = c->ex;
+
+	response_init(&ex->resp, ex->req->arena);
+	ex->field.len = ex->value.len = 0;
+	return 0;
+}
+
+static int up_on_status(llhttp_t *p, const char *at, size_t len)
+{
+	struct upstream_conn *c = p->data;
+
+	return jg_buf_append(&c->ex->value, at, len) < 0 ? -1 : 0;
+}
+
+static int up_on_status_complete(llhttp_t *p)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+
+	ex->resp.reason = arena_strndup(ex->req->arena, ex->value.data ? ex->value.data : "", ex->value.len);
+	ex->resp.reason_len = ex->value.len;
+	ex->value.len = 0;
+	return ex->resp.reason == NULL ? -1 : 0;
+}
+
+static int up_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+
+	ex->head_bytes += len;
+	if (ex->head_bytes > UPSTREAM_HEAD_MAX)
+		return -1;
+	return jg_buf_append(&ex->field, at, len) < 0 ? -1 : 0;
+}
+
+static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+
+	ex->head_bytes += len;
+	if (ex->head_bytes > UPSTREAM_HEAD_MAX)
+		return -1;
+	return jg_buf_append(&ex->value, at, len) < 0 ? -1 : 0;
+}
+
+static int up_on_header_value_complete(llhttp_t *p)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+	int rc;
+
+	rc = response_header_add(&ex->resp, ex->field.data ? ex->field.data : "", ex->field.len,
+				 ex->value.data ? ex->value.data : "", ex->value.len);
+	ex->field.len = ex->value.len = 0;
+	return rc < 0 ? -1 : 0;
+}
+
+static int up_on_headers_complete(llhttp_t *p)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+	int status = llhttp_get_status_code(p);
+
+	ex->resp.status = status;
+	ex->resp.chunked = (p->flags & F_CHUNKED) != 0;
+	ex->resp.content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
+	if (status == 101)
+		return -1; /* we never ask for an upgrade */
+	ex->resp.has_body = !(ex->is_head || status < 200 || status == 204 || status == 304);
+	if (status >= 200)
+		ex->head_delivered = true;
+	ex->sink->on_head(ex->ctx, &ex->resp);
+	if (ex->finished)
+		return HPE_PAUSED;
+	/* 1: the response to a HEAD request has no body whatever its headers say. */
+	return ex->is_head && status >= 200 ? 1 : 0;
+}
+
+static int up_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+
+	ex->sink->on_data(ex->ctx, at, len);
+	return (ex->response_paused || ex->finished) ? HPE_PAUSED : 0;
+}
+
+static int up_on_message_complete(llhttp_t *p)
+{
+	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+
+	if (ex->resp.status < 200)
+		return 0; /* interim response: the final one follows */
+	exchange_finish(ex);
+	ex->sink->on_end(ex->ctx);
+	return HPE_PAUSED;
+}
+
+static void upstream_parser_settings_init(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	llhttp_settings_init(&upstream_parser_settings);
+	upstream_parser_settings.on_message_begin = up_on_message_begin;
+	upstream_parser_settings.on_status = up_on_status;
+	upstream_parser_settings.on_status_complete = up_on_status_complete;
+	upstream_parser_settings.on_header_field = up_on_header_field;
+	upstream_parser_settings.on_header_value = up_on_header_value;
+	upstream_parser_settings.on_header_value_complete = up_on_header_value_complete;
+	upstream_parser_settings.on_headers_complete = up_on_headers_complete;
+	upstream_parser_settings.on_body = up_on_body;
+	upstream_parser_settings.on_message_complete = up_on_message_complete;
+	done = true;
+}
+
+/* ---- public API ---- */
+
+/* Serializes the request head for an HTTP/1.1 upstream: hop-by-hop headers, the headers named by
+ * Connection, Expect (the proxy answers 100-continue itself) and the client's framing headers are
+ * dropped; our own framing and the codec's extra lines are added. */
+static int exchange_build_head(struct upstream_exchange *ex, const char *extra, size_t extra_len,
+			       int64_t content_length)
+{
+	const struct request *req = ex->req;
+	struct evbuffer *b = ex->head;
+	bool has_host = false;
+	size_t i;
+
+	evbuffer_add(b, req->method, req->method_len);
+	evbuffer_add(b, " ", 1);
+	evbuffer_add(b, req->target, req->target_len);
+	evbuffer_add(b, " HTTP/1.1\r\n", 11);
+	for (i = 0; i < req->n_headers; i++) {
+		const struct request_header *h = &req->headers[i];
+
+		if (h->removed || request_header_is_hop_by_hop(h->name, h->name_len))
+			continue;
+		if ((h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0) ||
+		    (h->name_len == 6 && memcmp(h->name, "expect", 6) == 0))
+			continue;
+		if (request_header_listed_in_connection(req->headers, req->n_headers, h->name, h->name_len))
+			continue;
+		if (h->name_len == 4 && memcmp(h->name, "host", 4) == 0) {
+			if (has_host)
+				continue;
+			has_host = true;
+		}
+		evbuffer_add(b, h->name, h->name_len);
+		evbuffer_add(b, ": ", 2);
+		evbuffer_add(b, h->value, h->value_len);
+		evbuffer_add(b, "\r\n", 2);
+	}
+	if (!has_host) {
+		if (req->authority_len > 0)
+			evbuffer_add_printf(b, "host: %.*s\r\n", (int)req->authority_len, req->authority);
+		else
+			evbuffer_add_printf(b, "host: %s\r\n", ex->pool->be->endpoints[0].host);
+	}
+	if (ex->has_body) {
+		if (content_length >= 0)
+			evbuffer_add_printf(b, "content-length: %lld\r\n", (long long)content_length);
+		else
+			evbuffer_add(b, "transfer-encoding: chunked\r\n", 28);
+	}
+	if (extra_len > 0)
+		evbuffer_add(b, extra, extra_len);
+	return evbuffer_add(b, "\r\n", 2) == 0 ? 0 : JG_ERR_NOMEM;
+}
+
+int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *ref,
+		   const struct request *req, const char *extra_head, size_t extra_len, bool has_body,
+		   int64_t content_length, const struct upstream_sink *sink, void *ctx,
+		   struct upstream_exchange **out)
+{
+	struct upstream_exchange *ex;
+	struct upstream_pool *pool = &uw->pools[ref->backend->index];
+
+	upstream_parser_settings_init();
+	ex = calloc(1, sizeof(*ex));
+	if (ex == NULL)
+		return JG_ERR_NOMEM;
+	ex->uw = uw;
+	ex->pool = pool;
+	ex->req = req;
+	ex->sink = sink;
+	ex->ctx = ctx;
+	ex->has_body = has_body;
+	ex->chunked_body = has_body && content_length < 0;
+	ex->body_done = !has_body;
+	ex->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	ex->field.max = ex->value.max = UPSTREAM_HEAD_MAX;
+	evtimer_assign(&ex->timer, uw->base, exchange_on_timeout, ex);
+	event_assign(&ex->done_ev, uw->base, -1, 0, exchange_on_done, ex);
+	ex->head = evbuffer_new();
+	if (ex->head == NULL || exchange_build_head(ex, extra_head, extra_len, content_length) < 0) {
+		exchange_on_done(-1, 0, ex);
+		return JG_ERR_NOMEM;
+	}
+	if (pool->be->request_timeout_ms > 0) {
+		struct timeval tv = {(time_t)(pool->be->request_timeout_ms / 1000),
+				     (suseconds_t)(pool->be->request_timeout_ms % 1000) * 1000};
+
+		evtimer_add(&ex->timer, &tv);
+	}
+	*out = ex;
+	if (exchange_connect(ex) < 0)
+		exchange_fail(ex, UPSTREAM_ERR_CONNECT);
+	return 0;
+}
+
+int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t len)
+{
+	struct evbuffer *out;
+
+	if (ex->finished || ex->conn == NULL || ex->conn->state != UPCONN_BUSY)
+		return JG_ERR_CLOSED;
+	if (len == 0)
+		return 0;
+	out = bufferevent_get_output(ex->conn->bev);
+	ex->body_started = true;
+	if (ex->chunked_body)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	if (evbuffer_add(out, data, len) != 0)
+		return JG_ERR_NOMEM;
+	if (ex->chunked_body)
+		evbuffer_add(out, "\r\n", 2);
+	if (evbuffer_get_length(out) > UPSTREAM_OUT_HIGH) {
+		ex->notify_drain = true;
+		bufferevent_setwatermark(ex->conn->bev, EV_WRITE, UPSTREAM_OUT_LOW, 0);
+		return 1;
+	}
+	return 0;
+}
+
+int upstream_end_body(struct upstream_exchange *ex)
+{
+	if (ex->finished || ex->conn == NULL)
+		return JG_ERR_CLOSED;
+	if (ex->chunked_body && !ex->body_done)
+		evbuffer_add(bufferevent_get_output(ex->conn->bev), "0\r\n\r\n", 5);
+	ex->body_done = true;
+	return 0;
+}
+
+void upstream_pause_response(struct upstream_exchange *ex, bool pause)
+{
+	if (ex->finished || ex->response_paused == pause)
+		return;
+	ex->response_paused = pause;
+	if (ex->conn == NULL)
+		return;
+	if (pause) {
+		bufferevent_disable(ex->conn->bev, EV_READ);
+	} else {
+		bufferevent_enable(ex->conn->bev, EV_READ);
+		/* Bytes already read wait in the input buffer: parse them from the loop, not from here. */
+		if (evbuffer_get_length(bufferevent_get_input(ex->conn->bev)) > 0)
+			bufferevent_trigger(ex->conn->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
+}
+
+void upstream_cancel(struct upstream_exchange *ex)
+{
+	struct upstream_conn *c = ex->conn;
+
+	if (ex->finished)
+		return;
+	if (ex->pending)
+		pool_remove_pending(ex->pool, ex);
+	if (c != NULL) {
+		c->ex = NULL;
+		ex->conn = NULL;
+		if (c->parsing)
+			c->doomed = true; /* the read loop frees it once llhttp returns */
+		else
+			upconn_free(c);
+	}
+	exchange_finish(ex);
+}
+
+const char *upstream_exchange_peer(const struct upstream_exchange *ex)
+{
+	return ex != NULL && ex->ep != NULL ? ex->ep->text : "-";
+}

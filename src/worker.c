@@ -1,1 +1,224 @@
-/* worker.c: to be written */
+/* worker.c: worker threads. Each has its own event_base, its own SO_REUSEPORT listening socket per
+ * listener (the kernel spreads connections), its own upstream pools and token cache, so nothing on
+ * the request path takes a lock. The main thread only asks a worker to stop. */
+#include "jwtgate/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "jwtgate/common.h"
+#include "jwtgate/http1.h"
+#include "jwtgate/log.h"
+
+atomic_uint worker_open_conns;
+
+int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
+{
+	size_t i;
+	int one = 1;
+
+	for (i = 0; i < cfg->n_listeners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		if (fd == -1)
+			goto fail;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1 || listen(fd, 4096) == -1) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			goto fail;
+		}
+		fds[i] = fd;
+		continue;
+fail:
+		fprintf(err, "jwtgate: listener %s (%s): %s\n", l->name, l->address_text, strerror(errno));
+		while (i-- > 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+		return -errno;
+	}
+	return 0;
+}
+
+uint64_t worker_random(struct worker *w)
+{
+	uint64_t x = w->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	w->rng = x;
+	return x;
+}
+
+void worker_conn_added(struct worker *w, struct h1_conn *c)
+{
+	http1_conn_link(&w->conns, c);
+	w->n_conns++;
+}
+
+void worker_conn_removed(struct worker *w, struct h1_conn *c)
+{
+	http1_conn_unlink(&w->conns, c);
+	w->n_conns--;
+	atomic_fetch_sub(&worker_open_conns, 1);
+	if (w->draining && w->n_conns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+	struct worker *w = arg;
+	int listener_index = -1;
+	size_t i;
+	int one = 1;
+
+	for (i = 0; i < w->cfg->n_listeners; i++)
+		if (w->listeners[i] == l)
+			listener_index = (int)i;
+	if (atomic_fetch_add(&worker_open_conns, 1) >= w->cfg->limits.max_connections) {
+		/* Over limits.maxConnections: refuse at once rather than queue without bound. */
+		atomic_fetch_sub(&worker_open_conns, 1);
+		log_warn("worker %d: connection limit %u reached, closing new connection", w->id,
+			 w->cfg->limits.max_connections);
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (http1_conn_accept(w, fd, sa, (socklen_t)len, listener_index) < 0)
+		atomic_fetch_sub(&worker_open_conns, 1);
+}
+
+static void worker_on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct worker *w = arg;
+
+	/* EMFILE and friends: log and go on; libevent keeps the listener. */
+	log_error("worker %d: accept: %s", w->id, strerror(errno));
+}
+
+static void worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	log_warn("worker %d: drain timeout with %zu connections left; closing them", w->id, w->n_conns);
+	event_base_loopexit(w->base, NULL);
+}
+
+static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct h1_conn *c, *next;
+	struct timeval tv = {(time_t)(w->cfg->limits.drain_timeout_ms / 1000),
+			     (suseconds_t)(w->cfg->limits.drain_timeout_ms % 1000) * 1000};
+	size_t i;
+
+	if (w->draining)
+		return;
+	w->draining = true;
+	/* Stop accepting: closing our listening sockets makes new connections fail. */
+	for (i = 0; i < w->cfg->n_listeners; i++) {
+		if (w->listeners[i] != NULL) {
+			evconnlistener_free(w->listeners[i]);
+			w->listeners[i] = NULL;
+		}
+	}
+	upstream_worker_close_idle(w->upstream);
+	for (c = w->conns; c != NULL; c = next) {
+		next = http1_conn_next(c);
+		http1_conn_drain(c);
+	}
+	if (w->n_conns == 0) {
+		event_base_loopexit(w->base, NULL);
+		return;
+	}
+	evtimer_assign(&w->drain_ev, w->base, worker_on_drain_timeout, w);
+	evtimer_add(&w->drain_ev, &tv);
+}
+
+int worker_init(struct worker *w, int id, const struct config *cfg, const struct router *router,
+		const struct auth_shared *auth, int *listen_fds, FILE *access_log)
+{
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->cfg = cfg;
+	w->router = router;
+	w->listen_fds = listen_fds;
+	w->access_log = access_log;
+	w->access_log_format = cfg->access_log_format;
+	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+		w->rng = (uint64_t)jg_now_ms() * 6364136223846793005ull + (uint64_t)id + 1;
+	w->base = event_base_new();
+	if (w->base == NULL)
+		return JG_ERR_NOMEM;
+	w->auth = auth_worker_new(auth, cfg->token_cache_size);
+	w->upstream = upstream_worker_new(w->base, cfg);
+	w->listeners = jg_xcalloc(cfg->n_listeners, sizeof(*w->listeners));
+	for (i = 0; i < cfg->n_listeners; i++) {
+		w->listeners[i] = evconnlistener_new(w->base, worker_on_accept, w,
+						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fds[i]);
+		if (w->listeners[i] == NULL)
+			return JG_ERR_NOMEM;
+		listen_fds[i] = -1; /* owned by the evconnlistener now */
+		evconnlistener_set_error_cb(w->listeners[i], worker_on_accept_error);
+	}
+	event_assign(&w->stop_ev, w->base, -1, 0, worker_on_stop, w);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+
+	return rc == 0 ? 0 : -rc;
+}
+
+void worker_request_stop(struct worker *w)
+{
+	/* event_active is safe across threads once evthread_use_pthreads() was called. */
+	event_active(&w->stop_ev, EV_TIMEOUT, 0);
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct worker *w)
+{
+	size_t i;
+
+	if (w->listeners != NULL) {
+		for (i = 0; i < w->cfg->n_listeners; i++)
+			if (w->listeners[i] != NULL)
+				evconnlistener_free(w->listeners[i]);
+		free(w->listeners);
+	}
+	/* Connections still open after the drain bound are dropped with the base. */
+	upstream_worker_free(w->upstream);
+	auth_worker_free(w->auth);
+	if (w->base != NULL)
+		event_base_free(w->base);
+}

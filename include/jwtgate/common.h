@@ -41,4 +41,16 @@ int64_t jg_wall_time(void);
 /* ASCII case-insensitive compare of two byte ranges of equal length (HTTP header names). */
 bool jg_case_eq(const char *a, size_t alen, const char *b, size_t blen);
 
+/* A growable byte buffer with a hard bound (for header names/values split across reads). */
+struct jg_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max; /* jg_buf_append fails past this many bytes */
+};
+
+/* Appends n bytes; returns 0, JG_ERR_LIMIT past b->max, or JG_ERR_NOMEM. data stays NUL-terminated. */
+int jg_buf_append(struct jg_buf *b, const char *s, size_t n);
+void jg_buf_free(struct jg_buf *b);
+
 #endif

@@ -75,4 +75,30 @@ int request_finish_head(struct request *req);
 int request_query_next(const struct request *req, const char *name, size_t name_len, const char **value,
 		       size_t *value_len, size_t *pos);
 
+/* The response head an upstream sent, decoded the same way (lower-cased names, arena strings). */
+struct response {
+	struct arena *arena;
+	int status;
+	char *reason; /* reason phrase, may be empty */
+	size_t reason_len;
+	struct request_header *headers;
+	size_t n_headers;
+	size_t cap_headers;
+	int64_t content_length; /* -1: not given */
+	bool chunked;
+	bool has_body; /* false for HEAD, 1xx, 204, 304 */
+};
+
+void response_init(struct response *resp, struct arena *arena);
+int response_header_add(struct response *resp, const char *name, size_t name_len, const char *value,
+			size_t value_len);
+
+/* Hop-by-hop header names (RFC 9110 section 7.6.1) that a proxy never forwards: Connection,
+ * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Name must be lower-case. */
+bool request_header_is_hop_by_hop(const char *name, size_t name_len);
+
+/* True when `name` appears as a token in any Connection header value of the list. */
+bool request_header_listed_in_connection(const struct request_header *headers, size_t n, const char *name,
+					 size_t name_len);
+
 #endif

@@ -1,1 +1,0 @@
-/* listener.c: to be written */

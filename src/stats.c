@@ -1,1 +1,0 @@
-/* stats.c: to be written */

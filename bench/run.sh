@@ -1,0 +1,422 @@
+#!/bin/bash
+# bench/run.sh: jwtgate against the upstream served directly, nginx 1.22 and HAProxy 2.6, in one run,
+# on this machine, with one worker each (per-core figures). Not a test: it measures, prints a table and
+# saves it to bench/results/<date>-<mode>.txt. See bench/README.md.
+#
+#   bench/run.sh          HTTP/1.1 proxying, no auth (route /bar)
+#   bench/run.sh --jwt    Authorization: Bearer <RS256 JWT>: cached and uncached verification
+#
+# Every server is started from the Debian binaries with a config generated into a temporary folder, and
+# stopped on exit (trap), whatever happens. A jwtgate that is missing or does not start is reported as
+# unavailable; the other rows still run.
+set -u -o pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+
+DURATION=${BENCH_DURATION:-10s}        # per wrk run
+CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
+THREADS=${BENCH_THREADS:-1}            # wrk threads
+MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
+PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (taskset -c)
+LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
+JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
+JWTGATE_TOKEN_BIN=${JWTGATE_TOKEN_BIN:-$ROOT/build/jwtgate-token}
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
+WRK_BIN=${WRK_BIN:-wrk}
+RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
+HOST_HEADER="Host: www.example.com"
+
+MODE=http1
+usage() {
+	cat <<EOF
+Usage: $0 [--jwt] [--help]
+  (no flag)  HTTP/1.1 proxying: direct upstream, jwtgate, nginx, HAProxy on /bar (no auth)
+  --jwt      Bearer RS256 JWT on /foo: jwtgate cached and uncached, HAProxy jwt_verify, nginx (no auth),
+             openssl speed rsa2048 verify/s as the per-core ceiling of a cache miss
+Environment (defaults):
+  BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS
+  BENCH_MISS_TOKENS=$MISS_TOKENS BENCH_PROXY_CPUS='$PROXY_CPUS' BENCH_LOAD_CPUS='$LOAD_CPUS'
+  JWTGATE_BIN=$JWTGATE_BIN
+  JWTGATE_TOKEN_BIN=$JWTGATE_TOKEN_BIN
+  NGINX_BIN=$NGINX_BIN HAPROXY_BIN=$HAPROXY_BIN WRK_BIN=$WRK_BIN
+  BENCH_RESULTS_DIR=$RESULTS_DIR  BENCH_KEEP=1 keeps the temporary folder (configs, logs, raw wrk output)
+EOF
+}
+for arg in "$@"; do
+	case "$arg" in
+	--jwt) MODE=jwt ;;
+	--help | -h) usage; exit 0 ;;
+	*) echo "run.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
+	esac
+done
+
+die() {
+	echo "run.sh: $*" >&2
+	exit 1
+}
+
+for tool in "$WRK_BIN" "$NGINX_BIN" "$HAPROXY_BIN" curl python3 openssl; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (Debian: apt-get install wrk nginx-light haproxy curl)"
+done
+
+WORK=$(mktemp -d /tmp/jwtgate-bench.XXXXXX) || die "cannot create a temporary folder"
+mkdir -p "$WORK/tmp"
+PIDS=()
+
+# Stops one server: SIGTERM, then SIGKILL after 5 s. Only our own children, by pid.
+stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "run.sh: kept $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+taskset_prefix() { # cpus
+	if [ -n "$1" ]; then echo "taskset -c $1"; fi
+}
+PROXY_TASKSET=$(taskset_prefix "$PROXY_CPUS")
+LOAD_TASKSET=$(taskset_prefix "$LOAD_CPUS")
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# render TEMPLATE OUT KEY=VALUE...: replaces @KEY@ with VALUE.
+render() {
+	local in=$1 out=$2 kv expr=()
+	shift 2
+	for kv in "$@"; do
+		expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+	done
+	sed "${expr[@]}" "$in" >"$out"
+}
+
+# start NAME CPUS CMD...: runs a server in the background, log in $WORK/NAME.log; sets STARTED_PID.
+start() {
+	local name=$1 cpus=$2
+	shift 2
+	# shellcheck disable=SC2086
+	$(taskset_prefix "$cpus") "$@" >"$WORK/$name.log" 2>&1 &
+	STARTED_PID=$!
+	PIDS+=("$STARTED_PID")
+}
+
+# wait_ready PID PORT: until the port answers HTTP (any status), for at most 10 s.
+wait_ready() {
+	local pid=$1 port=$2 i
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# status_of URL [HEADER...]: the HTTP status the route gives.
+status_of() {
+	local url=$1 args=() h
+	shift
+	for h in "$@"; do args+=(-H "$h"); done
+	curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "$HOST_HEADER" "${args[@]}" "$url"
+}
+
+declare -A RPS P50 P99 NON2XX ERRS NOTE
+ROWS=()
+
+# unavailable ROW REASON
+unavailable() {
+	ROWS+=("$1")
+	NOTE[$1]="unavailable: $2"
+	echo "  $1: unavailable: $2" >&2
+}
+
+# measure ROW URL [TOKEN_FILE] [HEADER...]: one wrk run; fills the row's figures.
+measure() {
+	local row=$1 url=$2 tokens=${3:-} out line
+	shift 3 2>/dev/null || shift $#
+	local hdr=() h
+	for h in "$@"; do hdr+=(-H "$h"); done
+	ROWS+=("$row")
+	echo "  $row: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url" >&2
+	# shellcheck disable=SC2086
+	out=$(WRK_TOKENS="$tokens" $LOAD_TASKSET "$WRK_BIN" --latency -t"$THREADS" -c"$CONNECTIONS" \
+		-d"$DURATION" -s "$BENCH_DIR/wrk.lua" -H "$HOST_HEADER" "${hdr[@]}" "$url" 2>&1)
+	echo "$out" >"$WORK/wrk-${row//[^A-Za-z0-9]/_}.txt"
+	line=$(grep '^JGBENCH ' <<<"$out" | tail -1)
+	if [ -z "$line" ]; then
+		NOTE[$row]="wrk failed: $(tail -1 <<<"$out")"
+		return
+	fi
+	RPS[$row]=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
+	P50[$row]=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+	P99[$row]=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+	NON2XX[$row]=$(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$line")
+	ERRS[$row]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
+	if [ "${NON2XX[$row]}" != 0 ] || [ "${ERRS[$row]}" != 0 ]; then
+		NOTE[$row]="INVALID: responses were not all 2xx"
+	fi
+}
+
+# ---- ports, key material, configs ----
+UPSTREAM_PORT=$(free_port)
+JWTGATE_PORT=$(free_port)
+NGINX_PORT=$(free_port)
+HAPROXY_PORT=$(free_port)
+
+# An RSA-2048 key: HAProxy's jwt_verify reads the PEM public key, jwtgate the JWKS made from it.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/key.pem" 2>/dev/null ||
+	die "openssl genpkey failed"
+openssl pkey -in "$WORK/key.pem" -pubout -out "$WORK/pub.pem" 2>/dev/null || die "openssl pkey failed"
+modulus=$(openssl rsa -in "$WORK/key.pem" -noout -modulus 2>/dev/null | sed 's/^Modulus=//')
+python3 - "$modulus" >"$WORK/jwks.json" <<'EOF' || die "cannot write the JWKS"
+import base64, json, sys
+n = bytes.fromhex(sys.argv[1])
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+print(json.dumps({"keys": [{"kty": "RSA", "kid": "bench", "alg": "RS256", "use": "sig",
+                            "n": b64(n), "e": b64((65537).to_bytes(3, "big"))}]}))
+EOF
+
+COMMON_SUBST=(DIR="$WORK" UPSTREAM_PORT="$UPSTREAM_PORT" PUBKEY="$WORK/pub.pem" JWKS="$WORK/jwks.json")
+render "$BENCH_DIR/nginx-upstream.conf.in" "$WORK/nginx-upstream.conf" "${COMMON_SUBST[@]}"
+render "$BENCH_DIR/nginx.conf.in" "$WORK/nginx.conf" "${COMMON_SUBST[@]}" PORT="$NGINX_PORT"
+render "$BENCH_DIR/haproxy.cfg.in" "$WORK/haproxy.cfg" "${COMMON_SUBST[@]}" PORT="$HAPROXY_PORT"
+render "$BENCH_DIR/jwtgate.yaml.in" "$WORK/jwtgate.yaml" "${COMMON_SUBST[@]}" PORT="$JWTGATE_PORT" \
+	TOKEN_CACHE_SIZE=4096
+render "$BENCH_DIR/jwtgate.yaml.in" "$WORK/jwtgate-nocache.yaml" "${COMMON_SUBST[@]}" PORT="$JWTGATE_PORT" \
+	TOKEN_CACHE_SIZE=0
+
+TOKEN=""
+if [ "$MODE" = jwt ]; then
+	[ -x "$JWTGATE_TOKEN_BIN" ] || die "--jwt needs jwtgate-token ($JWTGATE_TOKEN_BIN): ninja -C build jwtgate-token"
+	TOKEN=$("$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss bench --sub bench-user \
+		--exp-in 2h) || die "jwtgate-token failed"
+	echo "run.sh: minting $MISS_TOKENS distinct tokens for the cache-miss runs" >&2
+	"$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss bench --sub bench-user \
+		--exp-in 2h --count "$MISS_TOKENS" >"$WORK/tokens.txt" || die "jwtgate-token --count failed"
+fi
+AUTH_HEADER="Authorization: Bearer $TOKEN"
+EXPIRED_HEADER=""
+FORGED_HEADER=""
+if [ "$MODE" = jwt ]; then
+	# Negative smoke checks: a proxy that lets these through is not verifying, and its figure is void.
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/other-key.pem" 2>/dev/null ||
+		die "openssl genpkey failed"
+	EXPIRED_HEADER="Authorization: Bearer $("$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --exp-in -1h)"
+	FORGED_HEADER="Authorization: Bearer $("$JWTGATE_TOKEN_BIN" --key "$WORK/other-key.pem" --kid bench)"
+fi
+
+# verifies_jwt ROW URL: no token, an expired one, a forged one -> 401; the bench token -> 200.
+verifies_jwt() {
+	check_status "$1" "$2" 401 && check_status "$1" "$2" 401 "$EXPIRED_HEADER" &&
+		check_status "$1" "$2" 401 "$FORGED_HEADER" && check_status "$1" "$2" 200 "$AUTH_HEADER"
+}
+
+# ---- the upstream, shared by every row ----
+echo "run.sh: upstream nginx on 127.0.0.1:$UPSTREAM_PORT, work folder $WORK" >&2
+start upstream "$LOAD_CPUS" "$NGINX_BIN" -p "$WORK/" -e "$WORK/nginx-upstream.error.log" -c "$WORK/nginx-upstream.conf"
+UPSTREAM_PID=$STARTED_PID
+wait_ready "$UPSTREAM_PID" "$UPSTREAM_PORT" || die "upstream nginx did not start: $(tail -3 "$WORK/upstream.log")"
+
+# with_server ROW_PREFIX NAME CONFIG_CHECK_CMD... -- START_CMD... : helpers below keep the order simple.
+JWTGATE_PID=""
+start_jwtgate() { # CONFIG -> 0 when up; sets JWTGATE_WHY otherwise
+	local conf=$1 why
+	JWTGATE_WHY=""
+	if [ ! -x "$JWTGATE_BIN" ]; then
+		JWTGATE_WHY="no binary at $JWTGATE_BIN"
+		return 1
+	fi
+	if ! why=$("$JWTGATE_BIN" -c "$conf" --check 2>&1); then
+		JWTGATE_WHY="config refused: $(head -1 <<<"$why")"
+		return 1
+	fi
+	start jwtgate "$PROXY_CPUS" "$JWTGATE_BIN" -c "$conf"
+	JWTGATE_PID=$STARTED_PID
+	if ! wait_ready "$JWTGATE_PID" "$JWTGATE_PORT"; then
+		JWTGATE_WHY="did not start: $(tail -1 "$WORK/jwtgate.log")"
+		stop_pid "$JWTGATE_PID"
+		return 1
+	fi
+	return 0
+}
+
+start_nginx() {
+	start nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$WORK/" -e "$WORK/nginx-proxy.error.log" -c "$WORK/nginx.conf"
+	NGINX_PID=$STARTED_PID
+	wait_ready "$NGINX_PID" "$NGINX_PORT"
+}
+
+start_haproxy() {
+	if ! "$HAPROXY_BIN" -c -q -f "$WORK/haproxy.cfg" >"$WORK/haproxy-check.log" 2>&1; then
+		HAPROXY_WHY="config refused: $(grep -m1 ALERT "$WORK/haproxy-check.log")"
+		return 1
+	fi
+	start haproxy "$PROXY_CPUS" "$HAPROXY_BIN" -db -f "$WORK/haproxy.cfg"
+	HAPROXY_PID=$STARTED_PID
+	if ! wait_ready "$HAPROXY_PID" "$HAPROXY_PORT"; then
+		HAPROXY_WHY="did not start: $(grep -m1 ALERT "$WORK/haproxy.log" || tail -1 "$WORK/haproxy.log")"
+		stop_pid "$HAPROXY_PID"
+		return 1
+	fi
+}
+
+# check_status ROW URL WANT [HEADER...]: a route that answers wrongly is not benchmarked.
+check_status() {
+	local row=$1 url=$2 want=$3 got
+	shift 3
+	got=$(status_of "$url" "$@")
+	if [ "$got" != "$want" ]; then
+		unavailable "$row" "smoke check $url gave $got, want $want"
+		return 1
+	fi
+	return 0
+}
+
+U="http://127.0.0.1:$UPSTREAM_PORT"
+J="http://127.0.0.1:$JWTGATE_PORT"
+N="http://127.0.0.1:$NGINX_PORT"
+H="http://127.0.0.1:$HAPROXY_PORT"
+
+if [ "$MODE" = http1 ]; then
+	echo "run.sh: HTTP/1.1, no auth, GET /bar" >&2
+	measure direct "$U/bar"
+	if start_jwtgate "$WORK/jwtgate.yaml"; then
+		check_status jwtgate "$J/bar" 200 && measure jwtgate "$J/bar"
+		stop_pid "$JWTGATE_PID"
+	else
+		unavailable jwtgate "$JWTGATE_WHY"
+	fi
+	if start_nginx; then
+		check_status nginx "$N/bar" 200 && measure nginx "$N/bar"
+	else
+		unavailable nginx "did not start: $(tail -1 "$WORK/nginx.log")"
+	fi
+	stop_pid "$NGINX_PID"
+	if start_haproxy; then
+		check_status haproxy "$H/bar" 200 && measure haproxy "$H/bar"
+		stop_pid "$HAPROXY_PID"
+	else
+		unavailable haproxy "$HAPROXY_WHY"
+	fi
+else
+	echo "run.sh: JWT, Authorization: Bearer <RS256, RSA-2048>" >&2
+	measure direct "$U/foo" "" "$AUTH_HEADER"
+	if start_jwtgate "$WORK/jwtgate.yaml"; then
+		check_status "jwtgate /bar no-auth" "$J/bar" 200 "$AUTH_HEADER" &&
+			measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
+		verifies_jwt "jwtgate /foo cached" "$J/foo" && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
+		stop_pid "$JWTGATE_PID"
+	else
+		unavailable "jwtgate /bar no-auth" "$JWTGATE_WHY"
+		unavailable "jwtgate /foo cached" "$JWTGATE_WHY"
+	fi
+	if start_nginx; then
+		check_status "nginx /foo no-auth" "$N/foo" 200 "$AUTH_HEADER" && measure "nginx /foo no-auth" "$N/foo" "" "$AUTH_HEADER"
+	else
+		unavailable "nginx /foo no-auth" "did not start: $(tail -1 "$WORK/nginx.log")"
+	fi
+	stop_pid "$NGINX_PID"
+	HAPROXY_UP=0
+	if start_haproxy; then
+		HAPROXY_UP=1
+		if verifies_jwt "haproxy /foo jwt_verify" "$H/foo"; then
+			measure "haproxy /foo jwt_verify" "$H/foo" "" "$AUTH_HEADER"
+		fi
+	else
+		unavailable "haproxy /foo jwt_verify" "$HAPROXY_WHY"
+	fi
+	if start_jwtgate "$WORK/jwtgate-nocache.yaml"; then
+		verifies_jwt "jwtgate /foo miss" "$J/foo" && measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
+		stop_pid "$JWTGATE_PID"
+	else
+		unavailable "jwtgate /foo miss" "$JWTGATE_WHY"
+	fi
+	if [ "$HAPROXY_UP" = 1 ]; then
+		measure "haproxy /foo distinct" "$H/foo" "$WORK/tokens.txt"
+		stop_pid "$HAPROXY_PID"
+	else
+		unavailable "haproxy /foo distinct" "$HAPROXY_WHY"
+	fi
+	echo "  openssl speed -seconds 5 -mr rsa2048 (per core: sign then verify, 5 s each)" >&2
+	# shellcheck disable=SC2086
+	speed=$($PROXY_TASKSET openssl speed -seconds 5 -mr rsa2048 2>/dev/null | grep '^+F2:' | tail -1)
+	# OpenSSL 3.0: +F2:<index>:<bits>:<signs per second>:<verifies per second>
+	VERIFY_PER_S=$(awk -F: '$5 > 0 { printf "%.0f", $5 }' <<<"$speed")
+	ROWS+=("openssl rsa2048 verify/s")
+	RPS["openssl rsa2048 verify/s"]=${VERIFY_PER_S:-}
+	[ -n "$VERIFY_PER_S" ] || NOTE["openssl rsa2048 verify/s"]="openssl speed gave no figure"
+fi
+stop_pid "$UPSTREAM_PID"
+
+# ---- report ----
+ratio() { # A B: A/B or n/a
+	local a=${RPS[$1]:-} b=${RPS[$2]:-}
+	if [ -n "$a" ] && [ -n "$b" ] && [ -z "${NOTE[$1]:-}" ] && [ -z "${NOTE[$2]:-}" ]; then
+		awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
+	else
+		echo "n/a"
+	fi
+}
+ms() { # microseconds -> ms
+	[ -n "${1:-}" ] && awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }' || echo "-"
+}
+
+report() {
+	local row
+	echo "jwtgate benchmark ($MODE) $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "command: ${BENCH_COMMAND}"
+	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive; proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
+	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), jwtgate $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo unavailable)"
+	echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
+	[ "$MODE" = jwt ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"
+	echo
+	printf '%-26s %12s %9s %9s %8s %7s  %s\n' target req/s p50_ms p99_ms non-2xx errors note
+	for row in "${ROWS[@]}"; do
+		printf '%-26s %12s %9s %9s %8s %7s  %s\n' "$row" "${RPS[$row]:--}" "$(ms "${P50[$row]:-}")" \
+			"$(ms "${P99[$row]:-}")" "${NON2XX[$row]:--}" "${ERRS[$row]:--}" "${NOTE[$row]:-}"
+	done
+	echo
+	if [ "$MODE" = http1 ]; then
+		echo "jwtgate/nginx   $(ratio jwtgate nginx)"
+		echo "jwtgate/haproxy $(ratio jwtgate haproxy)"
+		echo "jwtgate/direct  $(ratio jwtgate direct)"
+	else
+		echo "jwtgate cached/haproxy jwt_verify      $(ratio "jwtgate /foo cached" "haproxy /foo jwt_verify")"
+		echo "jwtgate cached/nginx no-auth          $(ratio "jwtgate /foo cached" "nginx /foo no-auth")"
+		echo "jwtgate cached/jwtgate no-auth        $(ratio "jwtgate /foo cached" "jwtgate /bar no-auth")"
+		echo "jwtgate cached/direct                 $(ratio "jwtgate /foo cached" direct)"
+		echo "jwtgate miss/haproxy distinct         $(ratio "jwtgate /foo miss" "haproxy /foo distinct")"
+		echo "jwtgate miss/openssl verify per core  $(ratio "jwtgate /foo miss" "openssl rsa2048 verify/s")"
+	fi
+}
+
+BENCH_COMMAND="$0 $*"
+mkdir -p "$RESULTS_DIR"
+RESULT_FILE="$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M%S)-$MODE.txt"
+report | tee "$RESULT_FILE"
+echo "run.sh: saved $RESULT_FILE" >&2

@@ -51,7 +51,14 @@ def test_upstream_down_502(env):
         assert r.status == 502
         assert time.monotonic() - start < 2.0
         assert_short_text(r)
-        # the client connection survives an upstream failure
+
+
+def test_client_connection_survives_upstream_failure(env):
+    # The client did nothing wrong: a 502 from a dead upstream need not cost it its connection.
+    with RawConn(env["port"]) as c:
+        r = c.request("GET", "/x", host="dead.example.com")
+        assert r.status == 502
+        assert (r.header("Connection") or "").lower() != "close"
         r2 = c.request("GET", "/ok", host="live.example.com")
         assert r2.status == 200
 

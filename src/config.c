@@ -2100,9 +2100,21 @@ int config_load(const char *path, FILE *err, struct config **out)
 		rc = 1;
 		goto cleanup;
 	}
+	{
+		/* a second document would be silently ignored: refuse it */
+		yaml_document_t extra;
+
+		if (yaml_parser_load(&parser, &extra)) {
+			yaml_node_t *xr = yaml_document_get_root_node(&extra);
+
+			if (xr != NULL)
+				cfg_error(&c, xr, "", "only one YAML document is allowed");
+			yaml_document_delete(&extra);
+		}
+	}
 	yaml_parser_delete(&parser);
 	root = yaml_document_get_root_node(&c.doc);
-	if (root == NULL)
+	if (root == NULL || node_is_null(root))
 		cfg_error(&c, NULL, "", "empty configuration: at least one listener is needed");
 	else
 		parse_root(&c, root);

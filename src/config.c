@@ -19,15 +19,15 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#define CONFIG_MAX_FILE_BYTES (4u << 20)  /* the configuration file itself */
-#define CONFIG_MAX_JWKS_BYTES (1u << 20)  /* localJWKS type File */
+#define CONFIG_MAX_FILE_BYTES  (4u << 20) /* the configuration file itself */
+#define CONFIG_MAX_JWKS_BYTES  (1u << 20) /* localJWKS type File */
 #define CONFIG_MAX_NODE_VISITS 200000L    /* bound on nodes walked, aliases included */
-#define CONFIG_MAX_PROVIDERS 16           /* Envoy Gateway: providers 1..16 */
-#define CONFIG_KP_MAX 256                 /* key path text in messages (truncated beyond) */
-#define CONFIG_MAX_PATTERN 4096           /* regular expression source length */
-#define CONFIG_MAX_WORKERS 1024
-#define CONFIG_MAX_WEIGHT 1000000u        /* Gateway API backendRef weight bound */
-#define CONFIG_SHOW_MAX 64                /* user text quoted in a message */
+#define CONFIG_MAX_PROVIDERS   16         /* Envoy Gateway: providers 1..16 */
+#define CONFIG_KP_MAX          256        /* key path text in messages (truncated beyond) */
+#define CONFIG_MAX_PATTERN     4096       /* regular expression source length */
+#define CONFIG_MAX_WORKERS     1024
+#define CONFIG_MAX_WEIGHT      1000000u /* Gateway API backendRef weight bound */
+#define CONFIG_SHOW_MAX        64       /* user text quoted in a message */
 
 struct cfg_ctx {
 	const char *path;
@@ -60,7 +60,7 @@ static const char *cfg_show(const char *s, char *buf)
 }
 
 static void cfg_error(struct cfg_ctx *c, const yaml_node_t *node, const char *kp, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 
 /* Prints one error at node's start mark (libyaml marks are 0-based, messages 1-based). */
 static void cfg_error(struct cfg_ctx *c, const yaml_node_t *node, const char *kp, const char *fmt, ...)
@@ -143,8 +143,9 @@ static bool cfg_spend(struct cfg_ctx *c, const yaml_node_t *node, size_t n)
 	c->budget -= (long)n;
 	if (c->budget < 0) {
 		c->over_budget = true;
-		cfg_error(c, node, "", "configuration too large: more than %ld nodes to walk (aliases count each use)",
-			  CONFIG_MAX_NODE_VISITS);
+		cfg_error(c, node, "",
+		          "configuration too large: more than %ld nodes to walk (aliases count each use)",
+		          CONFIG_MAX_NODE_VISITS);
 		return false;
 	}
 	return true;
@@ -179,7 +180,8 @@ static yaml_node_t *map_find(struct cfg_ctx *c, const yaml_node_t *map, const ch
 		yaml_node_t *k = cfg_node(c, p->key);
 		yaml_node_t *v;
 
-		if (k == NULL || k->type != YAML_SCALAR_NODE || strcmp((const char *)k->data.scalar.value, key) != 0)
+		if (k == NULL || k->type != YAML_SCALAR_NODE ||
+		    strcmp((const char *)k->data.scalar.value, key) != 0)
 			continue;
 		v = cfg_node(c, p->value);
 		return node_is_null(v) ? NULL : v;
@@ -236,7 +238,7 @@ static bool check_map(struct cfg_ctx *c, const yaml_node_t *node, const char *kp
 /* Looks up key in map; writes the child key path to kp. Reports a missing required key at the map.
  * Returns the value node or NULL. */
 static yaml_node_t *field(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
-			  bool required, char *kp)
+                          bool required, char *kp)
 {
 	yaml_node_t *v = map_find(c, map, key);
 
@@ -249,9 +251,9 @@ static yaml_node_t *field(struct cfg_ctx *c, const yaml_node_t *map, const char 
 /* ---------------------------------------------------------------- scalars ---- */
 
 #define S_MULTILINE (1u << 0) /* CR and LF allowed (PEM, JWKS JSON); never for values put on the wire */
-#define S_NONEMPTY (1u << 1)
-#define S_TOKEN (1u << 2) /* RFC 9110 section 5.6.2 token (header names, methods) */
-#define S_LOWER (1u << 3)
+#define S_NONEMPTY  (1u << 1)
+#define S_TOKEN     (1u << 2) /* RFC 9110 section 5.6.2 token (header names, methods) */
+#define S_LOWER     (1u << 3)
 
 static bool is_tchar(unsigned char ch)
 {
@@ -304,7 +306,8 @@ static const char *as_str(struct cfg_ctx *c, const yaml_node_t *n, const char *k
 		return NULL;
 	}
 	if ((flags & S_TOKEN) && !is_token(v)) {
-		cfg_error(c, n, kp, "\"%s\" is not a valid HTTP token (RFC 9110 section 5.6.2)", cfg_show(v, show));
+		cfg_error(c, n, kp, "\"%s\" is not a valid HTTP token (RFC 9110 section 5.6.2)",
+		          cfg_show(v, show));
 		return NULL;
 	}
 	return v;
@@ -327,7 +330,7 @@ static char *dup_str(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, un
 /* Optional or required string key of map into *out (owned by the caller). Returns 0, or -1 after an
  * error. *out is left untouched when the key is absent. */
 static int get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key, bool required,
-		   unsigned flags, char **out)
+                   unsigned flags, char **out)
 {
 	char kp[CONFIG_KP_MAX];
 	yaml_node_t *n = field(c, map, pkp, key, required, kp);
@@ -363,7 +366,7 @@ static int parse_u64(const char *s, uint64_t *out)
 }
 
 static int as_u64(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, uint64_t min, uint64_t max,
-		  uint64_t *out)
+                  uint64_t *out)
 {
 	const char *s = as_str(c, n, kp, 0);
 	uint64_t v;
@@ -377,7 +380,7 @@ static int as_u64(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, uint6
 	}
 	if (parse_u64(s, &v) != 0 || v < min || v > max) {
 		cfg_error(c, n, kp, "%s out of range %llu..%llu", cfg_show(s, show), (unsigned long long)min,
-			  (unsigned long long)max);
+		          (unsigned long long)max);
 		return -1;
 	}
 	*out = v;
@@ -385,7 +388,7 @@ static int as_u64(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, uint6
 }
 
 static int get_u64(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key, uint64_t min,
-		   uint64_t max, uint64_t *out)
+                   uint64_t max, uint64_t *out)
 {
 	char kp[CONFIG_KP_MAX];
 	yaml_node_t *n = field(c, map, pkp, key, false, kp);
@@ -396,7 +399,7 @@ static int get_u64(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, c
 }
 
 static int get_u32(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key, uint32_t min,
-		   uint32_t max, uint32_t *out)
+                   uint32_t max, uint32_t *out)
 {
 	uint64_t v = *out;
 
@@ -431,7 +434,7 @@ static int get_bool(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 
 /* Duration key; min_ms is the smallest accepted value. */
 static int get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
-			uint64_t min_ms, uint64_t *out_ms)
+                        uint64_t min_ms, uint64_t *out_ms)
 {
 	char kp[CONFIG_KP_MAX];
 	yaml_node_t *n = field(c, map, pkp, key, false, kp);
@@ -451,12 +454,13 @@ static int get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *p
 		return -1;
 	}
 	if (rc != 0) {
-		cfg_error(c, n, kp, "invalid duration \"%s\" (expected e.g. 500ms, 10s, 5m, 1h30m)", cfg_show(s, show));
+		cfg_error(c, n, kp, "invalid duration \"%s\" (expected e.g. 500ms, 10s, 5m, 1h30m)",
+		          cfg_show(s, show));
 		return -1;
 	}
 	if (v < min_ms) {
 		cfg_error(c, n, kp, "duration \"%s\" is below the minimum of %llums", cfg_show(s, show),
-			  (unsigned long long)min_ms);
+		          (unsigned long long)min_ms);
 		return -1;
 	}
 	*out_ms = v;
@@ -464,7 +468,7 @@ static int get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *p
 }
 
 static int get_size(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key, uint64_t min,
-		    uint64_t max, uint64_t *out)
+                    uint64_t max, uint64_t *out)
 {
 	char kp[CONFIG_KP_MAX];
 	yaml_node_t *n = field(c, map, pkp, key, false, kp);
@@ -479,12 +483,12 @@ static int get_size(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 		return -1;
 	if (config_parse_size(s, &v) != 0) {
 		cfg_error(c, n, kp, "invalid size \"%s\" (expected bytes, or a number with KiB, MiB or GiB)",
-			  cfg_show(s, show));
+		          cfg_show(s, show));
 		return -1;
 	}
 	if (v < min || v > max) {
 		cfg_error(c, n, kp, "size %s out of range %llu..%llu bytes", cfg_show(s, show),
-			  (unsigned long long)min, (unsigned long long)max);
+		          (unsigned long long)min, (unsigned long long)max);
 		return -1;
 	}
 	*out = v;
@@ -493,7 +497,7 @@ static int get_size(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 
 /* Enumerated string key: *out = index of the name in names (NULL-terminated). */
 static int get_enum(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
-		    const char *const *names, int *out)
+                    const char *const *names, int *out)
 {
 	char kp[CONFIG_KP_MAX];
 	char list[256] = "";
@@ -525,7 +529,7 @@ static int get_enum(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 /* A list-valued key. Returns the sequence node (and its length in *n) or NULL when absent or not a
  * list (reported). With required, absence and an empty list are errors. */
 static yaml_node_t *get_seq(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
-			    bool required, char *kp, size_t *n)
+                            bool required, char *kp, size_t *n)
 {
 	yaml_node_t *s = field(c, map, pkp, key, required, kp);
 
@@ -548,7 +552,7 @@ static yaml_node_t *get_seq(struct cfg_ctx *c, const yaml_node_t *map, const cha
 
 /* A list of strings into a new array (*out, *n_out), with flags applied to each. */
 static void get_str_list(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
-			 unsigned flags, char ***out, size_t *n_out)
+                         unsigned flags, char ***out, size_t *n_out)
 {
 	char kp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	size_t n, i;
@@ -587,8 +591,8 @@ static char *resolve_path(struct cfg_ctx *c, const char *p)
 }
 
 /* A file path key, resolved; with must_read the file must be readable now. */
-static int get_path(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key, bool required,
-		    bool must_read, char **out)
+static int get_path(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
+                    bool required, bool must_read, char **out)
 {
 	char kp[CONFIG_KP_MAX];
 	yaml_node_t *n = field(c, map, pkp, key, required, kp);
@@ -610,7 +614,8 @@ static int get_path(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 }
 
 /* Compiles pattern as POSIX ERE anchored ^(...)$. Returns 0 or reports and returns -1. */
-static int compile_re(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, const char *pattern, regex_t *re)
+static int compile_re(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, const char *pattern,
+                      regex_t *re)
 {
 	size_t len = strlen(pattern);
 	char *src;
@@ -651,8 +656,8 @@ static bool is_hostname(const char *s)
 	for (; *s != '\0'; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-		      ch == '.'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '-' || ch == '.'))
 			return false;
 	}
 	return true;
@@ -661,8 +666,9 @@ static bool is_hostname(const char *s)
 /* Header names jwtgate must never let a claim or payload header overwrite: they frame the message. */
 static bool is_reserved_header(const char *h)
 {
-	static const char *const reserved[] = {"host", "content-length", "transfer-encoding", "connection",
-					       "upgrade", "te", "keep-alive", "proxy-connection", "trailer", NULL};
+	static const char *const reserved[] = {
+	        "host", "content-length", "transfer-encoding", "connection", "upgrade",
+	        "te",   "keep-alive",     "proxy-connection",  "trailer",    NULL};
 	size_t i;
 
 	for (i = 0; reserved[i] != NULL; i++) {
@@ -832,22 +838,27 @@ static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		for (i = 0; i < l->index; i++) {
 			if (cfg->listeners[i].name != NULL && strcmp(cfg->listeners[i].name, l->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate listener name \"%s\"",
-					  cfg_show(l->name, show));
+				          cfg_show(l->name, show));
 		}
 	}
 	v = field(c, n, kp, "address", true, ckp);
 	if (v != NULL && (l->address_text = dup_str(c, v, ckp, S_NONEMPTY)) != NULL) {
 		if (config_parse_address(l->address_text, &l->addr, &l->addr_len) != 0) {
-			cfg_error(c, v, ckp, "invalid listener address \"%s\" (expected IPv4:port or [IPv6]:port; "
-					     "host names are refused)", cfg_show(l->address_text, show));
+			cfg_error(c, v, ckp,
+			          "invalid listener address \"%s\" (expected IPv4:port or [IPv6]:port; "
+			          "host names are refused)",
+			          cfg_show(l->address_text, show));
 		} else {
 			for (i = 0; i < l->index; i++) {
 				struct config_listener *o = &cfg->listeners[i];
 
-				if (o->addr_len == l->addr_len && memcmp(&o->addr, &l->addr, l->addr_len) == 0 &&
+				if (o->addr_len == l->addr_len &&
+				    memcmp(&o->addr, &l->addr, l->addr_len) == 0 &&
 				    ntohs(((struct sockaddr_in *)&l->addr)->sin_port) != 0)
-					cfg_error(c, v, ckp, "address \"%s\" is already used by listener \"%s\"",
-						  cfg_show(l->address_text, show), o->name != NULL ? o->name : "?");
+					cfg_error(c, v, ckp,
+					          "address \"%s\" is already used by listener \"%s\"",
+					          cfg_show(l->address_text, show),
+					          o->name != NULL ? o->name : "?");
 			}
 		}
 	}
@@ -896,7 +907,7 @@ static void parse_endpoint(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		if (get_str(c, fqdn, ckp, "hostname", true, S_NONEMPTY | S_LOWER, &e->host) == 0 &&
 		    (!is_hostname(e->host) || e->host[0] == '*'))
 			cfg_error(c, map_find(c, fqdn, "hostname"), ckp, "invalid host name \"%s\"",
-				  cfg_show(e->host, show));
+			          cfg_show(e->host, show));
 		v = map_find(c, fqdn, "port");
 		if (v == NULL)
 			cfg_error(c, fqdn, ckp, "missing required key \"port\"");
@@ -931,12 +942,13 @@ static void parse_endpoint(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		}
 		if (e->addr_len == 0)
 			cfg_error(c, map_find(c, ip, "address"), ckp,
-				  "\"%s\" is not an IP address (use fqdn: {hostname, port} for names)",
-				  cfg_show(e->host, show));
+			          "\"%s\" is not an IP address (use fqdn: {hostname, port} for names)",
+			          cfg_show(e->host, show));
 	}
 }
 
-static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_tls_validation *t)
+static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
+                              struct config_tls_validation *t)
 {
 	static const char *const keys[] = {"caCertificateRefs", "hostname", "wellKnownCACertificates", NULL};
 	static const char *const ref_keys[] = {"file", "inline", "name", "kind", "group", NULL};
@@ -952,7 +964,8 @@ static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	t->enabled = true;
 	if (get_str(c, n, kp, "hostname", true, S_NONEMPTY | S_LOWER, &t->hostname) == 0 &&
 	    (!is_hostname(t->hostname) || t->hostname[0] == '*'))
-		cfg_error(c, map_find(c, n, "hostname"), kp, "invalid host name \"%s\"", cfg_show(t->hostname, show));
+		cfg_error(c, map_find(c, n, "hostname"), kp, "invalid host name \"%s\"",
+		          cfg_show(t->hostname, show));
 	if (get_enum(c, n, kp, "wellKnownCACertificates", wk, &sys) == 0 && sys == 0)
 		t->well_known_system = true;
 	refs = get_seq(c, n, kp, "caCertificateRefs", false, ckp, &n_refs);
@@ -970,7 +983,8 @@ static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 		has_file = map_find(c, r, "file") != NULL;
 		has_inline = map_find(c, r, "inline") != NULL;
 		if (has_file == has_inline) {
-			cfg_error(c, r, ikp, "a CA certificate reference needs exactly one of \"file\" and \"inline\"");
+			cfg_error(c, r, ikp,
+			          "a CA certificate reference needs exactly one of \"file\" and \"inline\"");
 			continue;
 		}
 		if (has_file) {
@@ -996,12 +1010,13 @@ static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_backend *b)
 {
 	static const char *const keys[] = {"name",     "protocol", "endpoints",      "loadBalancer",
-					   "timeouts", "tls",      "circuitBreaker", NULL};
+	                                   "timeouts", "tls",      "circuitBreaker", NULL};
 	static const char *const protos[] = {"HTTP", "H2C", "H2", NULL};
 	static const char *const lb_keys[] = {"type", NULL};
 	static const char *const lbs[] = {"RoundRobin", "LeastRequest", "Random", NULL};
 	static const char *const to_keys[] = {"connect", "request", "idle", NULL};
-	static const char *const cb_keys[] = {"maxConnections", "maxPendingRequests", "maxParallelRequests", NULL};
+	static const char *const cb_keys[] = {"maxConnections", "maxPendingRequests", "maxParallelRequests",
+	                                      NULL};
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -1021,7 +1036,7 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 		for (i = 0; i < (size_t)b->index; i++) {
 			if (cfg->backends[i].name != NULL && strcmp(cfg->backends[i].name, b->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate backend name \"%s\"",
-					  cfg_show(b->name, show));
+				          cfg_show(b->name, show));
 		}
 	}
 	get_enum(c, n, kp, "protocol", protos, &proto);
@@ -1056,7 +1071,8 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 	if (v != NULL)
 		parse_backend_tls(c, v, ckp, &b->tls);
 	if (b->protocol == CONFIG_PROTO_H2 && v == NULL)
-		cfg_error(c, n, kp, "protocol H2 is HTTP/2 over TLS and needs a \"tls\" block (H2C is cleartext)");
+		cfg_error(c, n, kp,
+		          "protocol H2 is HTTP/2 over TLS and needs a \"tls\" block (H2C is cleartext)");
 	if (b->protocol == CONFIG_PROTO_H2C && v != NULL)
 		cfg_error(c, v, ckp, "protocol H2C is cleartext; use protocol H2 for HTTP/2 over TLS");
 }
@@ -1075,8 +1091,8 @@ static struct config_backend *find_backend(struct config *cfg, const char *name)
 /* ---------------------------------------------------------------- routes ---- */
 
 /* {type, value} (paths) or {name, value, type} (headers, query parameters) into m. */
-static void parse_string_match(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_string_match *m,
-			       bool is_path, bool is_header)
+static void parse_string_match(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
+                               struct config_string_match *m, bool is_path, bool is_header)
 {
 	static const char *const path_keys[] = {"type", "value", NULL};
 	static const char *const hdr_keys[] = {"name", "value", "type", NULL};
@@ -1114,7 +1130,7 @@ static void parse_string_match(struct cfg_ctx *c, yaml_node_t *n, const char *kp
 	} else if (is_path) {
 		if (m->value[0] != '/' || strpbrk(m->value, "?# ") != NULL) {
 			cfg_error(c, vn, vkp, "path \"%s\" must start with '/' and hold no '?', '#' or space",
-				  cfg_show(m->value, show));
+			          cfg_show(m->value, show));
 		} else if (m->type == CONFIG_MATCH_PATH_PREFIX) {
 			size_t l = strlen(m->value);
 
@@ -1125,8 +1141,8 @@ static void parse_string_match(struct cfg_ctx *c, yaml_node_t *n, const char *kp
 	m->value_len = strlen(m->value);
 }
 
-static void parse_match_list(struct cfg_ctx *c, yaml_node_t *map, const char *pkp, const char *key, bool is_header,
-			     struct config_string_match **out, size_t *n_out)
+static void parse_match_list(struct cfg_ctx *c, yaml_node_t *map, const char *pkp, const char *key,
+                             bool is_header, struct config_string_match **out, size_t *n_out)
 {
 	char kp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	size_t n, i;
@@ -1166,7 +1182,8 @@ static void parse_grpc_method(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	if (mn != NULL)
 		m->grpc_method = dup_str(c, mn, mkp, S_NONEMPTY);
 	if (m->grpc_type == CONFIG_MATCH_REGEX) {
-		if (m->grpc_service != NULL && compile_re(c, sn, skp, m->grpc_service, &m->grpc_service_re) == 0)
+		if (m->grpc_service != NULL &&
+		    compile_re(c, sn, skp, m->grpc_service, &m->grpc_service_re) == 0)
 			m->has_grpc_service_re = true;
 		if (m->grpc_method != NULL && compile_re(c, mn, mkp, m->grpc_method, &m->grpc_method_re) == 0)
 			m->has_grpc_method_re = true;
@@ -1204,7 +1221,7 @@ static void parse_match(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struc
 }
 
 static void parse_backend_ref(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_backend_ref *r,
-			      enum config_route_kind kind)
+                              enum config_route_kind kind)
 {
 	static const char *const keys[] = {"name", "port", "weight", "group", "kind", NULL};
 	static const char *const kinds[] = {"Backend", "Service", NULL};
@@ -1224,16 +1241,17 @@ static void parse_backend_ref(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	r->backend = find_backend(c->cfg, r->name);
 	if (r->backend == NULL) {
 		cfg_error(c, map_find(c, n, "name"), kp, "backendRefs names no backend \"%s\"",
-			  cfg_show(r->name, show));
+		          cfg_show(r->name, show));
 	} else if (kind == CONFIG_ROUTE_GRPC && r->backend->protocol == CONFIG_PROTO_HTTP) {
 		cfg_error(c, map_find(c, n, "name"), kp,
-			  "gRPC needs HTTP/2: backend \"%s\" has protocol HTTP (HTTP/1.1); set protocol H2C or H2",
-			  cfg_show(r->name, show));
+		          "gRPC needs HTTP/2: backend \"%s\" has protocol HTTP (HTTP/1.1); set protocol H2C "
+		          "or H2",
+		          cfg_show(r->name, show));
 	}
 }
 
 static void parse_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_rule *r,
-		       enum config_route_kind kind)
+                       enum config_route_kind kind)
 {
 	static const char *const keys[] = {"matches", "backendRefs", NULL};
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
@@ -1258,7 +1276,8 @@ static void parse_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct
 		for (i = 0; i < cnt; i++) {
 			kp_idx(ikp, ckp, i);
 			parse_backend_ref(c, seq_item(c, s, i), ikp, &r->backend_refs[i], kind);
-			r->total_weight += r->backend_refs[i].weight; /* each <= 1e6: no overflow below 4294 refs */
+			r->total_weight +=
+			        r->backend_refs[i].weight; /* each <= 1e6: no overflow below 4294 refs */
 			if (r->total_weight > UINT32_MAX - CONFIG_MAX_WEIGHT) {
 				cfg_error(c, s, ckp, "too many backendRefs");
 				break;
@@ -1268,7 +1287,7 @@ static void parse_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct
 }
 
 static void parse_route(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_route *rt,
-			size_t first_of_kind)
+                        size_t first_of_kind)
 {
 	static const char *const keys[] = {"name", "hostnames", "rules", NULL};
 	struct config *cfg = c->cfg;
@@ -1285,8 +1304,8 @@ static void parse_route(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struc
 		for (i = first_of_kind; i < (size_t)rt->index; i++) {
 			if (cfg->routes[i].name != NULL && strcmp(cfg->routes[i].name, rt->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate %s name \"%s\"",
-					  rt->kind == CONFIG_ROUTE_GRPC ? "grpcRoute" : "httpRoute",
-					  cfg_show(rt->name, show));
+				          rt->kind == CONFIG_ROUTE_GRPC ? "grpcRoute" : "httpRoute",
+				          cfg_show(rt->name, show));
 		}
 	}
 	s = get_seq(c, n, kp, "hostnames", false, ckp, &cnt);
@@ -1301,8 +1320,10 @@ static void parse_route(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struc
 			if (v == NULL)
 				continue;
 			if (!is_hostname(v)) {
-				cfg_error(c, h, ikp, "invalid host name \"%s\" (no port, no scheme; \"*.\" wildcard allowed)",
-					  cfg_show(v, show));
+				cfg_error(c, h, ikp,
+				          "invalid host name \"%s\" (no port, no scheme; \"*.\" wildcard "
+				          "allowed)",
+				          cfg_show(v, show));
 				free(v);
 				continue;
 			}
@@ -1326,8 +1347,8 @@ static void parse_route(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struc
 
 static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_remote_jwks *r)
 {
-	static const char *const keys[] = {"uri",           "backendRefs",    "cacheDuration",
-					   "failedRefetchDuration", "backendSettings", NULL};
+	static const char *const keys[] = {
+	        "uri", "backendRefs", "cacheDuration", "failedRefetchDuration", "backendSettings", NULL};
 	static const char *const ref_keys[] = {"name", "port", "group", "kind", NULL};
 	static const char *const bs_keys[] = {"timeout", "retry", NULL};
 	static const char *const to_keys[] = {"http", NULL};
@@ -1336,8 +1357,8 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	static const char *const per_keys[] = {"backOff", NULL};
 	static const char *const bo_keys[] = {"baseInterval", "maxInterval", NULL};
 	static const char *const on_keys[] = {"triggers", NULL};
-	static const char *const triggers[] = {"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx",
-					       NULL};
+	static const char *const triggers[] = {
+	        "5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", NULL};
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX], tkp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
 	yaml_node_t *v, *w, *refs;
@@ -1350,7 +1371,7 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	r->retry.num_retries = 2;
 	r->retry.base_interval_ms = 25;
 	r->retry.triggers = CONFIG_RETRY_ON_5XX | CONFIG_RETRY_ON_GATEWAY_ERROR | CONFIG_RETRY_ON_RESET |
-			    CONFIG_RETRY_ON_CONNECT_FAILURE;
+	                    CONFIG_RETRY_ON_CONNECT_FAILURE;
 	if (!check_map(c, n, kp, keys))
 		return;
 	v = field(c, n, kp, "uri", true, ckp);
@@ -1358,7 +1379,7 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 		if (strncmp(r->uri, "https://", 8) != 0 || r->uri[8] == '\0' || r->uri[8] == '/' ||
 		    strpbrk(r->uri, " \t") != NULL)
 			cfg_error(c, v, ckp, "remoteJWKS uri \"%s\" must be an https:// URL with a host",
-				  cfg_show(r->uri, show));
+			          cfg_show(r->uri, show));
 	}
 	get_duration(c, n, kp, "cacheDuration", 1, &r->cache_duration_ms);
 	get_duration(c, n, kp, "failedRefetchDuration", 1, &r->failed_refetch_duration_ms);
@@ -1377,8 +1398,8 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 				r->backend = find_backend(c->cfg, r->backend_name);
 				if (r->backend == NULL)
 					cfg_error(c, map_find(c, w, "name"), ikp,
-						  "remoteJWKS backendRefs names no backend \"%s\"",
-						  cfg_show(r->backend_name, show));
+					          "remoteJWKS backendRefs names no backend \"%s\"",
+					          cfg_show(r->backend_name, show));
 			}
 		}
 	}
@@ -1404,11 +1425,12 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 			if (x != NULL && check_map(c, x, bkp, bo_keys)) {
 				get_duration(c, x, bkp, "baseInterval", 1, &r->retry.base_interval_ms);
 				if (map_find(c, x, "maxInterval") != NULL &&
-				    get_duration(c, x, bkp, "maxInterval", 1, &r->retry.max_interval_ms) == 0) {
+				    get_duration(c, x, bkp, "maxInterval", 1, &r->retry.max_interval_ms) ==
+				            0) {
 					has_max = true;
 					if (r->retry.max_interval_ms < r->retry.base_interval_ms)
 						cfg_error(c, map_find(c, x, "maxInterval"), bkp,
-							  "maxInterval is below baseInterval");
+						          "maxInterval is below baseInterval");
 				}
 			}
 		}
@@ -1434,9 +1456,10 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 				}
 				if (triggers[j] == NULL)
 					cfg_error(c, t, ekp,
-						  "unknown retry trigger \"%s\" (expected 5xx, gateway-error, reset, "
-						  "connect-failure or retriable-4xx)",
-						  cfg_show(s, show));
+					          "unknown retry trigger \"%s\" (expected 5xx, "
+					          "gateway-error, reset, "
+					          "connect-failure or retriable-4xx)",
+					          cfg_show(s, show));
 				else
 					r->retry.triggers |= 1u << j;
 			}
@@ -1444,8 +1467,9 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	}
 done:
 	if (!has_max)
-		r->retry.max_interval_ms =
-			r->retry.base_interval_ms > UINT64_MAX / 10 ? UINT64_MAX : r->retry.base_interval_ms * 10;
+		r->retry.max_interval_ms = r->retry.base_interval_ms > UINT64_MAX / 10
+		                                   ? UINT64_MAX
+		                                   : r->retry.base_interval_ms * 10;
 }
 
 /* Reads a localJWKS File (bounded by CONFIG_MAX_JWKS_BYTES) into p. */
@@ -1459,7 +1483,7 @@ static void read_jwks_file(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 	f = fopen(p->local_jwks_origin, "rb");
 	if (f == NULL) {
 		cfg_error(c, n, kp, "cannot read JWKS file \"%s\": %s", cfg_show(p->local_jwks_origin, show),
-			  strerror(errno));
+		          strerror(errno));
 		return;
 	}
 	buf = jg_xmalloc(CONFIG_MAX_JWKS_BYTES + 1);
@@ -1469,8 +1493,8 @@ static void read_jwks_file(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		goto cleanup;
 	}
 	if (len > CONFIG_MAX_JWKS_BYTES) {
-		cfg_error(c, n, kp, "JWKS file \"%s\" is larger than %u bytes", cfg_show(p->local_jwks_origin, show),
-			  CONFIG_MAX_JWKS_BYTES);
+		cfg_error(c, n, kp, "JWKS file \"%s\" is larger than %u bytes",
+		          cfg_show(p->local_jwks_origin, show), CONFIG_MAX_JWKS_BYTES);
 		goto cleanup;
 	}
 	buf[len] = '\0';
@@ -1559,12 +1583,22 @@ static void parse_extract_from(struct cfg_ctx *c, yaml_node_t *n, const char *kp
 }
 
 static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol,
-			   size_t idx)
+                           size_t idx)
 {
-	static const char *const keys[] = {"name",          "issuer",          "audiences",          "localJWKS",
-					   "remoteJWKS",    "claimToHeaders",  "recomputeRoute",     "extractFrom",
-					   "clockSkew",     "forward",         "forwardPayloadHeader", "requireExpiration",
-					   "maxLifetime",   NULL};
+	static const char *const keys[] = {"name",
+	                                   "issuer",
+	                                   "audiences",
+	                                   "localJWKS",
+	                                   "remoteJWKS",
+	                                   "claimToHeaders",
+	                                   "recomputeRoute",
+	                                   "extractFrom",
+	                                   "clockSkew",
+	                                   "forward",
+	                                   "forwardPayloadHeader",
+	                                   "requireExpiration",
+	                                   "maxLifetime",
+	                                   NULL};
 	static const char *const cth_keys[] = {"header", "claim", NULL};
 	struct config_provider *p = &pol->providers[idx];
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
@@ -1582,7 +1616,7 @@ static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		for (i = 0; i < idx; i++) {
 			if (pol->providers[i].name != NULL && strcmp(pol->providers[i].name, p->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate provider name \"%s\"",
-					  cfg_show(p->name, show));
+				          cfg_show(p->name, show));
 		}
 	}
 	get_str(c, n, kp, "issuer", false, 0, &p->issuer);
@@ -1621,7 +1655,8 @@ static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 			if (get_str(c, hn, ikp, "header", true, S_TOKEN | S_LOWER, &h->header) == 0 &&
 			    is_reserved_header(h->header))
 				cfg_error(c, map_find(c, hn, "header"), ikp,
-					  "header \"%s\" frames the message and cannot carry a claim", h->header);
+				          "header \"%s\" frames the message and cannot carry a claim",
+				          h->header);
 			get_str(c, hn, ikp, "claim", true, S_NONEMPTY, &h->claim);
 		}
 	}
@@ -1635,10 +1670,12 @@ static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 	if (get_duration(c, n, kp, "clockSkew", 0, &ms) == 0)
 		p->clock_skew_s = ms / 1000;
 	get_bool(c, n, kp, "forward", &p->forward);
-	if (get_str(c, n, kp, "forwardPayloadHeader", false, S_TOKEN | S_LOWER, &p->forward_payload_header) == 0 &&
+	if (get_str(c, n, kp, "forwardPayloadHeader", false, S_TOKEN | S_LOWER, &p->forward_payload_header) ==
+	            0 &&
 	    p->forward_payload_header != NULL && is_reserved_header(p->forward_payload_header))
 		cfg_error(c, map_find(c, n, "forwardPayloadHeader"), kp,
-			  "header \"%s\" frames the message and cannot carry the payload", p->forward_payload_header);
+		          "header \"%s\" frames the message and cannot carry the payload",
+		          p->forward_payload_header);
 	get_bool(c, n, kp, "requireExpiration", &p->require_expiration);
 	ms = 0;
 	if (get_duration(c, n, kp, "maxLifetime", 0, &ms) == 0)
@@ -1650,7 +1687,8 @@ static struct config_route *find_route(struct config *cfg, enum config_route_kin
 	size_t i;
 
 	for (i = 0; i < cfg->n_routes; i++) {
-		if (cfg->routes[i].kind == kind && cfg->routes[i].name != NULL && strcmp(cfg->routes[i].name, name) == 0)
+		if (cfg->routes[i].kind == kind && cfg->routes[i].name != NULL &&
+		    strcmp(cfg->routes[i].name, name) == 0)
 			return &cfg->routes[i];
 	}
 	return NULL;
@@ -1670,7 +1708,7 @@ static struct config_listener *find_listener(struct config *cfg, const char *nam
 /* Parses one targetRef and attaches pol to what it names: a route (route_policy) or the Gateway
  * (gateway_policy_by_listener of every route, for one listener with sectionName, else all). */
 static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol,
-			 struct config_target_ref *t)
+                         struct config_target_ref *t)
 {
 	static const char *const keys[] = {"group", "kind", "name", "sectionName", NULL};
 	static const char *const kinds[] = {"HTTPRoute", "GRPCRoute", "Gateway", NULL};
@@ -1684,8 +1722,9 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 		return;
 	if (get_str(c, n, kp, "group", false, 0, &group) == 0 && group != NULL && group[0] != '\0' &&
 	    strcmp(group, "gateway.networking.k8s.io") != 0)
-		cfg_error(c, map_find(c, n, "group"), kp, "unsupported group \"%s\" (expected gateway.networking.k8s.io)",
-			  cfg_show(group, show));
+		cfg_error(c, map_find(c, n, "group"), kp,
+		          "unsupported group \"%s\" (expected gateway.networking.k8s.io)",
+		          cfg_show(group, show));
 	free(group);
 	if (map_find(c, n, "kind") == NULL) {
 		cfg_error(c, n, kp, "missing required key \"kind\" (HTTPRoute, GRPCRoute or Gateway)");
@@ -1697,23 +1736,25 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	get_str(c, n, kp, "name", t->kind != CONFIG_TARGET_GATEWAY, S_NONEMPTY, &t->name);
 	get_str(c, n, kp, "sectionName", false, S_NONEMPTY, &t->section_name);
 	if (t->kind != CONFIG_TARGET_GATEWAY) {
-		enum config_route_kind rk = t->kind == CONFIG_TARGET_GRPCROUTE ? CONFIG_ROUTE_GRPC : CONFIG_ROUTE_HTTP;
+		enum config_route_kind rk =
+		        t->kind == CONFIG_TARGET_GRPCROUTE ? CONFIG_ROUTE_GRPC : CONFIG_ROUTE_HTTP;
 		struct config_route *rt;
 
 		if (t->section_name != NULL)
 			cfg_error(c, map_find(c, n, "sectionName"), kp,
-				  "sectionName is only supported with kind Gateway (a listener name)");
+			          "sectionName is only supported with kind Gateway (a listener name)");
 		if (t->name == NULL)
 			return;
 		rt = find_route(cfg, rk, t->name);
 		if (rt == NULL) {
 			cfg_error(c, map_find(c, n, "name"), kp, "targetRef names no %s \"%s\"", kinds[kind],
-				  cfg_show(t->name, show));
+			          cfg_show(t->name, show));
 			return;
 		}
 		if (rt->route_policy != NULL) {
 			cfg_error(c, n, kp, "%s \"%s\" is already targeted by policy \"%s\"", kinds[kind],
-				  cfg_show(t->name, show), rt->route_policy->name ? rt->route_policy->name : "?");
+			          cfg_show(t->name, show),
+			          rt->route_policy->name ? rt->route_policy->name : "?");
 			return;
 		}
 		rt->route_policy = pol;
@@ -1724,16 +1765,17 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 			struct config_listener *l = find_listener(cfg, t->section_name);
 
 			if (l == NULL) {
-				cfg_error(c, map_find(c, n, "sectionName"), kp, "sectionName names no listener \"%s\"",
-					  cfg_show(t->section_name, show));
+				cfg_error(c, map_find(c, n, "sectionName"), kp,
+				          "sectionName names no listener \"%s\"",
+				          cfg_show(t->section_name, show));
 				return;
 			}
 			i = (size_t)l->index;
 		}
 		if (c->gateway_by_listener[i] != NULL) {
 			cfg_error(c, n, kp, "listener \"%s\" already has Gateway policy \"%s\"",
-				  cfg->listeners[i].name ? cfg->listeners[i].name : "?",
-				  c->gateway_by_listener[i]->name ? c->gateway_by_listener[i]->name : "?");
+			          cfg->listeners[i].name ? cfg->listeners[i].name : "?",
+			          c->gateway_by_listener[i]->name ? c->gateway_by_listener[i]->name : "?");
 			return;
 		}
 		c->gateway_by_listener[i] = pol;
@@ -1761,8 +1803,8 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	if (get_str(c, n, kp, "name", true, S_NONEMPTY, &pol->name) == 0) {
 		for (i = 0; i < (size_t)pol->index; i++) {
 			if (cfg->policies[i].name != NULL && strcmp(cfg->policies[i].name, pol->name) == 0)
-				cfg_error(c, map_find(c, n, "name"), kp, "duplicate securityPolicy name \"%s\"",
-					  cfg_show(pol->name, show));
+				cfg_error(c, map_find(c, n, "name"), kp,
+				          "duplicate securityPolicy name \"%s\"", cfg_show(pol->name, show));
 		}
 	}
 	/* jwt first: targets attach the policy, and a policy is whole before anything points at it */
@@ -1771,7 +1813,8 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 		pol->has_jwt = true;
 		s = get_seq(c, jwt, ckp, "providers", true, ikp, &cnt);
 		if (s != NULL && cnt > CONFIG_MAX_PROVIDERS) {
-			cfg_error(c, s, ikp, "%zu providers: a policy takes 1 to %d", cnt, CONFIG_MAX_PROVIDERS);
+			cfg_error(c, s, ikp, "%zu providers: a policy takes 1 to %d", cnt,
+			          CONFIG_MAX_PROVIDERS);
 		} else if (s != NULL) {
 			char pkp[CONFIG_KP_MAX];
 
@@ -1818,9 +1861,16 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 
 static void parse_limits(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_limits *l)
 {
-	static const char *const keys[] = {"maxHeaderBytes", "maxHeaderCount", "maxRequestLine", "maxBodySize",
-					   "headerTimeout", "idleTimeout", "drainTimeout", "maxConnections",
-					   "http2MaxConcurrentStreams", NULL};
+	static const char *const keys[] = {"maxHeaderBytes",
+	                                   "maxHeaderCount",
+	                                   "maxRequestLine",
+	                                   "maxBodySize",
+	                                   "headerTimeout",
+	                                   "idleTimeout",
+	                                   "drainTimeout",
+	                                   "maxConnections",
+	                                   "http2MaxConcurrentStreams",
+	                                   NULL};
 	uint64_t v;
 
 	if (!check_map(c, n, kp, keys))
@@ -1849,7 +1899,8 @@ static void parse_workers(struct cfg_ctx *c, yaml_node_t *root)
 	uint64_t v;
 	long cpus;
 
-	if (n != NULL && n->type == YAML_SCALAR_NODE && strcmp((const char *)n->data.scalar.value, "auto") != 0) {
+	if (n != NULL && n->type == YAML_SCALAR_NODE &&
+	    strcmp((const char *)n->data.scalar.value, "auto") != 0) {
 		const char *t = (const char *)n->data.scalar.value;
 		char show[CONFIG_SHOW_MAX + 4];
 
@@ -1887,9 +1938,9 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 
 			if (s != NULL && config_parse_address(s, &cfg->admin_addr, &cfg->admin_addr_len) != 0)
 				cfg_error(c, v, akp,
-					  "invalid admin address \"%s\" (expected IPv4:port or [IPv6]:port; "
-					  "host names are refused)",
-					  cfg_show(s, show));
+				          "invalid admin address \"%s\" (expected IPv4:port or [IPv6]:port; "
+				          "host names are refused)",
+				          cfg_show(s, show));
 			else if (s != NULL)
 				cfg->has_admin = true;
 		}
@@ -1945,9 +1996,9 @@ static void config_set_defaults(struct config *cfg)
  * policies (need routes and listeners), whatever the order of keys in the file. */
 static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"listeners",  "backends", "httpRoutes", "grpcRoutes",
-					   "securityPolicies", "workers", "admin", "accessLog",
-					   "log",        "tokenCache", "limits", NULL};
+	static const char *const keys[] = {
+	        "listeners", "backends",  "httpRoutes", "grpcRoutes", "securityPolicies", "workers",
+	        "admin",     "accessLog", "log",        "tokenCache", "limits",           NULL};
 	struct config *cfg = c->cfg;
 	char kp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	yaml_node_t *s, *hs, *gs;
@@ -1962,7 +2013,8 @@ static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 		yaml_node_t *l = map_find(c, root, "listeners");
 
 		if (l == NULL || l->type == YAML_SEQUENCE_NODE)
-			cfg_error(c, l != NULL ? l : root, "", "no listeners: at least one listener is needed");
+			cfg_error(c, l != NULL ? l : root, "",
+			          "no listeners: at least one listener is needed");
 	}
 	if (s != NULL && cnt > 0) {
 		cfg->listeners = jg_xcalloc(cnt, sizeof(*cfg->listeners));
@@ -2090,9 +2142,10 @@ int config_load(const char *path, FILE *err, struct config **out)
 	}
 	yaml_parser_set_input_string(&parser, text, len);
 	if (!yaml_parser_load(&parser, &c.doc)) {
-		fprintf(err, "%s:%lu:%lu: YAML syntax error: %s", path, (unsigned long)parser.problem_mark.line + 1,
-			(unsigned long)parser.problem_mark.column + 1,
-			parser.problem != NULL ? parser.problem : "unknown problem");
+		fprintf(err, "%s:%lu:%lu: YAML syntax error: %s", path,
+		        (unsigned long)parser.problem_mark.line + 1,
+		        (unsigned long)parser.problem_mark.column + 1,
+		        parser.problem != NULL ? parser.problem : "unknown problem");
 		if (parser.context != NULL)
 			fprintf(err, " (%s)", parser.context);
 		fputc('\n', err);

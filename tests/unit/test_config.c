@@ -20,7 +20,7 @@
 #include "jwtgate/config.h"
 #include "jwtgate/log.h"
 
-static char t_dir[64];  /* per-test temporary folder */
+static char t_dir[64];   /* per-test temporary folder */
 static char t_path[128]; /* t_dir/c.yaml */
 static char *t_errbuf;   /* err output of the last load */
 
@@ -137,7 +137,8 @@ static void t_expect(int line, int col, const char *msg)
 
 	snprintf(want, sizeof(want), "%s:%d:%d: %s", t_path, line, col, msg);
 	if (t_errbuf == NULL || strstr(t_errbuf, want) == NULL)
-		fail_msg("expected in errors:\n  %s\ngot:\n%s", want, t_errbuf != NULL ? t_errbuf : "(nothing)");
+		fail_msg("expected in errors:\n  %s\ngot:\n%s", want,
+		         t_errbuf != NULL ? t_errbuf : "(nothing)");
 }
 
 /* Loads yaml expecting exactly n_errors errors, and the one error given. */
@@ -322,9 +323,9 @@ static void test_remote_scenario_from_config_md(void **state)
 {
 	char *block = t_config_md_block(1);
 	const char *extra = "listeners: [{name: http, address: \"[::1]:8080\"}]\n"
-			    "httpRoutes:\n"
-			    "  - name: foo\n"
-			    "    rules: [{backendRefs: [{name: remote-jwks}]}]\n";
+	                    "httpRoutes:\n"
+	                    "  - name: foo\n"
+	                    "    rules: [{backendRefs: [{name: remote-jwks}]}]\n";
 	char *yaml = malloc(strlen(block) + strlen(extra) + 1);
 	struct config *cfg = NULL;
 	const struct config_provider *pv;
@@ -372,7 +373,7 @@ static void test_remote_scenario_from_config_md(void **state)
 	assert_int_equal(pv->remote.retry.base_interval_ms, 1000);
 	assert_int_equal(pv->remote.retry.max_interval_ms, 5000);
 	assert_int_equal(pv->remote.retry.triggers,
-			 CONFIG_RETRY_ON_5XX | CONFIG_RETRY_ON_GATEWAY_ERROR | CONFIG_RETRY_ON_RESET);
+	                 CONFIG_RETRY_ON_5XX | CONFIG_RETRY_ON_GATEWAY_ERROR | CONFIG_RETRY_ON_RESET);
 	assert_int_equal(pv->n_claim_to_headers, 2);
 	assert_string_equal(pv->claim_to_headers[1].header, "x-org");
 	assert_string_equal(pv->claim_to_headers[1].claim, "org.name");
@@ -431,64 +432,69 @@ static void test_full_options_and_normalisation(void **state)
 	JG_UNUSED(state);
 	t_write("keys/k.json", "{\"keys\":[]}", 11);
 	if (t_load("workers: 3\n"
-		   "admin: {address: 127.0.0.1:9901}\n"
-		   "accessLog: {path: logs/access.log, format: json}\n"
-		   "log: {level: debug}\n"
-		   "tokenCache: {size: 0}\n"
-		   "limits: {maxHeaderBytes: 64KiB, maxHeaderCount: 50, maxRequestLine: 4096, maxBodySize: 1MiB,\n"
-		   "         headerTimeout: 500ms, idleTimeout: 1h30m, drainTimeout: 0s, maxConnections: 7,\n"
-		   "         http2MaxConcurrentStreams: 9}\n"
-		   "listeners: [{name: a, address: 127.0.0.1:0}, {name: b, address: 127.0.0.2:0}]\n"
-		   "backends:\n"
-		   "  - name: be\n"
-		   "    loadBalancer: {type: LeastRequest}\n"
-		   "    timeouts: {connect: 1s, request: 0s, idle: 5m}\n"
-		   "    circuitBreaker: {maxConnections: 10, maxPendingRequests: 0, maxParallelRequests: 3}\n"
-		   "    endpoints: [{ip: {address: \"::1\", port: 81}}]\n"
-		   "  - name: h2\n"
-		   "    protocol: H2\n"
-		   "    tls: {wellKnownCACertificates: System, hostname: API.Example.com}\n"
-		   "    endpoints: [{fqdn: {hostname: API.Example.com, port: 443}}]\n"
-		   "httpRoutes:\n"
-		   "  - name: r\n"
-		   "    hostnames: [\"WWW.Example.COM\", \"*.Example.org\"]\n"
-		   "    rules:\n"
-		   "      - matches:\n"
-		   "          - path: {value: /api/}\n"
-		   "            method: POST\n"
-		   "            headers: [{name: X-Ver, value: \"2\"}, {name: X-Re, type: RegularExpression, value: \"a|b\"}]\n"
-		   "            queryParams: [{name: Q, value: v}]\n"
-		   "          - path: {type: RegularExpression, value: \"/v[0-9]+\"}\n"
-		   "          - path: {type: Exact, value: /}\n"
-		   "        backendRefs: [{name: be, weight: 3, port: 8081}, {name: be, weight: 0}]\n"
-		   "  - name: plain\n"
-		   "    rules: [{backendRefs: [{name: be, kind: Backend, group: \"\"}]}]\n"
-		   "grpcRoutes:\n"
-		   "  - name: g\n"
-		   "    rules:\n"
-		   "      - matches: [{method: {service: pkg.Svc}}, {method: {type: RegularExpression, method: \"Get.*\"}}]\n"
-		   "        backendRefs: [{name: h2}]\n"
-		   "securityPolicies:\n"
-		   "  - name: gw\n"
-		   "    targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: eg, sectionName: b}\n"
-		   "    jwt: {optional: true, providers: [{name: p1, localJWKS: {type: File, file: keys/k.json}}]}\n"
-		   "  - name: route\n"
-		   "    targetRefs: [{kind: HTTPRoute, name: r}]\n"
-		   "    jwt:\n"
-		   "      failOpen: true\n"
-		   "      providers:\n"
-		   "        - name: p1\n"
-		   "          localJWKS: {type: Inline, inline: '{\"keys\": []}'}\n"
-		   "          claimToHeaders: [{header: X-Sub, claim: sub}]\n"
-		   "          recomputeRoute: true\n"
-		   "          extractFrom: {params: [tok]}\n"
-		   "          clockSkew: 1m30s\n"
-		   "          forward: false\n"
-		   "          forwardPayloadHeader: X-Payload\n"
-		   "          requireExpiration: true\n"
-		   "          maxLifetime: 1h\n"
-		   "          remoteJWKSx: 1\n",
-		   &cfg) != 1)
+	           "admin: {address: 127.0.0.1:9901}\n"
+	           "accessLog: {path: logs/access.log, format: json}\n"
+	           "log: {level: debug}\n"
+	           "tokenCache: {size: 0}\n"
+	           "limits: {maxHeaderBytes: 64KiB, maxHeaderCount: 50, maxRequestLine: 4096, maxBodySize: "
+	           "1MiB,\n"
+	           "         headerTimeout: 500ms, idleTimeout: 1h30m, drainTimeout: 0s, maxConnections: 7,\n"
+	           "         http2MaxConcurrentStreams: 9}\n"
+	           "listeners: [{name: a, address: 127.0.0.1:0}, {name: b, address: 127.0.0.2:0}]\n"
+	           "backends:\n"
+	           "  - name: be\n"
+	           "    loadBalancer: {type: LeastRequest}\n"
+	           "    timeouts: {connect: 1s, request: 0s, idle: 5m}\n"
+	           "    circuitBreaker: {maxConnections: 10, maxPendingRequests: 0, maxParallelRequests: 3}\n"
+	           "    endpoints: [{ip: {address: \"::1\", port: 81}}]\n"
+	           "  - name: h2\n"
+	           "    protocol: H2\n"
+	           "    tls: {wellKnownCACertificates: System, hostname: API.Example.com}\n"
+	           "    endpoints: [{fqdn: {hostname: API.Example.com, port: 443}}]\n"
+	           "httpRoutes:\n"
+	           "  - name: r\n"
+	           "    hostnames: [\"WWW.Example.COM\", \"*.Example.org\"]\n"
+	           "    rules:\n"
+	           "      - matches:\n"
+	           "          - path: {value: /api/}\n"
+	           "            method: POST\n"
+	           "            headers: [{name: X-Ver, value: \"2\"}, {name: X-Re, type: RegularExpression, "
+	           "value: \"a|b\"}]\n"
+	           "            queryParams: [{name: Q, value: v}]\n"
+	           "          - path: {type: RegularExpression, value: \"/v[0-9]+\"}\n"
+	           "          - path: {type: Exact, value: /}\n"
+	           "        backendRefs: [{name: be, weight: 3, port: 8081}, {name: be, weight: 0}]\n"
+	           "  - name: plain\n"
+	           "    rules: [{backendRefs: [{name: be, kind: Backend, group: \"\"}]}]\n"
+	           "grpcRoutes:\n"
+	           "  - name: g\n"
+	           "    rules:\n"
+	           "      - matches: [{method: {service: pkg.Svc}}, {method: {type: RegularExpression, "
+	           "method: \"Get.*\"}}]\n"
+	           "        backendRefs: [{name: h2}]\n"
+	           "securityPolicies:\n"
+	           "  - name: gw\n"
+	           "    targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: eg, sectionName: "
+	           "b}\n"
+	           "    jwt: {optional: true, providers: [{name: p1, localJWKS: {type: File, file: "
+	           "keys/k.json}}]}\n"
+	           "  - name: route\n"
+	           "    targetRefs: [{kind: HTTPRoute, name: r}]\n"
+	           "    jwt:\n"
+	           "      failOpen: true\n"
+	           "      providers:\n"
+	           "        - name: p1\n"
+	           "          localJWKS: {type: Inline, inline: '{\"keys\": []}'}\n"
+	           "          claimToHeaders: [{header: X-Sub, claim: sub}]\n"
+	           "          recomputeRoute: true\n"
+	           "          extractFrom: {params: [tok]}\n"
+	           "          clockSkew: 1m30s\n"
+	           "          forward: false\n"
+	           "          forwardPayloadHeader: X-Payload\n"
+	           "          requireExpiration: true\n"
+	           "          maxLifetime: 1h\n"
+	           "          remoteJWKSx: 1\n",
+	           &cfg) != 1)
 		fail_msg("%s", t_errbuf);
 	/* the last line is a deliberate typo: a single error, and nothing else is wrong */
 	t_expect(58, 11, "unknown key \"remoteJWKSx\" (at securityPolicies[1].jwt.providers[0])");
@@ -546,14 +552,14 @@ static void test_full_options_and_normalisation(void **state)
 	assert_int_equal(r->total_weight, 3);
 	m = &r->matches[0];
 	assert_int_equal(m->path.type, CONFIG_MATCH_PATH_PREFIX); /* default type */
-	assert_string_equal(m->path.value, "/api");                /* trailing '/' dropped */
+	assert_string_equal(m->path.value, "/api");               /* trailing '/' dropped */
 	assert_string_equal(m->method, "POST");
 	assert_string_equal(m->headers[0].name, "x-ver");
 	assert_int_equal(m->headers[0].type, CONFIG_MATCH_EXACT);
 	assert_true(m->headers[1].has_re);
 	assert_int_equal(regexec(&m->headers[1].re, "a", 0, NULL, 0), 0);
 	assert_int_not_equal(regexec(&m->headers[1].re, "ab", 0, NULL, 0), 0); /* anchored */
-	assert_string_equal(m->query_params[0].name, "Q");                      /* not lower-cased */
+	assert_string_equal(m->query_params[0].name, "Q");                     /* not lower-cased */
 	m = &r->matches[1];
 	assert_true(m->path.has_re);
 	assert_int_equal(regexec(&m->path.re, "/v12", 0, NULL, 0), 0);
@@ -607,13 +613,13 @@ static void test_gateway_policy_all_listeners(void **state)
 	JG_UNUSED(state);
 	t_write("k.json", "{}", 2);
 	if (t_load("listeners: [{name: a, address: 127.0.0.1:1}, {name: b, address: 127.0.0.1:2}]\n"
-		   "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}]}]\n"
-		   "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
-		   "securityPolicies:\n"
-		   "  - name: gw\n"
-		   "    targetRefs: [{kind: Gateway, name: eg}]\n"
-		   "    jwt: {providers: [{name: p, localJWKS: {type: File, file: k.json}}]}\n",
-		   &cfg) != 0)
+	           "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}]}]\n"
+	           "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	           "securityPolicies:\n"
+	           "  - name: gw\n"
+	           "    targetRefs: [{kind: Gateway, name: eg}]\n"
+	           "    jwt: {providers: [{name: p, localJWKS: {type: File, file: k.json}}]}\n",
+	           &cfg) != 0)
 		fail_msg("%s", t_errbuf);
 	assert_ptr_equal(config_route_policy(&cfg->routes[0], 0), &cfg->policies[0]);
 	assert_ptr_equal(config_route_policy(&cfg->routes[0], 1), &cfg->policies[0]);
@@ -627,13 +633,14 @@ static void test_remote_defaults(void **state)
 	const struct config_remote_jwks *r;
 
 	JG_UNUSED(state);
-	if (t_load(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
-			     "securityPolicies:\n"
-			     "  - name: p\n"
-			     "    targetRef: {kind: HTTPRoute, name: r}\n"
-			     "    jwt: {providers: [{name: p, remoteJWKS: {uri: \"https://idp/jwks\",\n"
-			     "          backendSettings: {retry: {perRetry: {backOff: {baseInterval: 100ms}}}}}}]}\n",
-		   &cfg) != 0)
+	if (t_load(MINI_HEAD
+	           "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	           "securityPolicies:\n"
+	           "  - name: p\n"
+	           "    targetRef: {kind: HTTPRoute, name: r}\n"
+	           "    jwt: {providers: [{name: p, remoteJWKS: {uri: \"https://idp/jwks\",\n"
+	           "          backendSettings: {retry: {perRetry: {backOff: {baseInterval: 100ms}}}}}}]}\n",
+	           &cfg) != 0)
 		fail_msg("%s", t_errbuf);
 	r = &cfg->policies[0].providers[0].remote;
 	assert_null(r->backend);
@@ -644,7 +651,7 @@ static void test_remote_defaults(void **state)
 	assert_int_equal(r->retry.base_interval_ms, 100);
 	assert_int_equal(r->retry.max_interval_ms, 1000);
 	assert_int_equal(r->retry.triggers, CONFIG_RETRY_ON_5XX | CONFIG_RETRY_ON_GATEWAY_ERROR |
-						    CONFIG_RETRY_ON_RESET | CONFIG_RETRY_ON_CONNECT_FAILURE);
+	                                            CONFIG_RETRY_ON_RESET | CONFIG_RETRY_ON_CONNECT_FAILURE);
 	config_free(cfg);
 }
 
@@ -654,12 +661,12 @@ static void test_err_unknown_key(void **state)
 {
 	JG_UNUSED(state);
 	t_fails(MINI_HEAD "httpRoutes:\n"
-			  "  - name: r\n"
-			  "    rules:\n"
-			  "      - matches:\n"
-			  "          - path: {type: Exact, value: /x, hostname: a}\n"
-			  "        backendRefs: [{name: b}]\n",
-		1, 7, 44, "unknown key \"hostname\" (at httpRoutes[0].rules[0].matches[0].path)");
+	                  "  - name: r\n"
+	                  "    rules:\n"
+	                  "      - matches:\n"
+	                  "          - path: {type: Exact, value: /x, hostname: a}\n"
+	                  "        backendRefs: [{name: b}]\n",
+	        1, 7, 44, "unknown key \"hostname\" (at httpRoutes[0].rules[0].matches[0].path)");
 	t_fails(MINI_HEAD "listenrs: []\n", 1, 3, 1, "unknown key \"listenrs\"\n");
 	t_fails(MINI_HEAD "workers: 1\nworkers: 2\n", 1, 4, 1, "duplicate key \"workers\"");
 }
@@ -668,18 +675,20 @@ static void test_err_wrong_types(void **state)
 {
 	JG_UNUSED(state);
 	t_fails("listeners: {name: l, address: 127.0.0.1:1}\n", 1, 1, 12,
-		"expected a list, found a mapping (at listeners)");
-	t_fails(MINI_HEAD "workers: lots\n", 1, 3, 10, "expected a number or \"auto\", found \"lots\" (at workers)");
+	        "expected a list, found a mapping (at listeners)");
+	t_fails(MINI_HEAD "workers: lots\n", 1, 3, 10,
+	        "expected a number or \"auto\", found \"lots\" (at workers)");
 	t_fails(MINI_HEAD "workers: 0\n", 1, 3, 10, "0 out of range 1..1024 (at workers)");
 	t_fails(MINI_HEAD "limits: {headerTimeout: 10}\n", 1, 3, 25,
-		"invalid duration \"10\" (expected e.g. 500ms, 10s, 5m, 1h30m) (at limits.headerTimeout)");
+	        "invalid duration \"10\" (expected e.g. 500ms, 10s, 5m, 1h30m) (at limits.headerTimeout)");
 	t_fails(MINI_HEAD "limits: {maxBodySize: 1MB}\n", 1, 3, 23,
-		"invalid size \"1MB\" (expected bytes, or a number with KiB, MiB or GiB) (at limits.maxBodySize)");
+	        "invalid size \"1MB\" (expected bytes, or a number with KiB, MiB or GiB) (at "
+	        "limits.maxBodySize)");
 	t_fails(MINI_HEAD "log: {level: loud}\n", 1, 3, 14,
-		"invalid value \"loud\" (expected one of error, warn, info, debug) (at log.level)");
+	        "invalid value \"loud\" (expected one of error, warn, info, debug) (at log.level)");
 	t_fails(MINI_HEAD "tokenCache: [1]\n", 1, 3, 13, "expected a mapping, found a list (at tokenCache)");
 	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: [b]}]}]}]\n", 1, 3, 54,
-		"expected a string, found a list (at httpRoutes[0].rules[0].backendRefs[0].name)");
+	        "expected a string, found a list (at httpRoutes[0].rules[0].backendRefs[0].name)");
 }
 
 static void test_err_missing_required(void **state)
@@ -687,10 +696,11 @@ static void test_err_missing_required(void **state)
 	JG_UNUSED(state);
 	t_fails("listeners: [{name: l}]\n", 1, 1, 13, "missing required key \"address\" (at listeners[0])");
 	t_fails("listeners: [{name: l, address: 127.0.0.1:1}]\nbackends: [{name: b}]\n", 1, 2, 12,
-		"missing required key \"endpoints\" (at backends[0])");
+	        "missing required key \"endpoints\" (at backends[0])");
 	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{matches: []}]}]\n", 1, 3, 32,
-		"missing required key \"backendRefs\" (at httpRoutes[0].rules[0])");
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: []}]\n", 1, 3, 31, "list must not be empty (at httpRoutes[0].rules)");
+	        "missing required key \"backendRefs\" (at httpRoutes[0].rules[0])");
+	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: []}]\n", 1, 3, 31,
+	        "list must not be empty (at httpRoutes[0].rules)");
 	t_fails("backends: []\n", 1, 1, 1, "no listeners: at least one listener is needed");
 	t_fails("", 1, 1, 1, "empty configuration");
 }
@@ -699,25 +709,25 @@ static void test_err_duplicates(void **state)
 {
 	JG_UNUSED(state);
 	t_fails("listeners: [{name: l, address: 127.0.0.1:1}, {name: l, address: 127.0.0.1:2}]\n", 1, 1, 53,
-		"duplicate listener name \"l\" (at listeners[1])");
+	        "duplicate listener name \"l\" (at listeners[1])");
 	t_fails("listeners: [{name: l, address: 127.0.0.1:1}, {name: m, address: 127.0.0.1:1}]\n", 1, 1, 65,
-		"address \"127.0.0.1:1\" is already used by listener \"l\" (at listeners[1].address)");
+	        "address \"127.0.0.1:1\" is already used by listener \"l\" (at listeners[1].address)");
 	t_fails(MINI_HEAD "backends: []\n", 1, 3, 1, "duplicate key \"backends\"");
 	t_fails("listeners: [{name: l, address: 127.0.0.1:1}]\n"
-		"backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}]},\n"
-		"           {name: b, endpoints: [{ip: {address: 127.0.0.1, port: 81}}]}]\n",
-		1, 3, 19, "duplicate backend name \"b\" (at backends[1])");
+	        "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}]},\n"
+	        "           {name: b, endpoints: [{ip: {address: 127.0.0.1, port: 81}}]}]\n",
+	        1, 3, 19, "duplicate backend name \"b\" (at backends[1])");
 	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]},\n"
-			  "             {name: r, rules: [{backendRefs: [{name: b}]}]}]\n",
-		1, 4, 21, "duplicate httpRoute name \"r\" (at httpRoutes[1])");
+	                  "             {name: r, rules: [{backendRefs: [{name: b}]}]}]\n",
+	        1, 4, 21, "duplicate httpRoute name \"r\" (at httpRoutes[1])");
 	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
-			  "securityPolicies:\n"
-			  "  - {name: p, targetRef: {kind: HTTPRoute, name: r}, jwt: {providers: [{name: x, "
-			  "remoteJWKS: {uri: \"https://a/j\"}}]}}\n"
-			  "  - {name: p, targetRef: {kind: Gateway}, jwt: {providers: [\n"
-			  "      {name: x, remoteJWKS: {uri: \"https://a/j\"}},\n"
-			  "      {name: x, remoteJWKS: {uri: \"https://a/j\"}}]}}\n",
-		2, 6, 12, "duplicate securityPolicy name \"p\" (at securityPolicies[1])");
+	                  "securityPolicies:\n"
+	                  "  - {name: p, targetRef: {kind: HTTPRoute, name: r}, jwt: {providers: [{name: x, "
+	                  "remoteJWKS: {uri: \"https://a/j\"}}]}}\n"
+	                  "  - {name: p, targetRef: {kind: Gateway}, jwt: {providers: [\n"
+	                  "      {name: x, remoteJWKS: {uri: \"https://a/j\"}},\n"
+	                  "      {name: x, remoteJWKS: {uri: \"https://a/j\"}}]}}\n",
+	        2, 6, 12, "duplicate securityPolicy name \"p\" (at securityPolicies[1])");
 	t_expect(8, 14, "duplicate provider name \"x\" (at securityPolicies[1].jwt.providers[1])");
 }
 
@@ -725,37 +735,48 @@ static void test_err_dangling_references(void **state)
 {
 	JG_UNUSED(state);
 	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: nope}]}]}]\n", 1, 3, 54,
-		"backendRefs names no backend \"nope\" (at httpRoutes[0].rules[0].backendRefs[0])");
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
-			  "securityPolicies:\n"
-			  "  - name: p\n"
-			  "    targetRefs: [{kind: GRPCRoute, name: r}, {kind: Gateway, name: eg, sectionName: x}]\n"
-			  "    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/j\", backendRefs: [{name: zz}]}}]}\n",
-		3, 6, 42, "targetRef names no GRPCRoute \"r\" (at securityPolicies[0].targetRefs[0])");
+	        "backendRefs names no backend \"nope\" (at httpRoutes[0].rules[0].backendRefs[0])");
+	t_fails(MINI_HEAD
+	        "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	        "securityPolicies:\n"
+	        "  - name: p\n"
+	        "    targetRefs: [{kind: GRPCRoute, name: r}, {kind: Gateway, name: eg, sectionName: x}]\n"
+	        "    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/j\", backendRefs: [{name: "
+	        "zz}]}}]}\n",
+	        3, 6, 42, "targetRef names no GRPCRoute \"r\" (at securityPolicies[0].targetRefs[0])");
 	t_expect(6, 85, "sectionName names no listener \"x\" (at securityPolicies[0].targetRefs[1])");
-	t_expect(7, 87, "remoteJWKS backendRefs names no backend \"zz\" "
-			"(at securityPolicies[0].jwt.providers[0].remoteJWKS.backendRefs[0])");
+	t_expect(7, 87,
+	         "remoteJWKS backendRefs names no backend \"zz\" "
+	         "(at securityPolicies[0].jwt.providers[0].remoteJWKS.backendRefs[0])");
 }
 
 static void test_err_impossible_combinations(void **state)
 {
 	const char *route = MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
-				      "securityPolicies:\n"
-				      "  - name: p\n"
-				      "    targetRef: {kind: HTTPRoute, name: r}\n";
+	                              "securityPolicies:\n"
+	                              "  - name: p\n"
+	                              "    targetRef: {kind: HTTPRoute, name: r}\n";
 	char y[2048];
 
 	JG_UNUSED(state);
-	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, localJWKS: {type: Inline, inline: a}, "
-			       "remoteJWKS: {uri: \"https://a/\"}}]}\n", route);
-	t_fails(y, 1, 7, 23, "\"localJWKS\" and \"remoteJWKS\" are exclusive (at securityPolicies[0].jwt.providers[0])");
+	snprintf(y, sizeof(y),
+	         "%s    jwt: {providers: [{name: x, localJWKS: {type: Inline, inline: a}, "
+	         "remoteJWKS: {uri: \"https://a/\"}}]}\n",
+	         route);
+	t_fails(y, 1, 7, 23,
+	        "\"localJWKS\" and \"remoteJWKS\" are exclusive (at securityPolicies[0].jwt.providers[0])");
 	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x}]}\n", route);
-	t_fails(y, 1, 7, 23, "a provider needs \"localJWKS\" or \"remoteJWKS\" (at securityPolicies[0].jwt.providers[0])");
-	snprintf(y, sizeof(y), "%s    jwt: {optional: true, failOpen: true, providers: [{name: x, "
-			       "remoteJWKS: {uri: \"https://a/\"}}]}\n", route);
+	t_fails(y, 1, 7, 23,
+	        "a provider needs \"localJWKS\" or \"remoteJWKS\" (at securityPolicies[0].jwt.providers[0])");
+	snprintf(y, sizeof(y),
+	         "%s    jwt: {optional: true, failOpen: true, providers: [{name: x, "
+	         "remoteJWKS: {uri: \"https://a/\"}}]}\n",
+	         route);
 	t_fails(y, 1, 7, 10, "\"optional\" and \"failOpen\" cannot be combined (at securityPolicies[0].jwt)");
-	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, recomputeRoute: true, "
-			       "remoteJWKS: {uri: \"https://a/\"}}]}\n", route);
+	snprintf(y, sizeof(y),
+	         "%s    jwt: {providers: [{name: x, recomputeRoute: true, "
+	         "remoteJWKS: {uri: \"https://a/\"}}]}\n",
+	         route);
 	t_fails(y, 1, 7, 49, "recomputeRoute needs claimToHeaders (at securityPolicies[0].jwt.providers[0])");
 	snprintf(y, sizeof(y), "%s    jwt: {providers: []}\n", route);
 	t_fails(y, 1, 7, 22, "list must not be empty (at securityPolicies[0].jwt.providers)");
@@ -766,63 +787,80 @@ static void test_err_impossible_combinations(void **state)
 		for (i = 0; i < 17; i++) {
 			char one[96];
 
-			snprintf(one, sizeof(one), "%s{name: p%d, remoteJWKS: {uri: \"https://a/\"}}", i ? ", " : "", i);
+			snprintf(one, sizeof(one), "%s{name: p%d, remoteJWKS: {uri: \"https://a/\"}}",
+			         i ? ", " : "", i);
 			strcat(y, one);
 		}
 		strcat(y, "]}\n");
 	}
 	t_fails(y, 1, 7, 22, "17 providers: a policy takes 1 to 16 (at securityPolicies[0].jwt.providers)");
 	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, localJWKS: {type: File}}]}\n", route);
-	t_fails(y, 1, 7, 44, "localJWKS type File needs \"file\" (at securityPolicies[0].jwt.providers[0].localJWKS)");
-	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"http://a/\"}}]}\n", route);
-	t_fails(y, 1, 7, 51, "remoteJWKS uri \"http://a/\" must be an https:// URL with a host "
-			     "(at securityPolicies[0].jwt.providers[0].remoteJWKS.uri)");
-	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/\"}}]}\n"
-			       "  - name: q\n    targetRef: {kind: HTTPRoute, name: r}\n"
-			       "    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/\"}}]}\n", route);
-	t_fails(y, 1, 9, 16, "HTTPRoute \"r\" is already targeted by policy \"p\" (at securityPolicies[1].targetRef)");
+	t_fails(y, 1, 7, 44,
+	        "localJWKS type File needs \"file\" (at securityPolicies[0].jwt.providers[0].localJWKS)");
+	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"http://a/\"}}]}\n",
+	         route);
+	t_fails(y, 1, 7, 51,
+	        "remoteJWKS uri \"http://a/\" must be an https:// URL with a host "
+	        "(at securityPolicies[0].jwt.providers[0].remoteJWKS.uri)");
+	snprintf(y, sizeof(y),
+	         "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/\"}}]}\n"
+	         "  - name: q\n    targetRef: {kind: HTTPRoute, name: r}\n"
+	         "    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/\"}}]}\n",
+	         route);
+	t_fails(y, 1, 9, 16,
+	        "HTTPRoute \"r\" is already targeted by policy \"p\" (at securityPolicies[1].targetRef)");
 	/* regex that does not compile */
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{matches: [{headers: [{name: a, type: RegularExpression, "
-			  "value: \"(\"}]}], backendRefs: [{name: b}]}]}]\n",
-		1, 3, 96, "invalid regular expression: ");
+	t_fails(MINI_HEAD
+	        "httpRoutes: [{name: r, rules: [{matches: [{headers: [{name: a, type: RegularExpression, "
+	        "value: \"(\"}]}], backendRefs: [{name: b}]}]}]\n",
+	        1, 3, 96, "invalid regular expression: ");
 	/* gRPC route on an HTTP/1.1 backend */
 	t_fails(MINI_HEAD "grpcRoutes: [{name: g, rules: [{backendRefs: [{name: b}]}]}]\n", 1, 3, 54,
-		"gRPC needs HTTP/2: backend \"b\" has protocol HTTP (HTTP/1.1); set protocol H2C or H2 "
-		"(at grpcRoutes[0].rules[0].backendRefs[0])");
+	        "gRPC needs HTTP/2: backend \"b\" has protocol HTTP (HTTP/1.1); set protocol H2C or H2 "
+	        "(at grpcRoutes[0].rules[0].backendRefs[0])");
 	/* host names are refused in listener addresses */
 	t_fails("listeners: [{name: l, address: \"localhost:80\"}]\n", 1, 1, 32,
-		"invalid listener address \"localhost:80\" (expected IPv4:port or [IPv6]:port; host names are refused) "
-		"(at listeners[0].address)");
+	        "invalid listener address \"localhost:80\" (expected IPv4:port or [IPv6]:port; host names "
+	        "are refused) "
+	        "(at listeners[0].address)");
 	t_fails("listeners: [{name: l, address: 127.0.0.1:8080}]\n"
-		"backends: [{name: c, protocol: H2C, tls: {wellKnownCACertificates: System, hostname: a},\n"
-		"            endpoints: [{ip: {address: 127.0.0.1, port: 80}}]}]\n",
-		1, 2, 42, "protocol H2C is cleartext; use protocol H2 for HTTP/2 over TLS (at backends[0].tls)");
+	        "backends: [{name: c, protocol: H2C, tls: {wellKnownCACertificates: System, hostname: a},\n"
+	        "            endpoints: [{ip: {address: 127.0.0.1, port: 80}}]}]\n",
+	        1, 2, 42,
+	        "protocol H2C is cleartext; use protocol H2 for HTTP/2 over TLS (at backends[0].tls)");
 }
 
 static void test_err_headers_and_wire_values(void **state)
 {
 	JG_UNUSED(state);
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{matches: [{headers: [{name: \"a b\", value: v}]}], "
-			  "backendRefs: [{name: b}]}]}]\n",
-		1, 3, 61, "\"a b\" is not a valid HTTP token (RFC 9110 section 5.6.2) "
-			  "(at httpRoutes[0].rules[0].matches[0].headers[0].name)");
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{matches: [{headers: [{name: a, value: \"x\\r\\ny\"}]}], "
-			  "backendRefs: [{name: b}]}]}]\n",
-		1, 3, 71, "CR or LF in value (at httpRoutes[0].rules[0].matches[0].headers[0].value)");
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, hostnames: [\"a\\0b\"], rules: [{backendRefs: [{name: b}]}]}]\n", 1, 3,
-		36, "NUL byte in value (at httpRoutes[0].hostnames[0])");
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, hostnames: [\"a.com:80\"], rules: [{backendRefs: [{name: b}]}]}]\n", 1, 3,
-		36, "invalid host name \"a.com:80\"");
-	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{matches: [{path: {value: foo}}], backendRefs: [{name: b}]}]}]\n",
-		1, 3, 58, "path \"foo\" must start with '/'");
+	t_fails(MINI_HEAD
+	        "httpRoutes: [{name: r, rules: [{matches: [{headers: [{name: \"a b\", value: v}]}], "
+	        "backendRefs: [{name: b}]}]}]\n",
+	        1, 3, 61,
+	        "\"a b\" is not a valid HTTP token (RFC 9110 section 5.6.2) "
+	        "(at httpRoutes[0].rules[0].matches[0].headers[0].name)");
+	t_fails(MINI_HEAD
+	        "httpRoutes: [{name: r, rules: [{matches: [{headers: [{name: a, value: \"x\\r\\ny\"}]}], "
+	        "backendRefs: [{name: b}]}]}]\n",
+	        1, 3, 71, "CR or LF in value (at httpRoutes[0].rules[0].matches[0].headers[0].value)");
+	t_fails(MINI_HEAD
+	        "httpRoutes: [{name: r, hostnames: [\"a\\0b\"], rules: [{backendRefs: [{name: b}]}]}]\n",
+	        1, 3, 36, "NUL byte in value (at httpRoutes[0].hostnames[0])");
+	t_fails(MINI_HEAD
+	        "httpRoutes: [{name: r, hostnames: [\"a.com:80\"], rules: [{backendRefs: [{name: b}]}]}]\n",
+	        1, 3, 36, "invalid host name \"a.com:80\"");
+	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{matches: [{path: {value: foo}}], backendRefs: "
+	                  "[{name: b}]}]}]\n",
+	        1, 3, 58, "path \"foo\" must start with '/'");
 }
 
 static void test_err_jwks_files(void **state)
 {
 	char *big;
-	const char *y = MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
-				  "securityPolicies: [{name: p, targetRef: {kind: HTTPRoute, name: r},\n"
-				  "  jwt: {providers: [{name: x, localJWKS: {type: File, file: big.json}}]}}]\n";
+	const char *y =
+	        MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	                  "securityPolicies: [{name: p, targetRef: {kind: HTTPRoute, name: r},\n"
+	                  "  jwt: {providers: [{name: x, localJWKS: {type: File, file: big.json}}]}}]\n";
 
 	JG_UNUSED(state);
 	t_fails(y, 1, 5, 61, "cannot read JWKS file");
@@ -831,24 +869,26 @@ static void test_err_jwks_files(void **state)
 	t_write("big.json", big, (1u << 20) + 1);
 	free(big);
 	t_fails(y, 1, 5, 61, "JWKS file \"");
-	assert_non_null(strstr(t_errbuf, "big.json\" is larger than 1048576 bytes (at securityPolicies[0].jwt.providers[0].localJWKS.file)"));
+	assert_non_null(strstr(t_errbuf, "big.json\" is larger than 1048576 bytes (at "
+	                                 "securityPolicies[0].jwt.providers[0].localJWKS.file)"));
 }
 
 static void test_err_yaml_syntax(void **state)
 {
 	JG_UNUSED(state);
-	t_fails("listeners:\n  - name: a\n   address: b\n", 1, 3, 4, "YAML syntax error: did not find expected '-' indicator");
+	t_fails("listeners:\n  - name: a\n   address: b\n", 1, 3, 4,
+	        "YAML syntax error: did not find expected '-' indicator");
 }
 
 static void test_all_errors_reported_in_one_run(void **state)
 {
 	JG_UNUSED(state);
 	t_fails("workers: x\n"
-		"listeners: [{name: l, address: \"example.com:80\"}]\n"
-		"backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 0}}]}]\n"
-		"httpRoutes: [{name: r, rules: [{backendRefs: [{name: c}]}], extra: 1}]\n"
-		"limits: {idleTimeout: 1d}\n",
-		6, 1, 10, "expected a number or \"auto\", found \"x\" (at workers)");
+	        "listeners: [{name: l, address: \"example.com:80\"}]\n"
+	        "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 0}}]}]\n"
+	        "httpRoutes: [{name: r, rules: [{backendRefs: [{name: c}]}], extra: 1}]\n"
+	        "limits: {idleTimeout: 1d}\n",
+	        6, 1, 10, "expected a number or \"auto\", found \"x\" (at workers)");
 	t_expect(2, 32, "invalid listener address \"example.com:80\"");
 	t_expect(3, 66, "0 out of range 1..65535 (at backends[0].endpoints[0].ip.port)");
 	t_expect(4, 61, "unknown key \"extra\" (at httpRoutes[0])");
@@ -859,11 +899,13 @@ static void test_all_errors_reported_in_one_run(void **state)
 static void test_alias_bomb_is_bounded(void **state)
 {
 	JG_UNUSED(state);
-	t_fails(MINI_HEAD "x0: &a [{name: b}, {name: b}, {name: b}, {name: b}, {name: b}, {name: b}, {name: b}, {name: b}]\n"
-			  "x1: &r [{backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}, "
-			  "{backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}]\n"
-			  "x2: &s [{name: r, rules: *r}, {name: s, rules: *r}]\n",
-		3, 3, 1, "unknown key \"x0\"");
+	t_fails(MINI_HEAD
+	        "x0: &a [{name: b}, {name: b}, {name: b}, {name: b}, {name: b}, {name: b}, {name: b}, {name: "
+	        "b}]\n"
+	        "x1: &r [{backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}, "
+	        "{backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}, {backendRefs: *a}]\n"
+	        "x2: &s [{name: r, rules: *r}, {name: s, rules: *r}]\n",
+	        3, 3, 1, "unknown key \"x0\"");
 	/* a wide alias fan-out through the schema stops at the visit budget instead of taking minutes */
 	{
 		char y[8192];
@@ -874,7 +916,8 @@ static void test_alias_bomb_is_bounded(void **state)
 			strcat(y, i ? ", {path: {value: /x}}" : "{path: {value: /x}}");
 		strcat(y, "]\nb: &r [");
 		for (i = 0; i < 60; i++)
-			strcat(y, i ? ", {matches: *m, backendRefs: [{name: b}]}" : "{matches: *m, backendRefs: [{name: b}]}");
+			strcat(y, i ? ", {matches: *m, backendRefs: [{name: b}]}"
+			            : "{matches: *m, backendRefs: [{name: b}]}");
 		strcat(y, "]\nc: &h [");
 		for (i = 0; i < 60; i++)
 			strcat(y, i ? ", {name: r, rules: *r}" : "{name: r, rules: *r}");
@@ -915,7 +958,7 @@ static void test_parse_duration(void **state)
 	assert_int_equal(ms, 0);
 	ms = 7;
 	assert_int_equal(config_parse_duration_ms("", &ms), JG_ERR_INVAL);
-	assert_int_equal(config_parse_duration_ms("10", &ms), JG_ERR_INVAL);   /* unit required */
+	assert_int_equal(config_parse_duration_ms("10", &ms), JG_ERR_INVAL); /* unit required */
 	assert_int_equal(config_parse_duration_ms("1d", &ms), JG_ERR_INVAL);
 	assert_int_equal(config_parse_duration_ms("1s1h", &ms), JG_ERR_INVAL); /* units in decreasing order */
 	assert_int_equal(config_parse_duration_ms("1s1s", &ms), JG_ERR_INVAL); /* each unit once */
@@ -1002,27 +1045,27 @@ static void test_unreadable_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_seed_scenario_from_config_md),
-		T(test_remote_scenario_from_config_md),
-		T(test_shipped_configs_load),
-		T(test_full_options_and_normalisation),
-		T(test_gateway_policy_all_listeners),
-		T(test_remote_defaults),
-		T(test_err_unknown_key),
-		T(test_err_wrong_types),
-		T(test_err_missing_required),
-		T(test_err_duplicates),
-		T(test_err_dangling_references),
-		T(test_err_impossible_combinations),
-		T(test_err_headers_and_wire_values),
-		T(test_err_jwks_files),
-		T(test_err_yaml_syntax),
-		T(test_all_errors_reported_in_one_run),
-		T(test_alias_bomb_is_bounded),
-		T(test_parse_duration),
-		T(test_parse_size),
-		T(test_parse_address),
-		T(test_unreadable_file),
+	        T(test_seed_scenario_from_config_md),
+	        T(test_remote_scenario_from_config_md),
+	        T(test_shipped_configs_load),
+	        T(test_full_options_and_normalisation),
+	        T(test_gateway_policy_all_listeners),
+	        T(test_remote_defaults),
+	        T(test_err_unknown_key),
+	        T(test_err_wrong_types),
+	        T(test_err_missing_required),
+	        T(test_err_duplicates),
+	        T(test_err_dangling_references),
+	        T(test_err_impossible_combinations),
+	        T(test_err_headers_and_wire_values),
+	        T(test_err_jwks_files),
+	        T(test_err_yaml_syntax),
+	        T(test_all_errors_reported_in_one_run),
+	        T(test_alias_bomb_is_bounded),
+	        T(test_parse_duration),
+	        T(test_parse_size),
+	        T(test_parse_address),
+	        T(test_unreadable_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

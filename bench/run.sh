@@ -91,7 +91,7 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM HUP
 
 taskset_prefix() { # cpus
 	if [ -n "$1" ]; then echo "taskset -c $1"; fi
@@ -162,10 +162,16 @@ measure() {
 	for h in "$@"; do hdr+=(-H "$h"); done
 	ROWS+=("$row")
 	echo "  $row: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url" >&2
+	local raw="$WORK/wrk-${row//[^A-Za-z0-9]/_}.txt" wrk_pid
+	# In the background and then `wait`: a trapped signal interrupts `wait` at once, whereas a command
+	# substitution would let wrk (which catches SIGINT to print its summary) keep the script going.
 	# shellcheck disable=SC2086
-	out=$(WRK_TOKENS="$tokens" $LOAD_TASKSET "$WRK_BIN" --latency -t"$THREADS" -c"$CONNECTIONS" \
-		-d"$DURATION" -s "$BENCH_DIR/wrk.lua" -H "$HOST_HEADER" "${hdr[@]}" "$url" 2>&1)
-	echo "$out" >"$WORK/wrk-${row//[^A-Za-z0-9]/_}.txt"
+	WRK_TOKENS="$tokens" $LOAD_TASKSET "$WRK_BIN" --latency -t"$THREADS" -c"$CONNECTIONS" \
+		-d"$DURATION" -s "$BENCH_DIR/wrk.lua" -H "$HOST_HEADER" "${hdr[@]}" "$url" >"$raw" 2>&1 &
+	wrk_pid=$!
+	PIDS+=("$wrk_pid")
+	wait "$wrk_pid"
+	out=$(cat "$raw")
 	line=$(grep '^JGBENCH ' <<<"$out" | tail -1)
 	if [ -z "$line" ]; then
 		NOTE[$row]="wrk failed: $(tail -1 <<<"$out")"
@@ -391,7 +397,7 @@ report() {
 	echo "command: ${BENCH_COMMAND}"
 	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
 	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive; proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
-	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), jwtgate $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo unavailable)"
+	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo "jwtgate unavailable")"
 	echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
 	[ "$MODE" = jwt ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"
 	echo

@@ -381,7 +381,7 @@ class RawConn:
     def __init__(self, port, host="127.0.0.1", timeout=5.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()  # bytearray: appending to bytes is quadratic on multi-MiB bodies
         self.timeout = timeout
 
     def send(self, data):
@@ -399,20 +399,22 @@ class RawConn:
         except ConnectionResetError:
             chunk = b""
         if not chunk:
-            raise Closed(self.buf)
+            raise Closed(bytes(self.buf))
         self.buf += chunk
 
     def _read_until(self, token, deadline):
         while token not in self.buf:
             self._fill(deadline)
         i = self.buf.index(token) + len(token)
-        out, self.buf = self.buf[:i], self.buf[i:]
+        out = bytes(self.buf[:i])
+        del self.buf[:i]
         return out
 
     def _read_n(self, n, deadline):
         while len(self.buf) < n:
             self._fill(deadline)
-        out, self.buf = self.buf[:n], self.buf[n:]
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
         return out
 
     def read_response(self, method="GET", timeout=None, allow_1xx=False):
@@ -463,7 +465,7 @@ class RawConn:
                     self._fill(deadline)
             except Closed:
                 pass
-            resp.body, self.buf = self.buf, b""
+            resp.body, self.buf = bytes(self.buf), bytearray()
         return resp
 
     def request(self, method="GET", path="/", host="www.example.com", headers=(), body=None,

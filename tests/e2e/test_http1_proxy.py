@@ -328,3 +328,48 @@ def test_access_log_line(env):
     assert "GET" in ln
     assert "/status/418" in ln
     assert re.search(r"\b418\b", ln)
+
+
+def test_connection_close_honoured(env):
+    with RawConn(env["port"]) as c:
+        r = c.request("GET", "/bye", headers=[("Connection", "close")])
+        assert r.status == 200
+        assert c.is_closed(2.0), "Connection: close from the client must close after the response"
+
+
+def test_many_pipelined_requests_in_one_write(env):
+    n = 100
+    data = b"".join(b"GET /pipe/%d HTTP/1.1\r\nHost: www.example.com\r\n\r\n" % i for i in range(n))
+    with RawConn(env["port"], timeout=10) as c:
+        c.send(data)
+        for i in range(n):
+            r = c.read_response()
+            assert r.status == 200
+            assert r.json()["path"] == f"/pipe/{i}"
+    assert len(env["up"].complete()) == n
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_client_response_buffering_is_bounded(env):
+    # A client that does not read while the upstream sends 32 MiB: the proxy must apply backpressure
+    # (bounded buffers) rather than hold the whole response in memory.
+    size = 32 * MiB
+    pid = env["px"].proc.pid
+    before = rss_kib(pid)
+    with RawConn(env["port"], timeout=30) as c:
+        c.sock.setsockopt(jgtest.socket.SOL_SOCKET, jgtest.socket.SO_RCVBUF, 65536)
+        c.send(b"GET /big/%d HTTP/1.1\r\nHost: www.example.com\r\n\r\n" % size)
+        time.sleep(1.5)  # upstream writes as fast as it may; the client reads nothing
+        grown = rss_kib(pid) - before
+        assert grown < 16 * 1024, f"proxy RSS grew by {grown} KiB while the client was not reading"
+        r = c.read_response(timeout=30)
+        assert r.status == 200
+        assert len(r.body) == size
+        assert sha256(r.body) == sha256(pattern(size))

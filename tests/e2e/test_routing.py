@@ -206,3 +206,22 @@ def test_weighted_backends(env):
     assert counts["W3"] > counts["W1"], counts
     # expected 300 +- 8.7 (binomial sd); a loose bound that a fair coin (200) or ignoring weights fails
     assert 240 <= counts["W3"] <= 360, counts
+
+
+def test_absolute_form_target_routes_by_its_authority(env):
+    # RFC 9112 section 3.2.2: a server must accept absolute-form and use its authority, ignoring Host.
+    with RawConn(env["port"]) as c:
+        c.send(b"GET http://www.example.com/foo/abs?x=1 HTTP/1.1\r\nHost: other.example.com\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200
+    rec = r.json()
+    assert rec["upstream"] == "A"
+    assert rec["path"] in ("/foo/abs?x=1", "http://www.example.com/foo/abs?x=1")
+
+
+def test_host_routing_is_not_fooled_by_forwarded_headers(env):
+    # Only Host (or the absolute-form authority) selects the virtual host.
+    r = get(env["port"], "/foo", host="other.example.com",
+            headers=[("X-Forwarded-Host", "www.example.com"), ("Forwarded", "host=www.example.com")])
+    assert r.status == 404
+    assert nothing_forwarded(env)

@@ -330,6 +330,11 @@ class Upstream:
         with self.lock:
             return [dict(r) for r in self.requests]
 
+    def matching(self, marker):
+        """Recorded requests whose path contains marker (tests use a unique marker per request so that
+        a late record from an earlier test cannot be mistaken for theirs)."""
+        return [r for r in self.snapshot() if marker in r["path"]]
+
     def complete(self):
         return [r for r in self.snapshot() if r["state"] == "complete"]
 
@@ -622,6 +627,11 @@ def catch_all_route(backend="backend", hostnames=None):
     if hostnames:
         r["hostnames"] = hostnames
     return r
+
+
+def marker():
+    """A unique path-safe token."""
+    return "m%x" % time.monotonic_ns()
 
 
 def wait_for(pred, timeout=3.0, interval=0.02):

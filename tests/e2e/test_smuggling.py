@@ -19,7 +19,7 @@ import pytest
 import jgtest
 from jgtest import RawConn
 
-SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: www.example.com\r\n\r\n"
+SMUGGLED = b"GET /smuggled-MARK HTTP/1.1\r\nHost: www.example.com\r\n\r\n"
 
 
 def req(head_lines, body=b"", version=b"HTTP/1.1", method=b"POST", target=b"/s"):
@@ -112,10 +112,14 @@ def _fresh(env):
     yield
 
 
-def send_bad(env, data, expected):
+def send_bad(env, data, expected, mark):
+    """Sends data (its target /s and the smuggled request tagged with mark), checks the answer and the
+    close."""
+    data = data.replace(b" /s HTTP/", b" /s-MARK HTTP/", 1) + SMUGGLED
+    data = data.replace(b"MARK", mark.encode())
     with RawConn(env["port"], timeout=5) as c:
         try:
-            c.send(data + SMUGGLED)
+            c.send(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the proxy may answer and close before it has read all of it
         try:
@@ -132,46 +136,54 @@ def send_bad(env, data, expected):
 
 @pytest.mark.parametrize("data,expected", [c[1:] for c in HEAD_CASES], ids=[c[0] for c in HEAD_CASES])
 def test_malformed_head_rejected_and_nothing_forwarded(env, data, expected):
-    send_bad(env, data, expected)
-    time.sleep(0.1)  # give a (wrongly) forwarded request time to arrive
-    assert env["up"].snapshot() == [], "a malformed request (or the smuggled one) reached the upstream"
+    mark = jgtest.marker()
+    send_bad(env, data, expected, mark)
+    time.sleep(0.2)  # give a (wrongly) forwarded request time to arrive
+    assert env["up"].matching(mark) == [], "a malformed request (or the smuggled one) reached the upstream"
 
 
 @pytest.mark.parametrize("body", [c[1] for c in BODY_CASES], ids=[c[0] for c in BODY_CASES])
 def test_malformed_chunked_body_rejected_and_never_completed_upstream(env, body):
+    mark = jgtest.marker()
     data = req([H, TE], body)
-    send_bad(env, data, 400)
+    send_bad(env, data, 400, mark)
     up = env["up"]
+    time.sleep(0.2)  # a head forwarded before the body turned bad may still be on its way
 
     # Anything that reached the upstream must be the partial /s request, and its upstream connection must
     # be closed rather than left open for reuse (the upstream sees the body aborted).
     def settled():
-        recs = up.snapshot()
-        return all(r["state"] != "head" for r in recs)
+        return all(r["state"] != "head" for r in up.matching(mark))
 
-    assert jgtest.wait_for(settled, 3.0), f"upstream connection left open mid-body: {up.snapshot()}"
-    recs = up.snapshot()
-    assert [r["path"] for r in recs] in ([], ["/s"]), recs
+    assert jgtest.wait_for(settled, 3.0), f"upstream connection left open mid-body: {up.matching(mark)}"
+    recs = up.matching(mark)
+    assert [r["path"] for r in recs] in ([], [f"/s-{mark}"]), recs
     assert all(r["state"] != "complete" for r in recs), f"upstream received a complete request: {recs}"
 
 
 def test_oversized_request_line_default_limit_414(env):
     # default maxRequestLine is 8 KiB
-    send_bad(env, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: www.example.com\r\n\r\n", 414)
-    assert env["up"].snapshot() == []
+    mark = jgtest.marker()
+    send_bad(env, b"GET /" + mark.encode() + b"a" * 9000 + b" HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
+             414, mark)
+    time.sleep(0.2)
+    assert env["up"].matching(mark) == []
 
 
 def test_oversized_headers_default_limit_431(env):
     # default maxHeaderBytes is 60 KiB
-    send_bad(env, req([H] + [b"X-Pad-%d: %s" % (i, b"p" * 1000) for i in range(70)], method=b"GET"), 431)
-    assert env["up"].snapshot() == []
+    mark = jgtest.marker()
+    send_bad(env, req([H] + [b"X-Pad-%d: %s" % (i, b"p" * 1000) for i in range(70)], method=b"GET"), 431, mark)
+    time.sleep(0.2)
+    assert env["up"].matching(mark) == []
 
 
 def test_slow_headers_408_and_close(env):
     # headerTimeout is 1s in this module's config
+    mark = jgtest.marker()
     with RawConn(env["port"], timeout=5) as c:
         start = time.monotonic()
-        c.send(b"GET /slowloris HTTP/1.1\r\nHost: www.example.com\r\n")
+        c.send(b"GET /slowloris-%s HTTP/1.1\r\nHost: www.example.com\r\n" % mark.encode())
         got = False
         while time.monotonic() - start < 4:
             if c.readable(0.2):
@@ -187,7 +199,7 @@ def test_slow_headers_408_and_close(env):
         assert r.status == 408
         assert 0.8 <= elapsed <= 3.0, elapsed
         assert c.is_closed(2.0)
-    assert env["up"].snapshot() == []
+    assert env["up"].matching(mark) == []
 
 
 def test_valid_request_after_all_cases_still_served(env):

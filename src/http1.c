@@ -39,6 +39,8 @@
 #define H1_OUT_HIGH (256 * 1024) /* response bytes buffered towards the client before pausing upstream */
 #define H1_OUT_LOW (64 * 1024)
 #define H1_IN_HIGH (64 * 1024)   /* request bytes read ahead of the parser */
+#define H1_FLUSH_MS 5000  /* bound on flushing the last response of a closing connection */
+#define H1_LINGER_MS 2000 /* bound on reading what a client sends after our FIN */
 #define H1_ARENA_CHUNK 4096
 #define H1_ARENA_LIMIT (1024 * 1024) /* per request; the head limits keep real use far below */
 
@@ -97,6 +99,11 @@ struct h1_conn {
 	bool resp_done;
 	bool resp_paused;      /* we asked upstream to stop (client output full) */
 	bool in_parse;
+	bool fin_sent;         /* closing: our FIN is out, lingering */
+	bool value_started;    /* a span of the current header value was seen */
+	bool chunk_starting;   /* on_chunk_header seen: the next body span starts a chunk */
+	const char *exec_buf;  /* the buffer llhttp_execute is working on (for position checks) */
+	char tail[2];          /* last two bytes of the previously parsed buffer */
 	int status;
 	uint64_t resp_bytes;
 	char request_id[40];
@@ -107,6 +114,7 @@ static llhttp_settings_t h1_settings;
 
 static void h1_process(struct h1_conn *c);
 static void h1_close(struct h1_conn *c);
+static void h1_destroy(struct h1_conn *c);
 
 /* ---- state ---- */
 
@@ -152,7 +160,7 @@ static void h1_respond_local(struct h1_conn *c, int status, const char *reason, 
 	size_t blen = body ? strlen(body) : 0;
 	bool is_head = c->req.method_len == 4 && memcmp(c->req.method, "HEAD", 4) == 0;
 
-	if (!c->req_done || !c->keepalive || c->draining)
+	if ((!c->req_done && c->req_has_body) || !c->keepalive || c->draining)
 		close_after = true;
 	c->status = status;
 	evbuffer_add_printf(out,
@@ -235,6 +243,11 @@ static void h1_exchange_done(struct h1_conn *c)
 		upstream_cancel(c->ex); /* no-op when the exchange already ended */
 		c->ex = NULL;
 	}
+	if (!c->req_done && !c->req_has_body && c->keepalive) {
+		/* A body-less request answered before llhttp reached its end: finish it. */
+		if (llhttp_execute(&c->parser, "", 0) == HPE_PAUSED)
+			llhttp_resume(&c->parser);
+	}
 	if (!c->keepalive || !c->req_done || c->draining) {
 		h1_close(c);
 		return;
@@ -246,6 +259,7 @@ static void h1_exchange_done(struct h1_conn *c)
 	c->header_count = 0;
 	c->error_status = 0;
 	c->head_parsed = c->upstream_ready = c->body_blocked = c->req_done = false;
+	c->value_started = c->chunk_starting = false;
 	c->resp_head_sent = c->resp_chunked = c->resp_until_close = c->resp_done = false;
 	c->expect_continue = c->req_has_body = c->req_chunked = false;
 	c->req_body_bytes = 0;
@@ -433,6 +447,49 @@ static void h1_make_request_id(struct h1_conn *c)
 		 (uint64_t)(b & 0xffffffffffffull));
 }
 
+/* absolute-form (RFC 9112 section 3.2.2): the target's authority replaces Host, which is then
+ * rewritten for the upstream; the target becomes origin-form. Returns 0 (also when the target is
+ * not absolute-form) or JG_ERR_INVAL. */
+static int h1_absolute_form(struct h1_conn *c)
+{
+	struct request *req = &c->req;
+	const char *t = req->target, *end = t + req->target_len, *auth, *slash;
+	size_t skip;
+
+	if (req->target_len > 7 && jg_case_eq(t, 7, "http://", 7))
+		skip = 7;
+	else if (req->target_len > 8 && jg_case_eq(t, 8, "https://", 8))
+		skip = 8;
+	else
+		return 0;
+	auth = t + skip;
+	slash = auth;
+	while (slash < end && *slash != '/' && *slash != '?')
+		slash++;
+	if (slash == auth)
+		return JG_ERR_INVAL;
+	req->authority = (char *)auth;
+	req->authority_len = (size_t)(slash - auth);
+	request_header_remove(req, "host", 4);
+	if (slash == end || *slash == '?') {
+		/* "http://h" or "http://h?q": the path is "/" */
+		size_t qlen = (size_t)(end - slash);
+		char *nt = arena_alloc(req->arena, qlen + 2);
+
+		if (nt == NULL)
+			return JG_ERR_NOMEM;
+		nt[0] = '/';
+		memcpy(nt + 1, slash, qlen);
+		nt[qlen + 1] = '\0';
+		req->target = nt;
+		req->target_len = qlen + 1;
+	} else {
+		req->target = (char *)slash;
+		req->target_len = (size_t)(end - slash);
+	}
+	return 0;
+}
+
 /* Validates what llhttp leaves to us (RFC 9112 section 6), then routes, authenticates and starts the
  * upstream exchange. Returns false when the request was answered locally. */
 static void h1_dispatch(struct h1_conn *c)
@@ -453,6 +510,10 @@ static void h1_dispatch(struct h1_conn *c)
 	}
 	if (hosts > 1 || (hosts == 0 && req->http_minor >= 1)) {
 		h1_fail(c, 400, hosts ? "multiple Host headers" : "missing Host header");
+		return;
+	}
+	if (h1_absolute_form(c) < 0) {
+		h1_fail(c, 400, "bad absolute-form request target");
 		return;
 	}
 	if (request_finish_head(req) < 0) {
@@ -620,9 +681,24 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 
+	/* llhttp 8 unfolds obs-fold silently: a value whose later span does not start at the beginning
+	 * of a read buffer was folded. RFC 9112 section 5.2 allows rejecting it; a proxy must. */
+	if (c->value_started && at != c->exec_buf) {
+		c->error_status = 400;
+		c->error_text = "obsolete line folding";
+		return -1;
+	}
+	c->value_started = true;
 	if (h1_head_add(c, len) < 0)
 		return -1;
 	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+}
+
+/* RFC 9110 section 5.6.2 token characters. */
+static bool h1_is_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
 /* Content-Length: 1*DIGIT without leading zeros, at most 18 digits (RFC 9110 section 8.6; a leading
@@ -695,10 +771,18 @@ static int h1_on_header_value_complete(llhttp_t *p)
 			return -1;
 		}
 	}
+	c->value_started = false;
 	if (c->field.len == 0) {
 		c->error_status = 400;
 		c->error_text = "empty header name";
 		return -1;
+	}
+	for (i = 0; i < c->field.len; i++) {
+		if (!h1_is_tchar((unsigned char)c->field.data[i])) {
+			c->error_status = 400;
+			c->error_text = "invalid character in header name";
+			return -1;
+		}
 	}
 	if (++c->header_count > c->w->cfg->limits.max_header_count) {
 		c->error_status = 431;
@@ -761,11 +845,44 @@ static int h1_on_headers_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+/* llhttp 8 ends a chunk-size line at a bare CR; RFC 9112 section 7.1 wants CRLF. */
+static int h1_on_chunk_header(llhttp_t *p)
+{
+	struct h1_conn *c = p->data;
+
+	c->chunk_starting = true;
+	return 0;
+}
+
+static int h1_on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+	struct h1_conn *c = p->data;
+
+	if (memchr(at, '\r', len) != NULL || memchr(at, '\n', len) != NULL) {
+		c->error_status = 400;
+		c->error_text = "invalid chunk extension";
+		return -1;
+	}
+	return 0;
+}
+
 static int h1_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 	int rc;
 
+	if (c->chunk_starting) {
+		char b1, b2; /* the two bytes before the chunk data must be CR LF */
+
+		c->chunk_starting = false;
+		b2 = at - 1 >= c->exec_buf ? at[-1] : c->tail[1];
+		b1 = at - 2 >= c->exec_buf ? at[-2] : (at - 1 >= c->exec_buf ? c->tail[1] : c->tail[0]);
+		if (b1 != '\r' || b2 != '\n') {
+			c->error_status = 400;
+			c->error_text = "invalid chunk size line";
+			return -1;
+		}
+	}
 	c->req_body_bytes += len;
 	if (c->w->cfg->limits.max_body_bytes && c->req_body_bytes > c->w->cfg->limits.max_body_bytes) {
 		c->error_status = 413;
@@ -808,6 +925,9 @@ static void h1_settings_init(void)
 	h1_settings.on_header_value_complete = h1_on_header_value_complete;
 	h1_settings.on_headers_complete = h1_on_headers_complete;
 	h1_settings.on_body = h1_on_body;
+	h1_settings.on_chunk_header = h1_on_chunk_header;
+	h1_settings.on_chunk_extension_name = h1_on_chunk_extension;
+	h1_settings.on_chunk_extension_value = h1_on_chunk_extension;
 	h1_settings.on_message_complete = h1_on_message_complete;
 	done = true;
 }
@@ -825,6 +945,19 @@ static bool h1_can_parse(const struct h1_conn *c)
 	if (c->ex != NULL && (!c->upstream_ready || c->body_blocked))
 		return false;
 	return c->ex != NULL;
+}
+
+/* Drops n parsed bytes of the input, remembering the last two for the chunk-line check. */
+static void h1_consumed(struct h1_conn *c, struct evbuffer *in, const char *buf, size_t n)
+{
+	if (n >= 2) {
+		c->tail[0] = buf[n - 2];
+		c->tail[1] = buf[n - 1];
+	} else if (n == 1) {
+		c->tail[0] = c->tail[1];
+		c->tail[1] = buf[0];
+	}
+	evbuffer_drain(in, n);
 }
 
 /* Feeds buffered input to llhttp while the state allows, and dispatches a complete head. */
@@ -868,19 +1001,22 @@ static void h1_process(struct h1_conn *c)
 		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
+		c->exec_buf = v.iov_base;
 		rc = llhttp_execute(&c->parser, v.iov_base, v.iov_len);
 		if (rc == HPE_OK) {
-			evbuffer_drain(in, v.iov_len);
+			h1_consumed(c, in, v.iov_base, v.iov_len);
 			continue;
 		}
 		if (rc == HPE_PAUSED) {
-			evbuffer_drain(in, (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
+			h1_consumed(c, in, v.iov_base,
+				    (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
 			llhttp_resume(&c->parser);
 			continue;
 		}
 		if (rc == HPE_PAUSED_UPGRADE) {
 			/* We forwarded without the Upgrade; what follows is a next request. */
-			evbuffer_drain(in, (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
+			h1_consumed(c, in, v.iov_base,
+				    (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
 			llhttp_resume_after_upgrade(&c->parser);
 			continue;
 		}
@@ -947,10 +1083,7 @@ static void h1_on_event(struct bufferevent *bev, short what, void *arg)
 		c->ex = NULL;
 	}
 	c->keepalive = false;
-	if (c->state != H1_CLOSING)
-		h1_set_state(c, H1_CLOSING);
-	evbuffer_drain(bufferevent_get_output(bev), evbuffer_get_length(bufferevent_get_output(bev)));
-	h1_close(c);
+	h1_destroy(c);
 }
 
 static void h1_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -964,12 +1097,12 @@ static void h1_on_timer(evutil_socket_t fd, short what, void *arg)
 		h1_fail(c, 408, "request header timeout");
 		return;
 	}
-	/* Idle keep-alive connection, or a close that never finished flushing. */
+	/* Idle keep-alive connection, or a close whose flush or linger bound passed. */
 	c->keepalive = false;
-	if (c->state != H1_CLOSING)
-		h1_set_state(c, H1_CLOSING);
-	evbuffer_drain(bufferevent_get_output(c->bev), evbuffer_get_length(bufferevent_get_output(c->bev)));
-	h1_close(c);
+	if (c->state == H1_IDLE)
+		h1_close(c);
+	else
+		h1_destroy(c);
 }
 
 static void h1_on_free(evutil_socket_t fd, short what, void *arg)
@@ -984,7 +1117,26 @@ static void h1_on_free(evutil_socket_t fd, short what, void *arg)
 	free(c);
 }
 
-/* Closes once the output is flushed (bounded by a short linger timer); frees from a deferred event. */
+/* Releases the socket now and frees the connection from a deferred event. */
+static void h1_destroy(struct h1_conn *c)
+{
+	if (c->state == H1_CLOSED)
+		return;
+	if (c->ex != NULL) {
+		upstream_cancel(c->ex);
+		c->ex = NULL;
+	}
+	if (c->state != H1_CLOSING)
+		h1_set_state(c, H1_CLOSING);
+	h1_set_state(c, H1_CLOSED);
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	event_active(&c->free_ev, EV_TIMEOUT, 0);
+}
+
+/* Graceful close: flush the output (bounded by H1_FLUSH_MS), send FIN, then read and drop what the
+ * client still sends for up to H1_LINGER_MS before closing. Closing with unread input would make
+ * the kernel send RST, which can destroy the answer (an error status) before the client reads it. */
 static void h1_close(struct h1_conn *c)
 {
 	if (c->state == H1_CLOSED)
@@ -995,19 +1147,20 @@ static void h1_close(struct h1_conn *c)
 	}
 	if (c->state != H1_CLOSING) {
 		h1_set_state(c, H1_CLOSING);
-		bufferevent_disable(c->bev, EV_READ);
-		shutdown(bufferevent_getfd(c->bev), SHUT_RD);
+		bufferevent_enable(c->bev, EV_READ);
 	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
-		/* Let the last bytes go; the linger bound stops a client that never reads. */
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-		h1_arm_timer(c, 5000);
+		h1_arm_timer(c, H1_FLUSH_MS);
 		return;
 	}
-	h1_set_state(c, H1_CLOSED);
-	bufferevent_free(c->bev);
-	c->bev = NULL;
-	event_active(&c->free_ev, EV_TIMEOUT, 0);
+	if (!c->fin_sent) {
+		c->fin_sent = true;
+		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+		h1_arm_timer(c, H1_LINGER_MS);
+		return;
+	}
+	h1_destroy(c);
 }
 
 int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,

@@ -19,10 +19,10 @@
 #include "jwtgate/jwt.h"
 #include "jwtgate/log.h"
 
-#define JWK_EC_COORD_MAX 66      /* P-521 */
-#define JWK_RSA_E_MAX 8          /* bytes of public exponent accepted (64 bits, OpenSSL's own bound) */
-#define JWK_B64_FIELD_MAX 4096   /* encoded bytes of any key member we decode (n of 8192 bits: 1366) */
-#define JWK_NAME_LOG_MAX 64      /* characters of a kid copied into a log line */
+#define JWK_EC_COORD_MAX  66   /* P-521 */
+#define JWK_RSA_E_MAX     8    /* bytes of public exponent accepted (64 bits, OpenSSL's own bound) */
+#define JWK_B64_FIELD_MAX 4096 /* encoded bytes of any key member we decode (n of 8192 bits: 1366) */
+#define JWK_NAME_LOG_MAX  64   /* characters of a kid copied into a log line */
 
 struct jwk_curve {
 	const char *crv;
@@ -33,9 +33,9 @@ struct jwk_curve {
 };
 
 static const struct jwk_curve jwk_curves[] = {
-	{"P-256", "prime256v1", NID_X9_62_prime256v1, 32, JWT_ALG_ES256},
-	{"P-384", "secp384r1", NID_secp384r1, 48, JWT_ALG_ES384},
-	{"P-521", "secp521r1", NID_secp521r1, 66, JWT_ALG_ES512},
+        {"P-256", "prime256v1", NID_X9_62_prime256v1, 32, JWT_ALG_ES256},
+        {"P-384", "secp384r1", NID_secp384r1, 48, JWT_ALG_ES384},
+        {"P-521", "secp521r1", NID_secp521r1, 66, JWT_ALG_ES512},
 };
 
 /* Returns the member when it is a string, else NULL; *is_present tells absent from present-but-not-string. */
@@ -467,7 +467,7 @@ enum jwt_status jwks_parse(const char *text, size_t len, const char *origin, str
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
 	if (root == NULL || !json_is_object(root)) {
 		log_warn("%s: %s: %s", origin, jwt_status_message(JWT_STATUS_JWKS_PARSE_ERROR),
-			 root == NULL ? err.text : "not an object");
+		         root == NULL ? err.text : "not an object");
 		st = JWT_STATUS_JWKS_PARSE_ERROR;
 		goto cleanup;
 	}
@@ -492,7 +492,8 @@ enum jwt_status jwks_parse(const char *text, size_t len, const char *origin, str
 
 		jwk_log_name(obj, i, name, sizeof(name));
 		if (json_is_object(obj) && !jwk_json_is_for_verify(obj)) {
-			log_warn("%s: key %s skipped: \"use\" or \"key_ops\" does not allow verify", origin, name);
+			log_warn("%s: key %s skipped: \"use\" or \"key_ops\" does not allow verify", origin,
+			         name);
 			continue;
 		}
 		st = jwk_from_json(obj, &ks->keys[ks->n_keys]);
@@ -609,12 +610,13 @@ cleanup:
 
 /* See jwk.h. */
 enum jwt_status jwk_verify(const struct jwk *key, enum jwt_alg alg, const uint8_t *data, size_t len,
-			   const uint8_t *sig, size_t sig_len)
+                           const uint8_t *sig, size_t sig_len)
 {
 	const EVP_MD *md = jwk_alg_md(alg);
 	EVP_MD_CTX *mctx = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
-	uint8_t der[2 * JWK_EC_COORD_MAX + 16]; /* SEQUENCE { INTEGER r, INTEGER s }, each <= 67 bytes + tags */
+	uint8_t der[2 * JWK_EC_COORD_MAX +
+	            16]; /* SEQUENCE { INTEGER r, INTEGER s }, each <= 67 bytes + tags */
 	uint8_t mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0;
 	size_t der_len;

@@ -9,83 +9,91 @@
 #include "jwtgate/common.h"
 
 /* Decoded header / payload that fit these stack buffers cost no allocation beyond jansson's. */
-#define JWT_HEADER_STACK 512
+#define JWT_HEADER_STACK  512
 #define JWT_PAYLOAD_STACK 2048
 
 static const char *const jwt_status_messages[JWT_STATUS_COUNT] = {
-	[JWT_STATUS_OK] = "OK",
-	[JWT_STATUS_MISSED] = "Jwt is missing",
-	[JWT_STATUS_NOT_YET_VALID] = "Jwt not yet valid",
-	[JWT_STATUS_EXPIRED] = "Jwt is expired",
-	[JWT_STATUS_BAD_FORMAT] = "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
-	[JWT_STATUS_HEADER_PARSE_ERROR_BAD_BASE64] = "Jwt header is an invalid Base64url encoded",
-	[JWT_STATUS_HEADER_PARSE_ERROR_BAD_JSON] = "Jwt header is an invalid JSON",
-	[JWT_STATUS_HEADER_BAD_ALG] = "Jwt header [alg] field is required and must be a string",
-	[JWT_STATUS_HEADER_NOT_IMPLEMENTED_ALG] = "Jwt header [alg] is not supported",
-	[JWT_STATUS_HEADER_BAD_KID] = "Jwt header [kid] field is not a string",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_BASE64] = "Jwt payload is an invalid Base64url encoded",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON] = "Jwt payload is an invalid JSON",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_ISS_NOT_STRING] = "Jwt payload [iss] field is not a string",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_SUB_NOT_STRING] = "Jwt payload [sub] field is not a string",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_NOT_INTEGER] = "Jwt payload [iat] field is not an integer",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_OUT_OF_RANGE] = "Jwt payload [iat] field is not a positive 64 bit integer",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_NBF_NOT_INTEGER] = "Jwt payload [nbf] field is not an integer",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_NBF_OUT_OF_RANGE] = "Jwt payload [nbf] field is not a positive 64 bit integer",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER] = "Jwt payload [exp] field is not an integer",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_OUT_OF_RANGE] = "Jwt payload [exp] field is not a positive 64 bit integer",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_JTI_NOT_STRING] = "Jwt payload [jti] field is not a string",
-	[JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING] = "Jwt payload [aud] field is not a string or string list",
-	[JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64] = "Jwt signature is an invalid Base64url encoded",
-	[JWT_STATUS_ED25519_SIGNATURE_WRONG_LENGTH] = "Jwt ED25519 signature is wrong length",
-	[JWT_STATUS_UNKNOWN_ISSUER] = "Jwt issuer is not configured",
-	[JWT_STATUS_AUDIENCE_NOT_ALLOWED] = "Audiences in Jwt are not allowed",
-	[JWT_STATUS_VERIFICATION_FAIL] = "Jwt verification fails",
-	[JWT_STATUS_MULTIPLE_TOKENS] = "Found multiple Jwt tokens",
-	[JWT_STATUS_JWKS_PARSE_ERROR] = "Jwks is an invalid JSON",
-	[JWT_STATUS_JWKS_NO_KEYS] = "Jwks does not have [keys] field",
-	[JWT_STATUS_JWKS_BAD_KEYS] = "[keys] in Jwks is not an array",
-	[JWT_STATUS_JWKS_NO_VALID_KEYS] = "Jwks doesn't have any valid public key",
-	[JWT_STATUS_JWKS_KID_ALG_MISMATCH] = "Jwks doesn't have key to match kid or alg from Jwt",
-	[JWT_STATUS_JWKS_RSA_PARSE_ERROR] = "Jwks RSA [n] or [e] field is missing or has a parse error",
-	[JWT_STATUS_JWKS_EC_CREATE_KEY_FAIL] = "Jwks EC create key fail",
-	[JWT_STATUS_JWKS_EC_XOR_Y_BAD_BASE64] = "Jwks EC [x] or [y] field is an invalid Base64.",
-	[JWT_STATUS_JWKS_EC_PARSE_ERROR] = "Jwks EC [x] and [y] fields have a parse error.",
-	[JWT_STATUS_JWKS_OCT_BAD_BASE64] = "Jwks Oct key is an invalid Base64",
-	[JWT_STATUS_JWKS_OKP_X_BAD_BASE64] = "Jwks OKP [x] field is an invalid Base64.",
-	[JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH] = "Jwks OKP [x] field is wrong length.",
-	[JWT_STATUS_JWKS_FETCH_FAIL] = "Jwks remote fetch is failed",
-	[JWT_STATUS_JWKS_MISSING_KTY] = "[kty] is missing in [keys]",
-	[JWT_STATUS_JWKS_BAD_KTY] = "[kty] is bad in [keys]",
-	[JWT_STATUS_JWKS_NOT_IMPLEMENTED_KTY] = "[kty] is not supported in [keys]",
-	[JWT_STATUS_JWKS_RSA_KEY_BAD_ALG] = "[alg] is not started with [RS] or [PS] for an RSA key",
-	[JWT_STATUS_JWKS_RSA_KEY_MISSING_N] = "[n] field is missing for a RSA key",
-	[JWT_STATUS_JWKS_RSA_KEY_BAD_N] = "[n] field is not string for a RSA key",
-	[JWT_STATUS_JWKS_RSA_KEY_MISSING_E] = "[e] field is missing for a RSA key",
-	[JWT_STATUS_JWKS_RSA_KEY_BAD_E] = "[e] field is not string for a RSA key",
-	[JWT_STATUS_JWKS_EC_KEY_BAD_ALG] = "[alg] is not started with [ES] for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_BAD_CRV] = "[crv] field is not string for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED] = "[crv] or [alg] field is not supported for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_ALG_NOT_COMPATIBLE_WITH_CRV] = "[crv] field specified is not compatible with [alg] for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_MISSING_X] = "[x] field is missing for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_BAD_X] = "[x] field is not string for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_MISSING_Y] = "[y] field is missing for an EC key",
-	[JWT_STATUS_JWKS_EC_KEY_BAD_Y] = "[y] field is not string for an EC key",
-	[JWT_STATUS_JWKS_HMAC_KEY_BAD_ALG] = "[alg] does not start with [HS] for an HMAC key",
-	[JWT_STATUS_JWKS_HMAC_KEY_MISSING_K] = "[k] field is missing for an HMAC key",
-	[JWT_STATUS_JWKS_HMAC_KEY_BAD_K] = "[k] field is not string for an HMAC key",
-	[JWT_STATUS_JWKS_OKP_KEY_BAD_ALG] = "[alg] is not [EdDSA] for an OKP key",
-	[JWT_STATUS_JWKS_OKP_KEY_MISSING_CRV] = "[crv] field is missing for an OKP key",
-	[JWT_STATUS_JWKS_OKP_KEY_BAD_CRV] = "[crv] field is not string for an OKP key",
-	[JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED] = "[crv] field is not supported for an OKP key",
-	[JWT_STATUS_JWKS_OKP_KEY_MISSING_X] = "[x] field is missing for an OKP key",
-	[JWT_STATUS_JWKS_OKP_KEY_BAD_X] = "[x] field is not string for an OKP key",
-	[JWT_STATUS_JWKS_X509_BIO_WRITE_ERROR] = "X509 parse pubkey internal fails: memory allocation",
-	[JWT_STATUS_JWKS_X509_PARSE_ERROR] = "X509 parse pubkey fails",
-	[JWT_STATUS_JWKS_X509_GET_PUBKEY_ERROR] = "X509 parse pubkey internal fails: get pubkey",
-	[JWT_STATUS_JWKS_PEM_NOT_IMPLEMENTED_KTY] = "PEM Key type is not supported",
-	[JWT_STATUS_JWKS_PEM_BAD_BASE64] = "PEM pubkey parse fails",
-	[JWT_STATUS_JWKS_PEM_GET_RAW_ED25519_ERROR] = "PEM failed to get raw ED25519 key",
-	[JWT_STATUS_JWKS_BIO_ALLOC_ERROR] = "Failed to create BIO due to memory allocation failure",};
+        [JWT_STATUS_OK] = "OK",
+        [JWT_STATUS_MISSED] = "Jwt is missing",
+        [JWT_STATUS_NOT_YET_VALID] = "Jwt not yet valid",
+        [JWT_STATUS_EXPIRED] = "Jwt is expired",
+        [JWT_STATUS_BAD_FORMAT] =
+                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+        [JWT_STATUS_HEADER_PARSE_ERROR_BAD_BASE64] = "Jwt header is an invalid Base64url encoded",
+        [JWT_STATUS_HEADER_PARSE_ERROR_BAD_JSON] = "Jwt header is an invalid JSON",
+        [JWT_STATUS_HEADER_BAD_ALG] = "Jwt header [alg] field is required and must be a string",
+        [JWT_STATUS_HEADER_NOT_IMPLEMENTED_ALG] = "Jwt header [alg] is not supported",
+        [JWT_STATUS_HEADER_BAD_KID] = "Jwt header [kid] field is not a string",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_BASE64] = "Jwt payload is an invalid Base64url encoded",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON] = "Jwt payload is an invalid JSON",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_ISS_NOT_STRING] = "Jwt payload [iss] field is not a string",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_SUB_NOT_STRING] = "Jwt payload [sub] field is not a string",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_NOT_INTEGER] = "Jwt payload [iat] field is not an integer",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_OUT_OF_RANGE] =
+                "Jwt payload [iat] field is not a positive 64 bit integer",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_NBF_NOT_INTEGER] = "Jwt payload [nbf] field is not an integer",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_NBF_OUT_OF_RANGE] =
+                "Jwt payload [nbf] field is not a positive 64 bit integer",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER] = "Jwt payload [exp] field is not an integer",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_OUT_OF_RANGE] =
+                "Jwt payload [exp] field is not a positive 64 bit integer",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_JTI_NOT_STRING] = "Jwt payload [jti] field is not a string",
+        [JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING] =
+                "Jwt payload [aud] field is not a string or string list",
+        [JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64] = "Jwt signature is an invalid Base64url encoded",
+        [JWT_STATUS_ED25519_SIGNATURE_WRONG_LENGTH] = "Jwt ED25519 signature is wrong length",
+        [JWT_STATUS_UNKNOWN_ISSUER] = "Jwt issuer is not configured",
+        [JWT_STATUS_AUDIENCE_NOT_ALLOWED] = "Audiences in Jwt are not allowed",
+        [JWT_STATUS_VERIFICATION_FAIL] = "Jwt verification fails",
+        [JWT_STATUS_MULTIPLE_TOKENS] = "Found multiple Jwt tokens",
+        [JWT_STATUS_JWKS_PARSE_ERROR] = "Jwks is an invalid JSON",
+        [JWT_STATUS_JWKS_NO_KEYS] = "Jwks does not have [keys] field",
+        [JWT_STATUS_JWKS_BAD_KEYS] = "[keys] in Jwks is not an array",
+        [JWT_STATUS_JWKS_NO_VALID_KEYS] = "Jwks doesn't have any valid public key",
+        [JWT_STATUS_JWKS_KID_ALG_MISMATCH] = "Jwks doesn't have key to match kid or alg from Jwt",
+        [JWT_STATUS_JWKS_RSA_PARSE_ERROR] = "Jwks RSA [n] or [e] field is missing or has a parse error",
+        [JWT_STATUS_JWKS_EC_CREATE_KEY_FAIL] = "Jwks EC create key fail",
+        [JWT_STATUS_JWKS_EC_XOR_Y_BAD_BASE64] = "Jwks EC [x] or [y] field is an invalid Base64.",
+        [JWT_STATUS_JWKS_EC_PARSE_ERROR] = "Jwks EC [x] and [y] fields have a parse error.",
+        [JWT_STATUS_JWKS_OCT_BAD_BASE64] = "Jwks Oct key is an invalid Base64",
+        [JWT_STATUS_JWKS_OKP_X_BAD_BASE64] = "Jwks OKP [x] field is an invalid Base64.",
+        [JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH] = "Jwks OKP [x] field is wrong length.",
+        [JWT_STATUS_JWKS_FETCH_FAIL] = "Jwks remote fetch is failed",
+        [JWT_STATUS_JWKS_MISSING_KTY] = "[kty] is missing in [keys]",
+        [JWT_STATUS_JWKS_BAD_KTY] = "[kty] is bad in [keys]",
+        [JWT_STATUS_JWKS_NOT_IMPLEMENTED_KTY] = "[kty] is not supported in [keys]",
+        [JWT_STATUS_JWKS_RSA_KEY_BAD_ALG] = "[alg] is not started with [RS] or [PS] for an RSA key",
+        [JWT_STATUS_JWKS_RSA_KEY_MISSING_N] = "[n] field is missing for a RSA key",
+        [JWT_STATUS_JWKS_RSA_KEY_BAD_N] = "[n] field is not string for a RSA key",
+        [JWT_STATUS_JWKS_RSA_KEY_MISSING_E] = "[e] field is missing for a RSA key",
+        [JWT_STATUS_JWKS_RSA_KEY_BAD_E] = "[e] field is not string for a RSA key",
+        [JWT_STATUS_JWKS_EC_KEY_BAD_ALG] = "[alg] is not started with [ES] for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_BAD_CRV] = "[crv] field is not string for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED] =
+                "[crv] or [alg] field is not supported for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_ALG_NOT_COMPATIBLE_WITH_CRV] =
+                "[crv] field specified is not compatible with [alg] for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_MISSING_X] = "[x] field is missing for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_BAD_X] = "[x] field is not string for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_MISSING_Y] = "[y] field is missing for an EC key",
+        [JWT_STATUS_JWKS_EC_KEY_BAD_Y] = "[y] field is not string for an EC key",
+        [JWT_STATUS_JWKS_HMAC_KEY_BAD_ALG] = "[alg] does not start with [HS] for an HMAC key",
+        [JWT_STATUS_JWKS_HMAC_KEY_MISSING_K] = "[k] field is missing for an HMAC key",
+        [JWT_STATUS_JWKS_HMAC_KEY_BAD_K] = "[k] field is not string for an HMAC key",
+        [JWT_STATUS_JWKS_OKP_KEY_BAD_ALG] = "[alg] is not [EdDSA] for an OKP key",
+        [JWT_STATUS_JWKS_OKP_KEY_MISSING_CRV] = "[crv] field is missing for an OKP key",
+        [JWT_STATUS_JWKS_OKP_KEY_BAD_CRV] = "[crv] field is not string for an OKP key",
+        [JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED] = "[crv] field is not supported for an OKP key",
+        [JWT_STATUS_JWKS_OKP_KEY_MISSING_X] = "[x] field is missing for an OKP key",
+        [JWT_STATUS_JWKS_OKP_KEY_BAD_X] = "[x] field is not string for an OKP key",
+        [JWT_STATUS_JWKS_X509_BIO_WRITE_ERROR] = "X509 parse pubkey internal fails: memory allocation",
+        [JWT_STATUS_JWKS_X509_PARSE_ERROR] = "X509 parse pubkey fails",
+        [JWT_STATUS_JWKS_X509_GET_PUBKEY_ERROR] = "X509 parse pubkey internal fails: get pubkey",
+        [JWT_STATUS_JWKS_PEM_NOT_IMPLEMENTED_KTY] = "PEM Key type is not supported",
+        [JWT_STATUS_JWKS_PEM_BAD_BASE64] = "PEM pubkey parse fails",
+        [JWT_STATUS_JWKS_PEM_GET_RAW_ED25519_ERROR] = "PEM failed to get raw ED25519 key",
+        [JWT_STATUS_JWKS_BIO_ALLOC_ERROR] = "Failed to create BIO due to memory allocation failure",
+};
 
 /* See jwt.h. */
 const char *jwt_status_message(enum jwt_status st)
@@ -96,11 +104,11 @@ const char *jwt_status_message(enum jwt_status st)
 }
 
 static const char *const jwt_alg_names[] = {
-	[JWT_ALG_UNSET] = "", [JWT_ALG_RS256] = "RS256", [JWT_ALG_RS384] = "RS384", [JWT_ALG_RS512] = "RS512",
-	[JWT_ALG_PS256] = "PS256", [JWT_ALG_PS384] = "PS384", [JWT_ALG_PS512] = "PS512",
-	[JWT_ALG_ES256] = "ES256", [JWT_ALG_ES384] = "ES384", [JWT_ALG_ES512] = "ES512",
-	[JWT_ALG_EDDSA] = "EdDSA", [JWT_ALG_HS256] = "HS256", [JWT_ALG_HS384] = "HS384",
-	[JWT_ALG_HS512] = "HS512",
+        [JWT_ALG_UNSET] = "",      [JWT_ALG_RS256] = "RS256", [JWT_ALG_RS384] = "RS384",
+        [JWT_ALG_RS512] = "RS512", [JWT_ALG_PS256] = "PS256", [JWT_ALG_PS384] = "PS384",
+        [JWT_ALG_PS512] = "PS512", [JWT_ALG_ES256] = "ES256", [JWT_ALG_ES384] = "ES384",
+        [JWT_ALG_ES512] = "ES512", [JWT_ALG_EDDSA] = "EdDSA", [JWT_ALG_HS256] = "HS256",
+        [JWT_ALG_HS384] = "HS384", [JWT_ALG_HS512] = "HS512",
 };
 
 /* See jwt.h. Exact, case-sensitive match (RFC 7515 section 4.1.1: alg is case-sensitive). */
@@ -312,7 +320,8 @@ enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t
 		return JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64;
 	tok->sig_len = B64URL_DECODED_LEN(slen);
 	/* A signature larger than any key's is kept as a length only; it can never verify. */
-	if (tok->sig_len <= sizeof(tok->sig) && b64url_decode(sig, slen, tok->sig, sizeof(tok->sig), &tok->sig_len) != 0)
+	if (tok->sig_len <= sizeof(tok->sig) &&
+	    b64url_decode(sig, slen, tok->sig, sizeof(tok->sig), &tok->sig_len) != 0)
 		return JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64;
 	tok->signing_input = token;
 	tok->signing_input_len = (size_t)(dot2 - token);
@@ -357,7 +366,7 @@ static bool jwt_audience_allowed(const struct jwt_verify_params *p, const json_t
 		for (j = 0; j < p->n_audiences; j++) {
 			if (p->audiences[j] != NULL &&
 			    jwt_audience_equal(json_string_value(v), json_string_length(v), p->audiences[j],
-					       strlen(p->audiences[j])))
+			                       strlen(p->audiences[j])))
 				return true;
 		}
 	}
@@ -375,7 +384,8 @@ enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struc
 {
 	int64_t skew = jwt_skew(p), t, start;
 
-	if (p->issuer != NULL && p->issuer[0] != '\0' && (tok->iss == NULL || strcmp(tok->iss, p->issuer) != 0))
+	if (p->issuer != NULL && p->issuer[0] != '\0' &&
+	    (tok->iss == NULL || strcmp(tok->iss, p->issuer) != 0))
 		return JWT_STATUS_UNKNOWN_ISSUER;
 	/* now + skew < nbf, without overflow. */
 	if (tok->has_nbf && (__builtin_add_overflow(now, skew, &t) ? false : t < tok->nbf))
@@ -388,7 +398,9 @@ enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struc
 	/* Extension: a lifetime cap needs an exp; lifetime runs from iat, or from now without iat. */
 	if (p->max_lifetime_s != 0) {
 		start = tok->has_iat ? tok->iat : now;
-		if (!tok->has_exp || (__builtin_sub_overflow(tok->exp, start, &t) ? true : t > 0 && (uint64_t)t > p->max_lifetime_s))
+		if (!tok->has_exp ||
+		    (__builtin_sub_overflow(tok->exp, start, &t) ? true
+		                                                 : t > 0 && (uint64_t)t > p->max_lifetime_s))
 			return JWT_STATUS_EXPIRED;
 	}
 	if (p->n_audiences > 0 && !jwt_audience_allowed(p, tok->aud))
@@ -420,8 +432,8 @@ enum jwt_status jwt_verify_signature(const struct jwks *keys, const struct jwt *
 				last = JWT_STATUS_ED25519_SIGNATURE_WRONG_LENGTH;
 			continue;
 		}
-		st = jwk_verify(k, tok->alg, (const uint8_t *)tok->signing_input, tok->signing_input_len, tok->sig,
-				tok->sig_len);
+		st = jwk_verify(k, tok->alg, (const uint8_t *)tok->signing_input, tok->signing_input_len,
+		                tok->sig, tok->sig_len);
 		if (st == JWT_STATUS_OK)
 			return JWT_STATUS_OK;
 		if (st == JWT_STATUS_ED25519_SIGNATURE_WRONG_LENGTH)
@@ -432,7 +444,7 @@ enum jwt_status jwt_verify_signature(const struct jwks *keys, const struct jwt *
 
 /* See jwt.h. */
 enum jwt_status jwt_verify(const struct jwt_verify_params *p, const struct jwks *keys, const struct jwt *tok,
-			   int64_t now)
+                           int64_t now)
 {
 	enum jwt_status st = jwt_verify_claims(p, tok, now);
 
@@ -443,7 +455,7 @@ enum jwt_status jwt_verify(const struct jwt_verify_params *p, const struct jwks 
 
 /* See jwt.h. */
 enum jwt_status jwt_check(const struct jwt_verify_params *p, const struct jwks *keys, const char *token,
-			  size_t len, int64_t now, struct jwt *tok)
+                          size_t len, int64_t now, struct jwt *tok)
 {
 	enum jwt_status st = jwt_parse(tok, token, len, p->max_token_len);
 

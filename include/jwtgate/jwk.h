@@ -31,33 +31,33 @@
 #include "jwtgate/jwt-t.h"
 
 #define JWKS_MAX_TEXT_LEN (1024 * 1024) /* bytes of JWKS JSON accepted (remote bodies are peer-sized) */
-#define JWKS_MAX_KEYS 256               /* entries of "keys"; more is a JWKS error */
-#define JWK_RSA_MIN_BITS 2048
-#define JWK_RSA_MAX_BITS 8192
-#define JWK_HMAC_MIN_LEN 32
-#define JWK_HMAC_MAX_LEN 1024
-#define JWK_SIG_MAX 1024 /* largest signature any accepted key can make (RSA 8192 bits) */
+#define JWKS_MAX_KEYS     256           /* entries of "keys"; more is a JWKS error */
+#define JWK_RSA_MIN_BITS  2048
+#define JWK_RSA_MAX_BITS  8192
+#define JWK_HMAC_MIN_LEN  32
+#define JWK_HMAC_MAX_LEN  1024
+#define JWK_SIG_MAX       1024 /* largest signature any accepted key can make (RSA 8192 bits) */
 
 enum jwk_kty { JWK_KTY_RSA = 1, JWK_KTY_EC, JWK_KTY_OKP, JWK_KTY_OCT };
 
 struct jwk {
-	char *kid;      /* NUL-terminated copy, NULL when absent */
+	char *kid; /* NUL-terminated copy, NULL when absent */
 	size_t kid_len;
 	enum jwk_kty kty;
-	enum jwt_alg alg;     /* the key's "alg", JWT_ALG_UNSET when absent */
-	enum jwt_alg ec_alg;  /* EC: the only alg the curve allows */
-	EVP_PKEY *pkey;       /* RSA, EC, OKP; owned */
-	BIGNUM *ec_order;     /* EC: group order n, for the r, s < n check; owned */
-	size_t ec_coord_len;  /* EC: bytes per coordinate (32, 48, 66) */
-	size_t rsa_len;       /* RSA: modulus bytes = signature length */
-	uint8_t *secret;      /* oct: owned, cleansed on free */
+	enum jwt_alg alg;    /* the key's "alg", JWT_ALG_UNSET when absent */
+	enum jwt_alg ec_alg; /* EC: the only alg the curve allows */
+	EVP_PKEY *pkey;      /* RSA, EC, OKP; owned */
+	BIGNUM *ec_order;    /* EC: group order n, for the r, s < n check; owned */
+	size_t ec_coord_len; /* EC: bytes per coordinate (32, 48, 66) */
+	size_t rsa_len;      /* RSA: modulus bytes = signature length */
+	uint8_t *secret;     /* oct: owned, cleansed on free */
 	size_t secret_len;
 };
 
 struct jwks {
 	unsigned long refs; /* atomic; see jwks_ref / jwks_unref */
 	size_t n_keys;
-	struct jwk *keys;   /* n_keys valid keys in document order */
+	struct jwk *keys; /* n_keys valid keys in document order */
 };
 
 /* Parses text[0..len) (need not be NUL-terminated; len <= JWKS_MAX_TEXT_LEN) into a new key set with one
@@ -93,6 +93,6 @@ bool jwk_alg_fits(const struct jwk *key, enum jwt_alg alg);
  * bytes (RFC 7518 section 3.4); RSA a signature of exactly the modulus size; PS* uses MGF1 with the same
  * hash and a salt as long as the hash (RFC 7518 section 3.5); HMAC is compared in constant time. */
 enum jwt_status jwk_verify(const struct jwk *key, enum jwt_alg alg, const uint8_t *data, size_t len,
-			   const uint8_t *sig, size_t sig_len);
+                           const uint8_t *sig, size_t sig_len);
 
 #endif

@@ -43,37 +43,37 @@
 #include "jwtgate/jwt-t.h"
 
 #define JWT_MAX_TOKEN_LEN_DEFAULT 8192
-#define JWT_MAX_TOKEN_LEN_LIMIT (64 * 1024)
+#define JWT_MAX_TOKEN_LEN_LIMIT   (64 * 1024)
 
 /* Per-provider verification settings; borrowed strings, owned by the config. */
 struct jwt_verify_params {
-	const char *issuer;         /* NULL or "" = iss not checked */
-	char *const *audiences;     /* any match passes; n_audiences == 0 = aud not checked */
+	const char *issuer;     /* NULL or "" = iss not checked */
+	char *const *audiences; /* any match passes; n_audiences == 0 = aud not checked */
 	size_t n_audiences;
-	uint64_t clock_skew_s;      /* applied to nbf and exp (default 60 in the config) */
-	bool require_expiration;    /* extension: a token without exp is refused */
-	uint64_t max_lifetime_s;    /* extension: 0 = unlimited */
-	size_t max_token_len;       /* 0 = JWT_MAX_TOKEN_LEN_DEFAULT; clamped to JWT_MAX_TOKEN_LEN_LIMIT */
+	uint64_t clock_skew_s;   /* applied to nbf and exp (default 60 in the config) */
+	bool require_expiration; /* extension: a token without exp is refused */
+	uint64_t max_lifetime_s; /* extension: 0 = unlimited */
+	size_t max_token_len;    /* 0 = JWT_MAX_TOKEN_LEN_DEFAULT; clamped to JWT_MAX_TOKEN_LEN_LIMIT */
 };
 
 /* A parsed token. Pointers marked "borrowed" point into the caller's token bytes (which must outlive the
  * struct) or into header / payload (which the struct owns). Fields are read-only for callers. */
 struct jwt {
 	enum jwt_alg alg;
-	json_t *header;              /* owned; the JOSE header object */
-	json_t *payload;             /* owned; the claims object, for claimToHeaders and authorization */
-	const char *kid;             /* borrowed from header; NULL when absent */
+	json_t *header;  /* owned; the JOSE header object */
+	json_t *payload; /* owned; the claims object, for claimToHeaders and authorization */
+	const char *kid; /* borrowed from header; NULL when absent */
 	size_t kid_len;
-	const char *iss;             /* borrowed from payload; NULL when absent */
-	const json_t *aud;           /* borrowed from payload: a string or an array of strings; or NULL */
+	const char *iss;   /* borrowed from payload; NULL when absent */
+	const json_t *aud; /* borrowed from payload: a string or an array of strings; or NULL */
 	bool has_iat, has_nbf, has_exp;
-	int64_t iat, nbf, exp;       /* valid when has_*; exp is what a verified-token cache keys on */
-	const char *signing_input;   /* borrowed: "<header>.<payload>" as received */
+	int64_t iat, nbf, exp;     /* valid when has_*; exp is what a verified-token cache keys on */
+	const char *signing_input; /* borrowed: "<header>.<payload>" as received */
 	size_t signing_input_len;
-	const char *payload_b64;     /* borrowed: the payload segment (forwardPayloadHeader) */
+	const char *payload_b64; /* borrowed: the payload segment (forwardPayloadHeader) */
 	size_t payload_b64_len;
-	size_t sig_len;              /* decoded length; > JWK_SIG_MAX means too long for any key */
-	uint8_t sig[JWK_SIG_MAX];    /* decoded signature (only sig_len <= JWK_SIG_MAX bytes are stored) */
+	size_t sig_len;           /* decoded length; > JWK_SIG_MAX means too long for any key */
+	uint8_t sig[JWK_SIG_MAX]; /* decoded signature (only sig_len <= JWK_SIG_MAX bytes are stored) */
 };
 
 /* Static English message of a status (the table of jwt-behaviour.md); "Unknown status" out of range. */
@@ -98,7 +98,7 @@ enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t
 /* Steps 3-7 on a parsed token: issuer, time, audience, keys (NULL = no key set yet ->
  * JWT_STATUS_JWKS_FETCH_FAIL), signature. now: wall-clock seconds. Pure; does not modify tok. */
 enum jwt_status jwt_verify(const struct jwt_verify_params *p, const struct jwks *keys, const struct jwt *tok,
-			   int64_t now);
+                           int64_t now);
 
 /* Steps 3-5 only (issuer, time, audience): what a verified-token cache hit must re-check. */
 enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struct jwt *tok, int64_t now);
@@ -107,7 +107,7 @@ enum jwt_status jwt_verify_signature(const struct jwks *keys, const struct jwt *
 
 /* jwt_parse with p->max_token_len, then jwt_verify. The one entry point for the auth stage. */
 enum jwt_status jwt_check(const struct jwt_verify_params *p, const struct jwks *keys, const char *token,
-			  size_t len, int64_t now, struct jwt *tok);
+                          size_t len, int64_t now, struct jwt *tok);
 
 /* Audience compare of jwt-behaviour.md: strips "http://" or "https://" and one trailing '/' from both. */
 bool jwt_audience_equal(const char *a, size_t alen, const char *b, size_t blen);

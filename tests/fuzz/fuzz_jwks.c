@@ -32,12 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	for (i = 0; i < ks->n_keys; i++) {
 		for (a = JWT_ALG_RS256; a <= JWT_ALG_HS512; a++) {
-			size_t len = ks->keys[i].kty == JWK_KTY_RSA ? ks->keys[i].rsa_len
-				     : ks->keys[i].kty == JWK_KTY_EC ? 2 * ks->keys[i].ec_coord_len
-				     : 64;
+			size_t len = ks->keys[i].kty == JWK_KTY_RSA  ? ks->keys[i].rsa_len
+			             : ks->keys[i].kty == JWK_KTY_EC ? 2 * ks->keys[i].ec_coord_len
+			                                             : 64;
 			if (len > sizeof(sig))
 				len = sizeof(sig);
-			if (jwk_verify(&ks->keys[i], (enum jwt_alg)a, msg, sizeof(msg) - 1, sig, len) == JWT_STATUS_OK)
+			if (jwk_verify(&ks->keys[i], (enum jwt_alg)a, msg, sizeof(msg) - 1, sig, len) ==
+			    JWT_STATUS_OK)
 				abort(); /* an all-zero signature never verifies */
 		}
 	}

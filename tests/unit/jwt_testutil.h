@@ -23,13 +23,12 @@
 #include "jwtgate/common.h"
 #include "jwtgate/jwt.h"
 
-#define TU_CHECK(x)                                                                  \
-	do {                                                                         \
-		if (!(x)) {                                                          \
-			fprintf(stderr, "%s:%d: test helper failed: %s\n", __FILE__, \
-				__LINE__, #x);                                       \
-			abort();                                                     \
-		}                                                                    \
+#define TU_CHECK(x)                                                                                          \
+	do {                                                                                                 \
+		if (!(x)) {                                                                                  \
+			fprintf(stderr, "%s:%d: test helper failed: %s\n", __FILE__, __LINE__, #x);          \
+			abort();                                                                             \
+		}                                                                                            \
 	} while (0)
 
 /* malloc'd base64url of data. */
@@ -78,11 +77,20 @@ static inline uint8_t *tu_unhex(const char *hex, size_t *len)
 static inline const EVP_MD *tu_md(enum jwt_alg alg)
 {
 	switch (alg) {
-	case JWT_ALG_RS256: case JWT_ALG_PS256: case JWT_ALG_ES256: case JWT_ALG_HS256:
+	case JWT_ALG_RS256:
+	case JWT_ALG_PS256:
+	case JWT_ALG_ES256:
+	case JWT_ALG_HS256:
 		return EVP_sha256();
-	case JWT_ALG_RS384: case JWT_ALG_PS384: case JWT_ALG_ES384: case JWT_ALG_HS384:
+	case JWT_ALG_RS384:
+	case JWT_ALG_PS384:
+	case JWT_ALG_ES384:
+	case JWT_ALG_HS384:
 		return EVP_sha384();
-	case JWT_ALG_RS512: case JWT_ALG_PS512: case JWT_ALG_ES512: case JWT_ALG_HS512:
+	case JWT_ALG_RS512:
+	case JWT_ALG_PS512:
+	case JWT_ALG_ES512:
+	case JWT_ALG_HS512:
 		return EVP_sha512();
 	default:
 		return NULL;
@@ -157,7 +165,7 @@ static inline char *tu_mint(EVP_PKEY *key, enum jwt_alg alg, const char *header,
 
 /* Mints an HS* token with secret. */
 static inline char *tu_mint_hmac(const void *secret, size_t secret_len, enum jwt_alg alg, const char *header,
-				 const char *payload)
+                                 const char *payload)
 {
 	char *h = tu_b64s(header), *p = tu_b64s(payload);
 	char *input = tu_fmt("%s.%s", h, p), *s, *t;
@@ -165,7 +173,7 @@ static inline char *tu_mint_hmac(const void *secret, size_t secret_len, enum jwt
 	unsigned int n = 0;
 
 	TU_CHECK(HMAC(tu_md(alg), secret_len ? secret : "", (int)secret_len, (const uint8_t *)input,
-		      strlen(input), mac, &n) != NULL);
+	              strlen(input), mac, &n) != NULL);
 	s = tu_b64(mac, n);
 	t = tu_fmt("%s.%s", input, s);
 	free(h);
@@ -204,8 +212,11 @@ static inline char *tu_jwk_members(EVP_PKEY *key)
 		size_t glen, clen;
 		const char *crv;
 
-		TU_CHECK(EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &glen) == 1);
-		crv = strcmp(group, "prime256v1") == 0 ? "P-256" : strcmp(group, "secp384r1") == 0 ? "P-384" : "P-521";
+		TU_CHECK(EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+		                                        &glen) == 1);
+		crv = strcmp(group, "prime256v1") == 0  ? "P-256"
+		      : strcmp(group, "secp384r1") == 0 ? "P-384"
+		                                        : "P-521";
 		clen = crv[2] == '2' ? 32 : crv[2] == '3' ? 48 : 66;
 		TU_CHECK(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &n) == 1);
 		TU_CHECK(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &e) == 1);

@@ -29,7 +29,8 @@ static void test_rfc4648_vectors(void **state)
 		assert_int_equal(decode_str(enc[i], out, sizeof(out), &n), 0);
 		assert_int_equal(n, strlen(plain[i]));
 		assert_memory_equal(out, plain[i], n);
-		assert_int_equal(b64url_encode((const uint8_t *)plain[i], strlen(plain[i]), txt, sizeof(txt), &n), 0);
+		assert_int_equal(
+		        b64url_encode((const uint8_t *)plain[i], strlen(plain[i]), txt, sizeof(txt), &n), 0);
 		assert_string_equal(txt, enc[i]);
 		assert_int_equal(n, strlen(enc[i]));
 		assert_int_equal(B64URL_ENCODED_LEN(strlen(plain[i])), strlen(enc[i]));
@@ -56,12 +57,12 @@ static void test_url_alphabet(void **state)
 static void test_rejects_noncanonical(void **state)
 {
 	static const char *bad[] = {
-		"Zg==", "Zg=", "Zm9v=", /* padding */
-		"Z",   "Zm9vY",         /* length 4k+1 */
-		"Zh",  "Zm9",           /* non-zero unused bits (canonical: Zg, Zm8) */
-		"Zm 9v", " Zm9v", "Zm9v\n", "Zm9v\t", /* whitespace */
-		"Zm9v.", "Zm*v", "Zm9v!",   /* stray characters */
-		"+m9v", "Zm/v",             /* standard alphabet */
+	        "Zg==",  "Zg=",   "Zm9v=",            /* padding */
+	        "Z",     "Zm9vY",                     /* length 4k+1 */
+	        "Zh",    "Zm9",                       /* non-zero unused bits (canonical: Zg, Zm8) */
+	        "Zm 9v", " Zm9v", "Zm9v\n", "Zm9v\t", /* whitespace */
+	        "Zm9v.", "Zm*v",  "Zm9v!",            /* stray characters */
+	        "+m9v",  "Zm/v",                      /* standard alphabet */
 	};
 	uint8_t out[16];
 	size_t n, i;
@@ -151,13 +152,13 @@ static void test_single_byte_canonical(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rfc4648_vectors),
-		cmocka_unit_test(test_url_alphabet),
-		cmocka_unit_test(test_rejects_noncanonical),
-		cmocka_unit_test(test_rejects_nul_and_high_bytes),
-		cmocka_unit_test(test_capacity),
-		cmocka_unit_test(test_roundtrip_all_lengths),
-		cmocka_unit_test(test_single_byte_canonical),
+	        cmocka_unit_test(test_rfc4648_vectors),
+	        cmocka_unit_test(test_url_alphabet),
+	        cmocka_unit_test(test_rejects_noncanonical),
+	        cmocka_unit_test(test_rejects_nul_and_high_bytes),
+	        cmocka_unit_test(test_capacity),
+	        cmocka_unit_test(test_roundtrip_all_lengths),
+	        cmocka_unit_test(test_single_byte_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

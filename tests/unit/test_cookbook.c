@@ -63,7 +63,8 @@ static enum jwt_status verify_compact(const struct cookbook_case *c, const char 
 
 	if (d2 == NULL || b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof(sig), &sig_len) != 0)
 		return JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64;
-	return jwk_verify(&c->keys->keys[0], c->alg, (const uint8_t *)compact, (size_t)(d2 - compact), sig, sig_len);
+	return jwk_verify(&c->keys->keys[0], c->alg, (const uint8_t *)compact, (size_t)(d2 - compact), sig,
+	                  sig_len);
 }
 
 static void run_attached(const char *file, enum jwt_alg want_alg)
@@ -78,14 +79,16 @@ static void run_attached(const char *file, enum jwt_alg want_alg)
 	assert_int_equal(c.alg, want_alg);
 	assert_int_equal(verify_compact(&c, c.compact), JWT_STATUS_OK);
 	/* Header parsing agrees with the example: alg and kid. */
-	assert_int_equal(jwt_parse(&tok, c.compact, strlen(c.compact), 0), JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
+	assert_int_equal(jwt_parse(&tok, c.compact, strlen(c.compact), 0),
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
 	assert_int_equal(tok.alg, want_alg);
-	kid = json_string_value(json_object_get(json_object_get(json_object_get(c.root, "input"), "key"), "kid"));
+	kid = json_string_value(
+	        json_object_get(json_object_get(json_object_get(c.root, "input"), "key"), "kid"));
 	assert_int_equal(tok.kid_len, strlen(kid));
 	assert_memory_equal(tok.kid, kid, tok.kid_len);
 	jwt_release(&tok);
 	assert_int_equal(jwt_check(&p, c.keys, c.compact, strlen(c.compact), 0, &tok),
-			 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
 	jwt_release(&tok);
 	/* One payload character changed: the signature no longer verifies. */
 	tampered = strdup(c.compact);
@@ -136,7 +139,7 @@ static void test_4_5_detached_rejected(void **state)
 	load_case("4_5.signature_with_detached_content.json", &c);
 	assert_non_null(strstr(c.compact, ".."));
 	assert_int_equal(jwt_check(&p, c.keys, c.compact, strlen(c.compact), 0, &tok),
-			 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
 	jwt_release(&tok);
 	assert_int_equal(verify_compact(&c, c.compact), JWT_STATUS_VERIFICATION_FAIL);
 	payload = json_string_value(json_object_get(json_object_get(c.root, "input"), "payload"));
@@ -152,9 +155,11 @@ static void test_4_5_detached_rejected(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_4_1_rs256), cmocka_unit_test(test_4_2_ps384),
-		cmocka_unit_test(test_4_3_es512), cmocka_unit_test(test_4_4_hs256),
-		cmocka_unit_test(test_4_5_detached_rejected),
+	        cmocka_unit_test(test_4_1_rs256),
+	        cmocka_unit_test(test_4_2_ps384),
+	        cmocka_unit_test(test_4_3_es512),
+	        cmocka_unit_test(test_4_4_hs256),
+	        cmocka_unit_test(test_4_5_detached_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -143,10 +143,11 @@ static void test_rsa_errors(void **state)
 	assert_int_equal(one("{\"kty\":\"RSA\",\"n\":5,\"e\":\"AQAB\"}"), JWT_STATUS_JWKS_RSA_KEY_BAD_N);
 	assert_int_equal(one("{\"kty\":\"RSA\",\"n\":\"AQAB\"}"), JWT_STATUS_JWKS_RSA_KEY_MISSING_E);
 	assert_int_equal(one("{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":[]}"), JWT_STATUS_JWKS_RSA_KEY_BAD_E);
-	assert_int_equal(one("{\"kty\":\"RSA\",\"n\":\"AQ==\",\"e\":\"AQAB\"}"), JWT_STATUS_JWKS_RSA_PARSE_ERROR);
+	assert_int_equal(one("{\"kty\":\"RSA\",\"n\":\"AQ==\",\"e\":\"AQAB\"}"),
+	                 JWT_STATUS_JWKS_RSA_PARSE_ERROR);
 	/* RSA with EC parameters (row 10). */
 	assert_int_equal(one_fmt("{\"kty\":\"RSA\",\"crv\":\"P-256\",\"x\":\"%s\"}", fx.ec_x),
-			 JWT_STATUS_JWKS_RSA_KEY_MISSING_N);
+	                 JWT_STATUS_JWKS_RSA_KEY_MISSING_N);
 }
 
 /* Row 11: 1024-bit modulus, e = 1, even e. */
@@ -163,16 +164,20 @@ static void test_rsa_weak_keys(void **state)
 	free(t);
 	/* The 2048-bit modulus with e = 1 ("AQ"), e = 2 ("Ag") and e = 65536 ("AQAA"). */
 	n_start = strstr(fx.rsa_m, "\"n\":");
-	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"AQ\"}", (int)(strstr(n_start, ",\"e\"") - n_start), n_start);
+	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"AQ\"}", (int)(strstr(n_start, ",\"e\"") - n_start),
+	           n_start);
 	assert_int_equal(one(t), JWT_STATUS_JWKS_RSA_PARSE_ERROR);
 	free(t);
-	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"Ag\"}", (int)(strstr(n_start, ",\"e\"") - n_start), n_start);
+	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"Ag\"}", (int)(strstr(n_start, ",\"e\"") - n_start),
+	           n_start);
 	assert_int_equal(one(t), JWT_STATUS_JWKS_RSA_PARSE_ERROR);
 	free(t);
-	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"AQAA\"}", (int)(strstr(n_start, ",\"e\"") - n_start), n_start);
+	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"AQAA\"}", (int)(strstr(n_start, ",\"e\"") - n_start),
+	           n_start);
 	assert_int_equal(one(t), JWT_STATUS_JWKS_RSA_PARSE_ERROR);
 	free(t);
-	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"Aw\"}", (int)(strstr(n_start, ",\"e\"") - n_start), n_start);
+	t = tu_fmt("{\"kty\":\"RSA\",%.*s,\"e\":\"Aw\"}", (int)(strstr(n_start, ",\"e\"") - n_start),
+	           n_start);
 	assert_int_equal(one(t), JWT_STATUS_OK); /* e = 3 is allowed */
 	free(t);
 	free(m);
@@ -187,9 +192,11 @@ static void test_ec_errors(void **state)
 	assert_int_equal(one_fmt("{%s}", fx.ec_m), JWT_STATUS_OK);
 	assert_int_equal(one_fmt("{%s,\"alg\":\"ES256\"}", fx.ec_m), JWT_STATUS_OK);
 	assert_int_equal(one_fmt("{%s,\"alg\":\"RS256\"}", fx.ec_m), JWT_STATUS_JWKS_EC_KEY_BAD_ALG);
-	assert_int_equal(one_fmt("{%s,\"alg\":\"ES256K\"}", fx.ec_m), JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED);
+	assert_int_equal(one_fmt("{%s,\"alg\":\"ES256K\"}", fx.ec_m),
+	                 JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED);
 	/* crv / alg mismatch (row 10). */
-	assert_int_equal(one_fmt("{%s,\"alg\":\"ES384\"}", fx.ec_m), JWT_STATUS_JWKS_EC_KEY_ALG_NOT_COMPATIBLE_WITH_CRV);
+	assert_int_equal(one_fmt("{%s,\"alg\":\"ES384\"}", fx.ec_m),
+	                 JWT_STATUS_JWKS_EC_KEY_ALG_NOT_COMPATIBLE_WITH_CRV);
 	t = tu_fmt("{\"kty\":\"EC\",\"crv\":7,\"x\":\"%s\",\"y\":\"%s\"}", fx.ec_x, fx.ec_y);
 	assert_int_equal(one(t), JWT_STATUS_JWKS_EC_KEY_BAD_CRV);
 	free(t);
@@ -204,12 +211,16 @@ static void test_ec_errors(void **state)
 	t = tu_fmt("{\"kty\":\"EC\",\"alg\":\"ES384\",\"x\":\"%s\",\"y\":\"%s\"}", fx.ec_x, fx.ec_y);
 	assert_int_equal(one(t), JWT_STATUS_JWKS_EC_PARSE_ERROR);
 	free(t);
-	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"y\":\"%s\"}", fx.ec_y), JWT_STATUS_JWKS_EC_KEY_MISSING_X);
-	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":1,\"y\":\"%s\"}", fx.ec_y), JWT_STATUS_JWKS_EC_KEY_BAD_X);
-	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\"}", fx.ec_x), JWT_STATUS_JWKS_EC_KEY_MISSING_Y);
-	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":{}}", fx.ec_x), JWT_STATUS_JWKS_EC_KEY_BAD_Y);
+	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"y\":\"%s\"}", fx.ec_y),
+	                 JWT_STATUS_JWKS_EC_KEY_MISSING_X);
+	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":1,\"y\":\"%s\"}", fx.ec_y),
+	                 JWT_STATUS_JWKS_EC_KEY_BAD_X);
+	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\"}", fx.ec_x),
+	                 JWT_STATUS_JWKS_EC_KEY_MISSING_Y);
+	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":{}}", fx.ec_x),
+	                 JWT_STATUS_JWKS_EC_KEY_BAD_Y);
 	assert_int_equal(one_fmt("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"a+b/\"}", fx.ec_x),
-			 JWT_STATUS_JWKS_EC_XOR_Y_BAD_BASE64);
+	                 JWT_STATUS_JWKS_EC_XOR_Y_BAD_BASE64);
 }
 
 /* Row 10: a point off the curve (y + 1) and coordinates too long for the curve. */
@@ -251,19 +262,24 @@ static void test_okp_errors(void **state)
 
 	(void)state;
 	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\"}", x), JWT_STATUS_OK);
-	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"alg\":\"EdDSA\",\"x\":\"%s\"}", x), JWT_STATUS_OK);
+	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"alg\":\"EdDSA\",\"x\":\"%s\"}", x),
+	                 JWT_STATUS_OK);
 	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"alg\":\"ES256\",\"x\":\"%s\"}", x),
-			 JWT_STATUS_JWKS_OKP_KEY_BAD_ALG);
+	                 JWT_STATUS_JWKS_OKP_KEY_BAD_ALG);
 	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"x\":\"%s\"}", x), JWT_STATUS_JWKS_OKP_KEY_MISSING_CRV);
-	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":1,\"x\":\"%s\"}", x), JWT_STATUS_JWKS_OKP_KEY_BAD_CRV);
+	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":1,\"x\":\"%s\"}", x),
+	                 JWT_STATUS_JWKS_OKP_KEY_BAD_CRV);
 	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"%s\"}", x),
-			 JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED);
+	                 JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED);
 	assert_int_equal(one_fmt("{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"%s\"}", x),
-			 JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED);
+	                 JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED);
 	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\"}"), JWT_STATUS_JWKS_OKP_KEY_MISSING_X);
-	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":[]}"), JWT_STATUS_JWKS_OKP_KEY_BAD_X);
-	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"a=\"}"), JWT_STATUS_JWKS_OKP_X_BAD_BASE64);
-	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}"), JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH);
+	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":[]}"),
+	                 JWT_STATUS_JWKS_OKP_KEY_BAD_X);
+	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"a=\"}"),
+	                 JWT_STATUS_JWKS_OKP_X_BAD_BASE64);
+	assert_int_equal(one("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}"),
+	                 JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH);
 }
 
 /* Row 3: oct keys: empty or short secrets refused; alg raises the minimum. */
@@ -275,14 +291,16 @@ static void test_oct_errors(void **state)
 	(void)state;
 	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\"}", k32), JWT_STATUS_OK);
 	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\",\"alg\":\"HS256\"}", k32), JWT_STATUS_OK);
-	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\",\"alg\":\"HS384\"}", k32), JWT_STATUS_JWKS_HMAC_KEY_BAD_K);
+	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\",\"alg\":\"HS384\"}", k32),
+	                 JWT_STATUS_JWKS_HMAC_KEY_BAD_K);
 	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\"}", k31), JWT_STATUS_JWKS_HMAC_KEY_BAD_K);
 	assert_int_equal(one("{\"kty\":\"oct\",\"k\":\"\"}"), JWT_STATUS_JWKS_HMAC_KEY_BAD_K);
-	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\",\"alg\":\"RS256\"}", k32), JWT_STATUS_JWKS_HMAC_KEY_BAD_ALG);
+	assert_int_equal(one_fmt("{\"kty\":\"oct\",\"k\":\"%s\",\"alg\":\"RS256\"}", k32),
+	                 JWT_STATUS_JWKS_HMAC_KEY_BAD_ALG);
 	assert_int_equal(one("{\"kty\":\"oct\"}"), JWT_STATUS_JWKS_HMAC_KEY_MISSING_K);
 	assert_int_equal(one("{\"kty\":\"oct\",\"k\":null}"), JWT_STATUS_JWKS_HMAC_KEY_BAD_K);
 	assert_int_equal(one("{\"kty\":\"oct\",\"k\":\"MDEy/zQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}"),
-			 JWT_STATUS_JWKS_OCT_BAD_BASE64);
+	                 JWT_STATUS_JWKS_OCT_BAD_BASE64);
 	free(k31);
 	free(k32);
 }
@@ -300,9 +318,10 @@ static void test_use_and_key_ops(void **state)
 	t = tu_fmt("{\"keys\":[{%s,\"key_ops\":[\"sign\",\"encrypt\"]}]}", fx.ec_m);
 	assert_int_equal(parse(t, &ks), JWT_STATUS_JWKS_NO_VALID_KEYS);
 	free(t);
-	t = tu_fmt("{\"keys\":[{%s,\"kid\":\"a\",\"use\":\"enc\"},{\"kty\":\"RSA\",\"kid\":\"bad\"},"
-		   "{%s,\"kid\":\"b\",\"use\":\"sig\",\"key_ops\":[\"verify\"]},{%s,\"kid\":\"c\",\"kid2\":1}]}",
-		   fx.ec_m, fx.ec_m, fx.rsa_m);
+	t = tu_fmt(
+	        "{\"keys\":[{%s,\"kid\":\"a\",\"use\":\"enc\"},{\"kty\":\"RSA\",\"kid\":\"bad\"},"
+	        "{%s,\"kid\":\"b\",\"use\":\"sig\",\"key_ops\":[\"verify\"]},{%s,\"kid\":\"c\",\"kid2\":1}]}",
+	        fx.ec_m, fx.ec_m, fx.rsa_m);
 	assert_int_equal(parse(t, &ks), JWT_STATUS_OK);
 	assert_int_equal(ks->n_keys, 2);
 	assert_string_equal(ks->keys[0].kid, "b");
@@ -356,18 +375,12 @@ static void test_seed_jwks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_jwks_level_errors),
-		cmocka_unit_test(test_too_many_keys),
-		cmocka_unit_test(test_kty_errors),
-		cmocka_unit_test(test_rsa_errors),
-		cmocka_unit_test(test_rsa_weak_keys),
-		cmocka_unit_test(test_ec_errors),
-		cmocka_unit_test(test_ec_off_curve),
-		cmocka_unit_test(test_okp_errors),
-		cmocka_unit_test(test_oct_errors),
-		cmocka_unit_test(test_use_and_key_ops),
-		cmocka_unit_test(test_refcount),
-		cmocka_unit_test(test_seed_jwks),
+	        cmocka_unit_test(test_jwks_level_errors), cmocka_unit_test(test_too_many_keys),
+	        cmocka_unit_test(test_kty_errors),        cmocka_unit_test(test_rsa_errors),
+	        cmocka_unit_test(test_rsa_weak_keys),     cmocka_unit_test(test_ec_errors),
+	        cmocka_unit_test(test_ec_off_curve),      cmocka_unit_test(test_okp_errors),
+	        cmocka_unit_test(test_oct_errors),        cmocka_unit_test(test_use_and_key_ops),
+	        cmocka_unit_test(test_refcount),          cmocka_unit_test(test_seed_jwks),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

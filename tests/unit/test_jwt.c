@@ -10,12 +10,13 @@
 #include "jwt_testutil.h"
 #include "jwtgate/jwt.h"
 
-#define NOW 1700000000
+#define NOW       1700000000
 #define HS_SECRET "0123456789abcdef0123456789abcdef" /* 32 bytes */
 
 static struct {
 	EVP_PKEY *rsa, *ec256, *ec384, *ec521, *ed, *attacker_ec;
-	struct jwks *keys; /* kid "rsa" (no alg), "rsa256" (alg RS256), "ec256", "ec384", "ec521", "ed", "hs" */
+	struct jwks
+	        *keys; /* kid "rsa" (no alg), "rsa256" (alg RS256), "ec256", "ec384", "ec521", "ed", "hs" */
 	char *rsa_members;
 } fx;
 
@@ -48,7 +49,7 @@ static enum jwt_status check(const char *token)
 static enum jwt_status mint_check(EVP_PKEY *key, enum jwt_alg alg, const char *kid, const char *payload)
 {
 	char *h = kid ? tu_fmt("{\"alg\":\"%s\",\"kid\":\"%s\"}", jwt_alg_name(alg), kid)
-		      : tu_fmt("{\"alg\":\"%s\"}", jwt_alg_name(alg));
+	              : tu_fmt("{\"alg\":\"%s\"}", jwt_alg_name(alg));
 	char *t = tu_mint(key, alg, h, payload);
 	enum jwt_status st = check(t);
 
@@ -74,10 +75,11 @@ static int setup(void **state)
 	m[3] = tu_jwk_members(fx.ec521);
 	m[4] = tu_jwk_members(fx.ed);
 	m[5] = tu_b64s(HS_SECRET);
-	text = tu_fmt("{\"keys\":[{%s,\"kid\":\"rsa\"},{%s,\"kid\":\"rsa256\",\"alg\":\"RS256\"},"
-		      "{%s,\"kid\":\"ec256\"},{%s,\"kid\":\"ec384\"},{%s,\"kid\":\"ec521\"},{%s,\"kid\":\"ed\"},"
-		      "{\"kty\":\"oct\",\"k\":\"%s\",\"kid\":\"hs\"}]}",
-		      m[0], m[0], m[1], m[2], m[3], m[4], m[5]);
+	text = tu_fmt(
+	        "{\"keys\":[{%s,\"kid\":\"rsa\"},{%s,\"kid\":\"rsa256\",\"alg\":\"RS256\"},"
+	        "{%s,\"kid\":\"ec256\"},{%s,\"kid\":\"ec384\"},{%s,\"kid\":\"ec521\"},{%s,\"kid\":\"ed\"},"
+	        "{\"kty\":\"oct\",\"k\":\"%s\",\"kid\":\"hs\"}]}",
+	        m[0], m[0], m[1], m[2], m[3], m[4], m[5]);
 	fx.keys = tu_jwks(text);
 	assert_int_equal(fx.keys->n_keys, 7);
 	fx.rsa_members = m[0];
@@ -105,7 +107,7 @@ static int teardown(void **state)
 static void test_all_algorithms_verify(void **state)
 {
 	static const enum jwt_alg rsa_algs[] = {JWT_ALG_RS256, JWT_ALG_RS384, JWT_ALG_RS512,
-						JWT_ALG_PS256, JWT_ALG_PS384, JWT_ALG_PS512};
+	                                        JWT_ALG_PS256, JWT_ALG_PS384, JWT_ALG_PS512};
 	size_t i;
 	char *t;
 
@@ -247,7 +249,7 @@ static void test_embedded_jwk_ignored(void **state)
 static void test_jku_x5u_ignored(void **state)
 {
 	static const char *h = "{\"alg\":\"ES256\",\"kid\":\"ec256\",\"jku\":\"http://127.0.0.1:1/jwks\","
-			       "\"x5u\":\"http://127.0.0.1:1/cert\",\"x5c\":[\"MIIB\"]}";
+	                       "\"x5u\":\"http://127.0.0.1:1/cert\",\"x5c\":[\"MIIB\"]}";
 	char *t = tu_mint(fx.attacker_ec, JWT_ALG_ES256, h, "{}");
 
 	(void)state;
@@ -262,17 +264,18 @@ static void test_jku_x5u_ignored(void **state)
 static void test_kid_injection_opaque(void **state)
 {
 	static const char *kids[] = {"../../dev/null", "|sleep 10", "' OR '1'='1' --", "a\\r\\nX-Admin: 1",
-				     "/etc/passwd", "%00", "rsa\\u0001"};
+	                             "/etc/passwd",    "%00",       "rsa\\u0001"};
 	struct jwt_verify_params p = params_default();
 	size_t i;
 	char *big, *h, *t;
 
 	(void)state;
 	for (i = 0; i < JG_ARRAY_SIZE(kids); i++)
-		assert_int_equal(mint_check(fx.ec256, JWT_ALG_ES256, kids[i], "{}"), JWT_STATUS_JWKS_KID_ALG_MISMATCH);
+		assert_int_equal(mint_check(fx.ec256, JWT_ALG_ES256, kids[i], "{}"),
+		                 JWT_STATUS_JWKS_KID_ALG_MISMATCH);
 	/* A NUL inside kid is refused by the JSON parser (no truncation to "rsa"). */
 	assert_int_equal(mint_check(fx.rsa, JWT_ALG_RS256, "rsa\\u0000x", "{}"),
-			 JWT_STATUS_HEADER_PARSE_ERROR_BAD_JSON);
+	                 JWT_STATUS_HEADER_PARSE_ERROR_BAD_JSON);
 	/* 10 KB kid: over the default cap; with a larger cap, just an unknown kid. */
 	big = malloc(10241);
 	memset(big, 'k', 10240);
@@ -330,7 +333,8 @@ static void test_psychic_signature(void **state)
 /* Row 14: crit, even on a correctly signed token. */
 static void test_crit_rejected(void **state)
 {
-	char *t = tu_mint(fx.ec256, JWT_ALG_ES256, "{\"alg\":\"ES256\",\"crit\":[\"x-unknown\"],\"x-unknown\":1}", "{}");
+	char *t = tu_mint(fx.ec256, JWT_ALG_ES256,
+	                  "{\"alg\":\"ES256\",\"crit\":[\"x-unknown\"],\"x-unknown\":1}", "{}");
 
 	(void)state;
 	assert_int_equal(check(t), JWT_STATUS_VERIFICATION_FAIL);
@@ -348,10 +352,11 @@ static void test_jwe_and_json_serialization(void **state)
 
 	(void)state;
 	assert_int_equal(check(five), JWT_STATUS_BAD_FORMAT);
-	assert_int_equal(check("eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d"), JWT_STATUS_BAD_FORMAT);
+	assert_int_equal(check("eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d"),
+	                 JWT_STATUS_BAD_FORMAT);
 	assert_int_equal(check("{\"payload\":\"e30\",\"signatures\":[{\"protected\":\"eyJhbGciOiJFUzI1NiJ9\","
-			       "\"signature\":\"AAAA\"}]}"),
-			 JWT_STATUS_BAD_FORMAT);
+	                       "\"signature\":\"AAAA\"}]}"),
+	                 JWT_STATUS_BAD_FORMAT);
 	assert_int_equal(check(""), JWT_STATUS_BAD_FORMAT);
 	assert_int_equal(check(".."), JWT_STATUS_HEADER_PARSE_ERROR_BAD_JSON);
 	free(five);
@@ -413,7 +418,8 @@ static char *edit_segment(const char *t, int seg, const char *append)
 /* Row 18: non-canonical base64url in each segment. */
 static void test_noncanonical_base64url(void **state)
 {
-	char *t = tu_mint(fx.ec256, JWT_ALG_ES256, "{\"alg\":\"ES256\",\"kid\":\"ec256\"}", "{\"sub\":\"x\"}");
+	char *t =
+	        tu_mint(fx.ec256, JWT_ALG_ES256, "{\"alg\":\"ES256\",\"kid\":\"ec256\"}", "{\"sub\":\"x\"}");
 	char *e;
 	char *h64 = tu_b64s("{\"alg\":\"ES256\"}");
 	char *p64 = tu_b64s("{\"a\":\">>>?\"}"); /* contains '-' / '_' when encoded */
@@ -505,8 +511,10 @@ static void test_time_nbf_edges(void **state)
 static void test_time_claim_types(void **state)
 {
 	(void)state;
-	assert_int_equal(time_check("{\"exp\":\"1700000100\"}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER);
-	assert_int_equal(time_check("{\"exp\":1700000100.5}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER);
+	assert_int_equal(time_check("{\"exp\":\"1700000100\"}", 60),
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER);
+	assert_int_equal(time_check("{\"exp\":1700000100.5}", 60),
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER);
 	assert_int_equal(time_check("{\"exp\":1.7e9}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER);
 	assert_int_equal(time_check("{\"exp\":-1}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_OUT_OF_RANGE);
 	assert_int_equal(time_check("{\"exp\":1e300}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_OUT_OF_RANGE);
@@ -518,7 +526,8 @@ static void test_time_claim_types(void **state)
 	assert_int_equal(time_check("{\"iat\":[1]}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_NOT_INTEGER);
 	assert_int_equal(time_check("{\"iat\":-1}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_OUT_OF_RANGE);
 	/* Too large for a 64-bit integer: jansson refuses the whole payload. */
-	assert_int_equal(time_check("{\"exp\":99999999999999999999}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
+	assert_int_equal(time_check("{\"exp\":99999999999999999999}", 60),
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
 	assert_int_equal(time_check("{\"sub\":1}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_SUB_NOT_STRING);
 	assert_int_equal(time_check("{\"jti\":{}}", 60), JWT_STATUS_PAYLOAD_PARSE_ERROR_JTI_NOT_STRING);
 }
@@ -589,14 +598,17 @@ static void test_audience_variants(void **state)
 	assert_int_equal(aud_check("{\"aud\":\"https://api.example.com/\"}", auds, 2), JWT_STATUS_OK);
 	assert_int_equal(aud_check("{\"aud\":\"http://other.example.com\"}", auds, 2), JWT_STATUS_OK);
 	assert_int_equal(aud_check("{\"aud\":[\"x\",\"api.example.com\"]}", auds, 2), JWT_STATUS_OK);
-	assert_int_equal(aud_check("{\"aud\":\"API.example.com\"}", auds, 2), JWT_STATUS_AUDIENCE_NOT_ALLOWED);
-	assert_int_equal(aud_check("{\"aud\":\"api.example.com//\"}", auds, 2), JWT_STATUS_AUDIENCE_NOT_ALLOWED);
+	assert_int_equal(aud_check("{\"aud\":\"API.example.com\"}", auds, 2),
+	                 JWT_STATUS_AUDIENCE_NOT_ALLOWED);
+	assert_int_equal(aud_check("{\"aud\":\"api.example.com//\"}", auds, 2),
+	                 JWT_STATUS_AUDIENCE_NOT_ALLOWED);
 	assert_int_equal(aud_check("{\"aud\":[]}", auds, 2), JWT_STATUS_AUDIENCE_NOT_ALLOWED);
 	assert_int_equal(aud_check("{}", auds, 2), JWT_STATUS_AUDIENCE_NOT_ALLOWED);
 	assert_int_equal(aud_check("{\"aud\":1234}", auds, 2), JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING);
-	assert_int_equal(aud_check("{\"aud\":[1,2]}", auds, 2), JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING);
+	assert_int_equal(aud_check("{\"aud\":[1,2]}", auds, 2),
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING);
 	assert_int_equal(aud_check("{\"aud\":[\"api.example.com\",2]}", auds, 2),
-			 JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING);
+	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING);
 	/* Not configured: aud not checked (but still typed). */
 	assert_int_equal(aud_check("{\"aud\":\"anything\"}", NULL, 0), JWT_STATUS_OK);
 	assert_int_equal(aud_check("{\"aud\":1234}", NULL, 0), JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING);
@@ -606,11 +618,12 @@ static void test_audience_variants(void **state)
 static void test_issuer_variants(void **state)
 {
 	struct jwt_verify_params p = params_default();
-	static const char *payloads[] = {"{\"iss\":\"https://issuer.example\"}", "{\"iss\":\"https://evil.example\"}",
-					 "{}", "{\"iss\":\"https://issuer.example/\"}", "{\"iss\":7}"};
-	static const enum jwt_status want[] = {JWT_STATUS_OK, JWT_STATUS_UNKNOWN_ISSUER, JWT_STATUS_UNKNOWN_ISSUER,
-					       JWT_STATUS_UNKNOWN_ISSUER,
-					       JWT_STATUS_PAYLOAD_PARSE_ERROR_ISS_NOT_STRING};
+	static const char *payloads[] = {"{\"iss\":\"https://issuer.example\"}",
+	                                 "{\"iss\":\"https://evil.example\"}", "{}",
+	                                 "{\"iss\":\"https://issuer.example/\"}", "{\"iss\":7}"};
+	static const enum jwt_status want[] = {JWT_STATUS_OK, JWT_STATUS_UNKNOWN_ISSUER,
+	                                       JWT_STATUS_UNKNOWN_ISSUER, JWT_STATUS_UNKNOWN_ISSUER,
+	                                       JWT_STATUS_PAYLOAD_PARSE_ERROR_ISS_NOT_STRING};
 	size_t i;
 	char *t;
 
@@ -627,7 +640,8 @@ static void test_issuer_variants(void **state)
  * appending. */
 static void test_tampering(void **state)
 {
-	char *good = tu_mint(fx.rsa, JWT_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":\"rsa\"}", "{\"sub\":\"alice\"}");
+	char *good =
+	        tu_mint(fx.rsa, JWT_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":\"rsa\"}", "{\"sub\":\"alice\"}");
 	const char *sig = strrchr(good, '.') + 1;
 	char *h2 = tu_b64s("{\"alg\":\"RS256\",\"kid\":\"rsa\",\"typ\":\"JWT\"}");
 	char *p2 = tu_b64s("{\"sub\":\"admin\"}");
@@ -763,8 +777,8 @@ static void test_parsed_fields(void **state)
 	assert_int_equal(tok.alg, JWT_ALG_ES256);
 	assert_int_equal(tok.kid_len, 5);
 	assert_memory_equal(tok.kid, "ec256", 5);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(tok.payload, "nested"), "role")),
-			    "admin");
+	assert_string_equal(
+	        json_string_value(json_object_get(json_object_get(tok.payload, "nested"), "role")), "admin");
 	assert_int_equal(tok.payload_b64_len, strlen(pb));
 	assert_memory_equal(tok.payload_b64, pb, strlen(pb));
 	jwt_release(&tok);
@@ -778,12 +792,13 @@ static void test_status_messages(void **state)
 {
 	(void)state;
 	assert_string_equal(jwt_status_message(JWT_STATUS_MISSED), "Jwt is missing");
-	assert_string_equal(jwt_status_message(JWT_STATUS_AUDIENCE_NOT_ALLOWED), "Audiences in Jwt are not allowed");
+	assert_string_equal(jwt_status_message(JWT_STATUS_AUDIENCE_NOT_ALLOWED),
+	                    "Audiences in Jwt are not allowed");
 	assert_int_equal(JWT_STATUS_VERIFICATION_FAIL, 26);
 	assert_int_equal(JWT_STATUS_JWKS_KID_ALG_MISMATCH, 32);
 	assert_int_equal(JWT_STATUS_JWKS_BIO_ALLOC_ERROR, 72);
 	assert_string_equal(jwt_status_message(JWT_STATUS_JWKS_BIO_ALLOC_ERROR),
-			    "Failed to create BIO due to memory allocation failure");
+	                    "Failed to create BIO due to memory allocation failure");
 	assert_string_equal(jwt_status_message((enum jwt_status)73), "Unknown status");
 	for (int i = 0; i < JWT_STATUS_COUNT; i++)
 		assert_string_not_equal(jwt_status_message((enum jwt_status)i), "Unknown status");
@@ -827,11 +842,13 @@ static void test_conformance_seed_tokens(void **state)
 /* Builds the RSA private key of key.json (RFC 7518 section 6.3.2 members). */
 static EVP_PKEY *load_private_jwk(const char *text)
 {
-	static const struct { const char *jwk, *param; } map[] = {
-		{"n", OSSL_PKEY_PARAM_RSA_N}, {"e", OSSL_PKEY_PARAM_RSA_E}, {"d", OSSL_PKEY_PARAM_RSA_D},
-		{"p", OSSL_PKEY_PARAM_RSA_FACTOR1}, {"q", OSSL_PKEY_PARAM_RSA_FACTOR2},
-		{"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1}, {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2},
-		{"qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
+	static const struct {
+		const char *jwk, *param;
+	} map[] = {
+	        {"n", OSSL_PKEY_PARAM_RSA_N},          {"e", OSSL_PKEY_PARAM_RSA_E},
+	        {"d", OSSL_PKEY_PARAM_RSA_D},          {"p", OSSL_PKEY_PARAM_RSA_FACTOR1},
+	        {"q", OSSL_PKEY_PARAM_RSA_FACTOR2},    {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1},
+	        {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2}, {"qi", OSSL_PKEY_PARAM_RSA_COEFFICIENT1},
 	};
 	json_t *j = json_loads(text, 0, NULL);
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -877,7 +894,7 @@ static void test_conformance_key_json(void **state)
 
 	(void)state;
 	t = tu_mint(key, JWT_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":\"b520b3c2c4bd75a10e9cebc9576933dc\"}",
-		    "{\"sub\":\"1234567890\",\"name\":\"Minted\"}");
+	            "{\"sub\":\"1234567890\",\"name\":\"Minted\"}");
 	assert_int_equal(check_p(&p, ks, t), JWT_STATUS_OK);
 	free(t);
 	/* No kid: the first key (no kid) fails, the second succeeds. */
@@ -901,37 +918,37 @@ static void test_conformance_key_json(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_all_algorithms_verify),
-		cmocka_unit_test(test_alg_none_variants),
-		cmocka_unit_test(test_signature_stripped),
-		cmocka_unit_test(test_empty_hmac_secret),
-		cmocka_unit_test(test_rs_to_hs_confusion),
-		cmocka_unit_test(test_downgrade_within_family),
-		cmocka_unit_test(test_embedded_jwk_ignored),
-		cmocka_unit_test(test_jku_x5u_ignored),
-		cmocka_unit_test(test_kid_injection_opaque),
-		cmocka_unit_test(test_psychic_signature),
-		cmocka_unit_test(test_crit_rejected),
-		cmocka_unit_test(test_jwe_and_json_serialization),
-		cmocka_unit_test(test_huge_token),
-		cmocka_unit_test(test_duplicate_json_keys),
-		cmocka_unit_test(test_noncanonical_base64url),
-		cmocka_unit_test(test_time_exp_edges),
-		cmocka_unit_test(test_time_nbf_edges),
-		cmocka_unit_test(test_time_claim_types),
-		cmocka_unit_test(test_check_order),
-		cmocka_unit_test(test_require_expiration_and_max_lifetime),
-		cmocka_unit_test(test_audience_variants),
-		cmocka_unit_test(test_issuer_variants),
-		cmocka_unit_test(test_tampering),
-		cmocka_unit_test(test_ecdsa_size),
-		cmocka_unit_test(test_ed25519_wrong_length),
-		cmocka_unit_test(test_hmac_key_too_short_for_alg),
-		cmocka_unit_test(test_duplicate_kid),
-		cmocka_unit_test(test_parsed_fields),
-		cmocka_unit_test(test_status_messages),
-		cmocka_unit_test(test_conformance_seed_tokens),
-		cmocka_unit_test(test_conformance_key_json),
+	        cmocka_unit_test(test_all_algorithms_verify),
+	        cmocka_unit_test(test_alg_none_variants),
+	        cmocka_unit_test(test_signature_stripped),
+	        cmocka_unit_test(test_empty_hmac_secret),
+	        cmocka_unit_test(test_rs_to_hs_confusion),
+	        cmocka_unit_test(test_downgrade_within_family),
+	        cmocka_unit_test(test_embedded_jwk_ignored),
+	        cmocka_unit_test(test_jku_x5u_ignored),
+	        cmocka_unit_test(test_kid_injection_opaque),
+	        cmocka_unit_test(test_psychic_signature),
+	        cmocka_unit_test(test_crit_rejected),
+	        cmocka_unit_test(test_jwe_and_json_serialization),
+	        cmocka_unit_test(test_huge_token),
+	        cmocka_unit_test(test_duplicate_json_keys),
+	        cmocka_unit_test(test_noncanonical_base64url),
+	        cmocka_unit_test(test_time_exp_edges),
+	        cmocka_unit_test(test_time_nbf_edges),
+	        cmocka_unit_test(test_time_claim_types),
+	        cmocka_unit_test(test_check_order),
+	        cmocka_unit_test(test_require_expiration_and_max_lifetime),
+	        cmocka_unit_test(test_audience_variants),
+	        cmocka_unit_test(test_issuer_variants),
+	        cmocka_unit_test(test_tampering),
+	        cmocka_unit_test(test_ecdsa_size),
+	        cmocka_unit_test(test_ed25519_wrong_length),
+	        cmocka_unit_test(test_hmac_key_too_short_for_alg),
+	        cmocka_unit_test(test_duplicate_kid),
+	        cmocka_unit_test(test_parsed_fields),
+	        cmocka_unit_test(test_status_messages),
+	        cmocka_unit_test(test_conformance_seed_tokens),
+	        cmocka_unit_test(test_conformance_key_json),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

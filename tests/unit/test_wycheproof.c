@@ -21,10 +21,10 @@ static const struct {
 	bool is_accepted;
 	const char *why;
 } wycheproof_acceptable[] = {
-	/* PKCS#1 v1.5 DigestInfo without the NULL parameters: rejected. RFC 7518 section 3.3 names
-	 * RSASSA-PKCS1-v1_5 with the DigestInfo of RFC 8017 section 9.2, which carries NULL; OpenSSL 3
-	 * re-encodes and compares, so it refuses the variant, and so do we (stricter is safe). */
-	{"rsa_signature_2048_sha256_test.json", 8, false, "MissingNull"},
+        /* PKCS#1 v1.5 DigestInfo without the NULL parameters: rejected. RFC 7518 section 3.3 names
+         * RSASSA-PKCS1-v1_5 with the DigestInfo of RFC 8017 section 9.2, which carries NULL; OpenSSL 3
+         * re-encodes and compares, so it refuses the variant, and so do we (stricter is safe). */
+        {"rsa_signature_2048_sha256_test.json", 8, false, "MissingNull"},
 };
 
 struct wycheproof_file {
@@ -55,7 +55,8 @@ static void run_file(const struct wycheproof_file *wf)
 
 		if (jwk == NULL) {
 			/* Some EC groups carry no JWK (their coordinates have leading zeros stripped in the
-			 * source); build one from wx / wy, fixed to the curve size as RFC 7518 section 6.2.1.2 asks. */
+			 * source); build one from wx / wy, fixed to the curve size as RFC 7518
+			 * section 6.2.1.2 asks. */
 			json_t *pk = json_object_get(g, "publicKey");
 			const char *curve = json_string_value(json_object_get(pk, "curve"));
 			size_t clen = strcmp(curve, "secp256r1") == 0 ? 32 : 48, xl, yl;
@@ -66,12 +67,14 @@ static void run_file(const struct wycheproof_file *wf)
 
 			/* wx / wy are unsigned big-endian hex, possibly with a 00 sign byte. */
 			assert_true(xl <= clen + 1 && yl <= clen + 1);
-			memcpy(xf + clen - (xl > clen ? clen : xl), x + (xl > clen ? 1 : 0), xl > clen ? clen : xl);
-			memcpy(yf + clen - (yl > clen ? clen : yl), y + (yl > clen ? 1 : 0), yl > clen ? clen : yl);
+			memcpy(xf + clen - (xl > clen ? clen : xl), x + (xl > clen ? 1 : 0),
+			       xl > clen ? clen : xl);
+			memcpy(yf + clen - (yl > clen ? clen : yl), y + (yl > clen ? 1 : 0),
+			       yl > clen ? clen : yl);
 			xb = tu_b64(xf, clen);
 			yb = tu_b64(yf, clen);
 			txt = tu_fmt("{\"kty\":\"EC\",\"crv\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"}",
-				     clen == 32 ? "P-256" : "P-384", xb, yb);
+			             clen == 32 ? "P-256" : "P-384", xb, yb);
 			built = json_loads(txt, 0, NULL);
 			jwk = built;
 			free(txt);
@@ -90,8 +93,8 @@ static void run_file(const struct wycheproof_file *wf)
 			size_t msg_len, sig_len, k;
 			uint8_t *msg = tu_unhex(json_string_value(json_object_get(t, "msg")), &msg_len);
 			uint8_t *sig = tu_unhex(json_string_value(json_object_get(t, "sig")), &sig_len);
-			bool is_accepted = kst == JWT_STATUS_OK &&
-					   jwk_verify(&key, wf->alg, msg, msg_len, sig, sig_len) == JWT_STATUS_OK;
+			bool is_accepted = kst == JWT_STATUS_OK && jwk_verify(&key, wf->alg, msg, msg_len,
+			                                                      sig, sig_len) == JWT_STATUS_OK;
 			bool want;
 
 			if (strcmp(result, "valid") == 0) {
@@ -113,13 +116,14 @@ static void run_file(const struct wycheproof_file *wf)
 					}
 				}
 				if (!found)
-					fail_msg("%s tcId %ld: acceptable case without a recorded choice", wf->name, id);
+					fail_msg("%s tcId %ld: acceptable case without a recorded choice",
+					         wf->name, id);
 				n_acceptable++;
 			}
 			if (is_accepted != want)
 				fail_msg("%s tcId %ld (%s, %s): %s", wf->name, id, result,
-					 json_string_value(json_object_get(t, "comment")),
-					 is_accepted ? "accepted" : "rejected");
+				         json_string_value(json_object_get(t, "comment")),
+				         is_accepted ? "accepted" : "rejected");
 			run++;
 			free(msg);
 			free(sig);
@@ -128,8 +132,8 @@ static void run_file(const struct wycheproof_file *wf)
 			jwk_clear(&key);
 	}
 	assert_int_equal(run, (size_t)json_integer_value(json_object_get(root, "numberOfTests")));
-	print_message("%s: %zu cases (%zu valid, %zu invalid, %zu acceptable)\n", wf->name, run, n_valid, n_invalid,
-		      n_acceptable);
+	print_message("%s: %zu cases (%zu valid, %zu invalid, %zu acceptable)\n", wf->name, run, n_valid,
+	              n_invalid, n_acceptable);
 	assert_true(n_valid > 0 && n_invalid > 0);
 	json_decref(root);
 	free(text);
@@ -138,7 +142,8 @@ static void run_file(const struct wycheproof_file *wf)
 
 static void test_ecdsa_p256(void **state)
 {
-	static const struct wycheproof_file f = {"ecdsa_secp256r1_sha256_p1363_test.json", JWT_ALG_ES256, "publicKeyJwk"};
+	static const struct wycheproof_file f = {"ecdsa_secp256r1_sha256_p1363_test.json", JWT_ALG_ES256,
+	                                         "publicKeyJwk"};
 
 	(void)state;
 	run_file(&f);
@@ -146,7 +151,8 @@ static void test_ecdsa_p256(void **state)
 
 static void test_ecdsa_p384(void **state)
 {
-	static const struct wycheproof_file f = {"ecdsa_secp384r1_sha384_p1363_test.json", JWT_ALG_ES384, "publicKeyJwk"};
+	static const struct wycheproof_file f = {"ecdsa_secp384r1_sha384_p1363_test.json", JWT_ALG_ES384,
+	                                         "publicKeyJwk"};
 
 	(void)state;
 	run_file(&f);
@@ -162,7 +168,8 @@ static void test_ed25519(void **state)
 
 static void test_rsa_pss(void **state)
 {
-	static const struct wycheproof_file f = {"rsa_pss_2048_sha256_mgf1_32_test.json", JWT_ALG_PS256, "publicKeyJwk"};
+	static const struct wycheproof_file f = {"rsa_pss_2048_sha256_mgf1_32_test.json", JWT_ALG_PS256,
+	                                         "publicKeyJwk"};
 
 	(void)state;
 	run_file(&f);
@@ -170,7 +177,8 @@ static void test_rsa_pss(void **state)
 
 static void test_rsa_pkcs1(void **state)
 {
-	static const struct wycheproof_file f = {"rsa_signature_2048_sha256_test.json", JWT_ALG_RS256, "keyJwk"};
+	static const struct wycheproof_file f = {"rsa_signature_2048_sha256_test.json", JWT_ALG_RS256,
+	                                         "keyJwk"};
 
 	(void)state;
 	run_file(&f);
@@ -179,9 +187,10 @@ static void test_rsa_pkcs1(void **state)
 /* The folder holds exactly the files above: a new vector file must be wired in here. */
 static void test_folder_listing(void **state)
 {
-	static const char *known[] = {"ecdsa_secp256r1_sha256_p1363_test.json", "ecdsa_secp384r1_sha384_p1363_test.json",
-				      "ed25519_test.json", "rsa_pss_2048_sha256_mgf1_32_test.json",
-				      "rsa_signature_2048_sha256_test.json"};
+	static const char *known[] = {"ecdsa_secp256r1_sha256_p1363_test.json",
+	                              "ecdsa_secp384r1_sha384_p1363_test.json", "ed25519_test.json",
+	                              "rsa_pss_2048_sha256_mgf1_32_test.json",
+	                              "rsa_signature_2048_sha256_test.json"};
 	const char *root = getenv("JWTGATE_SHARED");
 	char path[4096];
 	DIR *d;
@@ -211,8 +220,9 @@ static void test_folder_listing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_folder_listing), cmocka_unit_test(test_ecdsa_p256), cmocka_unit_test(test_ecdsa_p384),
-		cmocka_unit_test(test_ed25519),        cmocka_unit_test(test_rsa_pss),    cmocka_unit_test(test_rsa_pkcs1),
+	        cmocka_unit_test(test_folder_listing), cmocka_unit_test(test_ecdsa_p256),
+	        cmocka_unit_test(test_ecdsa_p384),     cmocka_unit_test(test_ed25519),
+	        cmocka_unit_test(test_rsa_pss),        cmocka_unit_test(test_rsa_pkcs1),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,7 @@
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/log.h"
-#include "jwtgate/router.h"
+#include "jwtgate/pipeline.h"
 #include "jwtgate/upstream.h"
 #include "jwtgate/worker.h"
 
@@ -437,16 +437,6 @@ static const struct upstream_sink h1_sink = {
 
 /* ---- the pipeline for one request ---- */
 
-static void h1_make_request_id(struct h1_conn *c)
-{
-	uint64_t a = worker_random(c->w), b = worker_random(c->w);
-
-	/* RFC 9562 version 4 layout. */
-	snprintf(c->request_id, sizeof(c->request_id), "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(a >> 32),
-		 (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-		 (uint64_t)(b & 0xffffffffffffull));
-}
-
 /* absolute-form (RFC 9112 section 3.2.2): the target's authority replaces Host, which is then
  * rewritten for the upstream; the target becomes origin-form. Returns 0 (also when the target is
  * not absolute-form) or JG_ERR_INVAL. */
@@ -495,11 +485,10 @@ static int h1_absolute_form(struct h1_conn *c)
 static void h1_dispatch(struct h1_conn *c)
 {
 	struct request *req = &c->req;
-	const struct config_backend_ref *ref;
-	const struct config_policy *policy;
-	struct request_header *h, *xff;
-	char extra[1024];
-	size_t pos = 0, n = 0;
+	struct pipeline_outcome po;
+	struct request_header *h;
+	char extra[2048];
+	size_t pos = 0;
 	int hosts = 0, len;
 
 	while ((h = request_header_next(req, "host", 4, &pos)) != NULL) {
@@ -531,75 +520,30 @@ static void h1_dispatch(struct h1_conn *c)
 	req->peer = (const struct sockaddr *)&c->peer;
 	req->peer_len = c->peer_len;
 
-	c->rule = router_match(c->w->router, req);
-	if (c->rule == NULL) {
-		h1_respond_local(c, 404, "Not Found", "route not found\n", NULL, false);
+	pipeline_run(c->w, req, &po);
+	c->rule = po.rule;
+	if (po.result == PIPELINE_RESPOND) {
+		char body[160], hdr[600];
+
+		snprintf(body, sizeof(body), "%s\n", po.message);
+		if (po.www_authenticate[0])
+			snprintf(hdr, sizeof(hdr), "www-authenticate: %s\r\n", po.www_authenticate);
+		h1_respond_local(c, po.status, h1_reason(po.status), po.status == 401 || po.status == 403 ? po.message : body,
+				 po.www_authenticate[0] ? hdr : NULL, false);
 		h1_local_done(c);
 		return;
-	}
-	policy = config_route_policy(c->rule->route, c->listener_index);
-	if (policy != NULL && policy->has_jwt) {
-		struct auth_decision d;
-
-		auth_check(c->w->auth, policy, req, jg_wall_time(), &d);
-		if (d.verdict == AUTH_DENY) {
-			char www[512], hdr[600];
-
-			auth_www_authenticate(req, &d, www, sizeof(www));
-			snprintf(hdr, sizeof(hdr), "www-authenticate: %s\r\n", www);
-			h1_respond_local(c, d.http_status, h1_reason(d.http_status), d.message, hdr, false);
-			h1_local_done(c);
-			return;
-		}
-		if (d.recompute_route) {
-			c->rule = router_match(c->w->router, req);
-			if (c->rule == NULL) {
-				h1_respond_local(c, 404, "Not Found", "route not found\n", NULL, false);
-				h1_local_done(c);
-				return;
-			}
-		}
 	}
 	if (c->w->cfg->limits.max_body_bytes && c->req_content_length > 0 &&
 	    (uint64_t)c->req_content_length > c->w->cfg->limits.max_body_bytes) {
 		h1_fail(c, 413, "request body too large");
 		return;
 	}
-	ref = router_pick_backend(c->rule, (uint32_t)worker_random(c->w));
-	if (ref == NULL) {
-		h1_respond_local(c, 500, "Internal Server Error", "no backend with a weight\n", NULL, false);
-		h1_local_done(c);
+	len = pipeline_forward_headers(c->w, req, c->peer_ip, extra, sizeof(extra), c->request_id);
+	if (len < 0) {
+		h1_fail(c, 431, "forwarding headers too long");
 		return;
 	}
-
-	/* X-Forwarded-For: append the client address to what earlier proxies wrote (one line). */
-	pos = 0;
-	len = 0;
-	while ((xff = request_header_next(req, "x-forwarded-for", 15, &pos)) != NULL) {
-		if (xff->value_len + (size_t)len + 4 < sizeof(extra) / 2) {
-			len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%.*s", n++ ? ", " : "x-forwarded-for: ",
-					(int)xff->value_len, xff->value);
-		}
-		xff->removed = true;
-		pos++;
-	}
-	len += snprintf(extra + len, sizeof(extra) - (size_t)len, "%s%s\r\n", n ? ", " : "x-forwarded-for: ",
-			c->peer_ip);
-	request_header_remove(req, "x-forwarded-proto", 17);
-	len += snprintf(extra + len, sizeof(extra) - (size_t)len, "x-forwarded-proto: %s\r\n", req->scheme);
-	h = request_header_get(req, "x-request-id", 12);
-	if (h == NULL) {
-		h1_make_request_id(c);
-		len += snprintf(extra + len, sizeof(extra) - (size_t)len, "x-request-id: %s\r\n", c->request_id);
-	} else {
-		snprintf(c->request_id, sizeof(c->request_id), "%.*s", (int)(h->value_len < 39 ? h->value_len : 39),
-			 h->value);
-	}
-	if (len < 0 || (size_t)len >= sizeof(extra)) {
-		h1_fail(c, 400, "forwarding headers too long");
-		return;
-	}
-	if (upstream_start(c->w->upstream, ref, req, extra, (size_t)len, c->req_has_body,
+	if (upstream_start(c->w->upstream, po.ref, req, extra, (size_t)len, c->req_has_body,
 			   c->req_chunked ? -1 : c->req_content_length, &h1_sink, c, &c->ex) < 0) {
 		c->ex = NULL;
 		h1_respond_local(c, 503, "Service Unavailable", "upstream overloaded\n", NULL, false);

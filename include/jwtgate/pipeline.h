@@ -1,0 +1,47 @@
+/* pipeline.h: the protocol-neutral middle of the request path, shared by every codec:
+ * router -> JWT stage -> backend choice, and the forwarding headers a proxy adds. A codec decodes a
+ * request, calls pipeline_run(), then either renders the local answer (HTTP text, or gRPC
+ * trailers-only) or starts the upstream exchange with the chosen backend. */
+#ifndef JWTGATE_PIPELINE_H
+#define JWTGATE_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "jwtgate/auth.h"
+#include "jwtgate/config.h"
+#include "jwtgate/request.h"
+
+struct worker;
+
+enum pipeline_result {
+	PIPELINE_FORWARD = 0, /* rule and ref are set */
+	PIPELINE_RESPOND,     /* answer locally with status/message (and www_authenticate when set) */
+};
+
+struct pipeline_outcome {
+	enum pipeline_result result;
+	const struct config_rule *rule; /* NULL when no route matched */
+	const struct config_backend_ref *ref;
+	int status;          /* local answer: 401, 403, 404, 500 */
+	int grpc_status;     /* the same answer for a gRPC client (16, 7, 12, 13) */
+	const char *message; /* static text without newline */
+	char www_authenticate[512]; /* empty unless a JWT denial */
+};
+
+/* Routes and authenticates req (whose head is complete: request_finish_head done, is_grpc and
+ * listener_index set). May add or remove request headers (claim headers). */
+void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome *out);
+
+/* Writes the header lines a proxy adds upstream into buf ("name: value\r\n" each):
+ * X-Forwarded-For (client appended to what earlier proxies sent, as one line), X-Forwarded-Proto,
+ * and X-Request-Id when the client sent none. The request's own copies of the first two are
+ * marked removed. request_id receives the id in force (40 bytes). Returns the length, or a negative
+ * JG_ERR_LIMIT when buf is too small. */
+int pipeline_forward_headers(struct worker *w, struct request *req, const char *client_ip, char *buf,
+			     size_t cap, char request_id[40]);
+
+/* gRPC status for an HTTP status of a local answer or upstream failure (gRPC's HTTP mapping). */
+int pipeline_grpc_status(int http_status);
+
+#endif

@@ -42,6 +42,9 @@ struct upstream_sink {
 	void (*on_head)(void *ctx, const struct response *resp);
 	/* A piece of response body (de-chunked). */
 	void (*on_data)(void *ctx, const char *data, size_t len);
+	/* Response trailers (HTTP/2: grpc-status, grpc-message; HTTP/1.1 chunked trailers are dropped).
+	 * Called at most once, just before on_end. May be NULL in codecs that drop trailers. */
+	void (*on_trailers)(void *ctx, const struct request_header *trailers, size_t n);
 	/* Response complete. The exchange is over and must not be used again. */
 	void (*on_end)(void *ctx);
 	/* Failure; `after_head` says whether on_head(final) was already called. The exchange is over. */

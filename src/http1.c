@@ -1162,6 +1162,12 @@ void http1_conn_drain(struct h1_conn *c)
 	}
 }
 
+void http1_conn_abort(struct h1_conn *c)
+{
+	c->keepalive = false;
+	h1_destroy(c);
+}
+
 struct h1_conn *http1_conn_next(struct h1_conn *c)
 {
 	return c->next;

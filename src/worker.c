@@ -113,8 +113,14 @@ static void worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
+	struct h1_conn *c, *next;
+
 	log_warn("worker %d: drain timeout with %zu connections left; closing them", w->id, w->n_conns);
-	event_base_loopexit(w->base, NULL);
+	for (c = w->conns; c != NULL; c = next) {
+		next = http1_conn_next(c);
+		http1_conn_abort(c);
+	}
+	/* The last deferred free ends the loop (worker_conn_removed). */
 }
 
 static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
@@ -185,6 +191,9 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 
 	event_base_dispatch(w->base);
+	/* Run what the last callbacks deferred (frees of connections and exchanges). */
+	event_base_loop(w->base, EVLOOP_NONBLOCK);
+	event_base_loop(w->base, EVLOOP_NONBLOCK);
 	return NULL;
 }
 

@@ -33,6 +33,12 @@ struct auth_worker; /* per-worker state (verified-token cache); used by one thre
 struct auth_shared *auth_shared_new(const struct config *cfg, FILE *err);
 void auth_shared_free(struct auth_shared *s);
 
+struct jwks;
+/* Publishes a new key set for provider index `provider` (takes over the caller's reference; NULL
+ * = none). Thread-safe; workers pick it up on their next request for that provider and verified
+ * tokens cached with the old set are verified again. */
+void auth_shared_set_keys(struct auth_shared *s, int provider, struct jwks *keys);
+
 struct auth_worker *auth_worker_new(const struct auth_shared *s, uint32_t cache_size);
 void auth_worker_free(struct auth_worker *w);
 

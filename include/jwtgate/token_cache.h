@@ -1,0 +1,49 @@
+/* token_cache.h: per-worker cache of verified tokens (bounded LRU). A hit costs a hash, a compare
+ * and a re-check of the time claims; no cryptography. Used by one thread only. */
+#ifndef JWTGATE_TOKEN_CACHE_H
+#define JWTGATE_TOKEN_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct token_cache;
+
+/* What the cache keeps of a verified token. The entry owns `token` (a copy) and one reference on
+ * `payload`. */
+struct token_cache_entry {
+	int provider;          /* config_provider.index */
+	uint64_t keys_version; /* key set version the token was verified with */
+	char *token;
+	size_t token_len;
+	uint64_t hash;
+	bool has_iat, has_nbf, has_exp;
+	int64_t iat, nbf, exp;
+	json_t *payload;
+	size_t payload_b64_off; /* payload segment inside token */
+	size_t payload_b64_len;
+	struct token_cache_entry *hnext;       /* hash chain */
+	struct token_cache_entry *prev, *next; /* LRU list, most recent first */
+};
+
+/* capacity 0 disables the cache (token_cache_new returns NULL, and the functions accept NULL). */
+struct token_cache *token_cache_new(uint32_t capacity);
+void token_cache_free(struct token_cache *tc);
+
+/* Finds a token verified for `provider` with key set `keys_version`; NULL on a miss. The entry is
+ * valid until the next token_cache_put. */
+const struct token_cache_entry *token_cache_get(struct token_cache *tc, int provider, uint64_t keys_version,
+						const char *token, size_t len);
+
+/* Stores a verified token (evicting the least recently used entry when full). payload is
+ * referenced, not copied. Returns 0 or JG_ERR_NOMEM (then nothing is cached). */
+int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
+		    size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp, int64_t exp,
+		    json_t *payload, size_t payload_b64_off, size_t payload_b64_len);
+
+/* Entries in use (tests, metrics). */
+uint32_t token_cache_count(const struct token_cache *tc);
+
+#endif

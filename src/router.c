@@ -21,10 +21,10 @@
  *
  * HTTP precedence inside a virtual host (Gateway API HTTPRouteRule, with the brief's choices where the
  * spec leaves it to the implementation):
- *   1. path: Exact > PathPrefix (longer prefix first) > RegularExpression > any path. "Any path" is
- *      a match without a path, a rule without matches, or PathPrefix "/": Gateway API defaults a
- *      missing path to PathPrefix "/", and ranking all three together last keeps a catch-all from
- *      shadowing regex rules. (Envoy Gateway itself ranks Exact > RegularExpression > PathPrefix.)
+ *   1. path: Exact > RegularExpression > PathPrefix (longer prefix first) > any path, as Envoy
+ *      Gateway sorts them (internal/gatewayapi/sort.go; Gateway API leaves regex to implementations).
+ *      "Any path" is a match without a path, a rule without matches, or PathPrefix "/": Gateway API
+ *      defaults a missing path to PathPrefix "/", the shortest prefix of all.
  *   2. a method match beats none;
  *   3. more header matches; 4. more query parameter matches;
  *   5. order of appearance: route position, then rule index, then match index.
@@ -50,8 +50,8 @@
 
 enum router_path_kind {
 	ROUTER_PATH_ANY = 0, /* no path match, no matches at all, or PathPrefix "/" */
-	ROUTER_PATH_REGEX,
 	ROUTER_PATH_PREFIX,
+	ROUTER_PATH_REGEX,
 	ROUTER_PATH_EXACT,
 };
 

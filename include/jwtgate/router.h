@@ -14,8 +14,8 @@ void router_free(struct router *r);
 /* Returns the matching rule, or NULL (404). gRPC requests (req->is_grpc) are matched against
  * grpcRoutes first, then httpRoutes; other requests against httpRoutes only.
  * Host: exact hostnames beat wildcard ones (longest suffix first), which beat routes without
- * hostnames. Within the chosen host, Gateway API precedence: Exact path > longest PathPrefix
- * (whole segments) > RegularExpression, then method, then most headers, then most query params,
+ * hostnames. Within the chosen host, Envoy Gateway's precedence: Exact path > RegularExpression
+ * > longest PathPrefix (whole segments), then method, then most headers, then most query params,
  * then the order of appearance. */
 const struct config_rule *router_match(const struct router *r, const struct request *req);
 

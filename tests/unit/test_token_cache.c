@@ -21,14 +21,14 @@ static void put(struct token_cache *tc, int provider, uint64_t version, const ch
 	json_t *payload = json_pack("{s:s}", "sub", token);
 
 	assert_non_null(payload);
-	assert_int_equal(token_cache_put(tc, provider, version, token, strlen(token), true, 100, false, 0, true,
-					 exp, payload, 0, strlen(token)),
-			 0);
+	assert_int_equal(token_cache_put(tc, provider, version, token, strlen(token), true, 100, false, 0,
+	                                 true, exp, payload, 0, strlen(token)),
+	                 0);
 	json_decref(payload);
 }
 
 static const struct token_cache_entry *get(struct token_cache *tc, int provider, uint64_t version,
-					   const char *token)
+                                           const char *token)
 {
 	return token_cache_get(tc, provider, version, token, strlen(token));
 }
@@ -44,9 +44,9 @@ static void test_put_get(void **state)
 	JG_UNUSED(state);
 	assert_non_null(tc);
 	assert_null(get(tc, 0, 1, token));
-	assert_int_equal(token_cache_put(tc, 0, 1, token, strlen(token), true, 10, true, 20, true, 30, payload, 4,
-					 4),
-			 0);
+	assert_int_equal(
+	        token_cache_put(tc, 0, 1, token, strlen(token), true, 10, true, 20, true, 30, payload, 4, 4),
+	        0);
 	assert_int_equal(token_cache_count(tc), 1);
 	/* the cache keeps its own copy of the bytes: the caller's buffer may change afterwards */
 	token[0] = 'x';
@@ -171,7 +171,8 @@ static void test_capacity_zero_disabled(void **state)
 
 	JG_UNUSED(state);
 	assert_null(tc);
-	assert_int_equal(token_cache_put(tc, 0, 1, "a.b.c", 5, false, 0, false, 0, false, 0, payload, 2, 1), 0);
+	assert_int_equal(token_cache_put(tc, 0, 1, "a.b.c", 5, false, 0, false, 0, false, 0, payload, 2, 1),
+	                 0);
 	assert_null(token_cache_get(tc, 0, 1, "a.b.c", 5));
 	assert_int_equal(token_cache_count(tc), 0);
 	/* nothing kept a reference */
@@ -289,16 +290,16 @@ static void test_edge_lengths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_put_get),
-		cmocka_unit_test(test_other_provider_misses),
-		cmocka_unit_test(test_other_version_misses_and_drops),
-		cmocka_unit_test(test_lru_eviction_order),
-		cmocka_unit_test(test_capacity_one),
-		cmocka_unit_test(test_capacity_zero_disabled),
-		cmocka_unit_test(test_payload_refcount),
-		cmocka_unit_test(test_colliding_inserts_bounded),
-		cmocka_unit_test(test_many_distinct_bounded),
-		cmocka_unit_test(test_edge_lengths),
+	        cmocka_unit_test(test_put_get),
+	        cmocka_unit_test(test_other_provider_misses),
+	        cmocka_unit_test(test_other_version_misses_and_drops),
+	        cmocka_unit_test(test_lru_eviction_order),
+	        cmocka_unit_test(test_capacity_one),
+	        cmocka_unit_test(test_capacity_zero_disabled),
+	        cmocka_unit_test(test_payload_refcount),
+	        cmocka_unit_test(test_colliding_inserts_bounded),
+	        cmocka_unit_test(test_many_distinct_bounded),
+	        cmocka_unit_test(test_edge_lengths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

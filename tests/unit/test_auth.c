@@ -1,0 +1,1080 @@
+/* test_auth.c: the JWT stage (auth_check) on requests built by hand, against configs loaded with
+ * config_load: the answers of reference/jwt-behaviour.md (status, gRPC status, message,
+ * invalid_token), extraction, optional / failOpen, several providers and several tokens
+ * (security.md section 2 row 24), claim headers (row 25 included), forwarding, the verified-token
+ * cache (exp re-checked on a hit, key rotation), remote JWKS without keys, WWW-Authenticate.
+ * Tokens are minted here with OpenSSL (jwt_testutil.h); the seed files come from JWTGATE_SHARED. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "jwt_testutil.h"
+#include "jwtgate/arena.h"
+#include "jwtgate/auth.h"
+#include "jwtgate/config.h"
+#include "jwtgate/jwk.h"
+#include "jwtgate/log.h"
+#include "jwtgate/request.h"
+
+#define NOW 1700000000
+
+#define MSG_MISSING    "Jwt is missing"
+#define MSG_BAD_FORMAT "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+#define MSG_AUDIENCE   "Audiences in Jwt are not allowed"
+#define MSG_EXPIRED    "Jwt is expired"
+#define MSG_VERIFY     "Jwt verification fails"
+#define MSG_KID        "Jwks doesn't have key to match kid or alg from Jwt"
+#define MSG_MULTIPLE   "Found multiple Jwt tokens"
+#define MSG_FETCH      "Jwks remote fetch is failed"
+
+/* Config head: one listener, one backend, routes r0..r5; tests append securityPolicies. The JWKS
+ * files sit next to the config (k1.json: RSA kid k1; k2.json: EC P-256 kid k2; seed.json: the
+ * task's jwks.json). */
+#define CFG_HEAD                                                                                             \
+	"listeners: [{name: http, address: \"127.0.0.1:18080\"}]\n"                                          \
+	"backends: [{name: be, endpoints: [{ip: {address: 127.0.0.1, port: 3000}}]}]\n"                      \
+	"httpRoutes:\n"                                                                                      \
+	"  - {name: r0, rules: [{backendRefs: [{name: be}]}]}\n"                                             \
+	"  - {name: r1, rules: [{backendRefs: [{name: be}]}]}\n"                                             \
+	"  - {name: r2, rules: [{backendRefs: [{name: be}]}]}\n"                                             \
+	"  - {name: r3, rules: [{backendRefs: [{name: be}]}]}\n"                                             \
+	"  - {name: r4, rules: [{backendRefs: [{name: be}]}]}\n"                                             \
+	"  - {name: r5, rules: [{backendRefs: [{name: be}]}]}\n"                                             \
+	"securityPolicies:\n"
+
+#define K1 "localJWKS: {type: File, file: k1.json}"
+#define K2 "localJWKS: {type: File, file: k2.json}"
+
+static struct {
+	char dir[64];
+	EVP_PKEY *rsa, *ec;
+	char *k1_json, *k2_json;
+	char *seed_jwt, *seed_claim_jwt;
+} fx;
+
+/* One test's world: config, key sets, a worker and a request. */
+static struct {
+	struct config *cfg;
+	struct auth_shared *shared;
+	struct auth_worker *worker;
+	struct arena arena;
+	struct request req;
+	struct auth_decision d;
+} t;
+
+/* ---- fixture ---- */
+
+static void write_file(const char *rel, const char *text)
+{
+	char p[256];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", fx.dir, rel);
+	f = fopen(p, "wb");
+	TU_CHECK(f != NULL);
+	TU_CHECK(fwrite(text, 1, strlen(text), f) == strlen(text));
+	fclose(f);
+}
+
+static char *trim_dup(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+		s[--n] = '\0';
+	return s;
+}
+
+static int group_setup(void **state)
+{
+	char *m, *seed;
+
+	JG_UNUSED(state);
+	log_set_level(LOG_LEVEL_ERROR);
+	strcpy(fx.dir, "/tmp/jg-test-auth-XXXXXX");
+	TU_CHECK(mkdtemp(fx.dir) != NULL);
+	fx.rsa = tu_keygen("RSA", "2048");
+	fx.ec = tu_keygen("EC", "P-256");
+	m = tu_jwk_members(fx.rsa);
+	fx.k1_json = tu_fmt("{\"keys\":[{%s,\"kid\":\"k1\",\"alg\":\"RS256\"}]}", m);
+	free(m);
+	m = tu_jwk_members(fx.ec);
+	fx.k2_json = tu_fmt("{\"keys\":[{%s,\"kid\":\"k2\",\"alg\":\"ES256\"}]}", m);
+	free(m);
+	write_file("k1.json", fx.k1_json);
+	write_file("k2.json", fx.k2_json);
+	seed = tu_read_shared("conformance/envoy-gateway-jwt/jwks.json", NULL);
+	write_file("seed.json", seed);
+	free(seed);
+	fx.seed_jwt = trim_dup(tu_read_shared("conformance/envoy-gateway-jwt/test.jwt", NULL));
+	fx.seed_claim_jwt =
+	        trim_dup(tu_read_shared("conformance/envoy-gateway-jwt/with-different-claim.jwt", NULL));
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	const char *files[] = {"k1.json", "k2.json", "seed.json", "c.yaml"};
+	char p[256];
+	size_t i;
+
+	JG_UNUSED(state);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", fx.dir, files[i]);
+		unlink(p);
+	}
+	rmdir(fx.dir);
+	EVP_PKEY_free(fx.rsa);
+	EVP_PKEY_free(fx.ec);
+	free(fx.k1_json);
+	free(fx.k2_json);
+	free(fx.seed_jwt);
+	free(fx.seed_claim_jwt);
+	return 0;
+}
+
+static int test_setup(void **state)
+{
+	JG_UNUSED(state);
+	memset(&t, 0, sizeof(t));
+	arena_init(&t.arena, 4096, 1 << 20);
+	return 0;
+}
+
+static int test_teardown(void **state)
+{
+	JG_UNUSED(state);
+	auth_worker_free(t.worker);
+	auth_shared_free(t.shared);
+	config_free(t.cfg);
+	arena_free(&t.arena);
+	return 0;
+}
+
+/* Loads CFG_HEAD + policies, builds the key sets and a worker with the config's cache size. */
+static void load(const char *policies)
+{
+	char *text = tu_fmt("%s%s", CFG_HEAD, policies), *errbuf = NULL, path[256];
+	size_t errlen = 0;
+	FILE *err = open_memstream(&errbuf, &errlen);
+	int rc;
+
+	assert_non_null(err);
+	write_file("c.yaml", text);
+	snprintf(path, sizeof(path), "%s/c.yaml", fx.dir);
+	rc = config_load(path, err, &t.cfg);
+	fflush(err);
+	if (rc != 0)
+		fail_msg("config_load failed (%d):\n%s\n%s", rc, errbuf, text);
+	t.shared = auth_shared_new(t.cfg, err);
+	fflush(err);
+	if (t.shared == NULL)
+		fail_msg("auth_shared_new failed:\n%s", errbuf);
+	t.worker = auth_worker_new(t.shared, t.cfg->token_cache_size);
+	assert_non_null(t.worker);
+	fclose(err);
+	free(errbuf);
+	free(text);
+}
+
+static const struct config_policy *policy(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < t.cfg->n_policies; i++)
+		if (strcmp(t.cfg->policies[i].name, name) == 0)
+			return &t.cfg->policies[i];
+	fail_msg("no policy %s", name);
+	return NULL;
+}
+
+/* Starts a new request GET target with Host www.example.com (the arena is reset). */
+static void req(const char *target)
+{
+	arena_reset(&t.arena);
+	request_init(&t.req, &t.arena);
+	t.req.method = arena_strndup(&t.arena, "GET", 3);
+	t.req.method_len = 3;
+	t.req.target = arena_strndup(&t.arena, target, strlen(target));
+	t.req.target_len = strlen(target);
+	t.req.authority = arena_strndup(&t.arena, "www.example.com", 15);
+	t.req.authority_len = 15;
+	assert_int_equal(request_header_add(&t.req, "host", 4, "www.example.com", 15), 0);
+}
+
+static void hdr(const char *name, const char *value)
+{
+	assert_int_equal(request_header_add(&t.req, name, strlen(name), value, strlen(value)), 0);
+}
+
+static void bearer(const char *token)
+{
+	char *v = tu_fmt("Bearer %s", token);
+
+	hdr("Authorization", v);
+	free(v);
+}
+
+/* Finishes the head and runs the named policy at `now`. */
+static const struct auth_decision *check_at(const char *pol, int64_t now)
+{
+	assert_int_equal(request_finish_head(&t.req), 0);
+	auth_check(t.worker, policy(pol), &t.req, now, &t.d);
+	return &t.d;
+}
+
+static const struct auth_decision *check(const char *pol)
+{
+	return check_at(pol, NOW);
+}
+
+/* Number of live (not removed) headers named `name`; *value gets the first one. */
+static size_t live(const char *name, const char **value)
+{
+	size_t i, n = 0;
+
+	if (value != NULL)
+		*value = NULL;
+	for (i = 0; i < t.req.n_headers; i++) {
+		const struct request_header *h = &t.req.headers[i];
+
+		if (h->removed || strcasecmp(h->name, name) != 0)
+			continue;
+		if (n++ == 0 && value != NULL)
+			*value = h->value;
+	}
+	return n;
+}
+
+static void assert_header(const char *name, const char *want)
+{
+	const char *v;
+
+	if (live(name, &v) != 1)
+		fail_msg("expected exactly one %s header, found %zu", name, live(name, NULL));
+	assert_string_equal(v, want);
+}
+
+static void assert_allow(const struct auth_decision *d)
+{
+	if (d->verdict != AUTH_ALLOW)
+		fail_msg("expected ALLOW, got DENY %d \"%s\"", d->http_status,
+		         d->message ? d->message : "(null)");
+}
+
+/* A denial with everything the client sees. */
+static void assert_deny(const struct auth_decision *d, int http, int grpc, const char *msg,
+                        bool invalid_token)
+{
+	if (d->verdict != AUTH_DENY)
+		fail_msg("expected DENY \"%s\", got ALLOW", msg);
+	assert_int_equal(d->http_status, http);
+	assert_int_equal(d->grpc_status, grpc);
+	assert_non_null(d->message);
+	assert_string_equal(d->message, msg);
+	assert_int_equal(d->invalid_token, invalid_token);
+}
+
+/* Tokens: RSA kid k1 (RS256) and EC kid k2 (ES256). Payloads are JSON texts. */
+static char *tok1(const char *payload)
+{
+	return tu_mint(fx.rsa, JWT_ALG_RS256, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"k1\"}", payload);
+}
+
+static char *tok2(const char *payload)
+{
+	return tu_mint(fx.ec, JWT_ALG_ES256, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"k2\"}", payload);
+}
+
+#define PAYLOAD_OK "{\"sub\":\"alice\",\"iat\":1699990000,\"exp\":1700003600}"
+
+/* ---- the seed scenario and the basic answers ---- */
+
+static const char *seed_policy =
+        "  - name: p\n"
+        "    targetRef: {kind: HTTPRoute, name: r0}\n"
+        "    jwt: {providers: [{name: example, localJWKS: {type: File, file: seed.json}}]}\n";
+
+static void test_missing_token_401(void **state)
+{
+	JG_UNUSED(state);
+	load(seed_policy);
+	req("/foo");
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	assert_int_equal(t.d.jwt_status, 1);
+	/* an Authorization header with another scheme carries no bearer token */
+	req("/foo");
+	hdr("Authorization", "Basic dXNlcjpwYXNz");
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+}
+
+static void test_seed_tokens_allowed(void **state)
+{
+	JG_UNUSED(state);
+	load(seed_policy);
+	req("/foo");
+	bearer(fx.seed_jwt);
+	assert_allow(check("p"));
+	req("/foo");
+	bearer(fx.seed_claim_jwt);
+	assert_allow(check("p"));
+	/* the token is forwarded by default */
+	assert_int_equal(live("authorization", NULL), 1);
+}
+
+static void test_garbage_token_bad_format(void **state)
+{
+	JG_UNUSED(state);
+	load(seed_policy);
+	req("/foo");
+	bearer("garbage");
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	assert_int_equal(t.d.jwt_status, 4);
+}
+
+static void test_seed_token_tampered_fails(void **state)
+{
+	char *bad = tu_fmt("%s", fx.seed_jwt);
+	char *sig = strrchr(bad, '.') + 1;
+
+	JG_UNUSED(state);
+	sig[3] = sig[3] == 'A' ? 'B' : 'A';
+	load(seed_policy);
+	req("/foo");
+	bearer(bad);
+	assert_deny(check("p"), 401, 16, MSG_VERIFY, true);
+	free(bad);
+}
+
+static void test_audience_mismatch_403(void **state)
+{
+	char *tk = tok1("{\"sub\":\"a\",\"aud\":\"other.example.com\",\"exp\":1700003600}");
+	char *ok = tok1("{\"sub\":\"a\",\"aud\":[\"x\",\"https://api.example.com/\"],\"exp\":1700003600}");
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, audiences: [api.example.com], " K1 "}]}\n");
+	req("/foo");
+	bearer(tk);
+	assert_deny(check("p"), 403, 7, MSG_AUDIENCE, true);
+	assert_int_equal(t.d.jwt_status, 25);
+	req("/foo");
+	bearer(ok);
+	assert_allow(check("p"));
+	free(tk);
+	free(ok);
+}
+
+static void test_expired_token(void **state)
+{
+	char *tk = tok1("{\"sub\":\"a\",\"exp\":1699990000}");
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	req("/foo");
+	bearer(tk);
+	assert_deny(check("p"), 401, 16, MSG_EXPIRED, true);
+	free(tk);
+}
+
+/* ---- optional and failOpen ---- */
+
+static void test_optional(void **state)
+{
+	char *tk = tok1(PAYLOAD_OK);
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {optional: true, providers: [{name: a, " K1
+	     ", claimToHeaders: [{header: x-sub, claim: sub}]}]}\n");
+	req("/foo");
+	assert_allow(check("p"));
+	assert_int_equal(live("x-sub", NULL), 0);
+	req("/foo");
+	bearer("bm90.e30.c2ln"); /* header "not" */
+	assert_deny(check("p"), 401, 16, "Jwt header is an invalid JSON", true);
+	req("/foo");
+	bearer(tk);
+	assert_allow(check("p"));
+	assert_header("x-sub", "alice");
+	free(tk);
+}
+
+static void test_fail_open(void **state)
+{
+	char *tk = tok1(PAYLOAD_OK);
+	char *expired = tok1("{\"sub\":\"bob\",\"exp\":1699990000}");
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {failOpen: true, providers: [{name: a, " K1
+	     ", claimToHeaders: [{header: x-sub, claim: sub}]}]}\n");
+	req("/foo");
+	assert_allow(check("p"));
+	req("/foo");
+	bearer("garbage");
+	assert_allow(check("p"));
+	/* an invalid token passes, but its claims are never used */
+	req("/foo");
+	bearer(expired);
+	assert_allow(check("p"));
+	assert_int_equal(live("x-sub", NULL), 0);
+	/* a valid token is still verified and its claims used */
+	req("/foo");
+	bearer(tk);
+	assert_allow(check("p"));
+	assert_header("x-sub", "alice");
+	free(tk);
+	free(expired);
+}
+
+/* ---- several providers ---- */
+
+static void test_second_provider_accepts(void **state)
+{
+	char *t1 = tok1(PAYLOAD_OK), *t2 = tok2("{\"sub\":\"carol\",\"exp\":1700003600}");
+	char *t3 = tu_mint(fx.ec, JWT_ALG_ES256, "{\"alg\":\"ES256\",\"kid\":\"nope\"}", PAYLOAD_OK);
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt:\n"
+	     "      providers:\n"
+	     "        - {name: one, " K1 ", claimToHeaders: [{header: x-one, claim: sub}]}\n"
+	     "        - {name: two, " K2 ", claimToHeaders: [{header: x-two, claim: sub}]}\n");
+	req("/foo");
+	bearer(t2);
+	assert_allow(check("p"));
+	/* only the provider that accepted adds its claim headers */
+	assert_header("x-two", "carol");
+	assert_int_equal(live("x-one", NULL), 0);
+	req("/foo");
+	bearer(t1);
+	assert_allow(check("p"));
+	assert_header("x-one", "alice");
+	assert_int_equal(live("x-two", NULL), 0);
+	/* neither accepts: a failure, not "missing" */
+	req("/foo");
+	bearer(t3);
+	assert_deny(check("p"), 401, 16, MSG_KID, true);
+	free(t1);
+	free(t2);
+	free(t3);
+}
+
+/* The first provider finds no token in its place; the second finds one and rejects it: the
+ * answer is the second provider's failure, not "missing". */
+static void test_provider_failure_beats_missing(void **state)
+{
+	char *expired = tok2("{\"sub\":\"x\",\"exp\":1699990000}");
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt:\n"
+	     "      providers:\n"
+	     "        - {name: one, " K1 ", extractFrom: {headers: [{name: x-one-token}]}}\n"
+	     "        - {name: two, " K2 "}\n");
+	req("/foo");
+	bearer(expired);
+	assert_deny(check("p"), 401, 16, MSG_EXPIRED, true);
+	req("/foo");
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	free(expired);
+}
+
+/* ---- security.md section 2 row 24: several tokens, all must be valid ---- */
+
+static void test_two_authorization_headers_one_bad(void **state)
+{
+	char *good = tok1(PAYLOAD_OK), *good2 = tok1("{\"sub\":\"dave\",\"exp\":1700003600}");
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	req("/foo");
+	bearer(good);
+	bearer("garbage");
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	/* the same in the other order (the bad one is not hidden by the good one being cached) */
+	req("/foo");
+	bearer("garbage");
+	bearer(good);
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	req("/foo");
+	bearer(good);
+	bearer(good2);
+	assert_allow(check("p"));
+	free(good);
+	free(good2);
+}
+
+static void test_header_plus_query_param(void **state)
+{
+	char *good = tok1(PAYLOAD_OK), *expired = tok1("{\"sub\":\"x\",\"exp\":1699990000}");
+	char *target;
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	/* valid header, invalid parameter */
+	target = tu_fmt("/foo?x=1&access_token=%s", expired);
+	req(target);
+	bearer(good);
+	assert_deny(check("p"), 401, 16, MSG_EXPIRED, true);
+	free(target);
+	/* invalid header, valid parameter */
+	target = tu_fmt("/foo?access_token=%s", good);
+	req(target);
+	bearer("garbage");
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	/* the parameter alone is the default extraction's second place */
+	req(target);
+	assert_allow(check("p"));
+	free(target);
+	/* both valid */
+	target = tu_fmt("/foo?access_token=%s", good);
+	req(target);
+	bearer(good);
+	assert_allow(check("p"));
+	free(target);
+	free(good);
+	free(expired);
+}
+
+static void test_more_than_eight_tokens(void **state)
+{
+	char *good = tok1(PAYLOAD_OK);
+	int i;
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	req("/foo");
+	for (i = 0; i < 8; i++)
+		bearer(good);
+	assert_allow(check("p"));
+	req("/foo");
+	for (i = 0; i < 9; i++)
+		bearer(good);
+	assert_deny(check("p"), 401, 16, MSG_MULTIPLE, true);
+	assert_int_equal(t.d.jwt_status, 27);
+	free(good);
+}
+
+/* ---- security.md section 2 row 25: claim values that are not header values ---- */
+
+static void test_claim_crlf_not_copied(void **state)
+{
+	char *crlf = tok1(
+	        "{\"sub\":\"a\\r\\nX-Admin: 1\",\"org\":\"x\\ny\",\"nul\":\"a\\u0000b\",\"exp\":1700003600}");
+	size_t i;
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt:\n"
+	     "      providers:\n"
+	     "        - name: a\n"
+	     "          " K1 "\n"
+	     "          claimToHeaders: [{header: x-sub, claim: sub}, {header: x-org, claim: org}, "
+	     "{header: x-nul, claim: nul}]\n");
+	req("/foo");
+	bearer(crlf);
+	check("p");
+	/* either the request is refused or the value is not copied; never a header with CR/LF/NUL */
+	if (t.d.verdict == AUTH_ALLOW) {
+		assert_int_equal(live("x-sub", NULL), 0);
+		assert_int_equal(live("x-org", NULL), 0);
+		assert_int_equal(live("x-nul", NULL), 0);
+	}
+	assert_int_equal(live("x-admin", NULL), 0);
+	for (i = 0; i < t.req.n_headers; i++) {
+		const struct request_header *h = &t.req.headers[i];
+
+		assert_int_equal(strlen(h->value), h->value_len);
+		assert_null(memchr(h->value, '\r', h->value_len));
+		assert_null(memchr(h->value, '\n', h->value_len));
+		assert_null(strpbrk(h->name, "\r\n: "));
+	}
+	free(crlf);
+}
+
+/* ---- extraction ---- */
+
+static void test_extract_header_with_prefix(void **state)
+{
+	char *good = tok1(PAYLOAD_OK), *v;
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, " K1
+	     ", extractFrom: {headers: [{name: X-Token, valuePrefix: \"Token \"}]}}]}\n");
+	req("/foo");
+	v = tu_fmt("Token %s", good);
+	hdr("x-token", v);
+	free(v);
+	assert_allow(check("p"));
+	/* the default places are not used once extractFrom is given */
+	req("/foo");
+	bearer(good);
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	v = tu_fmt("/foo?access_token=%s", good);
+	req(v);
+	free(v);
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	/* without the prefix the header holds no token */
+	req("/foo");
+	hdr("X-Token", good);
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	free(good);
+}
+
+static void test_extract_header_without_prefix(void **state)
+{
+	char *good = tok1(PAYLOAD_OK);
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, " K1 ", extractFrom: {headers: [{name: x-jwt}]}}]}\n");
+	req("/foo");
+	hdr("X-JWT", good);
+	assert_allow(check("p"));
+	free(good);
+}
+
+static void test_extract_cookie(void **state)
+{
+	char *good = tok1(PAYLOAD_OK), *v;
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, " K1 ", extractFrom: {cookies: [session_token]}}]}\n");
+	req("/foo");
+	v = tu_fmt("theme=dark; session_token=%s; lang=en", good);
+	hdr("Cookie", v);
+	free(v);
+	assert_allow(check("p"));
+	/* a cookie whose name only ends like the configured one is not it */
+	req("/foo");
+	v = tu_fmt("xsession_token=%s", good);
+	hdr("Cookie", v);
+	free(v);
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	/* a bad token in the cookie is rejected */
+	req("/foo");
+	hdr("Cookie", "session_token=garbage");
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	free(good);
+}
+
+static void test_extract_param(void **state)
+{
+	char *good = tok1(PAYLOAD_OK), *v;
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, " K1 ", extractFrom: {params: [tok]}}]}\n");
+	v = tu_fmt("/foo?a=1&tok=%s&b=2", good);
+	req(v);
+	free(v);
+	assert_allow(check("p"));
+	v = tu_fmt("/foo?xtok=%s", good);
+	req(v);
+	free(v);
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	req("/foo?tok=garbage");
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	free(good);
+}
+
+static void test_bearer_case_insensitive(void **state)
+{
+	char *good = tok1(PAYLOAD_OK), *v;
+	const char *schemes[] = {"bearer", "BEARER", "BeArEr"};
+	size_t i;
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	for (i = 0; i < 3; i++) {
+		req("/foo");
+		v = tu_fmt("%s %s", schemes[i], good);
+		hdr("authorization", v);
+		free(v);
+		assert_allow(check("p"));
+	}
+	free(good);
+}
+
+/* ---- claim headers ---- */
+
+static void test_client_claim_headers_removed(void **state)
+{
+	char *good = tok1(PAYLOAD_OK);
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt:\n"
+	     "      optional: true\n"
+	     "      providers:\n"
+	     "        - {name: a, " K1 ", claimToHeaders: [{header: x-sub, claim: sub}, "
+	     "{header: x-role, claim: role}], forwardPayloadHeader: x-jwt-payload}\n"
+	     "  - name: strict\n"
+	     "    targetRef: {kind: HTTPRoute, name: r1}\n"
+	     "    jwt: {providers: [{name: b, " K1 ", claimToHeaders: [{header: x-sub, claim: sub}]}]}\n");
+	/* no token on an optional policy: the request passes without the client's claim headers */
+	req("/foo");
+	hdr("X-Sub", "admin");
+	hdr("x-sub", "root");
+	hdr("X-Role", "admin");
+	hdr("X-Jwt-Payload", "eyJzdWIiOiJhZG1pbiJ9");
+	hdr("X-Other", "kept");
+	assert_allow(check("p"));
+	assert_int_equal(live("x-sub", NULL), 0);
+	assert_int_equal(live("x-role", NULL), 0);
+	assert_int_equal(live("x-jwt-payload", NULL), 0);
+	assert_header("x-other", "kept");
+	/* with a valid token: only the token's value; the token has no role claim, so no x-role */
+	req("/foo");
+	hdr("X-Sub", "admin");
+	hdr("X-Role", "admin");
+	bearer(good);
+	assert_allow(check("p"));
+	assert_header("x-sub", "alice");
+	assert_int_equal(live("x-role", NULL), 0);
+	/* denied requests lose them too (nothing of the client's claim survives the stage) */
+	req("/foo");
+	hdr("X-Sub", "admin");
+	assert_deny(check("strict"), 401, 16, MSG_MISSING, false);
+	assert_int_equal(live("x-sub", NULL), 0);
+	free(good);
+}
+
+static void test_claim_to_headers_types(void **state)
+{
+	char *good = tok1(
+	        "{\"sub\":\"alice\",\"exp\":1700003600,\"org\":{\"name\":\"acme\",\"dept\":{\"id\":7}},"
+	        "\"n\":42,\"neg\":-3,\"ratio\":1.5,\"admin\":true,\"guest\":false,\"roles\":[\"a\",\"b\"],"
+	        "\"obj\":{\"k\":\"v\",\"i\":1},\"nothing\":null,\"dotted.name\":\"flat\"}");
+	char *roles = tu_b64s("[\"a\",\"b\"]"), *obj = tu_b64s("{\"k\":\"v\",\"i\":1}");
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt:\n"
+	     "      providers:\n"
+	     "        - name: a\n"
+	     "          " K1 "\n"
+	     "          claimToHeaders:\n"
+	     "            - {header: x-sub, claim: sub}\n"
+	     "            - {header: x-org, claim: org.name}\n"
+	     "            - {header: x-dept, claim: org.dept.id}\n"
+	     "            - {header: x-n, claim: n}\n"
+	     "            - {header: x-neg, claim: neg}\n"
+	     "            - {header: x-ratio, claim: ratio}\n"
+	     "            - {header: x-admin, claim: admin}\n"
+	     "            - {header: x-guest, claim: guest}\n"
+	     "            - {header: x-roles, claim: roles}\n"
+	     "            - {header: x-obj, claim: obj}\n"
+	     "            - {header: x-missing, claim: org.nope}\n"
+	     "            - {header: x-deep, claim: sub.more}\n"
+	     "            - {header: x-null, claim: nothing}\n");
+	req("/foo");
+	bearer(good);
+	assert_allow(check("p"));
+	assert_header("x-sub", "alice");
+	assert_header("x-org", "acme");
+	assert_header("x-dept", "7");
+	assert_header("x-n", "42");
+	assert_header("x-neg", "-3");
+	assert_header("x-ratio", "1.5");
+	assert_header("x-admin", "true");
+	assert_header("x-guest", "false");
+	assert_header("x-roles", roles);
+	assert_header("x-obj", obj);
+	assert_int_equal(live("x-missing", NULL), 0);
+	assert_int_equal(live("x-deep", NULL), 0);
+	assert_int_equal(live("x-null", NULL), 0);
+	/* a second request with the same token (a cache hit) gets the same headers */
+	req("/foo");
+	bearer(good);
+	assert_allow(check("p"));
+	assert_header("x-org", "acme");
+	assert_header("x-roles", roles);
+	free(good);
+	free(roles);
+	free(obj);
+}
+
+static void test_forward_payload_header(void **state)
+{
+	char *good = tok1(PAYLOAD_OK);
+	char *seg, *dot;
+
+	JG_UNUSED(state);
+	seg = tu_fmt("%s", strchr(good, '.') + 1);
+	dot = strchr(seg, '.');
+	*dot = '\0';
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, " K1 ", forwardPayloadHeader: X-Jwt-Payload}]}\n");
+	req("/foo");
+	bearer(good);
+	assert_allow(check("p"));
+	assert_header("x-jwt-payload", seg);
+	/* from the cache as well */
+	req("/foo");
+	bearer(good);
+	assert_allow(check("p"));
+	assert_header("x-jwt-payload", seg);
+	free(seg);
+	free(good);
+}
+
+static void test_forward_false_removes_token_header(void **state)
+{
+	char *good = tok1(PAYLOAD_OK);
+
+	JG_UNUSED(state);
+	load("  - name: keep\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: a, " K1 "}]}\n"
+	     "  - name: drop\n"
+	     "    targetRef: {kind: HTTPRoute, name: r1}\n"
+	     "    jwt: {providers: [{name: b, " K1
+	     ", forward: false, extractFrom: {headers: [{name: Authorization, "
+	     "valuePrefix: \"Bearer \"}, {name: x-tok}]}}]}\n");
+	req("/foo");
+	bearer(good);
+	hdr("X-Other", "1");
+	assert_allow(check("keep"));
+	assert_int_equal(live("authorization", NULL), 1);
+	req("/foo");
+	bearer(good);
+	hdr("x-tok", good);
+	hdr("X-Other", "1");
+	assert_allow(check("drop"));
+	assert_int_equal(live("authorization", NULL), 0);
+	assert_int_equal(live("x-tok", NULL), 0);
+	assert_header("x-other", "1");
+	free(good);
+}
+
+/* ---- the verified-token cache ---- */
+
+static void test_cache_hit_rechecks_exp(void **state)
+{
+	char *tk = tok1("{\"sub\":\"a\",\"iat\":1700000000,\"exp\":1700003600}");
+	char *nbf = tok1("{\"sub\":\"a\",\"nbf\":1700000600,\"exp\":1700007200}");
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	req("/foo");
+	bearer(tk);
+	assert_allow(check_at("p", NOW));
+	req("/foo");
+	bearer(tk);
+	assert_allow(check_at("p", NOW + 1800));
+	req("/foo");
+	bearer(tk);
+	assert_deny(check_at("p", NOW + 7200), 401, 16, MSG_EXPIRED, true);
+	/* the skew still applies on a hit: exp + 60 s is the last valid second */
+	req("/foo");
+	bearer(tk);
+	assert_allow(check_at("p", NOW + 3600 + 60));
+	req("/foo");
+	bearer(tk);
+	assert_deny(check_at("p", NOW + 3600 + 61), 401, 16, MSG_EXPIRED, true);
+	/* nbf: valid later, cached, and a hit at an earlier time is refused */
+	req("/foo");
+	bearer(nbf);
+	assert_allow(check_at("p", NOW + 1000));
+	req("/foo");
+	bearer(nbf);
+	assert_deny(check_at("p", NOW), 401, 16, "Jwt not yet valid", true);
+	free(tk);
+	free(nbf);
+}
+
+/* The same, with the cache disabled (tokenCache size 0): every check verifies. */
+static void test_cache_disabled_same_answers(void **state)
+{
+	char *tk = tok1("{\"sub\":\"a\",\"exp\":1700003600}");
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1 ", "
+	     "claimToHeaders: [{header: x-sub, claim: sub}]}]}}\n"
+	     "tokenCache: {size: 0}\n");
+	assert_int_equal(t.cfg->token_cache_size, 0);
+	req("/foo");
+	bearer(tk);
+	assert_allow(check_at("p", NOW));
+	req("/foo");
+	bearer(tk);
+	assert_allow(check_at("p", NOW));
+	assert_header("x-sub", "a");
+	req("/foo");
+	bearer(tk);
+	assert_deny(check_at("p", NOW + 7200), 401, 16, MSG_EXPIRED, true);
+	free(tk);
+}
+
+/* Rotating the key set invalidates what was verified with the old one. */
+static void test_set_keys_invalidates_cache(void **state)
+{
+	char *tk = tok1(PAYLOAD_OK);
+	int idx;
+
+	JG_UNUSED(state);
+	load("  - {name: p, targetRef: {kind: HTTPRoute, name: r0}, jwt: {providers: [{name: a, " K1
+	     "}]}}\n");
+	idx = policy("p")->providers[0].index;
+	req("/foo");
+	bearer(tk);
+	assert_allow(check("p"));
+	req("/foo");
+	bearer(tk);
+	assert_allow(check("p")); /* now cached */
+	auth_shared_set_keys(t.shared, idx, tu_jwks(fx.k2_json));
+	req("/foo");
+	bearer(tk);
+	assert_deny(check("p"), 401, 16, MSG_KID, true);
+	/* keys withdrawn altogether */
+	auth_shared_set_keys(t.shared, idx, NULL);
+	req("/foo");
+	bearer(tk);
+	assert_deny(check("p"), 401, 16, MSG_FETCH, true);
+	/* and back */
+	auth_shared_set_keys(t.shared, idx, tu_jwks(fx.k1_json));
+	req("/foo");
+	bearer(tk);
+	assert_allow(check("p"));
+	free(tk);
+}
+
+static void test_remote_jwks_without_keys(void **state)
+{
+	char *tk = tok1(PAYLOAD_OK);
+	int idx;
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: remote, remoteJWKS: {uri: "
+	     "\"https://keys.example.com/jwks.json\"}}]}\n");
+	idx = policy("p")->providers[0].index;
+	req("/foo");
+	bearer(tk);
+	assert_deny(check("p"), 401, 16, MSG_FETCH, true);
+	assert_int_equal(t.d.jwt_status, 40);
+	/* a missing token is still "missing" */
+	req("/foo");
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	/* once keys arrive the same token passes */
+	auth_shared_set_keys(t.shared, idx, tu_jwks(fx.k1_json));
+	req("/foo");
+	bearer(tk);
+	assert_allow(check("p"));
+	free(tk);
+}
+
+/* ---- WWW-Authenticate ---- */
+
+static void test_www_authenticate(void **state)
+{
+	char buf[1024], want[1024], longpath[301];
+	size_t n;
+
+	JG_UNUSED(state);
+	load(seed_policy);
+	req("/foo?x=1");
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	n = auth_www_authenticate(&t.req, &t.d, buf, sizeof(buf));
+	assert_string_equal(buf, "Bearer realm=\"http://www.example.com/foo?x=1\"");
+	assert_int_equal(n, strlen(buf));
+	req("/foo");
+	bearer("garbage");
+	assert_deny(check("p"), 401, 16, MSG_BAD_FORMAT, true);
+	n = auth_www_authenticate(&t.req, &t.d, buf, sizeof(buf));
+	assert_string_equal(buf, "Bearer realm=\"http://www.example.com/foo\", error=\"invalid_token\"");
+	assert_int_equal(n, strlen(buf));
+	/* the path is cut at 256 characters */
+	longpath[0] = '/';
+	memset(longpath + 1, 'p', 299);
+	longpath[300] = '\0';
+	req(longpath);
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	auth_www_authenticate(&t.req, &t.d, buf, sizeof(buf));
+	snprintf(want, sizeof(want), "Bearer realm=\"http://www.example.com%.256s\"", longpath);
+	assert_string_equal(buf, want);
+	/* truncated at the buffer's size, always NUL-terminated */
+	memset(buf, 'Z', sizeof(buf));
+	n = auth_www_authenticate(&t.req, &t.d, buf, 16);
+	assert_int_equal(n, 15);
+	assert_int_equal(buf[15], '\0');
+	assert_memory_equal(buf, "Bearer realm=\"h", 15);
+	/* https scheme */
+	req("/x");
+	t.req.scheme = "https";
+	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	auth_www_authenticate(&t.req, &t.d, buf, sizeof(buf));
+	assert_string_equal(buf, "Bearer realm=\"https://www.example.com/x\"");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_missing_token_401, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_seed_tokens_allowed, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_garbage_token_bad_format, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_seed_token_tampered_fails, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_audience_mismatch_403, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_expired_token, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_optional, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_fail_open, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_second_provider_accepts, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_provider_failure_beats_missing, test_setup,
+	                                        test_teardown),
+	        cmocka_unit_test_setup_teardown(test_two_authorization_headers_one_bad, test_setup,
+	                                        test_teardown),
+	        cmocka_unit_test_setup_teardown(test_header_plus_query_param, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_more_than_eight_tokens, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_claim_crlf_not_copied, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_extract_header_with_prefix, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_extract_header_without_prefix, test_setup,
+	                                        test_teardown),
+	        cmocka_unit_test_setup_teardown(test_extract_cookie, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_extract_param, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_bearer_case_insensitive, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_client_claim_headers_removed, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_claim_to_headers_types, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_forward_payload_header, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_forward_false_removes_token_header, test_setup,
+	                                        test_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_hit_rechecks_exp, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_cache_disabled_same_answers, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_set_keys_invalidates_cache, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_remote_jwks_without_keys, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_www_authenticate, test_setup, test_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,39 @@
+/* http2.h: the HTTP/2 downstream codec (nghttp2 server sessions). Each stream decodes into a struct
+ * request, runs the shared pipeline (router, auth, upstream) and streams the response back with
+ * application-driven flow control. Reached through h2c prior knowledge on a plaintext listener (the
+ * HTTP/1.1 codec hands the connection over when it sees the client preface) or ALPN "h2" on TLS. */
+#ifndef JWTGATE_HTTP2_H
+#define JWTGATE_HTTP2_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+struct worker;
+struct bufferevent;
+struct h2_conn;
+
+/* The HTTP/2 client connection preface (RFC 9113 section 3.4). */
+#define HTTP2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define HTTP2_PREFACE_LEN 24
+
+/* Takes over a connected bufferevent (plain socket or TLS after the handshake) together with the
+ * bytes already in its input buffer (the preface, possibly more frames). The connection is counted
+ * in worker_open_conns by the caller; the codec gives the count back when it closes. The caller
+ * no longer touches bev. On failure bev is freed and a negative JG_ERR_* is returned (the caller
+ * then gives the count back). */
+int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
+			socklen_t peer_len, int listener_index, bool is_tls);
+
+/* Drain on shutdown: graceful GOAWAY (shutdown notice, then GOAWAY with the last stream id); the
+ * connection closes once its in-flight streams are done. */
+void http2_conn_drain(struct h2_conn *c);
+
+/* Drain bound passed: close now, whatever the streams are doing. */
+void http2_conn_abort(struct h2_conn *c);
+
+/* Links of the worker's HTTP/2 connection list. */
+struct h2_conn *http2_conn_next(struct h2_conn *c);
+void http2_conn_link(struct h2_conn **head, struct h2_conn *c);
+void http2_conn_unlink(struct h2_conn **head, struct h2_conn *c);
+
+#endif

@@ -27,55 +27,7 @@
 
 #include "jwtgate/common.h"
 #include "jwtgate/log.h"
-
-#define UPSTREAM_EJECT_AFTER 3           /* consecutive connect failures before ejection */
-#define UPSTREAM_EJECT_MS 5000           /* ejection time (doubles while failures go on, capped) */
-#define UPSTREAM_EJECT_MAX_MS 60000
-#define UPSTREAM_MAX_TRIES 3             /* connect attempts per exchange */
-#define UPSTREAM_RESOLVE_MS 30000        /* FQDN re-resolution period */
-#define UPSTREAM_HEAD_MAX (64 * 1024)    /* response head bytes accepted from an upstream */
-#define UPSTREAM_OUT_HIGH (256 * 1024)   /* request body buffered towards upstream before pausing */
-#define UPSTREAM_OUT_LOW (64 * 1024)
-#define UPSTREAM_IN_HIGH (64 * 1024)     /* response bytes read ahead of the parser */
-
-struct upstream_conn;
-
-struct upstream_endpoint {
-	struct upstream_pool *pool;
-	const struct config_endpoint *cfg;
-	struct sockaddr_storage addr;
-	socklen_t addr_len;
-	bool resolved;
-	char text[INET6_ADDRSTRLEN + 8];
-	unsigned active; /* exchanges in flight (LeastRequest) */
-	unsigned failures; /* consecutive connect failures */
-	uint64_t ejected_until_ms;
-	uint64_t eject_ms;
-	struct upstream_conn *idle; /* idle connections, most recently used first */
-	struct evdns_getaddrinfo_request *dns_req;
-};
-
-struct upstream_pool {
-	struct upstream_worker *uw;
-	const struct config_backend *be;
-	struct upstream_endpoint *eps;
-	size_t n_eps;
-	unsigned rr;
-	unsigned n_conns;      /* open connections (all states) */
-	unsigned n_pending;    /* exchanges waiting for a connection slot */
-	struct upstream_exchange *pending_head, *pending_tail;
-	struct event resolve_ev;
-	bool has_fqdn;
-};
-
-struct upstream_worker {
-	struct event_base *base;
-	const struct config *cfg;
-	struct upstream_pool *pools;
-	size_t n_pools;
-	struct evdns_base *dns;
-	uint64_t rng;
-};
+#include "upstream-int.h"
 
 enum upconn_state { UPCONN_CONNECTING = 0, UPCONN_BUSY, UPCONN_IDLE, UPCONN_CLOSED };
 
@@ -99,32 +51,6 @@ struct upstream_conn {
 	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
 };
 
-struct upstream_exchange {
-	struct upstream_worker *uw;
-	struct upstream_pool *pool;
-	struct upstream_conn *conn;
-	struct upstream_endpoint *ep;
-	const struct request *req;
-	const struct upstream_sink *sink;
-	void *ctx;
-	struct evbuffer *head; /* serialized request head, kept until the first response byte */
-	struct response resp;
-	struct jg_buf field, value;
-	size_t head_bytes;
-	struct upstream_exchange *next_pending;
-	struct event timer;   /* request timeout */
-	struct event done_ev; /* deferred free */
-	uint64_t tried;       /* bitmap of endpoints tried (first 64) */
-	int tries;
-	bool has_body, chunked_body, body_started, body_done;
-	bool is_head;
-	bool response_started; /* a response byte arrived */
-	bool head_delivered;   /* final head passed to the sink */
-	bool response_paused;
-	bool finished;  /* on_end/on_error called, or cancelled: no more callbacks */
-	bool pending;   /* in the pool's pending queue */
-	bool notify_drain;
-};
 
 static llhttp_settings_t upstream_parser_settings;
 
@@ -286,6 +212,10 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			else
 				pool->has_fqdn = need_dns = true;
 		}
+		/* A CA bundle that cannot be loaded leaves the pool without a context: its connects
+		 * fail (502) rather than talk to a backend we cannot authenticate. */
+		if (pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2)
+			upstream_tls_pool_init(pool);
 	}
 	if (need_dns) {
 		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -311,10 +241,15 @@ void upstream_worker_close_idle(struct upstream_worker *uw)
 {
 	size_t i, j;
 
-	for (i = 0; i < uw->n_pools; i++)
+	for (i = 0; i < uw->n_pools; i++) {
+		if (uw->pools[i].be->protocol != CONFIG_PROTO_HTTP) {
+			upstream_h2_pool_close(&uw->pools[i], false);
+			continue;
+		}
 		for (j = 0; j < uw->pools[i].n_eps; j++)
 			while (uw->pools[i].eps[j].idle != NULL)
 				upconn_free(uw->pools[i].eps[j].idle);
+	}
 }
 
 void upstream_worker_free(struct upstream_worker *uw)
@@ -327,6 +262,10 @@ void upstream_worker_free(struct upstream_worker *uw)
 	for (i = 0; i < uw->n_pools; i++) {
 		struct upstream_pool *pool = &uw->pools[i];
 
+		if (pool->be->protocol != CONFIG_PROTO_HTTP)
+			upstream_h2_pool_close(pool, true);
+		SSL_CTX_free(pool->ssl_ctx);
+		pool->ssl_ctx = NULL;
 		for (j = 0; j < pool->n_eps; j++)
 			if (pool->eps[j].dns_req != NULL)
 				evdns_getaddrinfo_cancel(pool->eps[j].dns_req);
@@ -342,7 +281,7 @@ void upstream_worker_free(struct upstream_worker *uw)
 
 /* Chooses an endpoint that is resolved, not ejected and not yet tried by this exchange.
  * Returns NULL when there is none. */
-static struct upstream_endpoint *pool_pick(struct upstream_pool *pool, struct upstream_exchange *ex)
+struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct upstream_exchange *ex)
 {
 	uint64_t now = jg_now_ms();
 	struct upstream_endpoint *best = NULL;
@@ -375,7 +314,7 @@ static struct upstream_endpoint *pool_pick(struct upstream_pool *pool, struct up
 	return best;
 }
 
-static void endpoint_on_failure(struct upstream_endpoint *ep)
+void upstream_endpoint_on_failure(struct upstream_endpoint *ep)
 {
 	if (++ep->failures >= UPSTREAM_EJECT_AFTER) {
 		ep->ejected_until_ms = jg_now_ms() + ep->eject_ms;
@@ -385,7 +324,7 @@ static void endpoint_on_failure(struct upstream_endpoint *ep)
 	}
 }
 
-static void endpoint_on_success(struct upstream_endpoint *ep)
+void upstream_endpoint_on_success(struct upstream_endpoint *ep)
 {
 	ep->failures = 0;
 	ep->eject_ms = UPSTREAM_EJECT_MS;
@@ -407,7 +346,7 @@ static void exchange_on_done(evutil_socket_t fd, short what, void *arg)
 
 /* Ends the exchange: no more callbacks; memory freed from a deferred event so that callers up the
  * stack may still look at it. */
-static void exchange_finish(struct upstream_exchange *ex)
+void upstream_exchange_finish(struct upstream_exchange *ex)
 {
 	if (ex->finished)
 		return;
@@ -418,7 +357,7 @@ static void exchange_finish(struct upstream_exchange *ex)
 	event_active(&ex->done_ev, EV_TIMEOUT, 0);
 }
 
-static void pool_remove_pending(struct upstream_pool *pool, struct upstream_exchange *ex)
+void upstream_pool_remove_pending(struct upstream_pool *pool, struct upstream_exchange *ex)
 {
 	struct upstream_exchange **pp = &pool->pending_head, *prev = NULL;
 
@@ -436,13 +375,43 @@ static void pool_remove_pending(struct upstream_pool *pool, struct upstream_exch
 	ex->next_pending = NULL;
 }
 
-static void exchange_fail(struct upstream_exchange *ex, enum upstream_error err)
+int upstream_pool_add_pending(struct upstream_pool *pool, struct upstream_exchange *ex)
+{
+	if (pool->n_pending >= pool->be->max_pending)
+		return JG_ERR_LIMIT;
+	ex->pending = true;
+	ex->next_pending = NULL;
+	if (pool->pending_tail != NULL)
+		pool->pending_tail->next_pending = ex;
+	else
+		pool->pending_head = ex;
+	pool->pending_tail = ex;
+	pool->n_pending++;
+	return 0;
+}
+
+void upstream_exchange_use_endpoint(struct upstream_exchange *ex, struct upstream_endpoint *ep)
+{
+	size_t k = (size_t)(ep - ex->pool->eps);
+
+	ex->tries++;
+	if (k < 64)
+		ex->tried |= 1ull << k;
+	if (ex->ep != ep) {
+		if (ex->ep != NULL && ex->ep->active > 0)
+			ex->ep->active--;
+		ex->ep = ep;
+		ep->active++;
+	}
+}
+
+void upstream_exchange_fail(struct upstream_exchange *ex, enum upstream_error err)
 {
 	if (ex->finished)
 		return;
 	if (ex->pending)
-		pool_remove_pending(ex->pool, ex);
-	exchange_finish(ex);
+		upstream_pool_remove_pending(ex->pool, ex);
+	upstream_exchange_finish(ex);
 	ex->sink->on_error(ex->ctx, err, ex->head_delivered);
 }
 
@@ -451,12 +420,16 @@ static void exchange_on_timeout(evutil_socket_t fd, short what, void *arg)
 	struct upstream_exchange *ex = arg;
 	struct upstream_conn *c = ex->conn;
 
+	if (ex->is_h2) {
+		upstream_h2_on_timeout(ex);
+		return;
+	}
 	if (c != NULL) {
 		c->ex = NULL;
 		ex->conn = NULL;
 		upconn_free(c);
 	}
-	exchange_fail(ex, UPSTREAM_ERR_TIMEOUT);
+	upstream_exchange_fail(ex, UPSTREAM_ERR_TIMEOUT);
 }
 
 /* ---- connections ---- */
@@ -527,9 +500,9 @@ static void pool_kick_pending(struct upstream_pool *pool)
 	while (pool->pending_head != NULL && pool->n_conns < pool->be->max_connections) {
 		struct upstream_exchange *ex = pool->pending_head;
 
-		pool_remove_pending(pool, ex);
+		upstream_pool_remove_pending(pool, ex);
 		if (exchange_connect(ex) < 0)
-			exchange_fail(ex, UPSTREAM_ERR_CONNECT);
+			upstream_exchange_fail(ex, UPSTREAM_ERR_CONNECT);
 	}
 }
 
@@ -542,13 +515,11 @@ static int exchange_connect(struct upstream_exchange *ex)
 	struct upstream_endpoint *ep;
 	struct upstream_conn *c;
 	struct timeval tv;
-	evutil_socket_t fd;
-	int one = 1;
 
 	for (;;) {
-		ep = pool_pick(pool, ex);
+		ep = upstream_pool_pick(pool, ex);
 		if (ep == NULL) {
-			exchange_fail(ex, ex->tries > 0 ? UPSTREAM_ERR_CONNECT : UPSTREAM_ERR_NO_HEALTHY);
+			upstream_exchange_fail(ex, ex->tries > 0 ? UPSTREAM_ERR_CONNECT : UPSTREAM_ERR_NO_HEALTHY);
 			return 0;
 		}
 		if (ep->idle == NULL || ex->tries > 0)
@@ -561,53 +532,26 @@ static int exchange_connect(struct upstream_exchange *ex)
 		return 0;
 	}
 	if (pool->n_conns >= pool->be->max_connections) {
-		if (pool->n_pending >= pool->be->max_pending) {
-			exchange_fail(ex, UPSTREAM_ERR_NO_HEALTHY);
-			return 0;
-		}
-		ex->pending = true;
-		if (pool->pending_tail != NULL)
-			pool->pending_tail->next_pending = ex;
-		else
-			pool->pending_head = ex;
-		pool->pending_tail = ex;
-		pool->n_pending++;
+		if (upstream_pool_add_pending(pool, ex) < 0)
+			upstream_exchange_fail(ex, UPSTREAM_ERR_NO_HEALTHY);
 		return 0;
 	}
-	ex->tries++;
-	{
-		size_t k = (size_t)(ep - pool->eps);
-
-		if (k < 64)
-			ex->tried |= 1ull << k;
-	}
-	fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return -errno;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		close(fd);
+	if (c == NULL)
 		return JG_ERR_NOMEM;
-	}
 	c->pool = pool;
 	c->ep = ep;
 	c->state = UPCONN_CONNECTING;
-	c->bev = bufferevent_socket_new(pool->uw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* Plain or TLS (a backend with a tls block); the socket is made by bufferevent_socket_connect. */
+	c->bev = upstream_bev_new(pool, ep);
 	if (c->bev == NULL) {
-		close(fd);
 		free(c);
 		return JG_ERR_NOMEM;
 	}
+	upstream_exchange_use_endpoint(ex, ep);
 	pool->n_conns++;
 	c->ex = ex;
 	ex->conn = c;
-	if (ex->ep != ep) {
-		if (ex->ep != NULL && ex->ep->active > 0)
-			ex->ep->active--;
-		ex->ep = ep;
-		ep->active++;
-	}
 	bufferevent_setcb(c->bev, upconn_on_read, upconn_on_write, upconn_on_event, c);
 	tv.tv_sec = (time_t)(pool->be->connect_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(pool->be->connect_timeout_ms % 1000) * 1000;
@@ -616,10 +560,11 @@ static int exchange_connect(struct upstream_exchange *ex)
 		/* Immediate failure (e.g. no route): counts as a failed connect; try the next endpoint. */
 		ex->conn = NULL;
 		c->ex = NULL;
-		endpoint_on_failure(ep);
+		upstream_endpoint_on_failure(ep);
 		upconn_free(c);
 		return exchange_connect(ex);
 	}
+	upstream_bev_tune(c->bev);
 	return 0;
 }
 
@@ -639,7 +584,7 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 	if (c->pool->pending_head != NULL) {
 		struct upstream_exchange *ex = c->pool->pending_head;
 
-		pool_remove_pending(c->pool, ex);
+		upstream_pool_remove_pending(c->pool, ex);
 		exchange_attach(ex, c);
 		return;
 	}
@@ -669,10 +614,10 @@ static void exchange_on_conn_lost(struct upstream_exchange *ex, struct upstream_
 		log_debug("upstream: stale pooled connection, re-sending on a new one");
 		ex->tries = 1; /* connect fresh, never from the pool again */
 		if (exchange_connect(ex) < 0)
-			exchange_fail(ex, err);
+			upstream_exchange_fail(ex, err);
 		return;
 	}
-	exchange_fail(ex, err);
+	upstream_exchange_fail(ex, err);
 }
 
 static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -682,23 +627,23 @@ static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
 
 	if (c->state == UPCONN_CONNECTING) {
 		if (what & BEV_EVENT_CONNECTED) {
-			endpoint_on_success(c->ep);
+			upstream_endpoint_on_success(c->ep);
 			upconn_set_state(c, UPCONN_BUSY);
 			exchange_attach(ex, c);
 			return;
 		}
 		/* Connect failed or timed out: count it, try another endpoint. */
 		log_info("upstream %s: connect %s", c->ep->text, (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed");
-		endpoint_on_failure(c->ep);
+		upstream_endpoint_on_failure(c->ep);
 		c->ex = NULL;
 		ex->conn = NULL;
 		upconn_free(c);
-		if (ex->tries < UPSTREAM_MAX_TRIES && pool_pick(ex->pool, ex) != NULL) {
+		if (ex->tries < UPSTREAM_MAX_TRIES && upstream_pool_pick(ex->pool, ex) != NULL) {
 			if (exchange_connect(ex) < 0)
-				exchange_fail(ex, UPSTREAM_ERR_CONNECT);
+				upstream_exchange_fail(ex, UPSTREAM_ERR_CONNECT);
 			return;
 		}
-		exchange_fail(ex, (what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT);
+		upstream_exchange_fail(ex, (what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT);
 		return;
 	}
 	if (c->state == UPCONN_IDLE) {
@@ -788,7 +733,7 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 		ex->conn = NULL;
 		c->ex = NULL;
 		upconn_free(c);
-		exchange_fail(ex, UPSTREAM_ERR_RESET);
+		upstream_exchange_fail(ex, UPSTREAM_ERR_RESET);
 		return;
 	}
 }
@@ -887,7 +832,7 @@ static int up_on_message_complete(llhttp_t *p)
 
 	if (ex->resp.status < 200)
 		return 0; /* interim response: the final one follows */
-	exchange_finish(ex);
+	upstream_exchange_finish(ex);
 	ex->sink->on_end(ex->ctx);
 	return HPE_PAUSED;
 }
@@ -987,8 +932,21 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 	ex->body_done = !has_body;
 	ex->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	ex->field.max = ex->value.max = UPSTREAM_HEAD_MAX;
+	ex->content_length = has_body ? content_length : 0;
 	evtimer_assign(&ex->timer, uw->base, exchange_on_timeout, ex);
 	event_assign(&ex->done_ev, uw->base, -1, 0, exchange_on_done, ex);
+	if (pool->be->protocol != CONFIG_PROTO_HTTP) {
+		int rc;
+
+		ex->is_h2 = true;
+		*out = ex;
+		rc = upstream_h2_start(ex, extra_head, extra_len);
+		if (rc < 0) {
+			*out = NULL;
+			exchange_on_done(-1, 0, ex);
+		}
+		return rc;
+	}
 	ex->head = evbuffer_new();
 	if (ex->head == NULL || exchange_build_head(ex, extra_head, extra_len, content_length) < 0) {
 		exchange_on_done(-1, 0, ex);
@@ -1002,7 +960,7 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 	}
 	*out = ex;
 	if (exchange_connect(ex) < 0)
-		exchange_fail(ex, UPSTREAM_ERR_CONNECT);
+		upstream_exchange_fail(ex, UPSTREAM_ERR_CONNECT);
 	return 0;
 }
 
@@ -1010,6 +968,8 @@ int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t le
 {
 	struct evbuffer *out;
 
+	if (ex->is_h2)
+		return ex->finished ? JG_ERR_CLOSED : upstream_h2_send_body(ex, data, len);
 	if (ex->finished || ex->conn == NULL || ex->conn->state != UPCONN_BUSY)
 		return JG_ERR_CLOSED;
 	if (len == 0)
@@ -1032,6 +992,8 @@ int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t le
 
 int upstream_end_body(struct upstream_exchange *ex)
 {
+	if (ex->is_h2)
+		return ex->finished ? JG_ERR_CLOSED : upstream_h2_end_body(ex);
 	if (ex->finished || ex->conn == NULL)
 		return JG_ERR_CLOSED;
 	if (ex->chunked_body && !ex->body_done)
@@ -1044,6 +1006,10 @@ void upstream_pause_response(struct upstream_exchange *ex, bool pause)
 {
 	if (ex->finished || ex->response_paused == pause)
 		return;
+	if (ex->is_h2) {
+		upstream_h2_pause_response(ex, pause);
+		return;
+	}
 	ex->response_paused = pause;
 	if (ex->conn == NULL)
 		return;
@@ -1063,8 +1029,12 @@ void upstream_cancel(struct upstream_exchange *ex)
 
 	if (ex->finished)
 		return;
+	if (ex->is_h2) {
+		upstream_h2_cancel(ex);
+		return;
+	}
 	if (ex->pending)
-		pool_remove_pending(ex->pool, ex);
+		upstream_pool_remove_pending(ex->pool, ex);
 	if (c != NULL) {
 		c->ex = NULL;
 		ex->conn = NULL;
@@ -1073,7 +1043,7 @@ void upstream_cancel(struct upstream_exchange *ex)
 		else
 			upconn_free(c);
 	}
-	exchange_finish(ex);
+	upstream_exchange_finish(ex);
 }
 
 const char *upstream_exchange_peer(const struct upstream_exchange *ex)

@@ -36,6 +36,9 @@ struct auth_keyslot {
 struct auth_shared {
 	size_t n_slots;
 	struct auth_keyslot *slots; /* indexed by config_provider.index */
+	/* Remote JWKS refetch request (jwks_fetch); set before the workers start, cleared after they end. */
+	void (*refetch_hook)(void *arg, int provider);
+	void *refetch_arg;
 };
 
 struct auth_worker_keys {
@@ -120,6 +123,12 @@ void auth_shared_set_keys(struct auth_shared *s, int provider, struct jwks *keys
 	atomic_fetch_add(&slot->version, 1);
 	pthread_mutex_unlock(&slot->lock);
 	jwks_unref(old);
+}
+
+void auth_shared_set_refetch_hook(struct auth_shared *s, void (*hook)(void *arg, int provider), void *arg)
+{
+	s->refetch_hook = hook;
+	s->refetch_arg = arg;
 }
 
 struct auth_worker *auth_worker_new(const struct auth_shared *s, uint32_t cache_size)
@@ -338,6 +347,9 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 		return st;
 	}
 	st = jwt_check(&vp, k->keys, t->s, t->len, now, tok);
+	if (st == JWT_STATUS_JWKS_KID_ALG_MISMATCH && p->jwks_source == CONFIG_JWKS_REMOTE &&
+	    w->shared->refetch_hook != NULL)
+		w->shared->refetch_hook(w->shared->refetch_arg, p->index); /* rate-limited by the fetcher */
 	if (st != JWT_STATUS_OK)
 		return st;
 	out->payload = tok->payload;

@@ -722,9 +722,14 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 		}
 		ex->resp.has_body = !(ex->is_head || ex->resp.status == 204 || ex->resp.status == 304);
 		if (end && ex->resp.content_length < 0) {
-			/* No body follows: say so, for codecs that frame by length (HTTP/1.1). */
+			/* No body follows (gRPC trailers-only, or an empty answer): has_body false lets an
+			 * HTTP/2 codec answer with one HEADERS frame too, and content-length: 0 frames it
+			 * for an HTTP/1.1 client. */
+			bool bodyless_status = ex->is_head || ex->resp.status == 204 || ex->resp.status == 304;
+
 			ex->resp.content_length = 0;
-			if (ex->resp.has_body && response_header_add(&ex->resp, "content-length", 14, "0", 1) < 0) {
+			ex->resp.has_body = false;
+			if (!bodyless_status && response_header_add(&ex->resp, "content-length", 14, "0", 1) < 0) {
 				h2_exchange_detach(ex);
 				upstream_exchange_fail(ex, UPSTREAM_ERR_NOMEM);
 				return 0;

@@ -675,6 +675,13 @@ static void test_extract_cookie(void **state)
 	hdr("Cookie", v);
 	free(v);
 	assert_deny(check("p"), 401, 16, MSG_MISSING, false);
+	/* HTTP/2 sends each cookie in its own header: the token may be in any of them */
+	req("/foo");
+	hdr("Cookie", "theme=dark");
+	v = tu_fmt("session_token=\"%s\"", good);
+	hdr("Cookie", v);
+	free(v);
+	assert_allow(check("p"));
 	/* a bad token in the cookie is rejected */
 	req("/foo");
 	hdr("Cookie", "session_token=garbage");
@@ -996,6 +1003,60 @@ static void test_remote_jwks_without_keys(void **state)
 	free(tk);
 }
 
+/* security.md section 2 row 24, second half: several tokens while the provider has no keys (Envoy
+ * CVE-2025-64527 crashed here): a clean denial for every token count. */
+static void test_several_tokens_while_jwks_fetch_failing(void **state)
+{
+	char *tk = tok1(PAYLOAD_OK), *target;
+	int i;
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: remote, remoteJWKS: {uri: "
+	     "\"https://keys.example.com/jwks.json\"}, "
+	     "claimToHeaders: [{header: x-sub, claim: sub}]}]}\n");
+	target = tu_fmt("/foo?access_token=%s&access_token=garbage", tk);
+	for (i = 0; i < 3; i++) {
+		req(target);
+		bearer(tk);
+		bearer(tk);
+		assert_deny(check("p"), 401, 16, MSG_FETCH, true);
+		assert_int_equal(live("x-sub", NULL), 0);
+	}
+	req("/foo");
+	for (i = 0; i < 9; i++)
+		bearer(tk);
+	assert_deny(check("p"), 401, 16, MSG_MULTIPLE, true);
+	free(target);
+	free(tk);
+}
+
+/* recomputeRoute is reported only when the provider that accepted asks for it. */
+static void test_recompute_route_flag(void **state)
+{
+	char *t1 = tok1(PAYLOAD_OK), *t2 = tok2(PAYLOAD_OK);
+
+	JG_UNUSED(state);
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt:\n"
+	     "      providers:\n"
+	     "        - {name: one, " K1
+	     ", claimToHeaders: [{header: x-sub, claim: sub}], recomputeRoute: true}\n"
+	     "        - {name: two, " K2 ", claimToHeaders: [{header: x-sub, claim: sub}]}\n");
+	req("/foo");
+	bearer(t1);
+	assert_allow(check("p"));
+	assert_true(t.d.recompute_route);
+	req("/foo");
+	bearer(t2);
+	assert_allow(check("p"));
+	assert_false(t.d.recompute_route);
+	free(t1);
+	free(t2);
+}
+
 /* ---- WWW-Authenticate ---- */
 
 static void test_www_authenticate(void **state)
@@ -1073,6 +1134,9 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_cache_disabled_same_answers, test_setup, test_teardown),
 	        cmocka_unit_test_setup_teardown(test_set_keys_invalidates_cache, test_setup, test_teardown),
 	        cmocka_unit_test_setup_teardown(test_remote_jwks_without_keys, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_several_tokens_while_jwks_fetch_failing, test_setup,
+	                                        test_teardown),
+	        cmocka_unit_test_setup_teardown(test_recompute_route_flag, test_setup, test_teardown),
 	        cmocka_unit_test_setup_teardown(test_www_authenticate, test_setup, test_teardown),
 	};
 

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 #include "jwtgate/access_log.h"
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
+#include "jwtgate/http2.h"
 #include "jwtgate/log.h"
 #include "jwtgate/pipeline.h"
 #include "jwtgate/upstream.h"
@@ -80,6 +82,7 @@ struct h1_conn {
 	struct h1_conn *next, *prev;
 
 	/* the current exchange */
+	struct worker_gen *gen; /* configuration generation of the current request */
 	struct upstream_exchange *ex;
 	const struct config_rule *rule;
 	uint64_t start_ms;
@@ -108,6 +111,8 @@ struct h1_conn {
 	uint64_t resp_bytes;
 	char request_id[40];
 	bool draining;
+	bool is_tls;  /* req->scheme "https" */
+	bool sniffed; /* the first bytes were checked for the HTTP/2 preface */
 };
 
 static llhttp_settings_t h1_settings;
@@ -243,6 +248,8 @@ static void h1_exchange_done(struct h1_conn *c)
 		upstream_cancel(c->ex); /* no-op when the exchange already ended */
 		c->ex = NULL;
 	}
+	worker_gen_release(c->w, c->gen);
+	c->gen = NULL;
 	if (!c->req_done && !c->req_has_body && c->keepalive) {
 		/* A body-less request answered before llhttp reached its end: finish it. */
 		if (llhttp_execute(&c->parser, "", 0) == HPE_PAUSED)
@@ -517,10 +524,12 @@ static void h1_dispatch(struct h1_conn *c)
 	h = request_header_get(req, "content-type", 12);
 	req->is_grpc = h != NULL && h->value_len >= 16 && jg_case_eq(h->value, 16, "application/grpc", 16);
 	req->listener_index = c->listener_index;
+	req->scheme = c->is_tls ? "https" : "http";
 	req->peer = (const struct sockaddr *)&c->peer;
 	req->peer_len = c->peer_len;
 
 	pipeline_run(c->w, req, &po);
+	c->gen = po.gen;
 	c->rule = po.rule;
 	if (po.result == PIPELINE_RESPOND) {
 		char body[160], hdr[600];
@@ -543,7 +552,7 @@ static void h1_dispatch(struct h1_conn *c)
 		h1_fail(c, 431, "forwarding headers too long");
 		return;
 	}
-	if (upstream_start(c->w->upstream, po.ref, req, extra, (size_t)len, c->req_has_body,
+	if (upstream_start(c->gen->upstream, po.ref, req, extra, (size_t)len, c->req_has_body,
 			   c->req_chunked ? -1 : c->req_content_length, &h1_sink, c, &c->ex) < 0) {
 		c->ex = NULL;
 		h1_respond_local(c, 503, "Service Unavailable", "upstream overloaded\n", NULL, false);
@@ -985,6 +994,42 @@ static void h1_process(struct h1_conn *c)
 
 /* ---- socket callbacks ---- */
 
+/* h2c with prior knowledge (RFC 9113 section 3.3): when a new connection starts with the HTTP/2
+ * preface, the HTTP/2 codec takes the bufferevent and the bytes read so far. Returns true when the
+ * connection was handed over or more bytes are needed to decide. */
+static bool h1_sniff_http2(struct h1_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	char head[HTTP2_PREFACE_LEN];
+	size_t n = avail < HTTP2_PREFACE_LEN ? avail : HTTP2_PREFACE_LEN;
+	struct bufferevent *bev = c->bev;
+
+	if (c->state != H1_IDLE)
+		return false;
+	evbuffer_copyout(in, head, n);
+	if (memcmp(head, HTTP2_PREFACE, n) != 0) {
+		c->sniffed = true;
+		return false;
+	}
+	if (n < HTTP2_PREFACE_LEN)
+		return true; /* a prefix of the preface: wait (the header timer still runs) */
+	/* Hand over: this object lets go of the socket without closing it. Its deferred free gives the
+	 * connection count back, so the HTTP/2 side takes one of its own. */
+	c->sniffed = true;
+	evtimer_del(&c->timer);
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	c->bev = NULL;
+	h1_set_state(c, H1_CLOSING);
+	h1_set_state(c, H1_CLOSED);
+	event_active(&c->free_ev, EV_TIMEOUT, 0);
+	atomic_fetch_add(&worker_open_conns, 1);
+	if (http2_conn_takeover(c->w, bev, (const struct sockaddr *)&c->peer, c->peer_len, c->listener_index,
+				c->is_tls) < 0)
+		atomic_fetch_sub(&worker_open_conns, 1);
+	return true;
+}
+
 static void h1_on_read(struct bufferevent *bev, void *arg)
 {
 	struct h1_conn *c = arg;
@@ -993,6 +1038,8 @@ static void h1_on_read(struct bufferevent *bev, void *arg)
 		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
 		return;
 	}
+	if (!c->sniffed && h1_sniff_http2(c))
+		return;
 	h1_process(c);
 }
 
@@ -1054,6 +1101,7 @@ static void h1_on_free(evutil_socket_t fd, short what, void *arg)
 	struct h1_conn *c = arg;
 
 	evtimer_del(&c->timer);
+	worker_gen_release(c->w, c->gen);
 	worker_conn_removed(c->w, c);
 	arena_free(&c->arena);
 	jg_buf_free(&c->field);
@@ -1110,15 +1158,28 @@ static void h1_close(struct h1_conn *c)
 int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
 		      int listener_index)
 {
+	struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+
+	if (bev == NULL) {
+		close(fd);
+		return JG_ERR_NOMEM;
+	}
+	return http1_conn_accept_bev(w, bev, peer, peer_len, listener_index, false);
+}
+
+int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
+			  socklen_t peer_len, int listener_index, bool is_tls)
+{
 	struct h1_conn *c;
 
 	h1_settings_init();
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		close(fd);
+		bufferevent_free(bev);
 		return JG_ERR_NOMEM;
 	}
 	c->w = w;
+	c->is_tls = is_tls;
 	c->listener_index = listener_index;
 	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
 	c->peer_len = peer_len;
@@ -1128,12 +1189,7 @@ int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, soc
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
 	else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		close(fd);
-		free(c);
-		return JG_ERR_NOMEM;
-	}
+	c->bev = bev;
 	arena_init(&c->arena, H1_ARENA_CHUNK, H1_ARENA_LIMIT);
 	request_init(&c->req, &c->arena);
 	c->field.max = w->cfg->limits.max_header_bytes;
@@ -1150,6 +1206,9 @@ int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, soc
 	/* The first request must arrive within the header timeout. */
 	h1_arm_timer(c, w->cfg->limits.header_timeout_ms);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* After a TLS handshake the first request may already be buffered. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		h1_on_read(c->bev, c);
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
+#include "jwtgate/jwks_fetch.h"
 #include "jwtgate/log.h"
 #include "jwtgate/router.h"
 #include "jwtgate/worker.h"
@@ -35,7 +36,65 @@ struct main_state {
 	int n_workers;
 	struct event_base *base;
 	int signalled;
+	const char *path;
+	struct snapshot *current;
 };
+
+/* Listeners cannot change on reload: their sockets are bound once (a restart applies such a change). */
+static bool main_listeners_equal(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	if (a->n_listeners != b->n_listeners)
+		return false;
+	for (i = 0; i < a->n_listeners; i++) {
+		const struct config_listener *x = &a->listeners[i], *y = &b->listeners[i];
+
+		if (strcmp(x->name, y->name) != 0 || x->addr_len != y->addr_len ||
+		    memcmp(&x->addr, &y->addr, x->addr_len) != 0 || x->has_tls != y->has_tls)
+			return false;
+	}
+	return true;
+}
+
+/* SIGHUP: load and check the file; a file with errors is refused and the running configuration
+ * stays. Workers switch at their next request; requests in flight finish on the old one. */
+static void main_reload(struct main_state *st)
+{
+	struct config *cfg = NULL;
+	struct router *router;
+	struct auth_shared *auth;
+	struct snapshot *snap;
+	int rc, i;
+
+	rc = config_load(st->path, stderr, &cfg);
+	if (rc != 0) {
+		log_error("reload refused: %s has %d error%s; the running configuration stays", st->path,
+			  rc > 0 ? rc : 1, rc == 1 ? "" : "s");
+		return;
+	}
+	if (!main_listeners_equal(cfg, st->current->cfg)) {
+		log_error("reload refused: listeners changed; restart jwtgate to apply that");
+		config_free(cfg);
+		return;
+	}
+	if (cfg->workers != st->current->cfg->workers)
+		log_warn("reload: workers changes need a restart; keeping %d", st->n_workers);
+	auth = auth_shared_new(cfg, stderr);
+	if (auth == NULL) {
+		log_error("reload refused: JWT key sets could not be loaded; the running configuration stays");
+		config_free(cfg);
+		return;
+	}
+	router = router_new(cfg);
+	snap = snapshot_new(cfg, router, auth);
+	log_set_level((enum log_level)cfg->log_level);
+	for (i = 0; i < st->n_workers; i++)
+		worker_reload(&st->workers[i], snapshot_ref(snap));
+	snapshot_unref(st->current);
+	st->current = snap;
+	log_info("configuration reloaded from %s", st->path);
+}
 
 static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -43,7 +102,8 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 	int i;
 
 	if (sig == SIGHUP) {
-		log_warn("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+		if (!st->signalled)
+			main_reload(st);
 		return;
 	}
 	if (st->signalled++) {
@@ -56,6 +116,47 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(st->base, NULL);
 }
 
+static void main_on_first_fetches(void *arg)
+{
+	struct main_state *st = arg;
+
+	event_base_loopbreak(st->base);
+}
+
+static void main_on_startup_bound(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_state *st = arg;
+
+	log_warn("start-up: the first remote JWKS fetches are not finished; opening the listeners now (a "
+		 "provider without keys answers 401 until its fetch succeeds)");
+	event_base_loopbreak(st->base);
+}
+
+/* Runs the control loop until every remote JWKS has finished its first fetch (success, or failure
+ * with its retries spent) or the start-up bound passes, so listeners open with keys in place
+ * (DESIGN.md "JWT stage"). A signal ends the wait too (st->signalled tells). */
+static void main_wait_first_fetches(struct main_state *st, struct jwks_fetch *jf)
+{
+	struct event *bound;
+	struct timeval tv;
+	uint64_t ms;
+
+	if (jwks_fetch_count(jf) == 0)
+		return;
+	ms = jwks_fetch_startup_bound_ms(jf);
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	bound = evtimer_new(st->base, main_on_startup_bound, st);
+	if (bound != NULL)
+		evtimer_add(bound, &tv);
+	jwks_fetch_start(jf, main_on_first_fetches, st);
+	/* A loopbreak before dispatch is forgotten by libevent: test first. */
+	if (!jwks_fetch_first_done(jf) && bound != NULL)
+		event_base_dispatch(st->base);
+	if (bound != NULL)
+		event_free(bound);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -66,15 +167,17 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	bool check = false;
 	struct config *cfg = NULL;
-	struct router *router = NULL;
 	struct auth_shared *auth = NULL;
 	struct main_state st;
-	struct event *sigs[4];
+	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
+	struct jwks_fetch *jwks = NULL;
 	int signums[4] = {SIGTERM, SIGINT, SIGHUP, 0};
 	FILE *access_log = NULL;
 	int **fds = NULL;
-	int opt, rc, i, exit_code = 1;
+	int opt, rc, i, n_fds = 0, exit_code = 1;
+	size_t k;
 
+	memset(&st, 0, sizeof(st));
 	while ((opt = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
@@ -111,18 +214,21 @@ int main(int argc, char **argv)
 	auth = auth_shared_new(cfg, stderr);
 	if (auth == NULL) {
 		fprintf(stderr, "jwtgate: %s: JWT key sets could not be loaded\n", path);
-		goto out;
+		config_free(cfg);
+		return 1;
 	}
 	if (check) {
 		printf("jwtgate: %s: configuration OK\n", path);
-		exit_code = 0;
-		goto out;
+		auth_shared_free(auth);
+		config_free(cfg);
+		return 0;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	log_hook_libevent();
-	router = router_new(cfg);
+	st.path = path;
+	st.current = snapshot_new(cfg, router_new(cfg), auth);
 	if (cfg->access_log_path != NULL) {
 		if (strcmp(cfg->access_log_path, "stdout") == 0)
 			access_log = stdout;
@@ -137,63 +243,76 @@ int main(int argc, char **argv)
 		setvbuf(access_log, NULL, _IOLBF, 0);
 	}
 
-	memset(&st, 0, sizeof(st));
-	st.n_workers = cfg->workers;
-	st.workers = jg_xcalloc((size_t)st.n_workers, sizeof(*st.workers));
-	fds = jg_xcalloc((size_t)st.n_workers, sizeof(*fds));
-	/* Bind every socket before any thread starts, so a busy port fails the start cleanly. */
-	for (i = 0; i < st.n_workers; i++) {
-		fds[i] = jg_xcalloc(cfg->n_listeners, sizeof(int));
-		if (worker_open_listen_sockets(cfg, fds[i], stderr) < 0)
-			goto out;
-	}
-	for (i = 0; i < st.n_workers; i++) {
-		if (worker_init(&st.workers[i], i, cfg, router, auth, fds[i], access_log) < 0) {
-			fprintf(stderr, "jwtgate: worker %d: initialisation failed\n", i);
-			goto out;
-		}
-	}
+	/* The control base comes first: the remote JWKS fetchers run on it before any listener opens. */
 	st.base = event_base_new();
+	if (st.base == NULL) {
+		fprintf(stderr, "jwtgate: cannot create the control event loop\n");
+		goto out;
+	}
 	for (i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
 	}
+	jwks = jwks_fetch_new(st.base, cfg, auth);
+	main_wait_first_fetches(&st, jwks);
+	if (st.signalled) {
+		exit_code = 0;
+		goto out;
+	}
+
+	st.n_workers = cfg->workers;
+	st.workers = jg_xcalloc((size_t)st.n_workers, sizeof(*st.workers));
+	fds = jg_xcalloc((size_t)st.n_workers, sizeof(*fds));
+	/* Bind every socket before any thread starts, so a busy port fails the start cleanly. */
+	for (n_fds = 0; n_fds < st.n_workers; n_fds++) {
+		fds[n_fds] = jg_xcalloc(cfg->n_listeners, sizeof(int));
+		for (k = 0; k < cfg->n_listeners; k++)
+			fds[n_fds][k] = -1;
+		if (worker_open_listen_sockets(cfg, fds[n_fds], stderr) < 0) {
+			n_fds++;
+			goto out;
+		}
+	}
+	for (i = 0; i < st.n_workers; i++) {
+		if (worker_init(&st.workers[i], i, st.current, fds[i], access_log) < 0) {
+			fprintf(stderr, "jwtgate: worker %d: initialisation failed\n", i);
+			goto out;
+		}
+	}
 	for (i = 0; i < st.n_workers; i++)
 		worker_start(&st.workers[i]);
-	for (i = 0; i < (int)cfg->n_listeners; i++)
-		log_info("listening on %s (%s) with %d worker%s", cfg->listeners[i].address_text,
-			 cfg->listeners[i].name, st.n_workers, st.n_workers == 1 ? "" : "s");
+	for (k = 0; k < cfg->n_listeners; k++)
+		log_info("listening on %s (%s) with %d worker%s", cfg->listeners[k].address_text,
+			 cfg->listeners[k].name, st.n_workers, st.n_workers == 1 ? "" : "s");
 
 	event_base_dispatch(st.base);
 
 	for (i = 0; i < st.n_workers; i++)
 		worker_join(&st.workers[i]);
 	log_info("stopped");
-	for (i = 0; signums[i] != 0; i++)
-		event_free(sigs[i]);
 	for (i = 0; i < st.n_workers; i++)
 		worker_free(&st.workers[i]);
-	event_base_free(st.base);
 	exit_code = 0;
 out:
-	if (fds != NULL) {
-		for (i = 0; i < cfg->workers; i++) {
-			if (fds[i] == NULL)
-				continue;
-			for (size_t k = 0; k < cfg->n_listeners; k++)
-				if (fds[i][k] > 0)
-					close(fds[i][k]);
-			free(fds[i]);
-		}
-		free(fds);
-		free(st.workers);
+	/* Workers are joined (or never started): the fetchers' hook can no longer be called. */
+	for (i = 0; signums[i] != 0; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
+	jwks_fetch_free(jwks);
+	if (st.base != NULL)
+		event_base_free(st.base);
+	for (i = 0; i < n_fds; i++) {
+		for (k = 0; k < st.current->cfg->n_listeners; k++)
+			if (fds[i][k] >= 0)
+				close(fds[i][k]);
+		free(fds[i]);
 	}
-	if (access_log != NULL && access_log != stdout && access_log != stderr)
-		fclose(access_log);
+	free(fds);
+	free(st.workers);
 	if (access_log != NULL)
 		fflush(access_log);
-	router_free(router);
-	auth_shared_free(auth);
-	config_free(cfg);
+	if (access_log != NULL && access_log != stdout && access_log != stderr)
+		fclose(access_log);
+	snapshot_unref(st.current);
 	return exit_code;
 }

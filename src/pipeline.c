@@ -22,7 +22,8 @@ void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome
 	const struct config_policy *policy;
 
 	memset(out, 0, sizeof(*out));
-	out->rule = router_match(w->router, req);
+	out->gen = worker_gen_acquire(w);
+	out->rule = router_match(out->gen->router, req);
 	if (out->rule == NULL) {
 		pipeline_respond(out, 404, "route not found");
 		return;
@@ -31,7 +32,7 @@ void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome
 	if (policy != NULL && policy->has_jwt) {
 		struct auth_decision d;
 
-		auth_check(w->auth, policy, req, jg_wall_time(), &d);
+		auth_check(out->gen->auth, policy, req, jg_wall_time(), &d);
 		if (d.verdict == AUTH_DENY) {
 			pipeline_respond(out, d.http_status, d.message);
 			out->grpc_status = d.grpc_status;
@@ -40,7 +41,7 @@ void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome
 		}
 		if (d.recompute_route) {
 			/* Claim headers may select another rule (recomputeRoute); the policy already ran. */
-			out->rule = router_match(w->router, req);
+			out->rule = router_match(out->gen->router, req);
 			if (out->rule == NULL) {
 				pipeline_respond(out, 404, "route not found");
 				return;

@@ -15,7 +15,9 @@
 
 #include "jwtgate/common.h"
 #include "jwtgate/http1.h"
+#include "jwtgate/http2.h"
 #include "jwtgate/log.h"
+#include "jwtgate/tls.h"
 
 atomic_uint worker_open_conns;
 
@@ -52,6 +54,108 @@ fail:
 	return 0;
 }
 
+struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct auth_shared *auth)
+{
+	struct snapshot *s = jg_xcalloc(1, sizeof(*s));
+
+	atomic_init(&s->refs, 1);
+	s->cfg = cfg;
+	s->router = router;
+	s->auth = auth;
+	return s;
+}
+
+struct snapshot *snapshot_ref(struct snapshot *s)
+{
+	atomic_fetch_add(&s->refs, 1);
+	return s;
+}
+
+void snapshot_unref(struct snapshot *s)
+{
+	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	router_free(s->router);
+	auth_shared_free(s->auth);
+	config_free(s->cfg);
+	free(s);
+}
+
+static void worker_gen_free(struct worker_gen *g);
+
+static void worker_on_gen_free(evutil_socket_t fd, short what, void *arg)
+{
+	worker_gen_free(arg);
+}
+
+/* Builds the worker-local state for a snapshot (start-up tier allocation). */
+static struct worker_gen *worker_gen_new(struct worker *w, struct snapshot *snap)
+{
+	struct worker_gen *g = jg_xcalloc(1, sizeof(*g));
+
+	g->snap = snap;
+	g->cfg = snap->cfg;
+	g->router = snap->router;
+	g->auth = auth_worker_new(snap->auth, snap->cfg->token_cache_size);
+	g->upstream = upstream_worker_new(w->base, snap->cfg);
+	g->refs = 1;
+	event_assign(&g->free_ev, w->base, -1, 0, worker_on_gen_free, g);
+	return g;
+}
+
+static void worker_gen_free(struct worker_gen *g)
+{
+	event_del(&g->free_ev);
+	upstream_worker_free(g->upstream);
+	auth_worker_free(g->auth);
+	snapshot_unref(g->snap);
+	free(g);
+}
+
+struct worker_gen *worker_gen_acquire(struct worker *w)
+{
+	w->gen->refs++;
+	return w->gen;
+}
+
+void worker_gen_release(struct worker *w, struct worker_gen *g)
+{
+	if (g == NULL)
+		return;
+	if (--g->refs == 0) {
+		if (g == w->gen)
+			w->gen = NULL;
+		/* Callers may be deep inside an upstream callback of this generation's pools. */
+		event_active(&g->free_ev, EV_TIMEOUT, 0);
+	}
+}
+
+static void worker_on_reload(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct snapshot *snap = atomic_exchange(&w->pending, NULL);
+	struct worker_gen *old = w->gen;
+
+	if (snap == NULL)
+		return;
+	w->gen = worker_gen_new(w, snap);
+	w->cfg = snap->cfg;
+	w->access_log_format = snap->cfg->access_log_format;
+	/* Idle pooled connections of the old generation go now; busy ones end with their request. */
+	upstream_worker_close_idle(old->upstream);
+	worker_gen_release(w, old);
+	log_info("worker %d: configuration reloaded", w->id);
+}
+
+void worker_reload(struct worker *w, struct snapshot *snap)
+{
+	struct snapshot *old = atomic_exchange(&w->pending, snap);
+
+	/* A reload not yet taken is replaced by the newer one. */
+	snapshot_unref(old);
+	event_active(&w->reload_ev, EV_TIMEOUT, 0);
+}
+
 uint64_t worker_random(struct worker *w)
 {
 	uint64_t x = w->rng;
@@ -78,6 +182,21 @@ void worker_conn_removed(struct worker *w, struct h1_conn *c)
 		event_base_loopexit(w->base, NULL);
 }
 
+void worker_h2_conn_added(struct worker *w, struct h2_conn *c)
+{
+	http2_conn_link(&w->h2_conns, c);
+	w->n_conns++;
+}
+
+void worker_h2_conn_removed(struct worker *w, struct h2_conn *c)
+{
+	http2_conn_unlink(&w->h2_conns, c);
+	w->n_conns--;
+	atomic_fetch_sub(&worker_open_conns, 1);
+	if (w->draining && w->n_conns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
 static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
 {
 	struct worker *w = arg;
@@ -97,6 +216,12 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (listener_index >= 0 && w->tls_ctx[listener_index] != NULL) {
+		/* The codec is chosen by ALPN once the handshake is done (tls.c); it gives the count back
+		 * itself on failure. */
+		tls_accept(w, w->tls_ctx[listener_index], fd, sa, (socklen_t)len, listener_index);
+		return;
+	}
 	if (http1_conn_accept(w, fd, sa, (socklen_t)len, listener_index) < 0)
 		atomic_fetch_sub(&worker_open_conns, 1);
 }
@@ -114,11 +239,16 @@ static void worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 
 	struct h1_conn *c, *next;
+	struct h2_conn *c2, *next2;
 
 	log_warn("worker %d: drain timeout with %zu connections left; closing them", w->id, w->n_conns);
 	for (c = w->conns; c != NULL; c = next) {
 		next = http1_conn_next(c);
 		http1_conn_abort(c);
+	}
+	for (c2 = w->h2_conns; c2 != NULL; c2 = next2) {
+		next2 = http2_conn_next(c2);
+		http2_conn_abort(c2);
 	}
 	/* The last deferred free ends the loop (worker_conn_removed). */
 }
@@ -127,6 +257,7 @@ static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	struct h1_conn *c, *next;
+	struct h2_conn *c2, *next2;
 	struct timeval tv = {(time_t)(w->cfg->limits.drain_timeout_ms / 1000),
 			     (suseconds_t)(w->cfg->limits.drain_timeout_ms % 1000) * 1000};
 	size_t i;
@@ -141,10 +272,14 @@ static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 			w->listeners[i] = NULL;
 		}
 	}
-	upstream_worker_close_idle(w->upstream);
+	upstream_worker_close_idle(w->gen->upstream);
 	for (c = w->conns; c != NULL; c = next) {
 		next = http1_conn_next(c);
 		http1_conn_drain(c);
+	}
+	for (c2 = w->h2_conns; c2 != NULL; c2 = next2) {
+		next2 = http2_conn_next(c2);
+		http2_conn_drain(c2);
 	}
 	if (w->n_conns == 0) {
 		event_base_loopexit(w->base, NULL);
@@ -154,15 +289,14 @@ static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&w->drain_ev, &tv);
 }
 
-int worker_init(struct worker *w, int id, const struct config *cfg, const struct router *router,
-		const struct auth_shared *auth, int *listen_fds, FILE *access_log)
+int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, FILE *access_log)
 {
+	const struct config *cfg = snap->cfg;
 	size_t i;
 
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->cfg = cfg;
-	w->router = router;
 	w->listen_fds = listen_fds;
 	w->access_log = access_log;
 	w->access_log_format = cfg->access_log_format;
@@ -171,10 +305,17 @@ int worker_init(struct worker *w, int id, const struct config *cfg, const struct
 	w->base = event_base_new();
 	if (w->base == NULL)
 		return JG_ERR_NOMEM;
-	w->auth = auth_worker_new(auth, cfg->token_cache_size);
-	w->upstream = upstream_worker_new(w->base, cfg);
+	w->gen = worker_gen_new(w, snapshot_ref(snap));
+	atomic_init(&w->pending, NULL);
+	event_assign(&w->reload_ev, w->base, -1, 0, worker_on_reload, w);
 	w->listeners = jg_xcalloc(cfg->n_listeners, sizeof(*w->listeners));
+	w->tls_ctx = jg_xcalloc(cfg->n_listeners, sizeof(*w->tls_ctx));
 	for (i = 0; i < cfg->n_listeners; i++) {
+		if (cfg->listeners[i].has_tls) {
+			w->tls_ctx[i] = tls_server_ctx_new(&cfg->listeners[i], stderr);
+			if (w->tls_ctx[i] == NULL)
+				return JG_ERR_INVAL;
+		}
 		w->listeners[i] = evconnlistener_new(w->base, worker_on_accept, w,
 						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fds[i]);
 		if (w->listeners[i] == NULL)
@@ -225,9 +366,14 @@ void worker_free(struct worker *w)
 				evconnlistener_free(w->listeners[i]);
 		free(w->listeners);
 	}
-	/* Connections still open after the drain bound are dropped with the base. */
-	upstream_worker_free(w->upstream);
-	auth_worker_free(w->auth);
+	if (w->tls_ctx != NULL) {
+		for (i = 0; i < w->cfg->n_listeners; i++)
+			tls_server_ctx_free(w->tls_ctx[i]);
+		free(w->tls_ctx);
+	}
+	snapshot_unref(atomic_exchange(&w->pending, NULL));
+	if (w->gen != NULL)
+		worker_gen_free(w->gen); /* the loop is over: nothing else can hold it */
 	if (w->base != NULL)
 		event_base_free(w->base);
 }

@@ -21,6 +21,10 @@ enum pipeline_result {
 
 struct pipeline_outcome {
 	enum pipeline_result result;
+	/* The worker generation the decision was made with, referenced for the request's lifetime:
+	 * start the exchange with gen->upstream and call worker_gen_release(w, gen) when the request
+	 * is over (rule and ref point into its configuration). */
+	struct worker_gen *gen;
 	const struct config_rule *rule; /* NULL when no route matched */
 	const struct config_backend_ref *ref;
 	int status;          /* local answer: 401, 403, 404, 500 */
@@ -29,7 +33,7 @@ struct pipeline_outcome {
 	char www_authenticate[512]; /* empty unless a JWT denial */
 };
 
-/* Routes and authenticates req (whose head is complete: request_finish_head done, is_grpc and
+/* Routes and authenticates req (always sets out->gen, which the caller must release) (whose head is complete: request_finish_head done, is_grpc and
  * listener_index set). May add or remove request headers (claim headers). */
 void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome *out);
 

@@ -19,22 +19,54 @@
 #include "jwtgate/upstream.h"
 
 struct h1_conn;
+struct h2_conn;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
+/* An immutable configuration with what is built from it once for all workers. Reference-counted
+ * (atomically): the main thread holds one while it is current, each worker generation holds one. */
+struct snapshot {
+	atomic_uint refs;
+	struct config *cfg;
+	struct router *router;
+	struct auth_shared *auth;
+};
+
+/* Takes ownership of the three parts; refs = 1. */
+struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct auth_shared *auth);
+struct snapshot *snapshot_ref(struct snapshot *s);
+/* The last reference frees router, key sets and config, on whatever thread drops it. */
+void snapshot_unref(struct snapshot *s);
+
+/* What a worker builds from a snapshot: its upstream pools and token cache. An exchange holds its
+ * generation until it ends, so a reload never pulls a backend pool or a route from under a request
+ * in flight, and new requests use the new configuration at once. Worker thread only. */
+struct worker_gen {
+	struct snapshot *snap;
+	const struct config *cfg;
+	const struct router *router;
+	struct auth_worker *auth;
+	struct upstream_worker *upstream;
+	unsigned refs; /* 1 while current, plus one per request in flight */
+	struct event free_ev; /* the last release frees from here, never inside an upstream callback */
+};
 
 struct worker {
 	int id;
 	pthread_t thread;
 	struct event_base *base;
-	const struct config *cfg;
-	const struct router *router;
-	struct auth_worker *auth;
-	struct upstream_worker *upstream;
+	const struct config *cfg; /* the current generation's config (limits for new requests) */
+	struct worker_gen *gen;   /* current generation */
+	_Atomic(struct snapshot *) pending; /* set by worker_reload, taken by the worker */
+	struct event reload_ev;
 	int *listen_fds; /* one per config listener, bound before the thread starts */
 	struct evconnlistener **listeners;
 	struct event stop_ev;  /* activated from the main thread: start draining */
 	struct event drain_ev; /* drain deadline */
 	bool draining;
 	struct h1_conn *conns; /* every live downstream connection (for drain) */
-	size_t n_conns;
+	struct h2_conn *h2_conns; /* the HTTP/2 ones */
+	size_t n_conns;           /* both lists */
+	struct ssl_ctx_st **tls_ctx; /* per config listener; NULL for a plaintext one */
 	uint64_t rng; /* xorshift state for load balancing and request ids */
 	FILE *access_log;
 	enum config_log_format access_log_format;
@@ -47,9 +79,17 @@ extern atomic_uint worker_open_conns;
  * Returns 0 or -errno; fds must have cfg->n_listeners entries. */
 int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err);
 
-/* Creates the worker's event_base, pools and listeners; does not start the thread. */
-int worker_init(struct worker *w, int id, const struct config *cfg, const struct router *router,
-		const struct auth_shared *auth, int *listen_fds, FILE *access_log);
+/* Creates the worker's event_base, pools and listeners; does not start the thread. Takes a
+ * reference on snap. */
+int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, FILE *access_log);
+
+/* Thread-safe: hands a new snapshot to the worker (takes over the caller's reference). */
+void worker_reload(struct worker *w, struct snapshot *snap);
+
+/* The current generation with one more reference, for a request about to be dispatched. */
+struct worker_gen *worker_gen_acquire(struct worker *w);
+/* Drops a request's reference; a generation that is no longer current is freed with its last one. */
+void worker_gen_release(struct worker *w, struct worker_gen *g);
 int worker_start(struct worker *w);
 /* Thread-safe: asks the worker to stop accepting and to exit once its connections are done (or
  * the drain timeout passes). */
@@ -62,5 +102,7 @@ uint64_t worker_random(struct worker *w);
 /* Called by codecs. */
 void worker_conn_added(struct worker *w, struct h1_conn *c);
 void worker_conn_removed(struct worker *w, struct h1_conn *c);
+void worker_h2_conn_added(struct worker *w, struct h2_conn *c);
+void worker_h2_conn_removed(struct worker *w, struct h2_conn *c);
 
 #endif

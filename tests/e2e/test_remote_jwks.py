@@ -1,0 +1,303 @@
+"""Remote JWKS over HTTPS with a private CA (the seed's second scenario) and its lifecycle
+(reference/jwt-behaviour.md "Remote JWKS lifecycle"): first fetch before the listeners open, fail closed
+without keys, retries per the retry policy, refresh, old keys kept when a refresh fails, TLS trust and
+host name, bounded bodies, and one rate-limited refetch for unknown kids (no fetch storm,
+envoyproxy/gateway#4791)."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+import jgtest
+import jwksutil
+from jwksutil import JwksServer, SigningKey, get_with_token, remote_config, remote_provider
+
+FETCH_FAILED = b"Jwks remote fetch is failed"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca = jwksutil.CA("jwks test CA")
+    other = jwksutil.CA("some other CA")
+    cert, key = ca.issue(d, hostnames=("foo.bar.com",))
+    od = d / "other"
+    od.mkdir()
+    ocert, okey = other.issue(od, hostnames=("foo.bar.com",))
+    return {"dir": d, "ca": ca.write(str(d / "ca.pem")), "cert": cert, "key": key,
+            "other_cert": ocert, "other_key": okey}
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    return {k: SigningKey(k, d) for k in ("k1", "k2", "k3")}
+
+
+@pytest.fixture
+def jwks_server(pki):
+    servers = []
+
+    def make(cert=None, key=None, port=None, start=True):
+        s = JwksServer(cert or pki["cert"], key or pki["key"], port)
+        servers.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def start(start_proxy, upstream, srv, pki, **kw):
+    return start_proxy(lambda port: remote_config(port, upstream.port, srv.port, pki["ca"], **kw))
+
+
+def test_token_signed_by_served_key_passes(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki)
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 200, r
+    assert srv.count() == 1
+    assert srv.requests[0] == "GET /jwks.json HTTP/1.1"
+    # A key the server does not serve, and no token at all, are refused.
+    r = get_with_token(p.port, keys["k2"].token(kid="k1"))
+    assert r.status == 401 and b"Jwt verification fails" in r.body, r
+    r = get_with_token(p.port, None)
+    assert r.status == 401 and b"Jwt is missing" in r.body, r
+    assert "fetched 1 key" in jwksutil.stderr_text(p)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_chunked_and_close_delimited_bodies(start_proxy, upstream, jwks_server, pki, keys, framing):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([], default=("jwks", framing))
+    p = start(start_proxy, upstream, srv, pki)
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+
+
+def test_server_down_at_start_fails_closed_then_recovers(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server(start=False)
+    srv.serve(keys["k1"])
+    token = keys["k1"].token()
+    p = start(start_proxy, upstream, srv, pki, failed="1s")
+    r = get_with_token(p.port, token)
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 0
+    srv.start()
+    t0 = time.monotonic()
+    assert jwksutil.wait_status(p.port, token, 200, 5.0), jwksutil.stderr_text(p)
+    assert time.monotonic() - t0 < 4.0  # refetched every failedRefetchDuration (1s), not at cacheDuration
+
+
+def test_503_twice_then_200_with_three_retries(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([("status", 503), ("status", 503)])
+    retry = {"numRetries": 3, "perRetry": {"backOff": {"baseInterval": "50ms", "maxInterval": "200ms"}},
+             "retryOn": {"triggers": ["5xx"]}}
+    p = start(start_proxy, upstream, srv, pki, retry=retry)
+    # The listeners opened after the first fetch (with its retries) finished: the first request passes.
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 200, (r, jwksutil.stderr_text(p))
+    assert srv.count() == 3
+
+
+def test_status_not_in_triggers_is_not_retried(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([("status", 503)])
+    retry = {"numRetries": 3, "perRetry": {"backOff": {"baseInterval": "50ms"}},
+             "retryOn": {"triggers": ["retriable-4xx"]}}
+    p = start(start_proxy, upstream, srv, pki, retry=retry, failed="1s")
+    token = keys["k1"].token()
+    r = get_with_token(p.port, token)
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 1
+    # The next fetch comes after failedRefetchDuration and succeeds.
+    assert jwksutil.wait_status(p.port, token, 200, 4.0)
+    assert srv.count() == 2
+
+
+def test_reset_retried(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([("reset",)])
+    retry = {"numRetries": 2, "perRetry": {"backOff": {"baseInterval": "20ms"}}, "retryOn": {"triggers": ["reset"]}}
+    p = start(start_proxy, upstream, srv, pki, retry=retry)
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert srv.count() == 2
+
+
+def test_untrusted_certificate_never_trusted(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server(cert=pki["other_cert"], key=pki["other_key"])
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki)
+    token = keys["k1"].token()
+    r = get_with_token(p.port, token)
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    time.sleep(1.5)  # a refetch or two happen meanwhile, and fail the same way
+    assert get_with_token(p.port, token).status == 401
+    assert srv.count() == 0 and srv.failed_handshakes >= 1
+    assert "certificate verify failed" in jwksutil.stderr_text(p)
+
+
+def test_wrong_hostname_refused(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki, hostname="other.example.com")
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 0
+    assert "certificate verify failed" in jwksutil.stderr_text(p)
+
+
+def test_unknown_kid_triggers_one_refetch(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki, cache="300s", failed="1s")
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert srv.count() == 1
+    # The server rotates to a new key; many clients arrive at once with tokens naming it.
+    srv.serve(keys["k1"], keys["k2"])
+    t2 = keys["k2"].token()
+    statuses = jwksutil.concurrent_gets(p.port, t2, 30)
+    assert all(s in (200, 401) for s in statuses), statuses
+    assert jwksutil.wait_status(p.port, t2, 200, 3.0), jwksutil.stderr_text(p)
+    time.sleep(0.5)
+    assert srv.count() == 2, srv.requests  # one refetch for all of them
+    # Within the cooldown, more unknown kids cause no fetch at all.
+    statuses = jwksutil.concurrent_gets(p.port, keys["k3"].token(), 30)
+    assert statuses == [401] * 30
+    time.sleep(1.0)
+    assert srv.count() == 2
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+
+
+def test_unknown_kid_storm_is_one_fetch(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki)
+    statuses = jwksutil.concurrent_gets(p.port, keys["k3"].token(), 50)
+    assert statuses == [401] * 50
+    assert jgtest.wait_for(lambda: srv.count() == 2, 3.0)
+    time.sleep(1.0)
+    assert srv.count() == 2
+
+
+@pytest.mark.parametrize("failure", [("status", 503), ("reset",), ("raw", b"{not json", "cl"),
+                                     ("raw", b'{"keys":[]}', "cl")])
+def test_refresh_failure_keeps_old_keys(start_proxy, upstream, jwks_server, pki, keys, failure):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    retry = {"numRetries": 0}
+    p = start(start_proxy, upstream, srv, pki, cache="1s", failed="300ms", retry=retry)
+    token = keys["k1"].token()
+    assert get_with_token(p.port, token).status == 200
+    srv.set_script([], default=failure)
+    assert jgtest.wait_for(lambda: srv.count() >= 4, 5.0), srv.requests
+    assert get_with_token(p.port, token).status == 200
+    assert "keeping the previous keys" in jwksutil.stderr_text(p)
+
+
+def test_refresh_replaces_keys(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki, cache="1s")
+    t1, t2 = keys["k1"].token(), keys["k2"].token()
+    assert get_with_token(p.port, t1).status == 200
+    srv.serve(keys["k2"])
+    assert jwksutil.wait_status(p.port, t2, 200, 4.0)
+    assert get_with_token(p.port, t1).status == 401  # the old key is gone with the new set
+
+
+@pytest.mark.parametrize("framing", ["cl", "chunked", "close"])
+def test_oversize_body_refused(start_proxy, upstream, jwks_server, pki, keys, framing):
+    srv = jwks_server()
+    big = b'{"keys":[],"pad":"' + b"x" * (1024 * 1024) + b'"}'
+    srv.set_script([], default=("raw", big, framing))
+    p = start(start_proxy, upstream, srv, pki, retry={"numRetries": 0})
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert "body too large" in jwksutil.stderr_text(p)
+
+
+def test_bad_json_refused(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.set_script([], default=("raw", b"<html>not a jwks</html>", "cl"))
+    p = start(start_proxy, upstream, srv, pki)
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 1  # a 200 with a bad body is not retried
+    assert "invalid JWKS" in jwksutil.stderr_text(p)
+
+
+def test_request_timeout_bounds_start_up(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([], default=("slow", 30))
+    t0 = time.monotonic()
+    retry = {"numRetries": 1, "perRetry": {"backOff": {"baseInterval": "50ms"}}, "retryOn": {"triggers": ["reset"]}}
+    p = start(start_proxy, upstream, srv, pki, timeout="500ms", retry=retry)
+    assert time.monotonic() - t0 < 4.0
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 2
+    assert "request timeout" in jwksutil.stderr_text(p)
+
+
+def test_listeners_open_after_first_fetch(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([("slow", 1.5)])
+    t0 = time.monotonic()
+    p = start(start_proxy, upstream, srv, pki, timeout="5s")
+    assert time.monotonic() - t0 >= 1.3  # the port was not open while the first fetch ran
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+
+
+def test_providers_sharing_a_jwks_share_one_fetcher(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+
+    def cfg(port):
+        c = remote_config(port, upstream.port, srv.port, pki["ca"])
+        c["httpRoutes"] = [jgtest.catch_all_route(hostnames=["a.example.com"]),
+                           dict(jgtest.catch_all_route(hostnames=["b.example.com"]), name="b")]
+        c["securityPolicies"].append({"name": "jwt-b", "targetRef": {"kind": "HTTPRoute", "name": "b"},
+                                      "jwt": {"providers": [remote_provider("other", srv.port)]}})
+        return c
+
+    p = start_proxy(cfg)
+    tok = keys["k1"].token()
+    for host in ("a.example.com", "b.example.com"):
+        r = jgtest.get(p.port, "/", host=host, headers=[("Authorization", "Bearer " + tok)])
+        assert r.status == 200, (host, r)
+    assert srv.count() == 1
+
+
+def test_check_does_not_fetch(tmp_path, upstream, jwks_server, pki):
+    srv = jwks_server()
+    path = tmp_path / "c.yaml"
+    path.write_text(jgtest.dump_yaml(remote_config(jgtest.free_port(), upstream.port, srv.port, pki["ca"])))
+    out = subprocess.run([jgtest.BIN, "-c", str(path), "--check"], capture_output=True, timeout=20)
+    assert out.returncode == 0, out
+    time.sleep(0.3)
+    assert srv.count() == 0 and srv.failed_handshakes == 0
+
+
+def test_no_backendrefs_uses_system_store(start_proxy, upstream, jwks_server, pki, keys):
+    # Without backendRefs the URI host is connected and verified against the system CA store, which
+    # does not know the private CA: the fetch fails closed.
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start_proxy(lambda port: remote_config(
+        port, upstream.port, srv.port, pki["ca"],
+        providers=[remote_provider("sys", srv.port, uri_host="127.0.0.1", backend=None,
+                                   retry={"numRetries": 0})]))
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 0 and srv.failed_handshakes >= 1

@@ -115,6 +115,7 @@ struct jwks_fetcher {
 	size_t next_endpoint;
 	bool is_first_done;
 	bool has_keys;
+	struct jwks *keys; /* the last key set published (one reference), for a reload to adopt */
 	char detail[JWKS_FETCH_DETAIL_MAX];
 };
 
@@ -131,6 +132,8 @@ struct jwks_fetch {
 	void (*on_first_done)(void *arg);
 	void *first_arg;
 	uint64_t rng;
+	bool is_retired;            /* replaced by a reload: stopped, auth and cfg no longer touched */
+	struct jwks_fetch *retired; /* the set this one replaced, kept until jwks_fetch_free */
 };
 
 static llhttp_settings_t jwks_fetch_parser_settings;
@@ -488,6 +491,8 @@ static void jwks_fetch_succeed(struct jwks_fetcher *f)
 	for (i = 0; i < f->n_slots; i++)
 		auth_shared_set_keys(f->set->auth, f->slots[i], jwks_ref(ks));
 	f->has_keys = true;
+	jwks_unref(f->keys);
+	f->keys = jwks_ref(ks);
 	next = r->cache_duration_ms > 2 * JWKS_FETCH_REFRESH_EARLY_MS ? r->cache_duration_ms - JWKS_FETCH_REFRESH_EARLY_MS
 								      : r->cache_duration_ms;
 	log_info("jwks %s: fetched %zu key%s for %s; next refresh in %llu ms", r->uri, ks->n_keys,
@@ -1097,14 +1102,12 @@ uint64_t jwks_fetch_startup_bound_ms(const struct jwks_fetch *jf)
 	return bound < JWKS_FETCH_STARTUP_MAX_MS ? bound : JWKS_FETCH_STARTUP_MAX_MS;
 }
 
-void jwks_fetch_free(struct jwks_fetch *jf)
+/* Stops every fetcher of jf: connections, DNS queries and timers; the state becomes CLOSED, so a
+ * callback or a kick that still arrives returns at once. */
+static void jwks_fetch_stop_all(struct jwks_fetch *jf)
 {
 	size_t i;
 
-	if (jf == NULL)
-		return;
-	if (jf->n_fetchers > 0)
-		auth_shared_set_refetch_hook(jf->auth, NULL, NULL);
 	for (i = 0; i < jf->n_fetchers; i++) {
 		struct jwks_fetcher *f = &jf->fetchers[i];
 
@@ -1114,6 +1117,62 @@ void jwks_fetch_free(struct jwks_fetch *jf)
 		event_del(&f->timer_ev);
 		event_del(&f->kick_ev);
 	}
+}
+
+/* See jwks_fetch.h. */
+void jwks_fetch_replace(struct jwks_fetch *jf, struct jwks_fetch *old)
+{
+	size_t i, k;
+
+	if (old == NULL)
+		return;
+	for (i = 0; i < jf->n_fetchers; i++) {
+		struct jwks_fetcher *f = &jf->fetchers[i];
+
+		for (k = 0; k < old->n_fetchers; k++) {
+			const struct jwks_fetcher *o = &old->fetchers[k];
+			const char *ob = o->backend != NULL ? o->backend->name : NULL;
+			const char *nb = f->backend != NULL ? f->backend->name : NULL;
+			size_t j;
+
+			if (o->keys == NULL || strcmp(o->cfg->uri, f->cfg->uri) != 0 ||
+			    (ob == NULL) != (nb == NULL) || (ob != NULL && strcmp(ob, nb) != 0))
+				continue;
+			for (j = 0; j < f->n_slots; j++)
+				auth_shared_set_keys(jf->auth, f->slots[j], jwks_ref(o->keys));
+			jwks_unref(f->keys);
+			f->keys = jwks_ref(o->keys);
+			f->has_keys = true;
+			break;
+		}
+	}
+	/* The old set may still be reached by the hook of the old key sets (requests in flight on the old
+	 * configuration): it stays allocated, stopped, until jwks_fetch_free. */
+	jwks_fetch_stop_all(old);
+	if (old->dns != NULL) {
+		event_base_loop(old->base, EVLOOP_NONBLOCK);
+		evdns_base_free(old->dns, 0);
+		old->dns = NULL;
+	}
+	for (i = 0; i < old->n_fetchers; i++) {
+		SSL_CTX_free(old->fetchers[i].ssl_ctx);
+		old->fetchers[i].ssl_ctx = NULL;
+	}
+	old->is_retired = true;
+	old->auth = NULL;
+	jf->retired = old;
+}
+
+void jwks_fetch_free(struct jwks_fetch *jf)
+{
+	size_t i;
+
+	if (jf == NULL)
+		return;
+	jwks_fetch_free(jf->retired);
+	if (jf->n_fetchers > 0 && !jf->is_retired)
+		auth_shared_set_refetch_hook(jf->auth, NULL, NULL);
+	jwks_fetch_stop_all(jf);
 	if (jf->dns != NULL) {
 		/* Cancelled queries report EVUTIL_EAI_CANCEL from a deferred callback that frees them. */
 		event_base_loop(jf->base, EVLOOP_NONBLOCK);
@@ -1124,6 +1183,7 @@ void jwks_fetch_free(struct jwks_fetch *jf)
 		SSL_CTX_free(jf->fetchers[i].ssl_ctx);
 		free(jf->fetchers[i].target);
 		free(jf->fetchers[i].slots);
+		jwks_unref(jf->fetchers[i].keys);
 	}
 	free(jf->fetchers);
 	free(jf->by_provider);

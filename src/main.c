@@ -38,6 +38,7 @@ struct main_state {
 	int signalled;
 	const char *path;
 	struct snapshot *current;
+	struct jwks_fetch *jwks; /* remote JWKS fetchers of `current` (and the sets they replaced) */
 };
 
 /* Listeners cannot change on reload: their sockets are bound once (a restart applies such a change). */
@@ -65,6 +66,7 @@ static void main_reload(struct main_state *st)
 	struct router *router;
 	struct auth_shared *auth;
 	struct snapshot *snap;
+	struct jwks_fetch *jwks;
 	int rc, i;
 
 	rc = config_load(st->path, stderr, &cfg);
@@ -89,6 +91,12 @@ static void main_reload(struct main_state *st)
 	router = router_new(cfg);
 	snap = snapshot_new(cfg, router, auth);
 	log_set_level((enum log_level)cfg->log_level);
+	/* New fetchers for the new key sets, seeded with the keys already fetched; the old set stops
+	 * before the old snapshot can go away. Done before any worker sees the new snapshot. */
+	jwks = jwks_fetch_new(st->base, cfg, auth);
+	jwks_fetch_replace(jwks, st->jwks);
+	st->jwks = jwks;
+	jwks_fetch_start(jwks, NULL, NULL);
 	for (i = 0; i < st->n_workers; i++)
 		worker_reload(&st->workers[i], snapshot_ref(snap));
 	snapshot_unref(st->current);
@@ -170,7 +178,6 @@ int main(int argc, char **argv)
 	struct auth_shared *auth = NULL;
 	struct main_state st;
 	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
-	struct jwks_fetch *jwks = NULL;
 	int signums[4] = {SIGTERM, SIGINT, SIGHUP, 0};
 	FILE *access_log = NULL;
 	int **fds = NULL;
@@ -253,8 +260,8 @@ int main(int argc, char **argv)
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
 	}
-	jwks = jwks_fetch_new(st.base, cfg, auth);
-	main_wait_first_fetches(&st, jwks);
+	st.jwks = jwks_fetch_new(st.base, cfg, auth);
+	main_wait_first_fetches(&st, st.jwks);
 	if (st.signalled) {
 		exit_code = 0;
 		goto out;
@@ -298,7 +305,7 @@ out:
 	for (i = 0; signums[i] != 0; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
-	jwks_fetch_free(jwks);
+	jwks_fetch_free(st.jwks);
 	if (st.base != NULL)
 		event_base_free(st.base);
 	for (i = 0; i < n_fds; i++) {

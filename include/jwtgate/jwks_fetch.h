@@ -77,7 +77,15 @@ bool jwks_fetch_first_done(const struct jwks_fetch *jf);
  * attempt timing out plus the longest backoffs), capped at JWKS_FETCH_STARTUP_MAX_MS. */
 uint64_t jwks_fetch_startup_bound_ms(const struct jwks_fetch *jf);
 
-/* Cancels every fetch (connections, DNS queries, timers), unregisters the hook and frees everything.
+/* Configuration reload: jf (new, not started) takes over from old (the running set, may be NULL). The
+ * keys old holds for the same uri and backend name are published to jf's slots at once, so a reload
+ * opens no 401 window; old is stopped but stays allocated (requests in flight on the old configuration
+ * may still call its hook) and is freed with jf by jwks_fetch_free. Call it before the workers see the
+ * new key sets and while old's configuration and key sets are still alive; then jwks_fetch_start(jf). */
+void jwks_fetch_replace(struct jwks_fetch *jf, struct jwks_fetch *old);
+
+/* Cancels every fetch (connections, DNS queries, timers), unregisters the hook and frees everything,
+ * the sets it replaced included.
  * Call it on the control thread after the workers have been joined, before auth is freed; it runs the
  * base once without blocking so cancelled DNS queries can release their memory. NULL is ignored. */
 void jwks_fetch_free(struct jwks_fetch *jf);

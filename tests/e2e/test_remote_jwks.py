@@ -5,6 +5,7 @@ host name, bounded bodies, and one rate-limited refetch for unknown kids (no fet
 envoyproxy/gateway#4791)."""
 
 import os
+import signal
 import subprocess
 import time
 
@@ -301,3 +302,22 @@ def test_no_backendrefs_uses_system_store(start_proxy, upstream, jwks_server, pk
     r = get_with_token(p.port, keys["k1"].token())
     assert r.status == 401 and FETCH_FAILED in r.body, r
     assert srv.count() == 0 and srv.failed_handshakes >= 1
+
+
+def test_reload_keeps_keys_and_fetches_for_the_new_configuration(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki)
+    t1 = keys["k1"].token()
+    assert get_with_token(p.port, t1).status == 200
+    srv.set_script([], default=("status", 503))  # the reload's own fetch fails: the adopted keys must hold
+    p.signal(signal.SIGHUP)
+    assert jgtest.wait_for(lambda: "configuration reloaded" in jwksutil.stderr_text(p), 5.0)
+    for _ in range(20):
+        assert get_with_token(p.port, t1).status == 200
+    assert jgtest.wait_for(lambda: srv.count() >= 2, 3.0)
+    # The new configuration's fetcher serves unknown kids too.
+    srv.serve(keys["k1"], keys["k2"])
+    srv.set_script([], default=("jwks", "cl"))
+    t2 = keys["k2"].token()
+    assert jwksutil.wait_status(p.port, t2, 200, 4.0), jwksutil.stderr_text(p)

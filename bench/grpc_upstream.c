@@ -145,6 +145,8 @@ static void gu_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct so
 		return;
 	}
 	nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 1);
+	printf("accepted connection\n"); /* tests count connections by these lines */
+	fflush(stdout);
 	bufferevent_setcb(c->bev, gu_on_read, gu_on_write, gu_on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	gu_flush(c);

@@ -6,7 +6,9 @@ trailers passed unchanged, cancellation and deadlines reaching the server, many 
 one upstream connection, flow control with messages larger than any window, and UNAVAILABLE when the
 backend is down."""
 
+import os
 import queue
+import subprocess
 import socket
 import threading
 import time
@@ -242,3 +244,74 @@ def test_server_reflection_through_proxy(ch):
 def test_proxy_survives_and_still_serves(ch):
     # After cancellations, deadlines and failures above, the proxy still answers.
     assert unary(ch, "Ping", echo.encode_empty)(None, timeout=5) == "pong"
+
+
+# ---- connection management against the C peer (bench/grpc_upstream: --max-streams, --goaway-after) ----
+
+GRPC_UPSTREAM = os.environ.get("GRPC_UPSTREAM_BIN",
+                               os.path.join(os.path.dirname(jgtest.BIN), "bench", "grpc_upstream"))
+
+
+class CPeer:
+    """bench/grpc_upstream on an ephemeral port; counts the connections it accepted."""
+
+    def __init__(self, tmp_path, *args):
+        assert os.access(GRPC_UPSTREAM, os.X_OK), "build bench/grpc_upstream (ninja bench/grpc_upstream)"
+        self.port = jgtest.free_port()
+        self.log = str(tmp_path / ("cpeer-%d.log" % self.port))
+        self.out = open(self.log, "w")
+        self.proc = subprocess.Popen([GRPC_UPSTREAM, "--port", str(self.port)] + list(args), stdout=self.out)
+        assert jgtest.wait_port(self.port, 5.0, self.proc)
+
+    def connections(self):
+        with open(self.log) as f:
+            return f.read().count("accepted connection")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.out.close()
+
+
+def c_peer_proxy(start_proxy, peer, max_connections=None):
+    be = {"protocol": "H2C", "endpoints": [{"ip": {"address": "127.0.0.1", "port": peer.port}}]}
+    if max_connections:
+        be["circuitBreaker"] = {"maxConnections": max_connections}
+
+    def config(port):
+        cfg = jgtest.base_config(port, {"c": be}, [], workers=1)
+        del cfg["httpRoutes"]
+        cfg["grpcRoutes"] = [{"name": "c", "rules": [{"backendRefs": [{"name": "c"}]}]}]
+        return cfg
+    return start_proxy(config)
+
+
+def test_peer_max_concurrent_streams_spreads_over_connections(start_proxy, tmp_path):
+    peer = CPeer(tmp_path, "--max-streams", "4")
+    try:
+        px = c_peer_proxy(start_proxy, peer)
+        c = grpc.insecure_channel("127.0.0.1:%d" % px.port)
+        ping = unary(c, "Ping", echo.encode_empty)
+        with futures.ThreadPoolExecutor(max_workers=40) as pool:
+            results = list(pool.map(lambda _: ping(None, timeout=10), range(400)))
+        c.close()
+        assert results == ["pong"] * 400
+        # 40 calls in flight, 4 streams per connection: the proxy must have opened more than one.
+        assert peer.connections() >= 2, peer.connections()
+    finally:
+        peer.stop()
+
+
+def test_goaway_streams_retried_on_new_connection(start_proxy, tmp_path):
+    peer = CPeer(tmp_path, "--goaway-after", "5")
+    try:
+        px = c_peer_proxy(start_proxy, peer)
+        c = grpc.insecure_channel("127.0.0.1:%d" % px.port)
+        ping = unary(c, "Ping", echo.encode_empty)
+        with futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: ping(None, timeout=10), range(100)))
+        c.close()
+        assert results == ["pong"] * 100  # no call lost to a GOAWAY
+        assert peer.connections() >= 100 // 5 - 1, peer.connections()
+    finally:
+        peer.stop()

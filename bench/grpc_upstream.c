@@ -37,7 +37,10 @@ struct gu_conn {
 	int closing;
 };
 
-#define GU_NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE}
+#define GU_NV(n, v)                                                                                          \
+	{                                                                                                    \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE           \
+	}
 
 static void gu_conn_free(struct gu_conn *c)
 {
@@ -47,7 +50,7 @@ static void gu_conn_free(struct gu_conn *c)
 }
 
 static ssize_t gu_send_cb(nghttp2_session *session, const uint8_t *data, size_t length, int flags,
-			  void *user_data)
+                          void *user_data)
 {
 	struct gu_conn *c = user_data;
 
@@ -59,7 +62,7 @@ static ssize_t gu_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 
 /* The one message, then trailers instead of END_STREAM on DATA. */
 static ssize_t gu_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
-			  uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+                          uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	static const nghttp2_nv trailers[] = {GU_NV("grpc-status", "0")};
 
@@ -85,7 +88,8 @@ static int gu_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 	if (nghttp2_submit_response(session, frame->hd.stream_id, hdrs, 2, &prd) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (gu_goaway_after > 0 && ++c->requests == gu_goaway_after)
-		nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR, NULL, 0);
+		nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR, NULL,
+		                      0);
 	return 0;
 }
 
@@ -123,7 +127,7 @@ static void gu_on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void gu_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-			 void *arg)
+                         void *arg)
 {
 	nghttp2_session_callbacks *cbs = arg;
 	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, gu_max_streams}};
@@ -168,7 +172,8 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--goaway-after") == 0 && i + 1 < argc)
 			gu_goaway_after = (unsigned)strtoul(argv[++i], NULL, 10);
 		else {
-			fprintf(stderr, "usage: %s [--port P] [--max-streams N] [--goaway-after N]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--port P] [--max-streams N] [--goaway-after N]\n",
+			        argv[0]);
 			return 2;
 		}
 	}
@@ -182,7 +187,7 @@ int main(int argc, char **argv)
 	sin.sin_port = htons((uint16_t)port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	l = evconnlistener_new_bind(base, gu_on_accept, cbs, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-				    (struct sockaddr *)&sin, sizeof(sin));
+	                            (struct sockaddr *)&sin, sizeof(sin));
 	if (l == NULL) {
 		perror("grpc_upstream: bind");
 		return 1;

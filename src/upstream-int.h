@@ -18,15 +18,15 @@
 #include "jwtgate/common.h"
 #include "jwtgate/upstream.h"
 
-#define UPSTREAM_EJECT_AFTER  3            /* consecutive connect failures before ejection */
-#define UPSTREAM_EJECT_MS     5000         /* ejection time (doubles while failures go on, capped) */
+#define UPSTREAM_EJECT_AFTER  3    /* consecutive connect failures before ejection */
+#define UPSTREAM_EJECT_MS     5000 /* ejection time (doubles while failures go on, capped) */
 #define UPSTREAM_EJECT_MAX_MS 60000
 #define UPSTREAM_MAX_TRIES    3            /* connect attempts per exchange */
 #define UPSTREAM_RESOLVE_MS   30000        /* FQDN re-resolution period */
 #define UPSTREAM_HEAD_MAX     (64 * 1024)  /* response head bytes accepted from an upstream */
 #define UPSTREAM_OUT_HIGH     (256 * 1024) /* request body buffered towards upstream before pausing */
 #define UPSTREAM_OUT_LOW      (64 * 1024)
-#define UPSTREAM_IN_HIGH      (64 * 1024)  /* response bytes read ahead of the parser */
+#define UPSTREAM_IN_HIGH      (64 * 1024) /* response bytes read ahead of the parser */
 
 struct upstream_conn;
 struct upstream_h2_conn;

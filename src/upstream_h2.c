@@ -36,13 +36,13 @@
 #include "jwtgate/log.h"
 #include "upstream-int.h"
 
-#define H2_ASSUMED_STREAMS  100               /* concurrency assumed before the peer's SETTINGS */
-#define H2_STREAM_WINDOW    (256 * 1024)      /* response bytes in flight per stream */
+#define H2_ASSUMED_STREAMS  100                /* concurrency assumed before the peer's SETTINGS */
+#define H2_STREAM_WINDOW    (256 * 1024)       /* response bytes in flight per stream */
 #define H2_CONN_WINDOW      (16 * 1024 * 1024) /* connection window (given back as DATA arrives) */
-#define H2_MAX_HEADER_LIST  UPSTREAM_HEAD_MAX /* response header block bound */
-#define H2_MAX_TRAILERS     64                /* trailer fields kept */
-#define H2_CONN_OUT_HIGH    (64 * 1024)       /* frames serialized ahead of the socket */
-#define H2_GRPC_TIMEOUT_MAX 100000000ull      /* grpc-timeout has at most 8 digits */
+#define H2_MAX_HEADER_LIST  UPSTREAM_HEAD_MAX  /* response header block bound */
+#define H2_MAX_TRAILERS     64                 /* trailer fields kept */
+#define H2_CONN_OUT_HIGH    (64 * 1024)        /* frames serialized ahead of the socket */
+#define H2_GRPC_TIMEOUT_MAX 100000000ull       /* grpc-timeout has at most 8 digits */
 
 enum h2conn_state { H2CONN_CONNECTING = 0, H2CONN_READY, H2CONN_DRAINING, H2CONN_CLOSED };
 
@@ -74,16 +74,16 @@ struct upstream_h2_conn {
 	struct bufferevent *bev;
 	nghttp2_session *session;
 	enum h2conn_state state;
-	struct upstream_h2_conn *next, *prev;     /* ep->h2_list */
+	struct upstream_h2_conn *next, *prev;              /* ep->h2_list */
 	struct upstream_h2_stream *waiting, *waiting_tail; /* queued until SETTINGS arrive */
-	struct upstream_h2_stream *open;          /* submitted to nghttp2 */
-	unsigned n_streams;                       /* waiting + open */
-	int32_t goaway_last_id;                   /* -1: no GOAWAY received */
-	bool connected;                           /* TCP (and TLS) up */
-	bool in_io;                               /* inside nghttp2 or a callback loop: no frees */
-	bool doomed;                              /* close once in_io ends */
-	bool has_drain;                           /* some stream has drain_ready */
-	bool settings_now;                        /* first SETTINGS just arrived: flush waiting */
+	struct upstream_h2_stream *open;                   /* submitted to nghttp2 */
+	unsigned n_streams;                                /* waiting + open */
+	int32_t goaway_last_id;                            /* -1: no GOAWAY received */
+	bool connected;                                    /* TCP (and TLS) up */
+	bool in_io;                                        /* inside nghttp2 or a callback loop: no frees */
+	bool doomed;                                       /* close once in_io ends */
+	bool has_drain;                                    /* some stream has drain_ready */
+	bool settings_now;                                 /* first SETTINGS just arrived: flush waiting */
 	struct event idle_ev;
 };
 
@@ -100,15 +100,15 @@ static const char *h2conn_state_str(enum h2conn_state s)
 static void h2conn_set_state(struct upstream_h2_conn *c, enum h2conn_state s)
 {
 	static const bool legal[4][4] = {
-		/* from CONNECTING */ {false, true, true, true},
-		/* from READY */ {false, false, true, true},
-		/* from DRAINING */ {false, false, false, true},
-		/* from CLOSED */ {false, false, false, false},
+	        /* from CONNECTING */ {false, true, true, true},
+	        /* from READY */ {false, false, true, true},
+	        /* from DRAINING */ {false, false, false, true},
+	        /* from CLOSED */ {false, false, false, false},
 	};
 
 	if (!legal[c->state][s]) {
 		log_error("upstream h2 %s: illegal connection state change %s -> %s", c->ep->text,
-			  h2conn_state_str(c->state), h2conn_state_str(s));
+		          h2conn_state_str(c->state), h2conn_state_str(s));
 		abort();
 	}
 	log_debug("upstream h2 %s: %s -> %s", c->ep->text, h2conn_state_str(c->state), h2conn_state_str(s));
@@ -169,7 +169,8 @@ int upstream_tls_pool_init(struct upstream_pool *pool)
 	}
 	for (i = 0; i < tls->n_ca_inline; i++) {
 		if (tls_add_pem(SSL_CTX_get_cert_store(ctx), tls->ca_inline[i]) <= 0) {
-			log_error("backend %s: inline CA certificate %zu holds no certificate", pool->be->name, i);
+			log_error("backend %s: inline CA certificate %zu holds no certificate",
+			          pool->be->name, i);
 			goto cleanup;
 		}
 	}
@@ -209,7 +210,7 @@ struct bufferevent *upstream_bev_new(struct upstream_pool *pool, struct upstream
 		SSL_set1_host(ssl, host);
 	}
 	bev = bufferevent_openssl_socket_new(pool->uw->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-					     BEV_OPT_CLOSE_ON_FREE);
+	                                     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		SSL_free(ssl);
 		return NULL;
@@ -292,7 +293,7 @@ static void h2stream_unlink(struct upstream_h2_stream *s)
 	c->n_streams--;
 	if (c->n_streams == 0 && c->state == H2CONN_READY && c->pool->be->idle_timeout_ms > 0) {
 		struct timeval tv = {(time_t)(c->pool->be->idle_timeout_ms / 1000),
-				     (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000};
+		                     (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000};
 
 		evtimer_add(&c->idle_ev, &tv);
 	}
@@ -342,9 +343,9 @@ static bool h2_forwardable(const char *name, size_t name_len, const char *value,
 	if (request_header_is_hop_by_hop(name, name_len))
 		return false;
 	return !((name_len == 4 && memcmp(name, "host", 4) == 0) ||
-		 (name_len == 14 && memcmp(name, "content-length", 14) == 0) ||
-		 (name_len == 6 && memcmp(name, "expect", 6) == 0) ||
-		 (name_len == 14 && memcmp(name, "http2-settings", 14) == 0));
+	         (name_len == 14 && memcmp(name, "content-length", 14) == 0) ||
+	         (name_len == 6 && memcmp(name, "expect", 6) == 0) ||
+	         (name_len == 14 && memcmp(name, "http2-settings", 14) == 0));
 }
 
 static void h2_nv(nghttp2_nv *nv, const char *name, size_t name_len, const char *value, size_t value_len)
@@ -357,7 +358,7 @@ static void h2_nv(nghttp2_nv *nv, const char *name, size_t name_len, const char 
 }
 
 static ssize_t h2_read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
-			       uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
+                               uint32_t *data_flags, nghttp2_data_source *source, void *user_data);
 
 /* Submits the request HEADERS (and the body provider) of a waiting stream. Returns 0 or a negative
  * JG_ERR_*. The header list is copied by nghttp2. */
@@ -489,7 +490,7 @@ static bool h2_exchange_retry(struct upstream_exchange *ex, struct upstream_h2_s
 /* ---- nghttp2 callbacks ---- */
 
 static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t length, int flags,
-			  void *user_data)
+                          void *user_data)
 {
 	struct upstream_h2_conn *c = user_data;
 
@@ -501,7 +502,7 @@ static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 }
 
 static ssize_t h2_read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
-			       uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+                               uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct upstream_h2_stream *s = source->ptr;
 	struct upstream_exchange *ex = s->ex;
@@ -566,7 +567,7 @@ static struct upstream_h2_stream *h2conn_find_open(struct upstream_h2_conn *c, i
 /* A request HEADERS could not be sent (GOAWAY came first, or the stream was reset before it left):
  * nothing reached the upstream, so the exchange may start again elsewhere. */
 static int h2_on_frame_not_send_cb(nghttp2_session *session, const nghttp2_frame *frame, int lib_error_code,
-				   void *user_data)
+                                   void *user_data)
 {
 	struct upstream_h2_conn *c = user_data;
 	struct upstream_h2_stream *s;
@@ -613,7 +614,8 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 }
 
 static int h2_on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-			   size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+                           size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                           void *user_data)
 {
 	struct upstream_h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	struct upstream_exchange *ex;
@@ -692,7 +694,7 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 		/* Streams above last_stream_id are closed by nghttp2 with REFUSED_STREAM and retried. */
 		c->goaway_last_id = frame->goaway.last_stream_id;
 		log_info("upstream h2 %s: GOAWAY (last stream %d, error %u)", c->ep->text,
-			 frame->goaway.last_stream_id, frame->goaway.error_code);
+		         frame->goaway.last_stream_id, frame->goaway.error_code);
 		if (c->state == H2CONN_READY || c->state == H2CONN_CONNECTING)
 			h2conn_set_state(c, H2CONN_DRAINING);
 		return 0;
@@ -725,11 +727,13 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 			/* No body follows (gRPC trailers-only, or an empty answer): has_body false lets an
 			 * HTTP/2 codec answer with one HEADERS frame too, and content-length: 0 frames it
 			 * for an HTTP/1.1 client. */
-			bool bodyless_status = ex->is_head || ex->resp.status == 204 || ex->resp.status == 304;
+			bool bodyless_status =
+			        ex->is_head || ex->resp.status == 204 || ex->resp.status == 304;
 
 			ex->resp.content_length = 0;
 			ex->resp.has_body = false;
-			if (!bodyless_status && response_header_add(&ex->resp, "content-length", 14, "0", 1) < 0) {
+			if (!bodyless_status &&
+			    response_header_add(&ex->resp, "content-length", 14, "0", 1) < 0) {
 				h2_exchange_detach(ex);
 				upstream_exchange_fail(ex, UPSTREAM_ERR_NOMEM);
 				return 0;
@@ -744,7 +748,7 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 }
 
 static int h2_on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
-				    const uint8_t *data, size_t len, void *user_data)
+                                    const uint8_t *data, size_t len, void *user_data)
 {
 	struct upstream_h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
 	struct upstream_exchange *ex = s != NULL ? s->ex : NULL;
@@ -766,7 +770,7 @@ static int h2_on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int
 }
 
 static int h2_on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
-				 void *user_data)
+                                 void *user_data)
 {
 	struct upstream_h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
 	struct upstream_exchange *ex;
@@ -780,7 +784,7 @@ static int h2_on_stream_close_cb(nghttp2_session *session, int32_t stream_id, ui
 
 		if (!refused || !h2_exchange_retry(ex, s, true)) {
 			log_info("upstream h2 %s: stream %d closed before the response ended (error %u)",
-				 s->conn->ep->text, stream_id, error_code);
+			         s->conn->ep->text, stream_id, error_code);
 			upstream_exchange_fail(ex, UPSTREAM_ERR_RESET);
 		}
 	}
@@ -832,7 +836,7 @@ static void h2conn_free(struct upstream_h2_conn *c)
 	while ((s = c->waiting) != NULL || (s = c->open) != NULL) {
 		struct upstream_exchange *ex = s->ex;
 		bool unsent = s->state == H2S_WAITING || !s->headers_sent ||
-			      (c->goaway_last_id >= 0 && s->id > c->goaway_last_id);
+		              (c->goaway_last_id >= 0 && s->id > c->goaway_last_id);
 
 		h2stream_unlink(s);
 		if (ex != NULL && !ex->finished && (!unsent || !h2_exchange_retry(ex, s, c->connected)))
@@ -852,7 +856,8 @@ static void h2conn_free(struct upstream_h2_conn *c)
  * back to dispatch (another connection, or the pending queue). */
 static void h2conn_flush_waiting(struct upstream_h2_conn *c)
 {
-	uint32_t max = nghttp2_session_get_remote_settings(c->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	uint32_t max =
+	        nghttp2_session_get_remote_settings(c->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	struct upstream_h2_stream *s;
 	unsigned open = 0;
 
@@ -991,8 +996,8 @@ static void h2conn_on_event(struct bufferevent *bev, short what, void *arg)
 		unsigned long e = bufferevent_get_openssl_error(bev);
 
 		log_info("upstream h2 %s: connect %s%s%s", c->ep->text,
-			 (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed", e ? ": " : "",
-			 e ? ERR_reason_error_string(e) : "");
+		         (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed", e ? ": " : "",
+		         e ? ERR_reason_error_string(e) : "");
 		upstream_endpoint_on_failure(c->ep);
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_info("upstream h2 %s: no SETTINGS from the peer in time", c->ep->text);
@@ -1012,9 +1017,9 @@ static void h2conn_on_idle(evutil_socket_t fd, short what, void *arg)
 static struct upstream_h2_conn *h2conn_open(struct upstream_pool *pool, struct upstream_endpoint *ep)
 {
 	nghttp2_settings_entry iv[] = {
-		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
-		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_MAX_HEADER_LIST},
+	        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
+	        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_MAX_HEADER_LIST},
 	};
 	struct upstream_h2_conn *c;
 	struct timeval tv;
@@ -1069,7 +1074,8 @@ static unsigned h2conn_room(struct upstream_h2_conn *c)
 	if (c->state == H2CONN_CONNECTING)
 		max = H2_ASSUMED_STREAMS;
 	else if (c->state == H2CONN_READY)
-		max = nghttp2_session_get_remote_settings(c->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+		max = nghttp2_session_get_remote_settings(c->session,
+		                                          NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	else
 		return 0;
 	if (nghttp2_session_get_next_stream_id(c->session) > (1u << 31) - 1000)
@@ -1097,7 +1103,7 @@ static int h2_dispatch(struct upstream_exchange *ex, bool refused)
 			ep = refused ? upstream_pool_pick(pool, ex) : NULL;
 			if (ep == NULL) {
 				upstream_exchange_fail(ex, ex->tries > 0 ? UPSTREAM_ERR_CONNECT
-									 : UPSTREAM_ERR_NO_HEALTHY);
+				                                         : UPSTREAM_ERR_NO_HEALTHY);
 				return 0;
 			}
 		}

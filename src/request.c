@@ -171,7 +171,10 @@ static int request_set_host(struct request *req)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)a[i];
 
-		if (c <= 0x20 || c == 0x7f || c == '@' || c == '/' || c == '\\')
+		/* '"' would break the quoted realm of WWW-Authenticate; none of these is valid in
+		 * uri-host (RFC 3986 section 3.2.2) anyway. */
+		if (c <= 0x20 || c >= 0x7f || c == '@' || c == '/' || c == '\\' || c == '"' || c == '<' ||
+		    c == '>' || c == '{' || c == '}' || c == '|' || c == '^' || c == '`')
 			return JG_ERR_INVAL;
 	}
 	if (a[0] == '[') {

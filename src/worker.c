@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -147,13 +148,23 @@ static void worker_on_reload(evutil_socket_t fd, short what, void *arg)
 	log_info("worker %d: configuration reloaded", w->id);
 }
 
+/* Wakes the worker from another thread. The worker's event_base has no lock (the request path must
+ * not pay for one), so the only cross-thread signal is this eventfd. */
+static void worker_notify(struct worker *w)
+{
+	uint64_t one = 1;
+
+	if (write(w->notify_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_error("worker %d: cannot notify: %s", w->id, strerror(errno));
+}
+
 void worker_reload(struct worker *w, struct snapshot *snap)
 {
 	struct snapshot *old = atomic_exchange(&w->pending, snap);
 
 	/* A reload not yet taken is replaced by the newer one. */
 	snapshot_unref(old);
-	event_active(&w->reload_ev, EV_TIMEOUT, 0);
+	worker_notify(w);
 }
 
 uint64_t worker_random(struct worker *w)
@@ -289,6 +300,20 @@ static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&w->drain_ev, &tv);
 }
 
+static void worker_on_notify(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t n;
+
+	if (read(fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+		log_error("worker %d: notify read: %s", w->id, strerror(errno));
+	worker_on_reload(-1, 0, w);
+	if (atomic_load(&w->stop_requested)) {
+		event_del(&w->notify_ev);
+		worker_on_stop(-1, 0, w);
+	}
+}
+
 int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, FILE *access_log)
 {
 	const struct config *cfg = snap->cfg;
@@ -302,12 +327,25 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	w->access_log_format = cfg->access_log_format;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 		w->rng = (uint64_t)jg_now_ms() * 6364136223846793005ull + (uint64_t)id + 1;
-	w->base = event_base_new();
+	{
+		/* No lock on the worker's base: only its own thread touches it (see worker_notify). */
+		struct event_config *ec = event_config_new();
+
+		if (ec == NULL)
+			return JG_ERR_NOMEM;
+		event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+		w->base = event_base_new_with_config(ec);
+		event_config_free(ec);
+	}
 	if (w->base == NULL)
 		return JG_ERR_NOMEM;
+	w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->notify_fd == -1)
+		return -errno;
+	event_assign(&w->notify_ev, w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_on_notify, w);
+	event_add(&w->notify_ev, NULL);
 	w->gen = worker_gen_new(w, snapshot_ref(snap));
 	atomic_init(&w->pending, NULL);
-	event_assign(&w->reload_ev, w->base, -1, 0, worker_on_reload, w);
 	w->listeners = jg_xcalloc(cfg->n_listeners, sizeof(*w->listeners));
 	w->tls_ctx = jg_xcalloc(cfg->n_listeners, sizeof(*w->tls_ctx));
 	for (i = 0; i < cfg->n_listeners; i++) {
@@ -323,7 +361,6 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 		listen_fds[i] = -1; /* owned by the evconnlistener now */
 		evconnlistener_set_error_cb(w->listeners[i], worker_on_accept_error);
 	}
-	event_assign(&w->stop_ev, w->base, -1, 0, worker_on_stop, w);
 	return 0;
 }
 
@@ -347,8 +384,8 @@ int worker_start(struct worker *w)
 
 void worker_request_stop(struct worker *w)
 {
-	/* event_active is safe across threads once evthread_use_pthreads() was called. */
-	event_active(&w->stop_ev, EV_TIMEOUT, 0);
+	atomic_store(&w->stop_requested, true);
+	worker_notify(w);
 }
 
 void worker_join(struct worker *w)
@@ -374,6 +411,10 @@ void worker_free(struct worker *w)
 	snapshot_unref(atomic_exchange(&w->pending, NULL));
 	if (w->gen != NULL)
 		worker_gen_free(w->gen); /* the loop is over: nothing else can hold it */
-	if (w->base != NULL)
+	if (w->base != NULL) {
+		event_del(&w->notify_ev);
 		event_base_free(w->base);
+	}
+	if (w->notify_fd > 0)
+		close(w->notify_fd);
 }

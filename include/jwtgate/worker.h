@@ -57,10 +57,11 @@ struct worker {
 	const struct config *cfg; /* the current generation's config (limits for new requests) */
 	struct worker_gen *gen;   /* current generation */
 	_Atomic(struct snapshot *) pending; /* set by worker_reload, taken by the worker */
-	struct event reload_ev;
+	atomic_bool stop_requested;         /* set by worker_request_stop */
+	int notify_fd;                      /* eventfd: the main thread wakes the worker (stop, reload) */
+	struct event notify_ev;
 	int *listen_fds; /* one per config listener, bound before the thread starts */
 	struct evconnlistener **listeners;
-	struct event stop_ev;  /* activated from the main thread: start draining */
 	struct event drain_ev; /* drain deadline */
 	bool draining;
 	struct h1_conn *conns; /* every live downstream connection (for drain) */

@@ -48,26 +48,26 @@
 #include "jwtgate/upstream.h"
 #include "jwtgate/worker.h"
 
-#define H2_CONN_WINDOW (1024 * 1024)     /* connection receive window: request bytes buffered per conn */
-#define H2_OUT_HIGH (64 * 1024)          /* serialised frames queued to the socket before we stop */
-#define H2_IN_HIGH (64 * 1024)           /* bytes read ahead of nghttp2 */
-#define H2_STREAM_OUT_HIGH (64 * 1024)   /* response body buffered per stream before pausing upstream */
-#define H2_STREAM_OUT_LOW (16 * 1024)
-#define H2_ARENA_CHUNK 4096
-#define H2_ARENA_LIMIT (1024 * 1024)     /* per stream; the header limits keep real use far below */
-#define H2_MAX_EMPTY_DATA 16             /* consecutive DATA frames without payload nor END_STREAM */
-#define H2_MAX_PRIORITY_PER_STREAM 100   /* PRIORITY frames per stream opened (Envoy's default) */
-#define H2_WINDOW_UPDATE_BASE 1000       /* WINDOW_UPDATE budget: base + per DATA frame we sent */
-#define H2_WINDOW_UPDATE_PER_DATA 4
-#define H2_CTRL_PER_SEC 1000             /* PING and SETTINGS frames per second */
-#define H2_RESET_BURST 1000              /* RST_STREAM token bucket (CVE-2023-44487) */
-#define H2_RESET_RATE 33
-#define H2_MAX_CONTINUATIONS 8           /* CONTINUATION frames per header block (CVE-2024-28182) */
-#define H2_MAX_OUTBOUND_ACK 1000
-#define H2_MAX_SETTINGS 32
-#define H2_GOAWAY_DELAY_MS 1000          /* shutdown notice -> final GOAWAY */
-#define H2_FLUSH_MS 5000                 /* bound on flushing the last frames of a closing connection */
-#define H2_LINGER_MS 1000                /* bound on reading after our FIN */
+#define H2_CONN_WINDOW             (1024 * 1024) /* connection receive window: request bytes buffered per conn */
+#define H2_OUT_HIGH                (64 * 1024) /* serialised frames queued to the socket before we stop */
+#define H2_IN_HIGH                 (64 * 1024) /* bytes read ahead of nghttp2 */
+#define H2_STREAM_OUT_HIGH         (64 * 1024) /* response body buffered per stream before pausing upstream */
+#define H2_STREAM_OUT_LOW          (16 * 1024)
+#define H2_ARENA_CHUNK             4096
+#define H2_ARENA_LIMIT             (1024 * 1024) /* per stream; the header limits keep real use far below */
+#define H2_MAX_EMPTY_DATA          16            /* consecutive DATA frames without payload nor END_STREAM */
+#define H2_MAX_PRIORITY_PER_STREAM 100           /* PRIORITY frames per stream opened (Envoy's default) */
+#define H2_WINDOW_UPDATE_BASE      1000          /* WINDOW_UPDATE budget: base + per DATA frame we sent */
+#define H2_WINDOW_UPDATE_PER_DATA  4
+#define H2_CTRL_PER_SEC            1000 /* PING and SETTINGS frames per second */
+#define H2_RESET_BURST             1000 /* RST_STREAM token bucket (CVE-2023-44487) */
+#define H2_RESET_RATE              33
+#define H2_MAX_CONTINUATIONS       8 /* CONTINUATION frames per header block (CVE-2024-28182) */
+#define H2_MAX_OUTBOUND_ACK        1000
+#define H2_MAX_SETTINGS            32
+#define H2_GOAWAY_DELAY_MS         1000 /* shutdown notice -> final GOAWAY */
+#define H2_FLUSH_MS                5000 /* bound on flushing the last frames of a closing connection */
+#define H2_LINGER_MS               1000 /* bound on reading after our FIN */
 
 enum h2_conn_state {
 	H2C_PREFACE = 0, /* waiting for the client preface and the first request HEADERS */
@@ -116,11 +116,11 @@ struct h2_conn {
 	struct event free_ev;   /* deferred free */
 	struct h2_stream *streams;
 	struct h2_conn *next, *prev;
-	bool in_recv;           /* inside nghttp2_session_mem_recv */
+	bool in_recv; /* inside nghttp2_session_mem_recv */
 	bool fin_sent;
 	const char *calm_reason; /* a flood budget was exceeded: GOAWAY ENHANCE_YOUR_CALM */
 	/* flood accounting */
-	unsigned empty_data;     /* consecutive empty DATA frames */
+	unsigned empty_data; /* consecutive empty DATA frames */
 	uint64_t priority_frames;
 	uint64_t window_updates;
 	uint64_t streams_opened;
@@ -140,21 +140,21 @@ struct h2_stream {
 	/* request head decoding */
 	size_t header_bytes;
 	unsigned header_count;
-	int error_status;        /* 431 / 400 found while decoding: answered at END_HEADERS */
+	int error_status; /* 431 / 400 found while decoding: answered at END_HEADERS */
 	const char *error_text;
-	char *cookie;            /* cookie fields joined with "; " (RFC 9113 section 8.2.3) */
+	char *cookie; /* cookie fields joined with "; " (RFC 9113 section 8.2.3) */
 	size_t cookie_len;
 	/* request body */
-	struct worker_gen *gen;  /* configuration generation of this request (pipeline_run) */
+	struct worker_gen *gen; /* configuration generation of this request (pipeline_run) */
 	struct upstream_exchange *ex;
 	const struct config_rule *rule;
 	struct evbuffer *req_body; /* received, not yet taken by upstream: bounded by the stream window */
 	uint64_t req_body_bytes;
 	int64_t req_content_length; /* -1: not given */
-	bool req_done;           /* END_STREAM received */
+	bool req_done;              /* END_STREAM received */
 	bool upstream_ready;
 	bool body_blocked;
-	bool body_ended;         /* upstream_end_body called */
+	bool body_ended; /* upstream_end_body called */
 	/* response */
 	struct evbuffer *resp_body; /* bounded by H2_STREAM_OUT_HIGH (+ one upstream read) */
 	nghttp2_nv *trailers;
@@ -180,16 +180,16 @@ static void h2_stream_keep_peer(struct h2_stream *s);
 static void h2_set_state(struct h2_conn *c, enum h2_conn_state s)
 {
 	static const bool legal[5][5] = {
-		/* PREFACE */ {false, true, true, true, true},
-		/* OPEN */ {false, false, true, true, true},
-		/* DRAINING */ {false, false, false, true, true},
-		/* CLOSING */ {false, false, false, false, true},
-		/* CLOSED */ {false, false, false, false, false},
+	        /* PREFACE */ {false, true, true, true, true},
+	        /* OPEN */ {false, false, true, true, true},
+	        /* DRAINING */ {false, false, false, true, true},
+	        /* CLOSING */ {false, false, false, false, true},
+	        /* CLOSED */ {false, false, false, false, false},
 	};
 
 	if (!legal[c->state][s]) {
 		log_error("http2 %s: illegal state change %s -> %s", c->peer_ip, h2_conn_state_str(c->state),
-			  h2_conn_state_str(s));
+		          h2_conn_state_str(s));
 		abort();
 	}
 	log_debug("http2 %s: %s -> %s", c->peer_ip, h2_conn_state_str(c->state), h2_conn_state_str(s));
@@ -199,19 +199,19 @@ static void h2_set_state(struct h2_conn *c, enum h2_conn_state s)
 static void h2_stream_set_state(struct h2_stream *s, enum h2_stream_state to)
 {
 	static const bool legal[4][4] = {
-		/* HEAD */ {false, true, true, true},
-		/* UPSTREAM */ {false, false, true, true},
-		/* RESPONDED */ {false, false, false, true},
-		/* CLOSED */ {false, false, false, false},
+	        /* HEAD */ {false, true, true, true},
+	        /* UPSTREAM */ {false, false, true, true},
+	        /* RESPONDED */ {false, false, false, true},
+	        /* CLOSED */ {false, false, false, false},
 	};
 
 	if (!legal[s->state][to]) {
 		log_error("http2 %s: stream %d: illegal state change %s -> %s", s->conn->peer_ip, s->id,
-			  h2_stream_state_str(s->state), h2_stream_state_str(to));
+		          h2_stream_state_str(s->state), h2_stream_state_str(to));
 		abort();
 	}
 	log_debug("http2 %s: stream %d: %s -> %s", s->conn->peer_ip, s->id, h2_stream_state_str(s->state),
-		  h2_stream_state_str(to));
+	          h2_stream_state_str(to));
 	s->state = to;
 }
 
@@ -235,7 +235,10 @@ static void h2_schedule_flush(struct h2_conn *c)
 
 /* ---- helpers ---- */
 
-#define H2_NV(n, v, vl) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE}
+#define H2_NV(n, v, vl)                                                                                      \
+	{                                                                                                    \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE                    \
+	}
 
 /* gRPC's percent-encoding of grpc-message (PROTOCOL-HTTP2.md): everything but unreserved ASCII is
  * escaped, so "Jwt is missing" becomes "Jwt%20is%20missing". Returns the length written (cut at
@@ -247,8 +250,8 @@ static size_t h2_grpc_percent_encode(const char *in, char *out, size_t cap)
 
 	for (; *in != '\0'; in++) {
 		unsigned char ch = (unsigned char)*in;
-		bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-			     ch == '-' || ch == '_' || ch == '.' || ch == '~';
+		bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		             (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~';
 
 		if (n + (plain ? 1 : 3) >= cap)
 			break;
@@ -330,7 +333,7 @@ static void h2_stream_log(struct h2_stream *s)
 /* nghttp2 data source: hands out the buffered response body; defers while the buffer is empty
  * and the upstream has more to come; at the end sends the trailers, if any. */
 static ssize_t h2_data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
-			       uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+                               uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct h2_stream *s = source->ptr;
 	int n = evbuffer_remove(s->resp_body, buf, length);
@@ -342,7 +345,8 @@ static ssize_t h2_data_read_cb(nghttp2_session *session, int32_t stream_id, uint
 			*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 			if (s->n_trailers > 0) {
 				*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-				if (nghttp2_submit_trailer(session, stream_id, s->trailers, s->n_trailers) != 0)
+				if (nghttp2_submit_trailer(session, stream_id, s->trailers, s->n_trailers) !=
+				    0)
 					return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 			}
 		} else if (n == 0) {
@@ -372,7 +376,7 @@ static void h2_stream_resume(struct h2_stream *s)
  * percent-encoded in grpc-message); otherwise status, text/plain and the message as body. An
  * upstream exchange still running is abandoned. */
 static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, const char *message,
-			      const char *www_authenticate)
+                              const char *www_authenticate)
 {
 	struct h2_conn *c = s->conn;
 	nghttp2_data_provider prd;
@@ -398,7 +402,7 @@ static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, 
 		size_t gsl = (size_t)snprintf(gs, sizeof(gs), "%d", grpc_status);
 		size_t gml = h2_grpc_percent_encode(message, gm, sizeof(gm));
 		nghttp2_nv g[] = {H2_NV(":status", "200", 3), H2_NV("content-type", "application/grpc", 16),
-				  H2_NV("grpc-status", gs, gsl), H2_NV("grpc-message", gm, gml)};
+		                  H2_NV("grpc-status", gs, gsl), H2_NV("grpc-message", gm, gml)};
 
 		s->status = 200;
 		rc = nghttp2_submit_response(c->session, s->id, g, JG_ARRAY_SIZE(g), NULL);
@@ -418,9 +422,11 @@ static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, 
 		s->status = status;
 		nva[n++] = (nghttp2_nv)H2_NV(":status", st, stl);
 		nva[n++] = (nghttp2_nv)H2_NV("content-type", "text/plain", 10);
-		nva[n++] = (nghttp2_nv)H2_NV("content-length", cl, (size_t)snprintf(cl, sizeof(cl), "%zu", blen));
+		nva[n++] = (nghttp2_nv)H2_NV("content-length", cl,
+		                             (size_t)snprintf(cl, sizeof(cl), "%zu", blen));
 		if (www_authenticate != NULL && www_authenticate[0] != '\0')
-			nva[n++] = (nghttp2_nv)H2_NV("www-authenticate", www_authenticate, strlen(www_authenticate));
+			nva[n++] = (nghttp2_nv)H2_NV("www-authenticate", www_authenticate,
+			                             strlen(www_authenticate));
 		if (is_head) {
 			evbuffer_drain(s->resp_body, blen);
 			rc = nghttp2_submit_response(c->session, s->id, nva, n, NULL);
@@ -452,7 +458,8 @@ static void h2_stream_consume(struct h2_stream *s, size_t n)
  * took, and ends the body once END_STREAM came and everything was fed. */
 static void h2_stream_push_body(struct h2_stream *s)
 {
-	while (s->ex != NULL && s->upstream_ready && !s->body_blocked && evbuffer_get_length(s->req_body) > 0) {
+	while (s->ex != NULL && s->upstream_ready && !s->body_blocked &&
+	       evbuffer_get_length(s->req_body) > 0) {
 		struct evbuffer_iovec v;
 		int rc;
 
@@ -557,7 +564,8 @@ static void h2_up_on_head(void *ctx, const struct response *resp)
 		const char *v = h->value;
 		size_t vl = h->value_len;
 
-		if (h->name_len == 0 || h->name[0] == ':' || request_header_is_hop_by_hop(h->name, h->name_len))
+		if (h->name_len == 0 || h->name[0] == ':' ||
+		    request_header_is_hop_by_hop(h->name, h->name_len))
 			continue;
 		if (request_header_listed_in_connection(resp->headers, resp->n_headers, h->name, h->name_len))
 			continue;
@@ -622,7 +630,8 @@ static void h2_up_on_trailers(void *ctx, const struct request_header *trailers, 
 		size_t vl = h->value_len;
 		char *name, *value;
 
-		if (h->name_len == 0 || h->name[0] == ':' || request_header_is_hop_by_hop(h->name, h->name_len))
+		if (h->name_len == 0 || h->name[0] == ':' ||
+		    request_header_is_hop_by_hop(h->name, h->name_len))
 			continue;
 		if (!h2_field_value_ok(&v, &vl))
 			continue;
@@ -630,8 +639,8 @@ static void h2_up_on_trailers(void *ctx, const struct request_header *trailers, 
 		value = arena_strndup(&s->arena, v, vl);
 		if (name == NULL || value == NULL)
 			return;
-		s->trailers[s->n_trailers++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, h->name_len, vl,
-							     NGHTTP2_NV_FLAG_NONE};
+		s->trailers[s->n_trailers++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, h->name_len,
+		                                            vl, NGHTTP2_NV_FLAG_NONE};
 	}
 }
 
@@ -659,7 +668,7 @@ static void h2_up_on_error(void *ctx, enum upstream_error err, bool after_head)
 	h2_stream_drop_body(s);
 	if (after_head || s->resp_head_sent) {
 		log_info("http2 %s: stream %d: upstream failed mid-response: %s", s->conn->peer_ip, s->id,
-			 upstream_error_text(err));
+		         upstream_error_text(err));
 		nghttp2_submit_rst_stream(s->conn->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 		h2_stream_set_state(s, H2S_RESPONDED);
 		h2_schedule_flush(s->conn);
@@ -669,13 +678,13 @@ static void h2_up_on_error(void *ctx, enum upstream_error err, bool after_head)
 }
 
 static const struct upstream_sink h2_sink = {
-	.on_ready = h2_up_on_ready,
-	.on_head = h2_up_on_head,
-	.on_data = h2_up_on_data,
-	.on_trailers = h2_up_on_trailers,
-	.on_end = h2_up_on_end,
-	.on_error = h2_up_on_error,
-	.on_drain = h2_up_on_drain,
+        .on_ready = h2_up_on_ready,
+        .on_head = h2_up_on_head,
+        .on_data = h2_up_on_data,
+        .on_trailers = h2_up_on_trailers,
+        .on_end = h2_up_on_end,
+        .on_error = h2_up_on_error,
+        .on_drain = h2_up_on_drain,
 };
 
 /* ---- request head ---- */
@@ -692,7 +701,8 @@ static void h2_stream_dispatch(struct h2_stream *s)
 	int len;
 
 	if (s->error_status != 0) {
-		h2_stream_respond(s, s->error_status, pipeline_grpc_status(s->error_status), s->error_text, NULL);
+		h2_stream_respond(s, s->error_status, pipeline_grpc_status(s->error_status), s->error_text,
+		                  NULL);
 		return;
 	}
 	if (req->method == NULL || req->target == NULL) {
@@ -705,7 +715,7 @@ static void h2_stream_dispatch(struct h2_stream *s)
 		req->authority = h->value;
 		req->authority_len = h->value_len;
 	} else if (req->authority != NULL && h != NULL &&
-		   !jg_case_eq(h->value, h->value_len, req->authority, req->authority_len)) {
+	           !jg_case_eq(h->value, h->value_len, req->authority, req->authority_len)) {
 		/* RFC 9113 section 8.3.1: Host naming another entity than :authority is malformed. */
 		h2_stream_respond(s, 400, pipeline_grpc_status(400), "Host differs from :authority", NULL);
 		return;
@@ -755,7 +765,7 @@ static void h2_stream_dispatch(struct h2_stream *s)
 	h2_stream_set_state(s, H2S_UPSTREAM);
 	/* upstream_start may call on_ready or on_error before it returns; s->ex is set first. */
 	if (upstream_start(s->gen->upstream, po.ref, req, extra, (size_t)len, req->has_body,
-			   s->req_done ? 0 : s->req_content_length, &h2_sink, s, &s->ex) < 0) {
+	                   s->req_done ? 0 : s->req_content_length, &h2_sink, s, &s->ex) < 0) {
 		s->ex = NULL;
 		h2_stream_respond(s, 503, 14, "upstream overloaded", NULL);
 	}
@@ -772,7 +782,7 @@ static void h2_stream_on_request_end(struct h2_stream *s)
 /* ---- nghttp2 callbacks ---- */
 
 static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t length, int flags,
-			  void *user_data)
+                          void *user_data)
 {
 	/* Unused: we serialise with nghttp2_session_mem_send. */
 	return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -799,7 +809,8 @@ static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd
 			c->calm_reason = "PRIORITY frame flood";
 		break;
 	case NGHTTP2_WINDOW_UPDATE:
-		if (++c->window_updates > H2_WINDOW_UPDATE_BASE + H2_WINDOW_UPDATE_PER_DATA * c->data_frames_sent)
+		if (++c->window_updates >
+		    H2_WINDOW_UPDATE_BASE + H2_WINDOW_UPDATE_PER_DATA * c->data_frames_sent)
 			c->calm_reason = "WINDOW_UPDATE frame flood";
 		break;
 	case NGHTTP2_PING:
@@ -865,7 +876,8 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 /* Stores one request header field. The list is bounded here (nghttp2 does not): past the limits
  * the fields are dropped and the stream answered 431 once the block ends. */
 static int h2_on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-			   size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+                           size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                           void *user_data)
 {
 	struct h2_conn *c = user_data;
 	struct h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -881,8 +893,9 @@ static int h2_on_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 	if (++s->header_count > lim->max_header_count || s->header_bytes > lim->max_header_bytes) {
 		if (s->error_status == 0) {
 			s->error_status = 431;
-			s->error_text = s->header_count > lim->max_header_count ? "too many header fields"
-										 : "request header fields too large";
+			s->error_text = s->header_count > lim->max_header_count
+			                        ? "too many header fields"
+			                        : "request header fields too large";
 		}
 		return 0;
 	}
@@ -955,7 +968,7 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 }
 
 static int h2_on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
-				    const uint8_t *data, size_t len, void *user_data)
+                                    const uint8_t *data, size_t len, void *user_data)
 {
 	struct h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
 
@@ -990,7 +1003,7 @@ static void h2_stream_free(struct h2_stream *s)
 /* The stream is gone (complete, reset by either side, or refused): abandon its exchange, log it
  * and free it. nghttp2 calls this only from mem_recv/mem_send, never under a sink callback. */
 static int h2_on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
-				 void *user_data)
+                                 void *user_data)
 {
 	struct h2_conn *c = user_data;
 	struct h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
@@ -1134,9 +1147,10 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 				return;
 			} else {
 				/* nghttp2 queued its GOAWAY for protocol errors and floods it detects. */
-				h2_terminate(c, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-									 : NGHTTP2_PROTOCOL_ERROR,
-					     nghttp2_strerror((int)n));
+				h2_terminate(c,
+				             n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+				                                      : NGHTTP2_PROTOCOL_ERROR,
+				             nghttp2_strerror((int)n));
 			}
 			break;
 		}
@@ -1176,8 +1190,7 @@ static void h2_on_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case H2C_OPEN:
 	case H2C_DRAINING:
-		if (c->calm_reason == NULL && nghttp2_session_want_read(c->session) &&
-		    c->state == H2C_OPEN) {
+		if (c->calm_reason == NULL && nghttp2_session_want_read(c->session) && c->state == H2C_OPEN) {
 			h2_terminate(c, NGHTTP2_NO_ERROR, "idle timeout");
 			h2_set_state(c, H2C_DRAINING);
 			h2_arm_timer(c, H2_FLUSH_MS);
@@ -1199,8 +1212,8 @@ static void h2_on_goaway(evutil_socket_t fd, short what, void *arg)
 
 	if (c->state != H2C_DRAINING)
 		return;
-	nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
-			      NGHTTP2_NO_ERROR, NULL, 0);
+	nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+	                      nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR, NULL, 0);
 	h2_flush(c);
 }
 
@@ -1276,10 +1289,10 @@ static int h2_session_new(struct h2_conn *c)
 	nghttp2_option *opt = NULL;
 	nghttp2_session_callbacks *cbs = h2_callbacks();
 	nghttp2_settings_entry iv[] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->w->cfg->limits.h2_max_concurrent_streams},
-		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65535},
-		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->w->cfg->limits.max_header_bytes},
-		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->w->cfg->limits.h2_max_concurrent_streams},
+	        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65535},
+	        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->w->cfg->limits.max_header_bytes},
+	        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
 	};
 	int rc = JG_ERR_NOMEM;
 
@@ -1303,7 +1316,7 @@ cleanup:
 }
 
 int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
-			socklen_t peer_len, int listener_index, bool is_tls)
+                        socklen_t peer_len, int listener_index, bool is_tls)
 {
 	struct h2_conn *c = calloc(1, sizeof(*c));
 
@@ -1316,9 +1329,11 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
 	c->peer_len = peer_len;
 	if (peer->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
+		          sizeof(c->peer_ip));
 	else if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip,
+		          sizeof(c->peer_ip));
 	else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
 	if (h2_session_new(c) < 0) {

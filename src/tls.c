@@ -35,8 +35,8 @@ struct tls_handshake {
 
 /* ALPN selection: the first of our protocols the client offers; without overlap the handshake
  * goes on without ALPN (then HTTP/1.1). */
-static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-			      unsigned int inlen, void *arg)
+static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                              const unsigned char *in, unsigned int inlen, void *arg)
 {
 	unsigned char *sel;
 
@@ -61,16 +61,17 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, FILE *err
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert_file) != 1) {
 		fprintf(err, "jwtgate: listener %s: certificateFile %s: %s\n", l->name, l->tls_cert_file,
-			ERR_reason_error_string(ERR_get_error()));
+		        ERR_reason_error_string(ERR_get_error()));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key_file, SSL_FILETYPE_PEM) != 1) {
 		fprintf(err, "jwtgate: listener %s: privateKeyFile %s: %s\n", l->name, l->tls_key_file,
-			ERR_reason_error_string(ERR_get_error()));
+		        ERR_reason_error_string(ERR_get_error()));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		fprintf(err, "jwtgate: listener %s: the private key does not match the certificate\n", l->name);
+		fprintf(err, "jwtgate: listener %s: the private key does not match the certificate\n",
+		        l->name);
 		goto fail;
 	}
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
@@ -108,7 +109,8 @@ static void tls_on_event(struct bufferevent *bev, short what, void *arg)
 	if (!(what & BEV_EVENT_CONNECTED)) {
 		unsigned long e = bufferevent_get_openssl_error(bev);
 
-		log_debug("tls: handshake failed: %s", e ? ERR_reason_error_string(e) : "connection closed or timed out");
+		log_debug("tls: handshake failed: %s",
+		          e ? ERR_reason_error_string(e) : "connection closed or timed out");
 		tls_handshake_fail(hs);
 		return;
 	}
@@ -124,8 +126,8 @@ static void tls_on_event(struct bufferevent *bev, short what, void *arg)
 		atomic_fetch_sub(&worker_open_conns, 1);
 }
 
-int tls_accept(struct worker *w, struct ssl_ctx_st *ctx, int fd, const struct sockaddr *peer, socklen_t peer_len,
-	       int listener_index)
+int tls_accept(struct worker *w, struct ssl_ctx_st *ctx, int fd, const struct sockaddr *peer,
+               socklen_t peer_len, int listener_index)
 {
 	struct tls_handshake *hs = calloc(1, sizeof(*hs));
 	uint64_t ms = w->cfg->limits.header_timeout_ms;
@@ -138,7 +140,7 @@ int tls_accept(struct worker *w, struct ssl_ctx_st *ctx, int fd, const struct so
 	if (ssl == NULL)
 		goto fail;
 	hs->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						 BEV_OPT_CLOSE_ON_FREE);
+	                                         BEV_OPT_CLOSE_ON_FREE);
 	if (hs->bev == NULL)
 		goto fail; /* libevent frees neither ssl nor fd on failure */
 	hs->w = w;

@@ -13,7 +13,7 @@ struct bufferevent;
 struct h2_conn;
 
 /* The HTTP/2 client connection preface (RFC 9113 section 3.4). */
-#define HTTP2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define HTTP2_PREFACE     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define HTTP2_PREFACE_LEN 24
 
 /* Takes over a connected bufferevent (plain socket or TLS after the handshake) together with the
@@ -22,7 +22,7 @@ struct h2_conn;
  * no longer touches bev. On failure bev is freed and a negative JG_ERR_* is returned (the caller
  * then gives the count back). */
 int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
-			socklen_t peer_len, int listener_index, bool is_tls);
+                        socklen_t peer_len, int listener_index, bool is_tls);
 
 /* Drain on shutdown: graceful GOAWAY (shutdown notice, then GOAWAY with the last stream id); the
  * connection closes once its in-flight streams are done. */

@@ -20,7 +20,7 @@ void tls_server_ctx_free(struct ssl_ctx_st *ctx);
 /* Starts the TLS handshake on an accepted socket (counted in worker_open_conns) and hands the
  * connection to a codec when it completes; the handshake is bounded by limits.headerTimeout.
  * Returns 0, or a negative JG_ERR_* (then fd is closed and the count given back). */
-int tls_accept(struct worker *w, struct ssl_ctx_st *ctx, int fd, const struct sockaddr *peer, socklen_t peer_len,
-	       int listener_index);
+int tls_accept(struct worker *w, struct ssl_ctx_st *ctx, int fd, const struct sockaddr *peer,
+               socklen_t peer_len, int listener_index);
 
 #endif

@@ -31,6 +31,7 @@
 
 #include "jwtgate/access_log.h"
 #include "jwtgate/auth.h"
+#include "jwtgate/bevio.h"
 #include "jwtgate/common.h"
 #include "jwtgate/http2.h"
 #include "jwtgate/log.h"
@@ -79,6 +80,9 @@ struct h1_conn {
 	const char *error_text;
 	struct event timer;   /* header or idle timeout */
 	struct event free_ev; /* deferred free */
+	struct event flush_ev; /* deferred direct write of queued output (bevio.h) */
+	bool flush_pending;
+	bool plain; /* plain socket: output is written directly, EV_WRITE only when the socket is full */
 	struct h1_conn *next, *prev;
 
 	/* the current exchange */
@@ -154,6 +158,15 @@ static void h1_arm_timer(struct h1_conn *c, uint64_t ms)
 	evtimer_add(&c->timer, &tv);
 }
 
+/* Output was queued: write it once the current callbacks are done (one writev per burst). */
+static void h1_schedule_flush(struct h1_conn *c)
+{
+	if (c->plain && !c->flush_pending && c->bev != NULL) {
+		c->flush_pending = true;
+		event_active(&c->flush_ev, EV_TIMEOUT, 0);
+	}
+}
+
 /* ---- local responses ---- */
 
 /* Writes a complete response made here (errors, 404, JWT denials). `extra` holds extra header
@@ -176,6 +189,7 @@ static void h1_respond_local(struct h1_conn *c, int status, const char *reason, 
 	c->resp_bytes = blen;
 	c->resp_done = true;
 	c->resp_head_sent = true;
+	h1_schedule_flush(c);
 	if (close_after)
 		c->keepalive = false;
 }
@@ -297,8 +311,10 @@ static void h1_up_on_ready(void *ctx)
 	struct h1_conn *c = ctx;
 
 	c->upstream_ready = true;
-	if (c->expect_continue && c->req_has_body && c->req.http_minor >= 1)
+	if (c->expect_continue && c->req_has_body && c->req.http_minor >= 1) {
 		evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		h1_schedule_flush(c);
+	}
 	if (c->req_done) {
 		upstream_end_body(c->ex);
 		return;
@@ -335,6 +351,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 				evbuffer_add_printf(out, "%s: %s\r\n", h->name, h->value);
 			}
 			evbuffer_add(out, "\r\n", 2);
+			h1_schedule_flush(c);
 		}
 		return;
 	}
@@ -376,6 +393,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	else if (c->req.http_minor == 0)
 		evbuffer_add(out, "connection: keep-alive\r\n", 24);
 	evbuffer_add(out, "\r\n", 2);
+	h1_schedule_flush(c);
 }
 
 static void h1_up_on_data(void *ctx, const char *data, size_t len)
@@ -389,6 +407,7 @@ static void h1_up_on_data(void *ctx, const char *data, size_t len)
 	if (c->resp_chunked)
 		evbuffer_add(out, "\r\n", 2);
 	c->resp_bytes += len;
+	h1_schedule_flush(c);
 	if (!c->resp_paused && evbuffer_get_length(out) > H1_OUT_HIGH) {
 		/* Client reads slower than upstream writes: stop reading upstream until we drained. */
 		c->resp_paused = true;
@@ -403,6 +422,7 @@ static void h1_up_on_end(void *ctx)
 
 	if (c->resp_chunked)
 		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	h1_schedule_flush(c);
 	c->resp_done = true;
 	h1_log_exchange(c);
 	c->ex = NULL;
@@ -918,6 +938,8 @@ static void h1_process(struct h1_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	bool kicked = false;
+
 	if (c->in_parse)
 		return;
 	c->in_parse = true;
@@ -938,9 +960,11 @@ static void h1_process(struct h1_conn *c)
 		if (!h1_can_parse(c))
 			break;
 		if (avail == 0) {
-			/* A body-less request completes without more bytes: let llhttp reach
-			 * on_message_complete with an empty run. */
-			if (c->state == H1_UPSTREAM && !c->req_has_body && !c->req_done) {
+			/* llhttp reaches on_message_complete only on its next run after a pause (after the
+			 * head of a body-less request, or after the last body bytes when the upstream
+			 * was full): give it one empty run per pass. */
+			if (c->state == H1_UPSTREAM && !c->req_done && !kicked) {
+				kicked = true;
 				rc = llhttp_execute(&c->parser, "", 0);
 				if (rc == HPE_PAUSED)
 					llhttp_resume(&c->parser);
@@ -1043,21 +1067,43 @@ static void h1_on_read(struct bufferevent *bev, void *arg)
 	h1_process(c);
 }
 
+/* The output drained (written by us or by libevent): continue a close, or resume the upstream. */
+static void h1_after_write(struct h1_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (c->state == H1_CLOSING) {
+		if (evbuffer_get_length(out) == 0)
+			h1_close(c);
+		return;
+	}
+	if (c->resp_paused && evbuffer_get_length(out) <= H1_OUT_LOW) {
+		c->resp_paused = false;
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		if (c->ex != NULL)
+			upstream_pause_response(c->ex, false);
+	}
+}
+
 static void h1_on_write(struct bufferevent *bev, void *arg)
 {
 	struct h1_conn *c = arg;
 
-	if (c->state == H1_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			h1_close(c);
+	/* Plain sockets go back to direct writes once libevent has drained what the socket refused. */
+	if (c->plain && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+	h1_after_write(c);
+}
+
+static void h1_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct h1_conn *c = arg;
+
+	c->flush_pending = false;
+	if (c->bev == NULL || c->state == H1_CLOSED)
 		return;
-	}
-	if (c->resp_paused && evbuffer_get_length(bufferevent_get_output(bev)) <= H1_OUT_LOW) {
-		c->resp_paused = false;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		if (c->ex != NULL)
-			upstream_pause_response(c->ex, false);
-	}
+	if (bevio_flush(c->bev))
+		h1_after_write(c);
 }
 
 static void h1_on_event(struct bufferevent *bev, short what, void *arg)
@@ -1121,6 +1167,8 @@ static void h1_destroy(struct h1_conn *c)
 	if (c->state != H1_CLOSING)
 		h1_set_state(c, H1_CLOSING);
 	h1_set_state(c, H1_CLOSED);
+	event_del(&c->flush_ev);
+	c->flush_pending = false;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_active(&c->free_ev, EV_TIMEOUT, 0);
@@ -1144,6 +1192,7 @@ static void h1_close(struct h1_conn *c)
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		h1_arm_timer(c, H1_FLUSH_MS);
+		h1_schedule_flush(c);
 		return;
 	}
 	if (!c->fin_sent) {
@@ -1198,6 +1247,8 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	c->parser.data = c;
 	evtimer_assign(&c->timer, w->base, h1_on_timer, c);
 	event_assign(&c->free_ev, w->base, -1, 0, h1_on_free, c);
+	event_assign(&c->flush_ev, w->base, -1, 0, h1_on_flush, c);
+	c->plain = bevio_is_plain(c->bev);
 	bufferevent_setcb(c->bev, h1_on_read, h1_on_write, h1_on_event, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, H1_IN_HIGH);
 	c->state = H1_IDLE;
@@ -1205,7 +1256,10 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	worker_conn_added(w, c);
 	/* The first request must arrive within the header timeout. */
 	h1_arm_timer(c, w->cfg->limits.header_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* A new socket bufferevent starts with EV_WRITE enabled; plain sockets write directly. */
+	if (c->plain)
+		bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, c->plain ? EV_READ : EV_READ | EV_WRITE);
 	/* After a TLS handshake the first request may already be buffered. */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		h1_on_read(c->bev, c);

@@ -25,6 +25,7 @@
 #include <event2/util.h>
 #include <llhttp.h>
 
+#include "jwtgate/bevio.h"
 #include "jwtgate/common.h"
 #include "jwtgate/log.h"
 #include "upstream-int.h"
@@ -49,6 +50,10 @@ struct upstream_conn {
 	unsigned served; /* exchanges completed on this connection */
 	bool parsing;    /* inside llhttp_execute: frees are deferred to the read loop */
 	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
+	bool plain;      /* plain socket: output written directly (bevio.h), EV_WRITE only when full */
+	bool kick;       /* resumed: run the parser once even without new bytes */
+	bool flush_pending;
+	struct event flush_ev;
 };
 
 
@@ -455,8 +460,10 @@ static void upconn_free(struct upstream_conn *c)
 		idle_unlink(c);
 	if (c->state != UPCONN_CLOSED)
 		upconn_set_state(c, UPCONN_CLOSED);
-	if (c->bev != NULL)
+	if (c->bev != NULL) {
+		event_del(&c->flush_ev);
 		bufferevent_free(c->bev);
+	}
 	pool->n_conns--;
 	free(c);
 	pool_kick_pending(pool);
@@ -467,6 +474,36 @@ static void upconn_on_write(struct bufferevent *bev, void *arg);
 static void upconn_on_event(struct bufferevent *bev, short what, void *arg);
 static int exchange_connect(struct upstream_exchange *ex);
 
+/* Output was queued on the connection: write it once the current callbacks are done. */
+static void upconn_schedule_flush(struct upstream_conn *c)
+{
+	if (c->plain && !c->flush_pending) {
+		c->flush_pending = true;
+		event_active(&c->flush_ev, EV_TIMEOUT, 0);
+	}
+}
+
+/* The output drained: a codec waiting to feed more request body may go on. */
+static void upconn_after_write(struct upstream_conn *c)
+{
+	struct upstream_exchange *ex = c->ex;
+
+	if (ex != NULL && ex->notify_drain && !ex->finished) {
+		ex->notify_drain = false;
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		ex->sink->on_drain(ex->ctx);
+	}
+}
+
+static void upconn_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_conn *c = arg;
+
+	c->flush_pending = false;
+	if (bevio_flush(c->bev))
+		upconn_after_write(c);
+}
+
 /* Writes the kept request head on the exchange's connection and tells the codec to send the body. */
 static void exchange_send_head(struct upstream_exchange *ex)
 {
@@ -475,7 +512,13 @@ static void exchange_send_head(struct upstream_exchange *ex)
 	llhttp_init(&c->parser, HTTP_RESPONSE, &upstream_parser_settings);
 	c->parser.data = c;
 	evbuffer_add(bufferevent_get_output(c->bev), evbuffer_pullup(ex->head, -1), evbuffer_get_length(ex->head));
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (c->plain) {
+		bufferevent_disable(c->bev, EV_WRITE);
+		bufferevent_enable(c->bev, EV_READ);
+		upconn_schedule_flush(c);
+	} else {
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	}
 	ex->sink->on_ready(ex->ctx);
 }
 
@@ -552,6 +595,8 @@ static int exchange_connect(struct upstream_exchange *ex)
 	pool->n_conns++;
 	c->ex = ex;
 	ex->conn = c;
+	c->plain = bevio_is_plain(c->bev);
+	event_assign(&c->flush_ev, pool->uw->base, -1, 0, upconn_on_flush, c);
 	bufferevent_setcb(c->bev, upconn_on_read, upconn_on_write, upconn_on_event, c);
 	tv.tv_sec = (time_t)(pool->be->connect_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(pool->be->connect_timeout_ms % 1000) * 1000;
@@ -576,6 +621,7 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 	struct timeval tv;
 
 	c->ex = NULL;
+	c->kick = false;
 	c->served++;
 	if (!reusable || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
 		upconn_free(c);
@@ -669,13 +715,12 @@ static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
 static void upconn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct upstream_conn *c = arg;
-	struct upstream_exchange *ex = c->ex;
 
-	if (ex != NULL && ex->notify_drain && !ex->finished) {
-		ex->notify_drain = false;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		ex->sink->on_drain(ex->ctx);
-	}
+	if (c->state == UPCONN_CONNECTING)
+		return;
+	if (c->plain && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+	upconn_after_write(c);
 }
 
 /* Parses what the upstream sent. Stops when the response is complete, when the codec paused the
@@ -686,17 +731,26 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	if (c->state == UPCONN_IDLE) {
-		upconn_free(c); /* unsolicited bytes on an idle connection */
+		if (evbuffer_get_length(in) > 0)
+			upconn_free(c); /* unsolicited bytes on an idle connection */
 		return;
 	}
-	while (c->ex != NULL && !c->ex->finished && !c->ex->response_paused && evbuffer_get_length(in) > 0) {
+	while (c->ex != NULL && !c->ex->finished && !c->ex->response_paused &&
+	       (evbuffer_get_length(in) > 0 || c->kick)) {
 		struct upstream_exchange *ex = c->ex;
 		struct evbuffer_iovec v;
 		enum llhttp_errno rc;
 		size_t used;
 
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+		if (evbuffer_get_length(in) == 0) {
+			/* Resumed after a pause at the end of the input: llhttp needs one empty run to
+			 * reach on_message_complete (the upstream may have nothing more to send). */
+			v.iov_base = (void *)"";
+			v.iov_len = 0;
+			c->kick = false;
+		} else if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
 			break;
+		}
 		if (!ex->response_started) {
 			ex->response_started = true;
 			if (ex->head != NULL) {
@@ -982,6 +1036,7 @@ int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t le
 		return JG_ERR_NOMEM;
 	if (ex->chunked_body)
 		evbuffer_add(out, "\r\n", 2);
+	upconn_schedule_flush(ex->conn);
 	if (evbuffer_get_length(out) > UPSTREAM_OUT_HIGH) {
 		ex->notify_drain = true;
 		bufferevent_setwatermark(ex->conn->bev, EV_WRITE, UPSTREAM_OUT_LOW, 0);
@@ -996,8 +1051,10 @@ int upstream_end_body(struct upstream_exchange *ex)
 		return ex->finished ? JG_ERR_CLOSED : upstream_h2_end_body(ex);
 	if (ex->finished || ex->conn == NULL)
 		return JG_ERR_CLOSED;
-	if (ex->chunked_body && !ex->body_done)
+	if (ex->chunked_body && !ex->body_done) {
 		evbuffer_add(bufferevent_get_output(ex->conn->bev), "0\r\n\r\n", 5);
+		upconn_schedule_flush(ex->conn);
+	}
 	ex->body_done = true;
 	return 0;
 }
@@ -1017,9 +1074,10 @@ void upstream_pause_response(struct upstream_exchange *ex, bool pause)
 		bufferevent_disable(ex->conn->bev, EV_READ);
 	} else {
 		bufferevent_enable(ex->conn->bev, EV_READ);
-		/* Bytes already read wait in the input buffer: parse them from the loop, not from here. */
-		if (evbuffer_get_length(bufferevent_get_input(ex->conn->bev)) > 0)
-			bufferevent_trigger(ex->conn->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+		/* Bytes already read wait in the input buffer, or the parser waits for one run to end
+		 * the message: continue from the loop, not from here. */
+		ex->conn->kick = true;
+		bufferevent_trigger(ex->conn->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 	}
 }
 

@@ -52,10 +52,10 @@ struct upstream_conn {
 	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
 	bool plain;      /* plain socket: output written directly (bevio.h), EV_WRITE only when full */
 	bool kick;       /* resumed: run the parser once even without new bytes */
+	bool eof_seen;   /* the upstream closed while unparsed bytes remained */
 	bool flush_pending;
 	struct event flush_ev;
 };
-
 
 static llhttp_settings_t upstream_parser_settings;
 
@@ -105,15 +105,15 @@ static uint64_t upstream_random(struct upstream_worker *uw)
 static void upconn_set_state(struct upstream_conn *c, enum upconn_state s)
 {
 	static const bool legal[4][4] = {
-		/* from CONNECTING */ {false, true, false, true},
-		/* from BUSY */ {false, false, true, true},
-		/* from IDLE */ {false, true, false, true},
-		/* from CLOSED */ {false, false, false, false},
+	        /* from CONNECTING */ {false, true, false, true},
+	        /* from BUSY */ {false, false, true, true},
+	        /* from IDLE */ {false, true, false, true},
+	        /* from CLOSED */ {false, false, false, false},
 	};
 
 	if (!legal[c->state][s]) {
 		log_error("upstream: illegal connection state change %s -> %s", upconn_state_str(c->state),
-			  upconn_state_str(s));
+		          upconn_state_str(s));
 		abort();
 	}
 	log_debug("upstream %s: %s -> %s", c->ep->text, upconn_state_str(c->state), upconn_state_str(s));
@@ -152,7 +152,7 @@ static void upstream_on_resolved(int result, struct evutil_addrinfo *res, void *
 	if (result != 0 || res == NULL) {
 		if (result != EVUTIL_EAI_CANCEL)
 			log_warn("upstream: cannot resolve %s: %s (keeping %s)", ep->cfg->host,
-				 evutil_gai_strerror(result), ep->resolved ? ep->text : "no address");
+			         evutil_gai_strerror(result), ep->resolved ? ep->text : "no address");
 		return;
 	}
 	endpoint_set_addr(ep, res->ai_addr, (socklen_t)res->ai_addrlen);
@@ -172,7 +172,8 @@ static void upstream_resolve_pool(struct upstream_pool *pool)
 
 		if (ep->cfg->kind != CONFIG_ENDPOINT_FQDN || ep->dns_req != NULL)
 			continue;
-		ep->dns_req = evdns_getaddrinfo(pool->uw->dns, ep->cfg->host, NULL, &hints, upstream_on_resolved, ep);
+		ep->dns_req = evdns_getaddrinfo(pool->uw->dns, ep->cfg->host, NULL, &hints,
+		                                upstream_on_resolved, ep);
 	}
 }
 
@@ -213,7 +214,8 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			ep->eject_ms = UPSTREAM_EJECT_MS;
 			snprintf(ep->text, sizeof(ep->text), "%s:%u", ep->cfg->host, ep->cfg->port);
 			if (ep->cfg->kind == CONFIG_ENDPOINT_IP)
-				endpoint_set_addr(ep, (const struct sockaddr *)&ep->cfg->addr, ep->cfg->addr_len);
+				endpoint_set_addr(ep, (const struct sockaddr *)&ep->cfg->addr,
+				                  ep->cfg->addr_len);
 			else
 				pool->has_fqdn = need_dns = true;
 		}
@@ -223,7 +225,8 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			upstream_tls_pool_init(pool);
 	}
 	if (need_dns) {
-		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		                                       EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (uw->dns == NULL) /* no usable resolv.conf: the hosts file still answers */
 			uw->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (uw->dns != NULL)
@@ -324,8 +327,9 @@ void upstream_endpoint_on_failure(struct upstream_endpoint *ep)
 	if (++ep->failures >= UPSTREAM_EJECT_AFTER) {
 		ep->ejected_until_ms = jg_now_ms() + ep->eject_ms;
 		log_warn("upstream %s: ejected for %llu ms after %u connect failures", ep->text,
-			 (unsigned long long)ep->eject_ms, ep->failures);
-		ep->eject_ms = ep->eject_ms * 2 > UPSTREAM_EJECT_MAX_MS ? UPSTREAM_EJECT_MAX_MS : ep->eject_ms * 2;
+		         (unsigned long long)ep->eject_ms, ep->failures);
+		ep->eject_ms =
+		        ep->eject_ms * 2 > UPSTREAM_EJECT_MAX_MS ? UPSTREAM_EJECT_MAX_MS : ep->eject_ms * 2;
 	}
 }
 
@@ -472,6 +476,7 @@ static void upconn_free(struct upstream_conn *c)
 static void upconn_on_read(struct bufferevent *bev, void *arg);
 static void upconn_on_write(struct bufferevent *bev, void *arg);
 static void upconn_on_event(struct bufferevent *bev, short what, void *arg);
+static void upconn_on_eof(struct upstream_conn *c, bool clean_eof);
 static int exchange_connect(struct upstream_exchange *ex);
 
 /* Output was queued on the connection: write it once the current callbacks are done. */
@@ -511,7 +516,8 @@ static void exchange_send_head(struct upstream_exchange *ex)
 
 	llhttp_init(&c->parser, HTTP_RESPONSE, &upstream_parser_settings);
 	c->parser.data = c;
-	evbuffer_add(bufferevent_get_output(c->bev), evbuffer_pullup(ex->head, -1), evbuffer_get_length(ex->head));
+	evbuffer_add(bufferevent_get_output(c->bev), evbuffer_pullup(ex->head, -1),
+	             evbuffer_get_length(ex->head));
 	if (c->plain) {
 		bufferevent_disable(c->bev, EV_WRITE);
 		bufferevent_enable(c->bev, EV_READ);
@@ -562,7 +568,8 @@ static int exchange_connect(struct upstream_exchange *ex)
 	for (;;) {
 		ep = upstream_pool_pick(pool, ex);
 		if (ep == NULL) {
-			upstream_exchange_fail(ex, ex->tries > 0 ? UPSTREAM_ERR_CONNECT : UPSTREAM_ERR_NO_HEALTHY);
+			upstream_exchange_fail(ex, ex->tries > 0 ? UPSTREAM_ERR_CONNECT
+			                                         : UPSTREAM_ERR_NO_HEALTHY);
 			return 0;
 		}
 		if (ep->idle == NULL || ex->tries > 0)
@@ -649,7 +656,8 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 
 /* The connection broke while serving ex. Retry on a fresh connection when nothing of this exchange
  * can have been processed by the upstream yet (stale keep-alive connection), else fail it. */
-static void exchange_on_conn_lost(struct upstream_exchange *ex, struct upstream_conn *c, enum upstream_error err)
+static void exchange_on_conn_lost(struct upstream_exchange *ex, struct upstream_conn *c,
+                                  enum upstream_error err)
 {
 	bool stale = c->served > 0 && !ex->response_started && !ex->body_started;
 
@@ -679,7 +687,8 @@ static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		/* Connect failed or timed out: count it, try another endpoint. */
-		log_info("upstream %s: connect %s", c->ep->text, (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed");
+		log_info("upstream %s: connect %s", c->ep->text,
+		         (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed");
 		upstream_endpoint_on_failure(c->ep);
 		c->ex = NULL;
 		ex->conn = NULL;
@@ -689,7 +698,8 @@ static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
 				upstream_exchange_fail(ex, UPSTREAM_ERR_CONNECT);
 			return;
 		}
-		upstream_exchange_fail(ex, (what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT);
+		upstream_exchange_fail(ex, (what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT
+		                                                      : UPSTREAM_ERR_CONNECT);
 		return;
 	}
 	if (c->state == UPCONN_IDLE) {
@@ -697,8 +707,23 @@ static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* BUSY */
-	if ((what & BEV_EVENT_EOF) && ex != NULL && ex->response_started) {
-		/* A response delimited by the close of the connection ends here. */
+	if ((what & BEV_EVENT_EOF) && ex != NULL && !ex->finished &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+		/* The upstream finished sending while we still hold unparsed bytes (the client is slow
+		 * and the response paused): the end is judged once they are parsed. */
+		c->eof_seen = true;
+		return;
+	}
+	upconn_on_eof(c, (what & BEV_EVENT_EOF) != 0);
+}
+
+/* The upstream closed (or failed). A response delimited by the close ends here; anything else
+ * unfinished is lost. */
+static void upconn_on_eof(struct upstream_conn *c, bool clean_eof)
+{
+	struct upstream_exchange *ex = c->ex;
+
+	if (clean_eof && ex != NULL && ex->response_started) {
 		if (llhttp_finish(&c->parser) == HPE_OK && ex->finished) {
 			c->ex = NULL;
 			ex->conn = NULL;
@@ -774,8 +799,10 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 			evbuffer_drain(in, used);
 			llhttp_resume(&c->parser);
 			if (ex->finished) {
-				/* Response complete: pool the connection if both sides agree on keep-alive. */
-				bool reusable = llhttp_should_keep_alive(&c->parser) && ex->body_done;
+				/* Response complete: pool the connection if both sides agree on keep-alive.
+				 */
+				bool reusable =
+				        llhttp_should_keep_alive(&c->parser) && ex->body_done && !c->eof_seen;
 
 				ex->conn = NULL;
 				upconn_release(c, reusable);
@@ -790,6 +817,8 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 		upstream_exchange_fail(ex, UPSTREAM_ERR_RESET);
 		return;
 	}
+	if (c->eof_seen && evbuffer_get_length(in) == 0 && (c->ex == NULL || !c->ex->response_paused))
+		upconn_on_eof(c, true);
 }
 
 /* ---- response parser callbacks ---- */
@@ -847,7 +876,7 @@ static int up_on_header_value_complete(llhttp_t *p)
 	int rc;
 
 	rc = response_header_add(&ex->resp, ex->field.data ? ex->field.data : "", ex->field.len,
-				 ex->value.data ? ex->value.data : "", ex->value.len);
+	                         ex->value.data ? ex->value.data : "", ex->value.len);
 	ex->field.len = ex->value.len = 0;
 	return rc < 0 ? -1 : 0;
 }
@@ -916,7 +945,7 @@ static void upstream_parser_settings_init(void)
  * Connection, Expect (the proxy answers 100-continue itself) and the client's framing headers are
  * dropped; our own framing and the codec's extra lines are added. */
 static int exchange_build_head(struct upstream_exchange *ex, const char *extra, size_t extra_len,
-			       int64_t content_length)
+                               int64_t content_length)
 {
 	const struct request *req = ex->req;
 	struct evbuffer *b = ex->head;
@@ -965,9 +994,9 @@ static int exchange_build_head(struct upstream_exchange *ex, const char *extra, 
 }
 
 int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *ref,
-		   const struct request *req, const char *extra_head, size_t extra_len, bool has_body,
-		   int64_t content_length, const struct upstream_sink *sink, void *ctx,
-		   struct upstream_exchange **out)
+                   const struct request *req, const char *extra_head, size_t extra_len, bool has_body,
+                   int64_t content_length, const struct upstream_sink *sink, void *ctx,
+                   struct upstream_exchange **out)
 {
 	struct upstream_exchange *ex;
 	struct upstream_pool *pool = &uw->pools[ref->backend->index];
@@ -1008,7 +1037,7 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 	}
 	if (pool->be->request_timeout_ms > 0) {
 		struct timeval tv = {(time_t)(pool->be->request_timeout_ms / 1000),
-				     (suseconds_t)(pool->be->request_timeout_ms % 1000) * 1000};
+		                     (suseconds_t)(pool->be->request_timeout_ms % 1000) * 1000};
 
 		evtimer_add(&ex->timer, &tv);
 	}
@@ -1077,7 +1106,8 @@ void upstream_pause_response(struct upstream_exchange *ex, bool pause)
 		/* Bytes already read wait in the input buffer, or the parser waits for one run to end
 		 * the message: continue from the loop, not from here. */
 		ex->conn->kick = true;
-		bufferevent_trigger(ex->conn->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+		bufferevent_trigger(ex->conn->bev, EV_READ,
+		                    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 	}
 }
 

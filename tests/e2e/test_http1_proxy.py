@@ -362,6 +362,9 @@ def test_slow_client_response_buffering_is_bounded(env):
     # (bounded buffers) rather than hold the whole response in memory.
     size = 32 * MiB
     pid = env["px"].proc.pid
+    # Let what earlier tests of this module started (large transfers, deferred frees) settle first, so
+    # that the growth measured below is this request's alone.
+    time.sleep(0.5)
     before = rss_kib(pid)
     with RawConn(env["port"], timeout=30) as c:
         c.sock.setsockopt(jgtest.socket.SOL_SOCKET, jgtest.socket.SO_RCVBUF, 65536)

@@ -47,7 +47,7 @@ void access_log_write(FILE *f, enum config_log_format format, const struct acces
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 	if (json) {
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"time\":\"%s\"", ts);
 		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -55,10 +55,11 @@ void access_log_write(FILE *f, enum config_log_format format, const struct acces
 			n = access_log_escape(line, sizeof(line), n, fields[i], true);
 			line[n++] = '"';
 		}
-		n += (size_t)snprintf(line + n, sizeof(line) - n,
-				      ",\"protocol\":\"%s\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%llu}\n",
-				      e->protocol ? e->protocol : "-", e->status, (unsigned long long)e->bytes,
-				      (unsigned long long)e->duration_ms);
+		n += (size_t)snprintf(
+		        line + n, sizeof(line) - n,
+		        ",\"protocol\":\"%s\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%llu}\n",
+		        e->protocol ? e->protocol : "-", e->status, (unsigned long long)e->bytes,
+		        (unsigned long long)e->duration_ms);
 	} else {
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s ", ts);
 		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -68,8 +69,8 @@ void access_log_write(FILE *f, enum config_log_format format, const struct acces
 			line[n++] = ' ';
 		}
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %d %llu %llums\n",
-				      e->protocol ? e->protocol : "-", e->status, (unsigned long long)e->bytes,
-				      (unsigned long long)e->duration_ms);
+		                      e->protocol ? e->protocol : "-", e->status,
+		                      (unsigned long long)e->bytes, (unsigned long long)e->duration_ms);
 	}
 	if (n >= sizeof(line))
 		n = sizeof(line) - 1;

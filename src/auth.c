@@ -24,8 +24,8 @@
 #include "jwtgate/log.h"
 #include "jwtgate/token_cache.h"
 
-#define AUTH_MAX_TOKENS 8            /* tokens per provider and request; more is JwtMultipleTokens */
-#define AUTH_CLAIM_VALUE_MAX 8192    /* bytes of one claim header value */
+#define AUTH_MAX_TOKENS      8    /* tokens per provider and request; more is JwtMultipleTokens */
+#define AUTH_CLAIM_VALUE_MAX 8192 /* bytes of one claim header value */
 
 struct auth_keyslot {
 	pthread_mutex_t lock; /* taken only to swap or to take a reference after a version change */
@@ -82,8 +82,9 @@ struct auth_shared *auth_shared_new(const struct config *cfg, FILE *err)
 				continue;
 			st = jwks_parse(p->local_jwks_json, p->local_jwks_len, p->local_jwks_origin, &ks);
 			if (st != JWT_STATUS_OK) {
-				fprintf(err, "jwtgate: policy %s provider %s: localJWKS %s: %s\n", pol->name, p->name,
-					p->local_jwks_origin ? p->local_jwks_origin : "inline", jwt_status_message(st));
+				fprintf(err, "jwtgate: policy %s provider %s: localJWKS %s: %s\n", pol->name,
+				        p->name, p->local_jwks_origin ? p->local_jwks_origin : "inline",
+				        jwt_status_message(st));
 				bad++;
 				continue;
 			}
@@ -186,7 +187,8 @@ static void auth_trim(const char **s, size_t *len)
 }
 
 /* Adds a token unless the list is full. Returns -1 when there are more than AUTH_MAX_TOKENS. */
-static int auth_token_add(struct auth_token *toks, size_t *n, const char *s, size_t len, struct request_header *h)
+static int auth_token_add(struct auth_token *toks, size_t *n, const char *s, size_t len,
+                          struct request_header *h)
 {
 	auth_trim(&s, &len);
 	if (*n >= AUTH_MAX_TOKENS)
@@ -199,7 +201,7 @@ static int auth_token_add(struct auth_token *toks, size_t *n, const char *s, siz
 }
 
 static int auth_extract_header(struct request *req, const char *name, size_t name_len, const char *prefix,
-			       struct auth_token *toks, size_t *n)
+                               struct auth_token *toks, size_t *n)
 {
 	size_t plen = strlen(prefix), pos = 0;
 	struct request_header *h;
@@ -267,7 +269,8 @@ static int auth_extract_param(struct request *req, const char *param, struct aut
 }
 
 /* Collects the provider's tokens. Returns 0, or -1 when there are too many. */
-static int auth_extract(const struct config_provider *p, struct request *req, struct auth_token *toks, size_t *n)
+static int auth_extract(const struct config_provider *p, struct request *req, struct auth_token *toks,
+                        size_t *n)
 {
 	size_t i;
 
@@ -279,9 +282,10 @@ static int auth_extract(const struct config_provider *p, struct request *req, st
 		return 0;
 	}
 	for (i = 0; i < p->n_extract_headers; i++)
-		if (auth_extract_header(req, p->extract_headers[i].name, strlen(p->extract_headers[i].name),
-					p->extract_headers[i].value_prefix ? p->extract_headers[i].value_prefix : "",
-					toks, n) < 0)
+		if (auth_extract_header(
+		            req, p->extract_headers[i].name, strlen(p->extract_headers[i].name),
+		            p->extract_headers[i].value_prefix ? p->extract_headers[i].value_prefix : "",
+		            toks, n) < 0)
 			return -1;
 	for (i = 0; i < p->n_extract_cookies; i++)
 		if (auth_extract_cookie(req, p->extract_cookies[i], toks, n) < 0)
@@ -315,8 +319,8 @@ struct auth_verified {
 /* Verifies one token for provider p, through the cache. On OK fills *out; `tok` must be released by
  * the caller whatever the result. */
 static enum jwt_status auth_verify_token(struct auth_worker *w, const struct config_provider *p,
-					 const struct auth_token *t, int64_t now, struct jwt *tok,
-					 struct auth_verified *out)
+                                         const struct auth_token *t, int64_t now, struct jwt *tok,
+                                         struct auth_verified *out)
 {
 	struct auth_worker_keys *k = auth_worker_keys(w, p->index);
 	const struct token_cache_entry *e;
@@ -355,8 +359,9 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 	out->payload = tok->payload;
 	out->payload_b64 = tok->payload_b64;
 	out->payload_b64_len = tok->payload_b64_len;
-	token_cache_put(w->cache, p->index, k->version, t->s, t->len, tok->has_iat, tok->iat, tok->has_nbf, tok->nbf,
-			tok->has_exp, tok->exp, tok->payload, (size_t)(tok->payload_b64 - t->s), tok->payload_b64_len);
+	token_cache_put(w->cache, p->index, k->version, t->s, t->len, tok->has_iat, tok->iat, tok->has_nbf,
+	                tok->nbf, tok->has_exp, tok->exp, tok->payload, (size_t)(tok->payload_b64 - t->s),
+	                tok->payload_b64_len);
 	return JWT_STATUS_OK;
 }
 
@@ -424,7 +429,7 @@ static int auth_claim_render(const json_t *v, char *buf, size_t cap)
 }
 
 static void auth_add_claim_headers(const struct config_provider *p, struct request *req,
-				   const struct auth_verified *v)
+                                   const struct auth_verified *v)
 {
 	char buf[AUTH_CLAIM_VALUE_MAX];
 	size_t i;
@@ -438,15 +443,15 @@ static void auth_add_claim_headers(const struct config_provider *p, struct reque
 			continue;
 		n = auth_claim_render(claim, buf, sizeof(buf));
 		if (n < 0 || (size_t)n >= sizeof(buf)) {
-			log_info("jwt provider %s: claim %s not copied to %s (not a safe header value)", p->name, c->claim,
-				 c->header);
+			log_info("jwt provider %s: claim %s not copied to %s (not a safe header value)",
+			         p->name, c->claim, c->header);
 			continue;
 		}
 		request_header_add(req, c->header, strlen(c->header), buf, (size_t)n);
 	}
 	if (p->forward_payload_header != NULL)
-		request_header_add(req, p->forward_payload_header, strlen(p->forward_payload_header), v->payload_b64,
-				   v->payload_b64_len);
+		request_header_add(req, p->forward_payload_header, strlen(p->forward_payload_header),
+		                   v->payload_b64, v->payload_b64_len);
 }
 
 /* Client-sent headers named like a claim header of any provider are dropped before verification,
@@ -459,9 +464,11 @@ static void auth_strip_claim_headers(const struct config_policy *policy, struct 
 		const struct config_provider *p = &policy->providers[i];
 
 		for (j = 0; j < p->n_claim_to_headers; j++)
-			request_header_remove(req, p->claim_to_headers[j].header, strlen(p->claim_to_headers[j].header));
+			request_header_remove(req, p->claim_to_headers[j].header,
+			                      strlen(p->claim_to_headers[j].header));
 		if (p->forward_payload_header != NULL)
-			request_header_remove(req, p->forward_payload_header, strlen(p->forward_payload_header));
+			request_header_remove(req, p->forward_payload_header,
+			                      strlen(p->forward_payload_header));
 	}
 }
 
@@ -484,7 +491,7 @@ static void auth_deny(struct auth_decision *out, enum jwt_status st)
 
 /* Runs one provider over its tokens. Returns OK (claim headers added), MISSED, or the first failure. */
 static enum jwt_status auth_run_provider(struct auth_worker *w, const struct config_provider *p,
-					 struct request *req, int64_t now)
+                                         struct request *req, int64_t now)
 {
 	struct auth_token toks[AUTH_MAX_TOKENS];
 	struct auth_verified first = {0};
@@ -525,7 +532,7 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 }
 
 void auth_check(struct auth_worker *w, const struct config_policy *policy, struct request *req, int64_t now,
-		struct auth_decision *out)
+                struct auth_decision *out)
 {
 	enum jwt_status failure = JWT_STATUS_MISSED;
 	size_t i;
@@ -549,7 +556,7 @@ void auth_check(struct auth_worker *w, const struct config_policy *policy, struc
 		return;
 	if (failure != JWT_STATUS_MISSED && policy->fail_open) {
 		log_debug("jwt policy %s: failOpen lets an invalid token pass: %s", policy->name,
-			  jwt_status_message(failure));
+		          jwt_status_message(failure));
 		return;
 	}
 	auth_deny(out, failure);
@@ -559,8 +566,8 @@ size_t auth_www_authenticate(const struct request *req, const struct auth_decisi
 {
 	size_t tlen = req->target_len > 256 ? 256 : req->target_len; /* realm path cut at 256 (Envoy) */
 	int n = snprintf(buf, cap, "Bearer realm=\"%s://%.*s%.*s\"%s", req->scheme, (int)req->authority_len,
-			 req->authority ? req->authority : "", (int)tlen, req->target ? req->target : "",
-			 d->invalid_token ? ", error=\"invalid_token\"" : "");
+	                 req->authority ? req->authority : "", (int)tlen, req->target ? req->target : "",
+	                 d->invalid_token ? ", error=\"invalid_token\"" : "");
 
 	if (n < 0)
 		return 0;

@@ -7,6 +7,7 @@
 
 /* Value of each byte in the base64url alphabet, B64_BAD for everything else (NUL, '=', '+', '/',
  * whitespace, bytes >= 0x80). Built from the alphabet string so it cannot disagree with the encoder. */
+/* clang-format off */
 static const uint8_t b64url_value[256] = {
 #define B64_ROW16 B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, \
 		B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD, B64_BAD
@@ -25,6 +26,7 @@ static const uint8_t b64url_value[256] = {
 	B64_ROW16, B64_ROW16, B64_ROW16, B64_ROW16, B64_ROW16, B64_ROW16, B64_ROW16, B64_ROW16,
 #undef B64_ROW16
 };
+/* clang-format on */
 
 static const char b64url_alphabet[64] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

@@ -39,11 +39,11 @@
 #include "jwtgate/upstream.h"
 #include "jwtgate/worker.h"
 
-#define H1_OUT_HIGH (256 * 1024) /* response bytes buffered towards the client before pausing upstream */
-#define H1_OUT_LOW (64 * 1024)
-#define H1_IN_HIGH (64 * 1024)   /* request bytes read ahead of the parser */
-#define H1_FLUSH_MS 5000  /* bound on flushing the last response of a closing connection */
-#define H1_LINGER_MS 2000 /* bound on reading what a client sends after our FIN */
+#define H1_OUT_HIGH    (256 * 1024) /* response bytes buffered towards the client before pausing upstream */
+#define H1_OUT_LOW     (64 * 1024)
+#define H1_IN_HIGH     (64 * 1024) /* request bytes read ahead of the parser */
+#define H1_FLUSH_MS    5000        /* bound on flushing the last response of a closing connection */
+#define H1_LINGER_MS   2000        /* bound on reading what a client sends after our FIN */
 #define H1_ARENA_CHUNK 4096
 #define H1_ARENA_LIMIT (1024 * 1024) /* per request; the head limits keep real use far below */
 
@@ -78,8 +78,8 @@ struct h1_conn {
 	unsigned header_count;
 	int error_status; /* set by a callback to choose the error status (431, 414, 413, 501) */
 	const char *error_text;
-	struct event timer;   /* header or idle timeout */
-	struct event free_ev; /* deferred free */
+	struct event timer;    /* header or idle timeout */
+	struct event free_ev;  /* deferred free */
 	struct event flush_ev; /* deferred direct write of queued output (bevio.h) */
 	bool flush_pending;
 	bool plain; /* plain socket: output is written directly, EV_WRITE only when the socket is full */
@@ -90,27 +90,27 @@ struct h1_conn {
 	struct upstream_exchange *ex;
 	const struct config_rule *rule;
 	uint64_t start_ms;
-	bool keepalive;        /* the client allows another request on this connection */
+	bool keepalive; /* the client allows another request on this connection */
 	bool expect_continue;
 	bool req_has_body;
 	bool req_chunked;
 	int64_t req_content_length;
 	uint64_t req_body_bytes;
-	bool head_parsed;      /* paused after on_headers_complete, not yet dispatched */
-	bool upstream_ready;   /* on_ready came: body may flow */
-	bool body_blocked;     /* upstream output full: stop feeding the body */
-	bool req_done;         /* on_message_complete seen */
+	bool head_parsed;    /* paused after on_headers_complete, not yet dispatched */
+	bool upstream_ready; /* on_ready came: body may flow */
+	bool body_blocked;   /* upstream output full: stop feeding the body */
+	bool req_done;       /* on_message_complete seen */
 	bool resp_head_sent;
 	bool resp_chunked;     /* we frame the response body in chunks */
 	bool resp_until_close; /* body ends with the connection */
 	bool resp_done;
-	bool resp_paused;      /* we asked upstream to stop (client output full) */
+	bool resp_paused; /* we asked upstream to stop (client output full) */
 	bool in_parse;
-	bool fin_sent;         /* closing: our FIN is out, lingering */
-	bool value_started;    /* a span of the current header value was seen */
-	bool chunk_starting;   /* on_chunk_header seen: the next body span starts a chunk */
-	const char *exec_buf;  /* the buffer llhttp_execute is working on (for position checks) */
-	char tail[2];          /* last two bytes of the previously parsed buffer */
+	bool fin_sent;        /* closing: our FIN is out, lingering */
+	bool value_started;   /* a span of the current header value was seen */
+	bool chunk_starting;  /* on_chunk_header seen: the next body span starts a chunk */
+	const char *exec_buf; /* the buffer llhttp_execute is working on (for position checks) */
+	char tail[2];         /* last two bytes of the previously parsed buffer */
 	int status;
 	uint64_t resp_bytes;
 	char request_id[40];
@@ -131,16 +131,16 @@ static void h1_set_state(struct h1_conn *c, enum h1_state s)
 {
 	/* IDLE->HEAD->UPSTREAM->IDLE is the cycle; any state may go to CLOSING or CLOSED. */
 	static const bool legal[5][5] = {
-		/* IDLE */ {false, true, false, true, true},
-		/* HEAD */ {false, false, true, true, true},
-		/* UPSTREAM */ {true, false, false, true, true},
-		/* CLOSING */ {false, false, false, false, true},
-		/* CLOSED */ {false, false, false, false, false},
+	        /* IDLE */ {false, true, false, true, true},
+	        /* HEAD */ {false, false, true, true, true},
+	        /* UPSTREAM */ {true, false, false, true, true},
+	        /* CLOSING */ {false, false, false, false, true},
+	        /* CLOSED */ {false, false, false, false, false},
 	};
 
 	if (!legal[c->state][s]) {
 		log_error("http1 %s: illegal state change %s -> %s", c->peer_ip, h1_state_str(c->state),
-			  h1_state_str(s));
+		          h1_state_str(s));
 		abort();
 	}
 	log_debug("http1 %s: %s -> %s", c->peer_ip, h1_state_str(c->state), h1_state_str(s));
@@ -172,7 +172,7 @@ static void h1_schedule_flush(struct h1_conn *c)
 /* Writes a complete response made here (errors, 404, JWT denials). `extra` holds extra header
  * lines. Closes after it when asked to or when the request body was not read whole. */
 static void h1_respond_local(struct h1_conn *c, int status, const char *reason, const char *body,
-			     const char *extra, bool close_after)
+                             const char *extra, bool close_after)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t blen = body ? strlen(body) : 0;
@@ -181,9 +181,9 @@ static void h1_respond_local(struct h1_conn *c, int status, const char *reason, 
 	if ((!c->req_done && c->req_has_body) || !c->keepalive || c->draining)
 		close_after = true;
 	c->status = status;
-	evbuffer_add_printf(out,
-			    "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s%s\r\n",
-			    status, reason, blen, extra ? extra : "", close_after ? "connection: close\r\n" : "");
+	evbuffer_add_printf(
+	        out, "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %zu\r\n%s%s\r\n", status,
+	        reason, blen, extra ? extra : "", close_after ? "connection: close\r\n" : "");
 	if (!is_head && blen > 0)
 		evbuffer_add(out, body, blen);
 	c->resp_bytes = blen;
@@ -197,24 +197,42 @@ static void h1_respond_local(struct h1_conn *c, int status, const char *reason, 
 static const char *h1_reason(int status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Payload Too Large";
-	case 414: return "URI Too Long";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Unknown";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Payload Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -342,7 +360,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 		/* Interim responses only go to HTTP/1.1 clients (RFC 9110 section 15.2). 100 is ours. */
 		if (c->req.http_minor >= 1 && resp->status != 100) {
 			evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len,
-					    resp->reason);
+			                    resp->reason);
 			for (i = 0; i < resp->n_headers; i++) {
 				const struct request_header *h = &resp->headers[i];
 
@@ -382,7 +400,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 			c->keepalive = false;
 		}
 	} else if (!resp->has_body && resp->chunked && c->req.method_len == 4 &&
-		   memcmp(c->req.method, "HEAD", 4) == 0 && c->req.http_minor >= 1) {
+	           memcmp(c->req.method, "HEAD", 4) == 0 && c->req.http_minor >= 1) {
 		/* HEAD: tell the client what a GET would have used. */
 		evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
 	}
@@ -447,19 +465,20 @@ static void h1_up_on_error(void *ctx, enum upstream_error err, bool after_head)
 		return;
 	}
 	snprintf(body, sizeof(body), "%s\n", upstream_error_text(err));
-	h1_respond_local(c, upstream_error_status(err), h1_reason(upstream_error_status(err)), body, NULL, false);
+	h1_respond_local(c, upstream_error_status(err), h1_reason(upstream_error_status(err)), body, NULL,
+	                 false);
 	h1_log_exchange(c);
 	c->ex = NULL;
 	h1_exchange_done(c);
 }
 
 static const struct upstream_sink h1_sink = {
-	.on_ready = h1_up_on_ready,
-	.on_head = h1_up_on_head,
-	.on_data = h1_up_on_data,
-	.on_end = h1_up_on_end,
-	.on_error = h1_up_on_error,
-	.on_drain = h1_up_on_drain,
+        .on_ready = h1_up_on_ready,
+        .on_head = h1_up_on_head,
+        .on_data = h1_up_on_data,
+        .on_end = h1_up_on_end,
+        .on_error = h1_up_on_error,
+        .on_drain = h1_up_on_drain,
 };
 
 /* ---- the pipeline for one request ---- */
@@ -557,8 +576,9 @@ static void h1_dispatch(struct h1_conn *c)
 		snprintf(body, sizeof(body), "%s\n", po.message);
 		if (po.www_authenticate[0])
 			snprintf(hdr, sizeof(hdr), "www-authenticate: %s\r\n", po.www_authenticate);
-		h1_respond_local(c, po.status, h1_reason(po.status), po.status == 401 || po.status == 403 ? po.message : body,
-				 po.www_authenticate[0] ? hdr : NULL, false);
+		h1_respond_local(c, po.status, h1_reason(po.status),
+		                 po.status == 401 || po.status == 403 ? po.message : body,
+		                 po.www_authenticate[0] ? hdr : NULL, false);
 		h1_local_done(c);
 		return;
 	}
@@ -573,7 +593,7 @@ static void h1_dispatch(struct h1_conn *c)
 		return;
 	}
 	if (upstream_start(c->gen->upstream, po.ref, req, extra, (size_t)len, c->req_has_body,
-			   c->req_chunked ? -1 : c->req_content_length, &h1_sink, c, &c->ex) < 0) {
+	                   c->req_chunked ? -1 : c->req_content_length, &h1_sink, c, &c->ex) < 0) {
 		c->ex = NULL;
 		h1_respond_local(c, 503, "Service Unavailable", "upstream overloaded\n", NULL, false);
 		h1_local_done(c);
@@ -713,8 +733,8 @@ static int h1_transfer_encoding_check(const char *v, size_t len)
 			for (k = start; k < end; k++) {
 				char ch = v[k];
 
-				if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-				      ch == '-' || ch == '.' || ch == '_'))
+				if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+				      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
 					return 400;
 			}
 			return 501;
@@ -771,7 +791,8 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		rc = h1_transfer_encoding_check(v, len);
 		if (rc != 0 || llhttp_get_http_minor(p) == 0) {
 			c->error_status = rc ? rc : 400;
-			c->error_text = rc == 501 ? "transfer coding not implemented" : "invalid Transfer-Encoding";
+			c->error_text =
+			        rc == 501 ? "transfer coding not implemented" : "invalid Transfer-Encoding";
 			return -1;
 		}
 	}
@@ -986,19 +1007,19 @@ static void h1_process(struct h1_conn *c)
 		}
 		if (rc == HPE_PAUSED) {
 			h1_consumed(c, in, v.iov_base,
-				    (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
+			            (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
 			llhttp_resume(&c->parser);
 			continue;
 		}
 		if (rc == HPE_PAUSED_UPGRADE) {
 			/* We forwarded without the Upgrade; what follows is a next request. */
 			h1_consumed(c, in, v.iov_base,
-				    (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
+			            (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
 			llhttp_resume_after_upgrade(&c->parser);
 			continue;
 		}
 		log_info("http1 %s: bad request: %s", c->peer_ip,
-			 c->error_text ? c->error_text : llhttp_get_error_reason(&c->parser));
+		         c->error_text ? c->error_text : llhttp_get_error_reason(&c->parser));
 		c->in_parse = false;
 		if (c->ex != NULL) {
 			upstream_cancel(c->ex);
@@ -1049,7 +1070,7 @@ static bool h1_sniff_http2(struct h1_conn *c)
 	event_active(&c->free_ev, EV_TIMEOUT, 0);
 	atomic_fetch_add(&worker_open_conns, 1);
 	if (http2_conn_takeover(c->w, bev, (const struct sockaddr *)&c->peer, c->peer_len, c->listener_index,
-				c->is_tls) < 0)
+	                        c->is_tls) < 0)
 		atomic_fetch_sub(&worker_open_conns, 1);
 	return true;
 }
@@ -1114,7 +1135,8 @@ static void h1_on_event(struct bufferevent *bev, short what, void *arg)
 	if (c->ex != NULL) {
 		upstream_cancel(c->ex);
 		if (!c->resp_done) {
-			c->status = c->status ? c->status : 499; /* client closed first (nginx's convention) */
+			c->status =
+			        c->status ? c->status : 499; /* client closed first (nginx's convention) */
 			h1_log_exchange(c);
 		}
 		c->ex = NULL;
@@ -1205,7 +1227,7 @@ static void h1_close(struct h1_conn *c)
 }
 
 int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
-		      int listener_index)
+                      int listener_index)
 {
 	struct bufferevent *bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 
@@ -1217,7 +1239,7 @@ int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, soc
 }
 
 int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
-			  socklen_t peer_len, int listener_index, bool is_tls)
+                          socklen_t peer_len, int listener_index, bool is_tls)
 {
 	struct h1_conn *c;
 
@@ -1233,9 +1255,11 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
 	c->peer_len = peer_len;
 	if (peer->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
+		          sizeof(c->peer_ip));
 	else if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip,
+		          sizeof(c->peer_ip));
 	else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
 	c->bev = bev;

@@ -52,7 +52,8 @@ enum jwks_fetch_state {
 
 static const char *jwks_fetch_state_str(enum jwks_fetch_state s)
 {
-	static const char *const names[] = {"IDLE", "RESOLVING", "CONNECTING", "RECEIVING", "BACKOFF", "CLOSED"};
+	static const char *const names[] = {"IDLE",      "RESOLVING", "CONNECTING",
+	                                    "RECEIVING", "BACKOFF",   "CLOSED"};
 
 	return (size_t)s < JG_ARRAY_SIZE(names) ? names[s] : "?";
 }
@@ -60,36 +61,38 @@ static const char *jwks_fetch_state_str(enum jwks_fetch_state s)
 #define JF_BIT(s) (1u << (s))
 /* Legal transitions, indexed by the state left. */
 static const unsigned jwks_fetch_next_states[] = {
-	[JWKS_FETCH_IDLE] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_CONNECTING) | JF_BIT(JWKS_FETCH_BACKOFF) |
-			    JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-	[JWKS_FETCH_RESOLVING] = JF_BIT(JWKS_FETCH_CONNECTING) | JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) |
-				 JF_BIT(JWKS_FETCH_CLOSED),
-	[JWKS_FETCH_CONNECTING] = JF_BIT(JWKS_FETCH_RECEIVING) | JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) |
-				  JF_BIT(JWKS_FETCH_CLOSED),
-	[JWKS_FETCH_RECEIVING] = JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-	[JWKS_FETCH_BACKOFF] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_CONNECTING) | JF_BIT(JWKS_FETCH_BACKOFF) |
-			       JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-	[JWKS_FETCH_CLOSED] = 0,
+        [JWKS_FETCH_IDLE] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_CONNECTING) |
+                            JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
+        [JWKS_FETCH_RESOLVING] = JF_BIT(JWKS_FETCH_CONNECTING) | JF_BIT(JWKS_FETCH_BACKOFF) |
+                                 JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
+        [JWKS_FETCH_CONNECTING] = JF_BIT(JWKS_FETCH_RECEIVING) | JF_BIT(JWKS_FETCH_BACKOFF) |
+                                  JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
+        [JWKS_FETCH_RECEIVING] =
+                JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
+        [JWKS_FETCH_BACKOFF] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_CONNECTING) |
+                               JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) |
+                               JF_BIT(JWKS_FETCH_CLOSED),
+        [JWKS_FETCH_CLOSED] = 0,
 };
 
 struct jwks_fetcher {
 	struct jwks_fetch *set;
-	const struct config_remote_jwks *cfg; /* of the first provider naming this JWKS */
-	const struct config_backend *backend; /* cfg->backend, or NULL */
-	char host[JWKS_FETCH_HOST_MAX + 1];   /* URI host (brackets removed from an IPv6 literal) */
+	const struct config_remote_jwks *cfg;     /* of the first provider naming this JWKS */
+	const struct config_backend *backend;     /* cfg->backend, or NULL */
+	char host[JWKS_FETCH_HOST_MAX + 1];       /* URI host (brackets removed from an IPv6 literal) */
 	char authority[JWKS_FETCH_HOST_MAX + 16]; /* Host header: host[:port] as in the URI */
-	char *target;                         /* path and query, "/" at least; owned */
-	uint16_t port;                        /* URI port, 443 by default */
+	char *target;                             /* path and query, "/" at least; owned */
+	uint16_t port;                            /* URI port, 443 by default */
 	bool is_host_ip;
-	const char *verify_name;              /* SNI and certificate name: tls.hostname or host */
+	const char *verify_name; /* SNI and certificate name: tls.hostname or host */
 	bool is_verify_ip;
-	SSL_CTX *ssl_ctx;                     /* NULL: every fetch fails (logged at start-up) */
-	bool is_unusable;                     /* URI the fetcher cannot use (logged at start-up) */
+	SSL_CTX *ssl_ctx; /* NULL: every fetch fails (logged at start-up) */
+	bool is_unusable; /* URI the fetcher cannot use (logged at start-up) */
 	uint64_t connect_timeout_ms;
 	uint64_t kick_cooldown_ms;
-	int *slots;                           /* provider indexes that get this JWKS */
+	int *slots; /* provider indexes that get this JWKS */
 	size_t n_slots;
-	char providers[128];                  /* "policy/provider, ..." for log lines (truncated) */
+	char providers[128]; /* "policy/provider, ..." for log lines (truncated) */
 
 	enum jwks_fetch_state state;
 	struct event timer_ev;   /* refresh, failed refetch, or backoff */
@@ -147,8 +150,8 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 static void jwks_fetch_set_state(struct jwks_fetcher *f, enum jwks_fetch_state s)
 {
 	if ((jwks_fetch_next_states[f->state] & JF_BIT(s)) == 0) {
-		log_error("jwks %s: illegal state change %s -> %s", f->cfg->uri, jwks_fetch_state_str(f->state),
-			  jwks_fetch_state_str(s));
+		log_error("jwks %s: illegal state change %s -> %s", f->cfg->uri,
+		          jwks_fetch_state_str(f->state), jwks_fetch_state_str(s));
 		abort();
 	}
 	log_debug("jwks %s: %s -> %s", f->cfg->uri, jwks_fetch_state_str(f->state), jwks_fetch_state_str(s));
@@ -207,7 +210,8 @@ const char *jwks_fetch_failure_str(enum jwks_fetch_failure f)
  * got no response at all; reset covers every way of getting no response. */
 bool jwks_fetch_should_retry(unsigned triggers, enum jwks_fetch_failure failure, int status)
 {
-	const unsigned no_response = CONFIG_RETRY_ON_5XX | CONFIG_RETRY_ON_GATEWAY_ERROR | CONFIG_RETRY_ON_RESET;
+	const unsigned no_response =
+	        CONFIG_RETRY_ON_5XX | CONFIG_RETRY_ON_GATEWAY_ERROR | CONFIG_RETRY_ON_RESET;
 
 	switch (failure) {
 	case JWKS_FETCH_FAIL_CONNECT:
@@ -218,7 +222,8 @@ bool jwks_fetch_should_retry(unsigned triggers, enum jwks_fetch_failure failure,
 	case JWKS_FETCH_FAIL_STATUS:
 		if (status >= 500 && status <= 599 && (triggers & CONFIG_RETRY_ON_5XX))
 			return true;
-		if ((status == 502 || status == 503 || status == 504) && (triggers & CONFIG_RETRY_ON_GATEWAY_ERROR))
+		if ((status == 502 || status == 503 || status == 504) &&
+		    (triggers & CONFIG_RETRY_ON_GATEWAY_ERROR))
 			return true;
 		return status == 409 && (triggers & CONFIG_RETRY_ON_RETRIABLE_4XX);
 	case JWKS_FETCH_OK:
@@ -371,7 +376,8 @@ static SSL_CTX *jwks_fetch_ssl_ctx_new(const char *uri, const struct config_back
 	}
 	for (i = 0; i < tls->n_ca_files; i++) {
 		if (SSL_CTX_load_verify_locations(ctx, tls->ca_files[i], NULL) != 1) {
-			log_error("jwks %s: caCertificateRefs file %s: no usable certificate", uri, tls->ca_files[i]);
+			log_error("jwks %s: caCertificateRefs file %s: no usable certificate", uri,
+			          tls->ca_files[i]);
 			goto fail;
 		}
 	}
@@ -452,22 +458,23 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 	if (failure == JWKS_FETCH_FAIL_STATUS)
 		snprintf(reason, sizeof(reason), "status %d", f->status);
 	else
-		snprintf(reason, sizeof(reason), "%s%s%s", jwks_fetch_failure_str(failure), f->detail[0] ? ": " : "",
-			 f->detail);
-	if (f->retry < r->retry.num_retries && jwks_fetch_should_retry(r->retry.triggers, failure, f->status)) {
+		snprintf(reason, sizeof(reason), "%s%s%s", jwks_fetch_failure_str(failure),
+		         f->detail[0] ? ": " : "", f->detail);
+	if (f->retry < r->retry.num_retries &&
+	    jwks_fetch_should_retry(r->retry.triggers, failure, f->status)) {
 		uint64_t delay = jwks_fetch_backoff_ms(&r->retry, f->retry, jwks_fetch_random(f->set));
 
 		f->retry++;
 		log_warn("jwks %s: fetch failed (%s); retry %u of %u in %llu ms", r->uri, reason, f->retry,
-			 r->retry.num_retries, (unsigned long long)delay);
+		         r->retry.num_retries, (unsigned long long)delay);
 		jwks_fetch_set_state(f, JWKS_FETCH_BACKOFF);
 		jwks_fetch_arm(&f->timer_ev, delay);
 		return;
 	}
 	log_warn("jwks %s: fetch failed (%s)%s; %s; next fetch in %llu ms", r->uri, reason,
-		 f->retry > 0 ? " after all retries" : "",
-		 f->has_keys ? "keeping the previous keys" : "no keys: its providers answer 401",
-		 (unsigned long long)r->failed_refetch_duration_ms);
+	         f->retry > 0 ? " after all retries" : "",
+	         f->has_keys ? "keeping the previous keys" : "no keys: its providers answer 401",
+	         (unsigned long long)r->failed_refetch_duration_ms);
 	jwks_fetch_cycle_over(f, r->failed_refetch_duration_ms);
 }
 
@@ -493,10 +500,11 @@ static void jwks_fetch_succeed(struct jwks_fetcher *f)
 	f->has_keys = true;
 	jwks_unref(f->keys);
 	f->keys = jwks_ref(ks);
-	next = r->cache_duration_ms > 2 * JWKS_FETCH_REFRESH_EARLY_MS ? r->cache_duration_ms - JWKS_FETCH_REFRESH_EARLY_MS
-								      : r->cache_duration_ms;
+	next = r->cache_duration_ms > 2 * JWKS_FETCH_REFRESH_EARLY_MS
+	               ? r->cache_duration_ms - JWKS_FETCH_REFRESH_EARLY_MS
+	               : r->cache_duration_ms;
 	log_info("jwks %s: fetched %zu key%s for %s; next refresh in %llu ms", r->uri, ks->n_keys,
-		 ks->n_keys == 1 ? "" : "s", f->providers, (unsigned long long)next);
+	         ks->n_keys == 1 ? "" : "s", f->providers, (unsigned long long)next);
 	jwks_unref(ks);
 	jwks_fetch_cycle_over(f, next);
 }
@@ -510,7 +518,8 @@ static int jwks_fetch_count_head(llhttp_t *p, size_t len)
 	f->head_bytes += len;
 	if (f->head_bytes > JWKS_FETCH_HEAD_MAX) {
 		f->parse_failure = JWKS_FETCH_FAIL_RESET;
-		snprintf(f->detail, sizeof(f->detail), "response head larger than %d bytes", JWKS_FETCH_HEAD_MAX);
+		snprintf(f->detail, sizeof(f->detail), "response head larger than %d bytes",
+		         JWKS_FETCH_HEAD_MAX);
 		return -1;
 	}
 	return 0;
@@ -551,7 +560,7 @@ static int jwks_fetch_on_headers_complete(llhttp_t *p)
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > JWKS_MAX_TEXT_LEN) {
 		f->parse_failure = JWKS_FETCH_FAIL_TOO_BIG;
 		snprintf(f->detail, sizeof(f->detail), "Content-Length %llu over %d bytes",
-			 (unsigned long long)p->content_length, JWKS_MAX_TEXT_LEN);
+		         (unsigned long long)p->content_length, JWKS_MAX_TEXT_LEN);
 		return -1;
 	}
 	return 0;
@@ -603,8 +612,10 @@ static enum jwks_fetch_failure jwks_fetch_parse(struct jwks_fetcher *f, struct e
 		if (err != HPE_OK) {
 			if (f->parse_failure != JWKS_FETCH_OK)
 				return f->parse_failure;
-			snprintf(f->detail, sizeof(f->detail), "malformed response: %s (%s)", llhttp_errno_name(err),
-				 llhttp_get_error_reason(&f->parser) ? llhttp_get_error_reason(&f->parser) : "");
+			snprintf(f->detail, sizeof(f->detail), "malformed response: %s (%s)",
+			         llhttp_errno_name(err),
+			         llhttp_get_error_reason(&f->parser) ? llhttp_get_error_reason(&f->parser)
+			                                             : "");
 			return JWKS_FETCH_FAIL_RESET;
 		}
 		evbuffer_drain(in, n);
@@ -645,12 +656,12 @@ static void jwks_fetch_conn_detail(struct jwks_fetcher *f, struct bufferevent *b
 		;
 	if (vr != X509_V_OK)
 		snprintf(f->detail, sizeof(f->detail), "%s: certificate verify failed: %s", what,
-			 X509_verify_cert_error_string(vr));
+		         X509_verify_cert_error_string(vr));
 	else if (e != 0)
 		snprintf(f->detail, sizeof(f->detail), "%s: %s", what, ebuf);
 	else
 		snprintf(f->detail, sizeof(f->detail), "%s: %s", what,
-			 sock_err != 0 ? evutil_socket_error_to_string(sock_err) : "closed");
+		         sock_err != 0 ? evutil_socket_error_to_string(sock_err) : "closed");
 }
 
 static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
@@ -670,9 +681,9 @@ static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
 		event_del(&f->attempt_ev);
 		jwks_fetch_arm(&f->attempt_ev, f->deadline_ms > now ? f->deadline_ms - now : 0);
 		if (evbuffer_add_printf(out,
-					"GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-					"User-Agent: jwtgate/" JG_VERSION "\r\nConnection: close\r\n\r\n",
-					f->target, f->authority) < 0) {
+		                        "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+		                        "User-Agent: jwtgate/" JG_VERSION "\r\nConnection: close\r\n\r\n",
+		                        f->target, f->authority) < 0) {
 			snprintf(f->detail, sizeof(f->detail), "out of memory for the request");
 			jwks_fetch_fail(f, JWKS_FETCH_FAIL_RESET);
 		}
@@ -699,7 +710,8 @@ static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (failure == JWKS_FETCH_OK) {
 		if (what & BEV_EVENT_EOF)
-			snprintf(f->detail, sizeof(f->detail), "connection closed before a complete response");
+			snprintf(f->detail, sizeof(f->detail),
+			         "connection closed before a complete response");
 		else
 			jwks_fetch_conn_detail(f, bev, "connection error");
 		failure = JWKS_FETCH_FAIL_RESET;
@@ -728,11 +740,11 @@ static void jwks_fetch_connect(struct jwks_fetcher *f)
 		if (X509_VERIFY_PARAM_set1_ip_asc(vp, f->verify_name) != 1)
 			goto ssl_fail;
 	} else if (X509_VERIFY_PARAM_set1_host(vp, f->verify_name, 0) != 1 ||
-		   SSL_set_tlsext_host_name(ssl, f->verify_name) != 1) {
+	           SSL_set_tlsext_host_name(ssl, f->verify_name) != 1) {
 		goto ssl_fail;
 	}
 	f->bev = bufferevent_openssl_socket_new(f->set->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (f->bev == NULL)
 		goto ssl_fail;
 	/* A close-delimited body ends at a TCP close; a truncated JWKS fails to parse anyway. */
@@ -776,7 +788,7 @@ static void jwks_fetch_on_resolved(int result, struct evutil_addrinfo *res, void
 	}
 	if (result != 0 || res == NULL || res->ai_addrlen > sizeof(f->addr)) {
 		snprintf(f->detail, sizeof(f->detail), "cannot resolve: %s",
-			 result != 0 ? evutil_gai_strerror(result) : "no address");
+		         result != 0 ? evutil_gai_strerror(result) : "no address");
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
@@ -819,7 +831,7 @@ static void jwks_fetch_on_attempt_timeout(evutil_socket_t fd, short what, void *
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
 	} else if (f->state == JWKS_FETCH_RECEIVING) {
 		snprintf(f->detail, sizeof(f->detail), "no complete response within %llu ms",
-			 (unsigned long long)f->cfg->request_timeout_ms);
+		         (unsigned long long)f->cfg->request_timeout_ms);
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_TIMEOUT);
 	}
 }
@@ -839,7 +851,8 @@ static void jwks_fetch_attempt(struct jwks_fetcher *f)
 	f->body.len = 0;
 	f->body.max = JWKS_MAX_TEXT_LEN;
 	f->deadline_ms = jg_now_ms() + f->cfg->request_timeout_ms;
-	limit = f->connect_timeout_ms < f->cfg->request_timeout_ms ? f->connect_timeout_ms : f->cfg->request_timeout_ms;
+	limit = f->connect_timeout_ms < f->cfg->request_timeout_ms ? f->connect_timeout_ms
+	                                                           : f->cfg->request_timeout_ms;
 	if (f->is_unusable || f->ssl_ctx == NULL) {
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONFIG);
 		return;
@@ -849,7 +862,8 @@ static void jwks_fetch_attempt(struct jwks_fetcher *f)
 		const struct config_endpoint *ep;
 
 		if (f->backend->n_endpoints == 0) {
-			snprintf(f->detail, sizeof(f->detail), "backend %s has no endpoint", f->backend->name);
+			snprintf(f->detail, sizeof(f->detail), "backend %s has no endpoint",
+			         f->backend->name);
 			jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONFIG);
 			return;
 		}
@@ -908,8 +922,8 @@ static void jwks_fetch_on_kick(evutil_socket_t fd, short what, void *arg)
 		return;
 	atomic_store(&f->kick_not_before_ms, now + f->kick_cooldown_ms);
 	log_info("jwks %s: a token names a key the set does not have; refetching now (next such refetch in "
-		 "%llu ms at the earliest)",
-		 f->cfg->uri, (unsigned long long)f->kick_cooldown_ms);
+	         "%llu ms at the earliest)",
+	         f->cfg->uri, (unsigned long long)f->kick_cooldown_ms);
 	event_del(&f->timer_ev);
 	f->retry = 0;
 	jwks_fetch_attempt(f);
@@ -949,8 +963,8 @@ static void jwks_fetch_settings_init(void)
 }
 
 /* Sets up fetcher f for the remote JWKS r of provider p (start-up tier). */
-static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *f, const struct config_remote_jwks *r,
-				    bool *needs_dns)
+static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *f,
+                                    const struct config_remote_jwks *r, bool *needs_dns)
 {
 	struct in6_addr a6;
 	struct in_addr a4;
@@ -960,10 +974,12 @@ static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *
 	f->backend = r->backend;
 	f->state = JWKS_FETCH_IDLE;
 	f->slots = jg_xcalloc(jf->n_providers ? jf->n_providers : 1, sizeof(int));
-	f->connect_timeout_ms = f->backend != NULL && f->backend->connect_timeout_ms > 0 ? f->backend->connect_timeout_ms
-											   : JWKS_FETCH_CONNECT_TIMEOUT_MS;
-	f->kick_cooldown_ms = r->failed_refetch_duration_ms > JWKS_FETCH_KICK_COOLDOWN_MS ? r->failed_refetch_duration_ms
-											   : JWKS_FETCH_KICK_COOLDOWN_MS;
+	f->connect_timeout_ms = f->backend != NULL && f->backend->connect_timeout_ms > 0
+	                                ? f->backend->connect_timeout_ms
+	                                : JWKS_FETCH_CONNECT_TIMEOUT_MS;
+	f->kick_cooldown_ms = r->failed_refetch_duration_ms > JWKS_FETCH_KICK_COOLDOWN_MS
+	                              ? r->failed_refetch_duration_ms
+	                              : JWKS_FETCH_KICK_COOLDOWN_MS;
 	atomic_init(&f->is_kick_pending, false);
 	atomic_init(&f->kick_not_before_ms, 0);
 	evtimer_assign(&f->timer_ev, jf->base, jwks_fetch_on_timer, f);
@@ -978,7 +994,8 @@ static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *
 		f->verify_name = f->backend->tls.hostname;
 	else
 		f->verify_name = f->host;
-	f->is_verify_ip = inet_pton(AF_INET, f->verify_name, &a4) == 1 || inet_pton(AF_INET6, f->verify_name, &a6) == 1;
+	f->is_verify_ip =
+	        inet_pton(AF_INET, f->verify_name, &a4) == 1 || inet_pton(AF_INET6, f->verify_name, &a6) == 1;
 	f->ssl_ctx = jwks_fetch_ssl_ctx_new(r->uri, f->backend);
 	if (f->ssl_ctx == NULL)
 		log_error("jwks %s: no TLS context; its providers will answer 401", r->uri);
@@ -994,12 +1011,13 @@ static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *
 }
 
 static void jwks_fetch_add_provider_name(struct jwks_fetcher *f, const struct config_policy *pol,
-					 const struct config_provider *p)
+                                         const struct config_provider *p)
 {
 	size_t len = strlen(f->providers);
 
 	if (len < sizeof(f->providers) - 1)
-		snprintf(f->providers + len, sizeof(f->providers) - len, "%s%s/%s", len ? ", " : "", pol->name, p->name);
+		snprintf(f->providers + len, sizeof(f->providers) - len, "%s%s/%s", len ? ", " : "",
+		         pol->name, p->name);
 }
 
 struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *cfg, struct auth_shared *auth)
@@ -1024,7 +1042,8 @@ struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *
 			const struct config_remote_jwks *r = &p->remote;
 			struct jwks_fetcher *f = NULL;
 
-			if (p->jwks_source != CONFIG_JWKS_REMOTE || p->index < 0 || (size_t)p->index >= jf->n_providers)
+			if (p->jwks_source != CONFIG_JWKS_REMOTE || p->index < 0 ||
+			    (size_t)p->index >= jf->n_providers)
 				continue;
 			/* Same URI through the same backend: one fetcher for all (settings of the first). */
 			for (k = 0; k < jf->n_fetchers && f == NULL; k++)
@@ -1041,13 +1060,15 @@ struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *
 		}
 	}
 	if (needs_dns) {
-		jf->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		jf->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		                                       EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (jf->dns == NULL) /* no usable resolv.conf: the hosts file still answers */
 			jf->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (jf->dns != NULL)
 			evdns_base_load_hosts(jf->dns, NULL);
 		else
-			log_error("jwks: cannot create a DNS resolver; remote JWKS named by host will not be fetched");
+			log_error("jwks: cannot create a DNS resolver; remote JWKS named by host will not be "
+			          "fetched");
 	}
 	if (jf->n_fetchers > 0)
 		auth_shared_set_refetch_hook(auth, jwks_fetch_refetch_hook, jf);

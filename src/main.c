@@ -21,14 +21,15 @@
 static void main_usage(FILE *f)
 {
 	fprintf(f, "usage: jwtgate -c FILE [--check]\n"
-		   "       jwtgate --version | --help\n"
-		   "\n"
-		   "  -c, --config FILE  configuration file (YAML, see jwtgate.yaml(5))\n"
-		   "  -t, --check        validate the configuration, print every error, exit 0 or 1\n"
-		   "  -v, --version      print the version and exit\n"
-		   "  -h, --help         print this help and exit\n"
-		   "\n"
-		   "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (limits.drainTimeout), exit 0.\n");
+	           "       jwtgate --version | --help\n"
+	           "\n"
+	           "  -c, --config FILE  configuration file (YAML, see jwtgate.yaml(5))\n"
+	           "  -t, --check        validate the configuration, print every error, exit 0 or 1\n"
+	           "  -v, --version      print the version and exit\n"
+	           "  -h, --help         print this help and exit\n"
+	           "\n"
+	           "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (limits.drainTimeout), "
+	           "exit 0.\n");
 }
 
 struct main_state {
@@ -72,7 +73,7 @@ static void main_reload(struct main_state *st)
 	rc = config_load(st->path, stderr, &cfg);
 	if (rc != 0) {
 		log_error("reload refused: %s has %d error%s; the running configuration stays", st->path,
-			  rc > 0 ? rc : 1, rc == 1 ? "" : "s");
+		          rc > 0 ? rc : 1, rc == 1 ? "" : "s");
 		return;
 	}
 	if (!main_listeners_equal(cfg, st->current->cfg)) {
@@ -84,7 +85,8 @@ static void main_reload(struct main_state *st)
 		log_warn("reload: workers changes need a restart; keeping %d", st->n_workers);
 	auth = auth_shared_new(cfg, stderr);
 	if (auth == NULL) {
-		log_error("reload refused: JWT key sets could not be loaded; the running configuration stays");
+		log_error(
+		        "reload refused: JWT key sets could not be loaded; the running configuration stays");
 		config_free(cfg);
 		return;
 	}
@@ -136,7 +138,7 @@ static void main_on_startup_bound(evutil_socket_t fd, short what, void *arg)
 	struct main_state *st = arg;
 
 	log_warn("start-up: the first remote JWKS fetches are not finished; opening the listeners now (a "
-		 "provider without keys answers 401 until its fetch succeeds)");
+	         "provider without keys answers 401 until its fetch succeeds)");
 	event_base_loopbreak(st->base);
 }
 
@@ -168,9 +170,11 @@ static void main_wait_first_fetches(struct main_state *st, struct jwks_fetch *jf
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
-		{"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"check", no_argument, NULL, 't'},
+	        {"version", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
 	bool check = false;
@@ -214,7 +218,8 @@ int main(int argc, char **argv)
 		if (rc > 0)
 			fprintf(stderr, "jwtgate: %s: %d error%s\n", path, rc, rc == 1 ? "" : "s");
 		else
-			fprintf(stderr, "jwtgate: %s: cannot read: %s\n", path, strerror(rc > -1000 ? -rc : EIO));
+			fprintf(stderr, "jwtgate: %s: cannot read: %s\n", path,
+			        strerror(rc > -1000 ? -rc : EIO));
 		return 1;
 	}
 	log_set_level((enum log_level)cfg->log_level);
@@ -290,7 +295,7 @@ int main(int argc, char **argv)
 		worker_start(&st.workers[i]);
 	for (k = 0; k < cfg->n_listeners; k++)
 		log_info("listening on %s (%s) with %d worker%s", cfg->listeners[k].address_text,
-			 cfg->listeners[k].name, st.n_workers, st.n_workers == 1 ? "" : "s");
+		         cfg->listeners[k].name, st.n_workers, st.n_workers == 1 ? "" : "s");
 
 	event_base_dispatch(st.base);
 

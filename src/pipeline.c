@@ -85,12 +85,13 @@ static void pipeline_make_request_id(struct worker *w, char id[40])
 	uint64_t a = worker_random(w), b = worker_random(w);
 
 	/* RFC 9562 version 4 layout. */
-	snprintf(id, 40, "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff,
-		 (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000, (uint64_t)(b & 0xffffffffffffull));
+	snprintf(id, 40, "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(a >> 32),
+	         (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
+	         (uint64_t)(b & 0xffffffffffffull));
 }
 
 int pipeline_forward_headers(struct worker *w, struct request *req, const char *client_ip, char *buf,
-			     size_t cap, char request_id[40])
+                             size_t cap, char request_id[40])
 {
 	struct request_header *h;
 	size_t pos = 0, n = 0, len = 0;
@@ -98,8 +99,8 @@ int pipeline_forward_headers(struct worker *w, struct request *req, const char *
 
 	/* Earlier proxies' X-Forwarded-For values, joined, then the client: one header line. */
 	while ((h = request_header_next(req, "x-forwarded-for", 15, &pos)) != NULL) {
-		k = snprintf(buf + len, cap - len, "%s%.*s", n++ ? ", " : "x-forwarded-for: ", (int)h->value_len,
-			     h->value);
+		k = snprintf(buf + len, cap - len, "%s%.*s",
+		             n++ ? ", " : "x-forwarded-for: ", (int)h->value_len, h->value);
 		if (k < 0 || (size_t)k >= cap - len)
 			return JG_ERR_LIMIT;
 		len += (size_t)k;

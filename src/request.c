@@ -17,7 +17,7 @@ void request_init(struct request *req, struct arena *arena)
 /* Appends to a header array kept in an arena (shared by requests and responses). The array doubles
  * when full, up to REQUEST_MAX_HEADERS_HARD entries. */
 static int header_list_add(struct arena *arena, struct request_header **headers, size_t *n, size_t *cap,
-			   const char *name, size_t name_len, const char *value, size_t value_len)
+                           const char *name, size_t name_len, const char *value, size_t value_len)
 {
 	struct request_header *h;
 	size_t i;
@@ -56,10 +56,10 @@ static int header_list_add(struct arena *arena, struct request_header **headers,
 }
 
 int request_header_add(struct request *req, const char *name, size_t name_len, const char *value,
-		       size_t value_len)
+                       size_t value_len)
 {
 	return header_list_add(req->arena, &req->headers, &req->n_headers, &req->cap_headers, name, name_len,
-			       value, value_len);
+	                       value, value_len);
 }
 
 void response_init(struct response *resp, struct arena *arena)
@@ -70,10 +70,10 @@ void response_init(struct response *resp, struct arena *arena)
 }
 
 int response_header_add(struct response *resp, const char *name, size_t name_len, const char *value,
-			size_t value_len)
+                        size_t value_len)
 {
 	return header_list_add(resp->arena, &resp->headers, &resp->n_headers, &resp->cap_headers, name,
-			       name_len, value, value_len);
+	                       name_len, value, value_len);
 }
 
 bool request_header_is_hop_by_hop(const char *name, size_t name_len)
@@ -82,8 +82,8 @@ bool request_header_is_hop_by_hop(const char *name, size_t name_len)
 		const char *s;
 		size_t len;
 	} hop[] = {
-		{"connection", 10}, {"keep-alive", 10}, {"proxy-connection", 16}, {"te", 2},
-		{"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
+	        {"connection", 10}, {"keep-alive", 10},        {"proxy-connection", 16}, {"te", 2},
+	        {"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
 	};
 	size_t i;
 
@@ -94,7 +94,7 @@ bool request_header_is_hop_by_hop(const char *name, size_t name_len)
 }
 
 bool request_header_listed_in_connection(const struct request_header *headers, size_t n, const char *name,
-					 size_t name_len)
+                                         size_t name_len)
 {
 	size_t i;
 
@@ -120,7 +120,7 @@ bool request_header_listed_in_connection(const struct request_header *headers, s
 }
 
 struct request_header *request_header_next(const struct request *req, const char *name, size_t name_len,
-					   size_t *pos)
+                                           size_t *pos)
 {
 	size_t i;
 
@@ -237,7 +237,7 @@ int request_finish_head(struct request *req)
 }
 
 int request_query_next(const struct request *req, const char *name, size_t name_len, const char **value,
-		       size_t *value_len, size_t *pos)
+                       size_t *value_len, size_t *pos)
 {
 	const char *q = req->query;
 	size_t len = req->query_len, i = *pos;

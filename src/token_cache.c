@@ -130,7 +130,7 @@ void token_cache_free(struct token_cache *tc)
 }
 
 const struct token_cache_entry *token_cache_get(struct token_cache *tc, int provider, uint64_t keys_version,
-						const char *token, size_t len)
+                                                const char *token, size_t len)
 {
 	struct token_cache_entry *e;
 	uint64_t h;
@@ -139,7 +139,8 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
 		return NULL;
 	h = token_cache_hash(tc, provider, token, len);
 	for (e = tc->buckets[h & (tc->n_buckets - 1)]; e != NULL; e = e->hnext) {
-		if (e->hash != h || e->provider != provider || e->token_len != len || memcmp(e->token, token, len) != 0)
+		if (e->hash != h || e->provider != provider || e->token_len != len ||
+		    memcmp(e->token, token, len) != 0)
 			continue;
 		if (e->keys_version != keys_version) {
 			/* verified with keys that were replaced since: verify again */
@@ -164,8 +165,8 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
 }
 
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
-		    size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp, int64_t exp,
-		    json_t *payload, size_t payload_b64_off, size_t payload_b64_len)
+                    size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
+                    int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len)
 {
 	struct token_cache_entry *e;
 	size_t b;

@@ -35,7 +35,8 @@ int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
 			goto fail;
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
 		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
-		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1 || listen(fd, 4096) == -1) {
+		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1 ||
+		    listen(fd, 4096) == -1) {
 			int e = errno;
 
 			close(fd);
@@ -44,7 +45,7 @@ int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
 		}
 		fds[i] = fd;
 		continue;
-fail:
+	fail:
 		fprintf(err, "jwtgate: listener %s (%s): %s\n", l->name, l->address_text, strerror(errno));
 		while (i-- > 0) {
 			close(fds[i]);
@@ -208,7 +209,8 @@ void worker_h2_conn_removed(struct worker *w, struct h2_conn *c)
 		event_base_loopexit(w->base, NULL);
 }
 
-static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+                             void *arg)
 {
 	struct worker *w = arg;
 	int listener_index = -1;
@@ -222,7 +224,7 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
 		/* Over limits.maxConnections: refuse at once rather than queue without bound. */
 		atomic_fetch_sub(&worker_open_conns, 1);
 		log_warn("worker %d: connection limit %u reached, closing new connection", w->id,
-			 w->cfg->limits.max_connections);
+		         w->cfg->limits.max_connections);
 		close(fd);
 		return;
 	}
@@ -270,7 +272,7 @@ static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 	struct h1_conn *c, *next;
 	struct h2_conn *c2, *next2;
 	struct timeval tv = {(time_t)(w->cfg->limits.drain_timeout_ms / 1000),
-			     (suseconds_t)(w->cfg->limits.drain_timeout_ms % 1000) * 1000};
+	                     (suseconds_t)(w->cfg->limits.drain_timeout_ms % 1000) * 1000};
 	size_t i;
 
 	if (w->draining)
@@ -354,8 +356,9 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 			if (w->tls_ctx[i] == NULL)
 				return JG_ERR_INVAL;
 		}
-		w->listeners[i] = evconnlistener_new(w->base, worker_on_accept, w,
-						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fds[i]);
+		w->listeners[i] =
+		        evconnlistener_new(w->base, worker_on_accept, w,
+		                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fds[i]);
 		if (w->listeners[i] == NULL)
 			return JG_ERR_NOMEM;
 		listen_fds[i] = -1; /* owned by the evconnlistener now */

@@ -17,11 +17,11 @@ enum auth_verdict {
 
 struct auth_decision {
 	enum auth_verdict verdict;
-	int http_status;     /* 401 or 403 on deny */
-	int grpc_status;     /* 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) on deny */
-	int jwt_status;      /* jwt_verify_lib status number (jwt-behaviour.md) */
-	const char *message; /* static text, e.g. "Jwt is missing" */
-	bool invalid_token;  /* WWW-Authenticate gets error="invalid_token" */
+	int http_status;      /* 401 or 403 on deny */
+	int grpc_status;      /* 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) on deny */
+	int jwt_status;       /* jwt_verify_lib status number (jwt-behaviour.md) */
+	const char *message;  /* static text, e.g. "Jwt is missing" */
+	bool invalid_token;   /* WWW-Authenticate gets error="invalid_token" */
 	bool recompute_route; /* a provider with recomputeRoute added headers */
 };
 
@@ -50,12 +50,11 @@ void auth_worker_free(struct auth_worker *w);
 
 /* Runs the policy on the request; `now` is wall-clock seconds. Never returns ALLOW for a token that
  * failed unless the policy says failOpen. */
-void auth_check(struct auth_worker *w, const struct config_policy *policy, struct request *req,
-		int64_t now, struct auth_decision *out);
+void auth_check(struct auth_worker *w, const struct config_policy *policy, struct request *req, int64_t now,
+                struct auth_decision *out);
 
 /* Writes the WWW-Authenticate value for a denial into buf (NUL-terminated, truncated at cap):
  * Bearer realm="<scheme>://<host><path>"[, error="invalid_token"]. Returns the length. */
-size_t auth_www_authenticate(const struct request *req, const struct auth_decision *d, char *buf,
-			     size_t cap);
+size_t auth_www_authenticate(const struct request *req, const struct auth_decision *d, char *buf, size_t cap);
 
 #endif

@@ -21,11 +21,11 @@ enum jg_err {
 	JG_ERR_UNSUPPORTED = -1007,
 };
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#define JG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define JG_UNUSED(x) ((void)(x))
-#define jg_likely(x) __builtin_expect(!!(x), 1)
-#define jg_unlikely(x) __builtin_expect(!!(x), 0)
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define JG_ARRAY_SIZE(a)                (sizeof(a) / sizeof((a)[0]))
+#define JG_UNUSED(x)                    ((void)(x))
+#define jg_likely(x)                    __builtin_expect(!!(x), 1)
+#define jg_unlikely(x)                  __builtin_expect(!!(x), 0)
 
 /* Start-up tier allocation: abort with a message on failure. Never call these on the request path. */
 void *jg_xmalloc(size_t size);

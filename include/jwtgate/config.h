@@ -64,9 +64,9 @@ struct config_endpoint {
 
 struct config_tls_validation {
 	bool enabled;
-	char **ca_files;   /* caCertificateRefs[].file, resolved against the config folder */
+	char **ca_files; /* caCertificateRefs[].file, resolved against the config folder */
 	size_t n_ca_files;
-	char **ca_inline;  /* caCertificateRefs[].inline PEM text */
+	char **ca_inline; /* caCertificateRefs[].inline PEM text */
 	size_t n_ca_inline;
 	bool well_known_system; /* wellKnownCACertificates: System */
 	char *hostname;         /* SNI and the name the certificate must carry */
@@ -136,22 +136,22 @@ struct config_claim_to_header {
 };
 
 struct config_extract_header {
-	char *name; /* lower-cased */
+	char *name;         /* lower-cased */
 	char *value_prefix; /* may be empty */
 };
 
 struct config_retry {
-	uint32_t num_retries;          /* default 2 */
-	uint64_t base_interval_ms;     /* default 25ms (Envoy) */
-	uint64_t max_interval_ms;      /* default 10 x base */
-	unsigned triggers;             /* CONFIG_RETRY_ON_* bits */
+	uint32_t num_retries;      /* default 2 */
+	uint64_t base_interval_ms; /* default 25ms (Envoy) */
+	uint64_t max_interval_ms;  /* default 10 x base */
+	unsigned triggers;         /* CONFIG_RETRY_ON_* bits */
 };
 
-#define CONFIG_RETRY_ON_5XX (1u << 0)
-#define CONFIG_RETRY_ON_GATEWAY_ERROR (1u << 1)
-#define CONFIG_RETRY_ON_RESET (1u << 2)
+#define CONFIG_RETRY_ON_5XX             (1u << 0)
+#define CONFIG_RETRY_ON_GATEWAY_ERROR   (1u << 1)
+#define CONFIG_RETRY_ON_RESET           (1u << 2)
 #define CONFIG_RETRY_ON_CONNECT_FAILURE (1u << 3)
-#define CONFIG_RETRY_ON_RETRIABLE_4XX (1u << 4)
+#define CONFIG_RETRY_ON_RETRIABLE_4XX   (1u << 4)
 
 struct config_remote_jwks {
 	char *uri;
@@ -186,12 +186,12 @@ struct config_provider {
 	size_t n_extract_cookies;
 	char **extract_params;
 	size_t n_extract_params;
-	uint64_t clock_skew_s;     /* default 60 */
-	bool forward;              /* default true */
+	uint64_t clock_skew_s;        /* default 60 */
+	bool forward;                 /* default true */
 	char *forward_payload_header; /* lower-cased, NULL = none */
-	bool require_expiration;   /* default false */
-	uint64_t max_lifetime_s;   /* 0 = unlimited */
-	int index; /* global provider index, for per-worker key set and cache slots */
+	bool require_expiration;      /* default false */
+	uint64_t max_lifetime_s;      /* 0 = unlimited */
+	int index;                    /* global provider index, for per-worker key set and cache slots */
 };
 
 enum config_target_kind { CONFIG_TARGET_HTTPROUTE = 0, CONFIG_TARGET_GRPCROUTE, CONFIG_TARGET_GATEWAY };
@@ -230,27 +230,27 @@ struct config_listener {
 enum config_log_format { CONFIG_LOG_TEXT = 0, CONFIG_LOG_JSON };
 
 struct config_limits {
-	uint32_t max_header_bytes;   /* request line + headers, default 60 KiB -> 431 */
-	uint32_t max_header_count;   /* default 100 -> 431 */
-	uint32_t max_request_line;   /* default 8 KiB -> 414 */
-	uint64_t max_body_bytes;     /* 0 = unlimited -> 413 */
-	uint64_t header_timeout_ms;  /* default 10s -> 408 */
-	uint64_t idle_timeout_ms;    /* keep-alive idle, default 60s */
-	uint64_t drain_timeout_ms;   /* SIGTERM drain bound, default 10s */
-	uint32_t max_connections;    /* per process, default 10000 */
+	uint32_t max_header_bytes;          /* request line + headers, default 60 KiB -> 431 */
+	uint32_t max_header_count;          /* default 100 -> 431 */
+	uint32_t max_request_line;          /* default 8 KiB -> 414 */
+	uint64_t max_body_bytes;            /* 0 = unlimited -> 413 */
+	uint64_t header_timeout_ms;         /* default 10s -> 408 */
+	uint64_t idle_timeout_ms;           /* keep-alive idle, default 60s */
+	uint64_t drain_timeout_ms;          /* SIGTERM drain bound, default 10s */
+	uint32_t max_connections;           /* per process, default 10000 */
 	uint32_t h2_max_concurrent_streams; /* default 100 */
 };
 
 struct config {
-	char *path; /* the file given with -c */
-	char *dir;  /* its folder, for relative paths */
+	char *path;  /* the file given with -c */
+	char *dir;   /* its folder, for relative paths */
 	int workers; /* resolved: `auto` = online CPUs */
 	bool has_admin;
 	struct sockaddr_storage admin_addr;
 	socklen_t admin_addr_len;
 	char *access_log_path; /* NULL = off; "stdout" / "stderr" / file */
 	enum config_log_format access_log_format;
-	int log_level; /* enum log_level */
+	int log_level;             /* enum log_level */
 	uint32_t token_cache_size; /* per worker verified-token cache entries; 0 = off; default 4096 */
 	struct config_limits limits;
 

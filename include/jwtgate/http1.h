@@ -12,12 +12,12 @@ struct bufferevent;
 
 /* Takes ownership of an accepted socket. Returns 0 or a negative JG_ERR_* (fd closed). */
 int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
-		      int listener_index);
+                      int listener_index);
 
 /* The same for a connected bufferevent (TLS after its handshake, ALPN http/1.1 or none), with the
  * bytes it already read. Returns 0 or a negative JG_ERR_* (bev freed). */
 int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
-			  socklen_t peer_len, int listener_index, bool is_tls);
+                          socklen_t peer_len, int listener_index, bool is_tls);
 
 /* Drain: a connection that is idle is closed now; a busy one closes after its current response. */
 void http1_conn_drain(struct h1_conn *c);

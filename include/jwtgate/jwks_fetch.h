@@ -18,10 +18,9 @@
  * - after a success: the next fetch at cacheDuration - 5 s (cacheDuration when it is 10 s or less); after
  *   a cycle whose retries are spent: every failedRefetchDuration, keeping the previous keys.
  * - a worker that meets a kid (or alg) the key set does not have asks for a refetch (jwks_fetch registers
- *   a hook in auth_shared): at most one refetch per JWKS_FETCH_KICK_COOLDOWN (at least failedRefetchDuration),
- *   never a second fetch while one is in flight (envoyproxy/gateway#4791).
- * Everything here runs on the control thread except that hook, which only reads an atomic and activates an
- * event.
+ *   a hook in auth_shared): at most one refetch per JWKS_FETCH_KICK_COOLDOWN (at least
+ * failedRefetchDuration), never a second fetch while one is in flight (envoyproxy/gateway#4791). Everything
+ * here runs on the control thread except that hook, which only reads an atomic and activates an event.
  */
 #ifndef JWTGATE_JWKS_FETCH_H
 #define JWTGATE_JWKS_FETCH_H
@@ -44,13 +43,13 @@
 /* Why one attempt failed; decides whether it is retried (jwks_fetch_should_retry). */
 enum jwks_fetch_failure {
 	JWKS_FETCH_OK = 0,
-	JWKS_FETCH_FAIL_CONNECT,  /* DNS, TCP, TLS handshake or certificate, connect timeout */
-	JWKS_FETCH_FAIL_RESET,    /* reset or closed before a complete response, malformed response */
-	JWKS_FETCH_FAIL_TIMEOUT,  /* requestTimeout passed after the connection was up */
-	JWKS_FETCH_FAIL_STATUS,   /* a status other than 200 */
-	JWKS_FETCH_FAIL_TOO_BIG,  /* body or announced Content-Length over JWKS_MAX_TEXT_LEN */
-	JWKS_FETCH_FAIL_JWKS,     /* a 200 whose body is not a usable JWKS */
-	JWKS_FETCH_FAIL_CONFIG,   /* no TLS context or unusable URI: nothing a retry could change */
+	JWKS_FETCH_FAIL_CONNECT, /* DNS, TCP, TLS handshake or certificate, connect timeout */
+	JWKS_FETCH_FAIL_RESET,   /* reset or closed before a complete response, malformed response */
+	JWKS_FETCH_FAIL_TIMEOUT, /* requestTimeout passed after the connection was up */
+	JWKS_FETCH_FAIL_STATUS,  /* a status other than 200 */
+	JWKS_FETCH_FAIL_TOO_BIG, /* body or announced Content-Length over JWKS_MAX_TEXT_LEN */
+	JWKS_FETCH_FAIL_JWKS,    /* a 200 whose body is not a usable JWKS */
+	JWKS_FETCH_FAIL_CONFIG,  /* no TLS context or unusable URI: nothing a retry could change */
 };
 
 struct jwks_fetch; /* every fetcher of one configuration */
@@ -60,7 +59,8 @@ struct jwks_fetch; /* every fetcher of one configuration */
  * failure; a CA bundle that cannot be loaded or a URI it cannot use is logged and leaves that fetcher
  * failing every fetch (its providers answer 401, never trust an unverified peer). cfg, auth and base must
  * outlive the result. Nothing is fetched before jwks_fetch_start(). */
-struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *cfg, struct auth_shared *auth);
+struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *cfg,
+                                  struct auth_shared *auth);
 
 /* Number of fetchers (0: the configuration has no remote JWKS). */
 size_t jwks_fetch_count(const struct jwks_fetch *jf);

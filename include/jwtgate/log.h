@@ -19,9 +19,25 @@ void log_write(enum log_level level, const char *fmt, ...) __attribute__((format
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* The level test comes before any formatting work. */
-#define log_error(...) do { if (log_current_level >= LOG_LEVEL_ERROR) log_write(LOG_LEVEL_ERROR, __VA_ARGS__); } while (0)
-#define log_warn(...) do { if (log_current_level >= LOG_LEVEL_WARN) log_write(LOG_LEVEL_WARN, __VA_ARGS__); } while (0)
-#define log_info(...) do { if (log_current_level >= LOG_LEVEL_INFO) log_write(LOG_LEVEL_INFO, __VA_ARGS__); } while (0)
-#define log_debug(...) do { if (log_current_level >= LOG_LEVEL_DEBUG) log_write(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+#define log_error(...)                                                                                       \
+	do {                                                                                                 \
+		if (log_current_level >= LOG_LEVEL_ERROR)                                                    \
+			log_write(LOG_LEVEL_ERROR, __VA_ARGS__);                                             \
+	} while (0)
+#define log_warn(...)                                                                                        \
+	do {                                                                                                 \
+		if (log_current_level >= LOG_LEVEL_WARN)                                                     \
+			log_write(LOG_LEVEL_WARN, __VA_ARGS__);                                              \
+	} while (0)
+#define log_info(...)                                                                                        \
+	do {                                                                                                 \
+		if (log_current_level >= LOG_LEVEL_INFO)                                                     \
+			log_write(LOG_LEVEL_INFO, __VA_ARGS__);                                              \
+	} while (0)
+#define log_debug(...)                                                                                       \
+	do {                                                                                                 \
+		if (log_current_level >= LOG_LEVEL_DEBUG)                                                    \
+			log_write(LOG_LEVEL_DEBUG, __VA_ARGS__);                                             \
+	} while (0)
 
 #endif

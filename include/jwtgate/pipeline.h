@@ -27,14 +27,15 @@ struct pipeline_outcome {
 	struct worker_gen *gen;
 	const struct config_rule *rule; /* NULL when no route matched */
 	const struct config_backend_ref *ref;
-	int status;          /* local answer: 401, 403, 404, 500 */
-	int grpc_status;     /* the same answer for a gRPC client (16, 7, 12, 13) */
-	const char *message; /* static text without newline */
+	int status;                 /* local answer: 401, 403, 404, 500 */
+	int grpc_status;            /* the same answer for a gRPC client (16, 7, 12, 13) */
+	const char *message;        /* static text without newline */
 	char www_authenticate[512]; /* empty unless a JWT denial */
 };
 
-/* Routes and authenticates req (always sets out->gen, which the caller must release) (whose head is complete: request_finish_head done, is_grpc and
- * listener_index set). May add or remove request headers (claim headers). */
+/* Routes and authenticates req (always sets out->gen, which the caller must release) (whose head is complete:
+ * request_finish_head done, is_grpc and listener_index set). May add or remove request headers (claim
+ * headers). */
 void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome *out);
 
 /* Writes the header lines a proxy adds upstream into buf ("name: value\r\n" each):
@@ -43,7 +44,7 @@ void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome
  * marked removed. request_id receives the id in force (40 bytes). Returns the length, or a negative
  * JG_ERR_LIMIT when buf is too small. */
 int pipeline_forward_headers(struct worker *w, struct request *req, const char *client_ip, char *buf,
-			     size_t cap, char request_id[40]);
+                             size_t cap, char request_id[40]);
 
 /* gRPC status for an HTTP status of a local answer or upstream failure (gRPC's HTTP mapping). */
 int pipeline_grpc_status(int http_status);

@@ -28,13 +28,13 @@ struct request {
 	const char *scheme; /* "http" or "https" (static string) */
 	char *authority;    /* Host header or :authority, as sent (may carry a port) */
 	size_t authority_len;
-	char *host;         /* authority lower-cased without port: what routing compares */
+	char *host; /* authority lower-cased without port: what routing compares */
 	size_t host_len;
 	char *target; /* request target as sent: path plus "?query" */
 	size_t target_len;
-	char *path;   /* target up to '?' (not decoded) */
+	char *path; /* target up to '?' (not decoded) */
 	size_t path_len;
-	char *query;  /* after '?', NULL when absent */
+	char *query; /* after '?', NULL when absent */
 	size_t query_len;
 	struct request_header *headers;
 	size_t n_headers;
@@ -53,12 +53,12 @@ void request_init(struct request *req, struct arena *arena);
 /* Appends a header (copies name lower-cased and value into the arena). Returns 0 or JG_ERR_NOMEM /
  * JG_ERR_LIMIT (past REQUEST_MAX_HEADERS_HARD). */
 int request_header_add(struct request *req, const char *name, size_t name_len, const char *value,
-		       size_t value_len);
+                       size_t value_len);
 
 /* Finds the next non-removed header named `name` (lower-case) at index >= *pos; updates *pos to the
  * index found. Returns NULL when none is left. Use pos = 0 to start. */
 struct request_header *request_header_next(const struct request *req, const char *name, size_t name_len,
-					   size_t *pos);
+                                           size_t *pos);
 
 /* First header with that name, or NULL. */
 struct request_header *request_header_get(const struct request *req, const char *name, size_t name_len);
@@ -73,7 +73,7 @@ int request_finish_head(struct request *req);
 /* Finds query parameter `name` (exact, not decoded) starting at byte offset *pos of req->query.
  * Returns 1 and sets value/len (not decoded) and *pos past it, 0 when no more. */
 int request_query_next(const struct request *req, const char *name, size_t name_len, const char **value,
-		       size_t *value_len, size_t *pos);
+                       size_t *value_len, size_t *pos);
 
 /* The response head an upstream sent, decoded the same way (lower-cased names, arena strings). */
 struct response {
@@ -91,7 +91,7 @@ struct response {
 
 void response_init(struct response *resp, struct arena *arena);
 int response_header_add(struct response *resp, const char *name, size_t name_len, const char *value,
-			size_t value_len);
+                        size_t value_len);
 
 /* Hop-by-hop header names (RFC 9110 section 7.6.1) that a proxy never forwards: Connection,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Name must be lower-case. */
@@ -99,6 +99,6 @@ bool request_header_is_hop_by_hop(const char *name, size_t name_len);
 
 /* True when `name` appears as a token in any Connection header value of the list. */
 bool request_header_listed_in_connection(const struct request_header *headers, size_t n, const char *name,
-					 size_t name_len);
+                                         size_t name_len);
 
 #endif

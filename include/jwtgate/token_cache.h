@@ -35,13 +35,13 @@ void token_cache_free(struct token_cache *tc);
 /* Finds a token verified for `provider` with key set `keys_version`; NULL on a miss. The entry is
  * valid until the next token_cache_put. */
 const struct token_cache_entry *token_cache_get(struct token_cache *tc, int provider, uint64_t keys_version,
-						const char *token, size_t len);
+                                                const char *token, size_t len);
 
 /* Stores a verified token (evicting the least recently used entry when full). payload is
  * referenced, not copied. Returns 0 or JG_ERR_NOMEM (then nothing is cached). */
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
-		    size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp, int64_t exp,
-		    json_t *payload, size_t payload_b64_off, size_t payload_b64_len);
+                    size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
+                    int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len);
 
 /* Entries in use (tests, metrics). */
 uint32_t token_cache_count(const struct token_cache *tc);

@@ -67,9 +67,9 @@ void upstream_worker_close_idle(struct upstream_worker *uw);
  * X-Forwarded-For; `has_body`/`content_length` (-1 = unknown: chunked) describe the request body.
  * Returns 0 and sets *out, or a negative JG_ERR_* (then nothing was started). */
 int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *ref,
-		   const struct request *req, const char *extra_head, size_t extra_len, bool has_body,
-		   int64_t content_length, const struct upstream_sink *sink, void *ctx,
-		   struct upstream_exchange **out);
+                   const struct request *req, const char *extra_head, size_t extra_len, bool has_body,
+                   int64_t content_length, const struct upstream_sink *sink, void *ctx,
+                   struct upstream_exchange **out);
 
 /* Feeds request body bytes. Returns 0, 1 when the codec should stop feeding until on_drain, or a
  * negative JG_ERR_* (the exchange then reports on_error). Only after on_ready. */

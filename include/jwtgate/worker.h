@@ -46,7 +46,7 @@ struct worker_gen {
 	const struct router *router;
 	struct auth_worker *auth;
 	struct upstream_worker *upstream;
-	unsigned refs; /* 1 while current, plus one per request in flight */
+	unsigned refs;        /* 1 while current, plus one per request in flight */
 	struct event free_ev; /* the last release frees from here, never inside an upstream callback */
 };
 
@@ -54,8 +54,8 @@ struct worker {
 	int id;
 	pthread_t thread;
 	struct event_base *base;
-	const struct config *cfg; /* the current generation's config (limits for new requests) */
-	struct worker_gen *gen;   /* current generation */
+	const struct config *cfg;           /* the current generation's config (limits for new requests) */
+	struct worker_gen *gen;             /* current generation */
 	_Atomic(struct snapshot *) pending; /* set by worker_reload, taken by the worker */
 	atomic_bool stop_requested;         /* set by worker_request_stop */
 	int notify_fd;                      /* eventfd: the main thread wakes the worker (stop, reload) */
@@ -64,11 +64,11 @@ struct worker {
 	struct evconnlistener **listeners;
 	struct event drain_ev; /* drain deadline */
 	bool draining;
-	struct h1_conn *conns; /* every live downstream connection (for drain) */
-	struct h2_conn *h2_conns; /* the HTTP/2 ones */
-	size_t n_conns;           /* both lists */
+	struct h1_conn *conns;       /* every live downstream connection (for drain) */
+	struct h2_conn *h2_conns;    /* the HTTP/2 ones */
+	size_t n_conns;              /* both lists */
 	struct ssl_ctx_st **tls_ctx; /* per config listener; NULL for a plaintext one */
-	uint64_t rng; /* xorshift state for load balancing and request ids */
+	uint64_t rng;                /* xorshift state for load balancing and request ids */
 	FILE *access_log;
 	enum config_log_format access_log_format;
 };

@@ -103,7 +103,9 @@ static void test_parse_uri(void **state)
 	assert_int_equal(jwks_fetch_parse_uri(&f, "https://foo.bar.com:/"), JG_ERR_INVAL);
 	assert_int_equal(jwks_fetch_parse_uri(&f, "https://[foo]/"), JG_ERR_INVAL);
 	assert_int_equal(jwks_fetch_parse_uri(&f, "https://[::1/"), JG_ERR_INVAL);
-	assert_int_equal(jwks_fetch_parse_uri(&f, "https://foo.bar.com/a\x01" "b"), JG_ERR_INVAL);
+	assert_int_equal(jwks_fetch_parse_uri(&f, "https://foo.bar.com/a\x01"
+	                                          "b"),
+	                 JG_ERR_INVAL);
 	assert_int_equal(jwks_fetch_parse_uri(&f, "https://foo.bar.com/a\x7f"), JG_ERR_INVAL);
 	assert_int_equal(jwks_fetch_parse_uri(&f, "http://foo.bar.com/"), JG_ERR_INVAL);
 	assert_null(f.target);

@@ -168,7 +168,7 @@ static void test_bad_authorities_refused(void **state)
 {
 	struct request *req = &((struct t_req *)*state)->req;
 	static const char *const bad[] = {
-		"user@host", "host:80x", "a b", "host/x", "[::1", "[::1]x", "a\"b", "a\r\nb", "h:8\x7f",
+	        "user@host", "host:80x", "a b", "host/x", "[::1", "[::1]x", "a\"b", "a\r\nb", "h:8\x7f",
 	};
 	size_t i;
 
@@ -183,8 +183,8 @@ static void test_query_params(void **state)
 	const char *v;
 	size_t len, pos = 0;
 
-	assert_int_equal(finish(req, "h", "/p?access_token=a.b.c&x=1&access_token=&access_token2=z&access_token"),
-			 0);
+	assert_int_equal(
+	        finish(req, "h", "/p?access_token=a.b.c&x=1&access_token=&access_token2=z&access_token"), 0);
 	assert_int_equal(request_query_next(req, "access_token", 12, &v, &len, &pos), 1);
 	assert_int_equal(len, 5);
 	assert_memory_equal(v, "a.b.c", 5);
@@ -210,16 +210,16 @@ static void test_response_headers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_names_lower_cased_and_found, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remove_marks_all_and_skips, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_header_count_is_bounded, setup, teardown),
-		cmocka_unit_test(test_arena_limit_fails_cleanly),
-		cmocka_unit_test(test_hop_by_hop),
-		cmocka_unit_test_setup_teardown(test_connection_listed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_and_target, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_authorities_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_response_headers, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_names_lower_cased_and_found, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_remove_marks_all_and_skips, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_header_count_is_bounded, setup, teardown),
+	        cmocka_unit_test(test_arena_limit_fails_cleanly),
+	        cmocka_unit_test(test_hop_by_hop),
+	        cmocka_unit_test_setup_teardown(test_connection_listed, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_host_and_target, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_bad_authorities_refused, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_response_headers, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -113,3 +113,18 @@ void jg_buf_free(struct jg_buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 }
+
+size_t jg_hex(char *out, uint64_t v)
+{
+	static const char digits[] = "0123456789abcdef";
+	char tmp[16];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = digits[v & 0xf];
+		v >>= 4;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}

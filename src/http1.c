@@ -349,24 +349,47 @@ static void h1_up_on_drain(void *ctx)
 	h1_process(c);
 }
 
+static inline char *h1_put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/* "HTTP/1.1 NNN reason\r\n" (llhttp guarantees a three-digit status). */
+static void h1_add_status_line(struct evbuffer *out, const struct response *resp)
+{
+	char line[16] = "HTTP/1.1 000 ";
+
+	line[9] = (char)('0' + resp->status / 100 % 10);
+	line[10] = (char)('0' + resp->status / 10 % 10);
+	line[11] = (char)('0' + resp->status % 10);
+	evbuffer_add(out, line, 13);
+	evbuffer_add(out, resp->reason, resp->reason_len);
+	evbuffer_add(out, "\r\n", 2);
+}
+
 /* Writes the response head for the client: status line, end-to-end headers, our framing. */
 static void h1_up_on_head(void *ctx, const struct response *resp)
 {
 	struct h1_conn *c = ctx;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	size_t i;
+	bool has_connection = false;
+	char *head, *p;
+	size_t i, size;
 
 	if (resp->status < 200) {
 		/* Interim responses only go to HTTP/1.1 clients (RFC 9110 section 15.2). 100 is ours. */
 		if (c->req.http_minor >= 1 && resp->status != 100) {
-			evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len,
-			                    resp->reason);
+			h1_add_status_line(out, resp);
 			for (i = 0; i < resp->n_headers; i++) {
 				const struct request_header *h = &resp->headers[i];
 
 				if (request_header_is_hop_by_hop(h->name, h->name_len))
 					continue;
-				evbuffer_add_printf(out, "%s: %s\r\n", h->name, h->value);
+				evbuffer_add(out, h->name, h->name_len);
+				evbuffer_add(out, ": ", 2);
+				evbuffer_add(out, h->value, h->value_len);
+				evbuffer_add(out, "\r\n", 2);
 			}
 			evbuffer_add(out, "\r\n", 2);
 			h1_schedule_flush(c);
@@ -375,26 +398,48 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	}
 	c->status = resp->status;
 	c->resp_head_sent = true;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len, resp->reason);
+	/* The whole head is written into one block and added once (one chain, no printf). */
+	size = 16 + resp->reason_len + 28 + 24 + 2;
+	for (i = 0; i < resp->n_headers; i++) {
+		size += resp->headers[i].name_len + resp->headers[i].value_len + 4;
+		if (resp->headers[i].name_len == 10 && memcmp(resp->headers[i].name, "connection", 10) == 0)
+			has_connection = true;
+	}
+	p = head = arena_alloc(&c->arena, size);
+	if (head == NULL) {
+		/* Out of memory for this request: fail the connection, not the process. */
+		c->keepalive = false;
+		h1_close(c);
+		return;
+	}
+	memcpy(p, "HTTP/1.1 ", 9);
+	p[9] = (char)('0' + resp->status / 100 % 10);
+	p[10] = (char)('0' + resp->status / 10 % 10);
+	p[11] = (char)('0' + resp->status % 10);
+	p[12] = ' ';
+	p += 13;
+	p = h1_put(p, resp->reason, resp->reason_len);
+	p = h1_put(p, "\r\n", 2);
 	for (i = 0; i < resp->n_headers; i++) {
 		const struct request_header *h = &resp->headers[i];
 
 		if (request_header_is_hop_by_hop(h->name, h->name_len))
 			continue;
-		if (request_header_listed_in_connection(resp->headers, resp->n_headers, h->name, h->name_len))
+		if (has_connection &&
+		    request_header_listed_in_connection(resp->headers, resp->n_headers, h->name, h->name_len))
 			continue;
 		if (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0 && resp->chunked)
 			continue;
-		evbuffer_add(out, h->name, h->name_len);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, h->value, h->value_len);
-		evbuffer_add(out, "\r\n", 2);
+		p = h1_put(p, h->name, h->name_len);
+		p = h1_put(p, ": ", 2);
+		p = h1_put(p, h->value, h->value_len);
+		p = h1_put(p, "\r\n", 2);
 	}
 	if (resp->has_body && resp->content_length < 0) {
 		/* Chunked or close-delimited upstream body: re-frame for the client. */
 		if (c->req.http_minor >= 1) {
 			c->resp_chunked = true;
-			evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
+			p = h1_put(p, "transfer-encoding: chunked\r\n", 28);
 		} else {
 			c->resp_until_close = true;
 			c->keepalive = false;
@@ -402,15 +447,16 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	} else if (!resp->has_body && resp->chunked && c->req.method_len == 4 &&
 	           memcmp(c->req.method, "HEAD", 4) == 0 && c->req.http_minor >= 1) {
 		/* HEAD: tell the client what a GET would have used. */
-		evbuffer_add(out, "transfer-encoding: chunked\r\n", 28);
+		p = h1_put(p, "transfer-encoding: chunked\r\n", 28);
 	}
 	if (!c->req_done || c->draining)
 		c->keepalive = false;
 	if (!c->keepalive)
-		evbuffer_add(out, "connection: close\r\n", 19);
+		p = h1_put(p, "connection: close\r\n", 19);
 	else if (c->req.http_minor == 0)
-		evbuffer_add(out, "connection: keep-alive\r\n", 24);
-	evbuffer_add(out, "\r\n", 2);
+		p = h1_put(p, "connection: keep-alive\r\n", 24);
+	p = h1_put(p, "\r\n", 2);
+	evbuffer_add(out, head, (size_t)(p - head));
 	h1_schedule_flush(c);
 }
 
@@ -419,8 +465,14 @@ static void h1_up_on_data(void *ctx, const char *data, size_t len)
 	struct h1_conn *c = ctx;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (c->resp_chunked)
-		evbuffer_add_printf(out, "%zx\r\n", len);
+	if (c->resp_chunked) {
+		char hex[20];
+		size_t n = jg_hex(hex, len);
+
+		hex[n++] = '\r';
+		hex[n++] = '\n';
+		evbuffer_add(out, hex, n);
+	}
 	evbuffer_add(out, data, len);
 	if (c->resp_chunked)
 		evbuffer_add(out, "\r\n", 2);

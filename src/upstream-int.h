@@ -81,7 +81,8 @@ struct upstream_exchange {
 	const struct request *req;
 	const struct upstream_sink *sink;
 	void *ctx;
-	struct evbuffer *head; /* HTTP/1.1: serialized request head, kept until the first response byte */
+	char *head; /* HTTP/1.1: serialized request head (in the request's arena), kept for a re-send */
+	size_t head_len;
 	struct response resp;
 	struct jg_buf field, value;
 	size_t head_bytes;

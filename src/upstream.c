@@ -346,8 +346,6 @@ static void exchange_on_done(evutil_socket_t fd, short what, void *arg)
 	struct upstream_exchange *ex = arg;
 
 	evtimer_del(&ex->timer);
-	if (ex->head != NULL)
-		evbuffer_free(ex->head);
 	jg_buf_free(&ex->field);
 	jg_buf_free(&ex->value);
 	free(ex);
@@ -516,8 +514,7 @@ static void exchange_send_head(struct upstream_exchange *ex)
 
 	llhttp_init(&c->parser, HTTP_RESPONSE, &upstream_parser_settings);
 	c->parser.data = c;
-	evbuffer_add(bufferevent_get_output(c->bev), evbuffer_pullup(ex->head, -1),
-	             evbuffer_get_length(ex->head));
+	evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
 	if (c->plain) {
 		bufferevent_disable(c->bev, EV_WRITE);
 		bufferevent_enable(c->bev, EV_READ);
@@ -778,10 +775,6 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 		}
 		if (!ex->response_started) {
 			ex->response_started = true;
-			if (ex->head != NULL) {
-				evbuffer_free(ex->head);
-				ex->head = NULL;
-			}
 		}
 		c->parsing = true;
 		rc = llhttp_execute(&c->parser, v.iov_base, v.iov_len);
@@ -944,18 +937,52 @@ static void upstream_parser_settings_init(void)
 /* Serializes the request head for an HTTP/1.1 upstream: hop-by-hop headers, the headers named by
  * Connection, Expect (the proxy answers 100-continue itself) and the client's framing headers are
  * dropped; our own framing and the codec's extra lines are added. */
+/* Appends n bytes at *p (the caller sized the block). */
+static inline char *head_put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/* Serializes the request head for an HTTP/1.1 upstream into one block of the request's arena (kept
+ * for a re-send on a stale pooled connection): hop-by-hop headers, the headers named by Connection,
+ * Expect (the proxy answers 100-continue itself) and the client's framing headers are dropped; our
+ * own framing and the codec's extra lines are added. Sized first, written once, no printf. */
 static int exchange_build_head(struct upstream_exchange *ex, const char *extra, size_t extra_len,
                                int64_t content_length)
 {
 	const struct request *req = ex->req;
-	struct evbuffer *b = ex->head;
-	bool has_host = false;
-	size_t i;
+	const char *host = NULL;
+	size_t host_len = 0, i, size;
+	bool has_host = false, has_connection = false;
+	char num[24], *p;
+	int num_len = 0;
 
-	evbuffer_add(b, req->method, req->method_len);
-	evbuffer_add(b, " ", 1);
-	evbuffer_add(b, req->target, req->target_len);
-	evbuffer_add(b, " HTTP/1.1\r\n", 11);
+	for (i = 0; i < req->n_headers; i++)
+		if (!req->headers[i].removed && req->headers[i].name_len == 10 &&
+		    memcmp(req->headers[i].name, "connection", 10) == 0)
+			has_connection = true;
+	size = req->method_len + req->target_len + 13 + extra_len + 2;
+	for (i = 0; i < req->n_headers; i++)
+		size += req->headers[i].name_len + req->headers[i].value_len + 4;
+	if (req->authority_len > 0) {
+		host = req->authority;
+		host_len = req->authority_len;
+	} else {
+		host = ex->pool->be->endpoints[0].host;
+		host_len = strlen(host);
+	}
+	size += host_len + 8;
+	if (ex->has_body && content_length >= 0)
+		num_len = snprintf(num, sizeof(num), "%lld", (long long)content_length);
+	size += 30 + (size_t)num_len;
+	p = ex->head = arena_alloc(req->arena, size);
+	if (p == NULL)
+		return JG_ERR_NOMEM;
+	p = head_put(p, req->method, req->method_len);
+	*p++ = ' ';
+	p = head_put(p, req->target, req->target_len);
+	p = head_put(p, " HTTP/1.1\r\n", 11);
 	for (i = 0; i < req->n_headers; i++) {
 		const struct request_header *h = &req->headers[i];
 
@@ -964,33 +991,38 @@ static int exchange_build_head(struct upstream_exchange *ex, const char *extra, 
 		if ((h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0) ||
 		    (h->name_len == 6 && memcmp(h->name, "expect", 6) == 0))
 			continue;
-		if (request_header_listed_in_connection(req->headers, req->n_headers, h->name, h->name_len))
+		if (has_connection &&
+		    request_header_listed_in_connection(req->headers, req->n_headers, h->name, h->name_len))
 			continue;
 		if (h->name_len == 4 && memcmp(h->name, "host", 4) == 0) {
 			if (has_host)
 				continue;
 			has_host = true;
 		}
-		evbuffer_add(b, h->name, h->name_len);
-		evbuffer_add(b, ": ", 2);
-		evbuffer_add(b, h->value, h->value_len);
-		evbuffer_add(b, "\r\n", 2);
+		p = head_put(p, h->name, h->name_len);
+		p = head_put(p, ": ", 2);
+		p = head_put(p, h->value, h->value_len);
+		p = head_put(p, "\r\n", 2);
 	}
 	if (!has_host) {
-		if (req->authority_len > 0)
-			evbuffer_add_printf(b, "host: %.*s\r\n", (int)req->authority_len, req->authority);
-		else
-			evbuffer_add_printf(b, "host: %s\r\n", ex->pool->be->endpoints[0].host);
+		p = head_put(p, "host: ", 6);
+		p = head_put(p, host, host_len);
+		p = head_put(p, "\r\n", 2);
 	}
 	if (ex->has_body) {
-		if (content_length >= 0)
-			evbuffer_add_printf(b, "content-length: %lld\r\n", (long long)content_length);
-		else
-			evbuffer_add(b, "transfer-encoding: chunked\r\n", 28);
+		if (content_length >= 0) {
+			p = head_put(p, "content-length: ", 16);
+			p = head_put(p, num, (size_t)num_len);
+			p = head_put(p, "\r\n", 2);
+		} else {
+			p = head_put(p, "transfer-encoding: chunked\r\n", 28);
+		}
 	}
 	if (extra_len > 0)
-		evbuffer_add(b, extra, extra_len);
-	return evbuffer_add(b, "\r\n", 2) == 0 ? 0 : JG_ERR_NOMEM;
+		p = head_put(p, extra, extra_len);
+	p = head_put(p, "\r\n", 2);
+	ex->head_len = (size_t)(p - ex->head);
+	return 0;
 }
 
 int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *ref,
@@ -1030,8 +1062,7 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 		}
 		return rc;
 	}
-	ex->head = evbuffer_new();
-	if (ex->head == NULL || exchange_build_head(ex, extra_head, extra_len, content_length) < 0) {
+	if (exchange_build_head(ex, extra_head, extra_len, content_length) < 0) {
 		exchange_on_done(-1, 0, ex);
 		return JG_ERR_NOMEM;
 	}
@@ -1059,8 +1090,14 @@ int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t le
 		return 0;
 	out = bufferevent_get_output(ex->conn->bev);
 	ex->body_started = true;
-	if (ex->chunked_body)
-		evbuffer_add_printf(out, "%zx\r\n", len);
+	if (ex->chunked_body) {
+		char hex[20];
+		size_t n = jg_hex(hex, len);
+
+		hex[n++] = '\r';
+		hex[n++] = '\n';
+		evbuffer_add(out, hex, n);
+	}
 	if (evbuffer_add(out, data, len) != 0)
 		return JG_ERR_NOMEM;
 	if (ex->chunked_body)

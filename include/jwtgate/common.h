@@ -41,6 +41,10 @@ int64_t jg_wall_time(void);
 /* ASCII case-insensitive compare of two byte ranges of equal length (HTTP header names). */
 bool jg_case_eq(const char *a, size_t alen, const char *b, size_t blen);
 
+/* Lower-case hex of v without leading zeros into out (at least 16 bytes); returns the length. For
+ * chunk sizes on the hot path, where printf would cost more than the write. */
+size_t jg_hex(char *out, uint64_t v);
+
 /* A growable byte buffer with a hard bound (for header names/values split across reads). */
 struct jg_buf {
 	char *data;

@@ -83,6 +83,7 @@ struct h1_conn {
 	struct event flush_ev; /* deferred direct write of queued output (bevio.h) */
 	bool flush_pending;
 	bool plain; /* plain socket: output is written directly, EV_WRITE only when the socket is full */
+	struct bevio_reader rd; /* plain socket: reads without the FIONREAD ioctl (bevio.h) */
 	struct h1_conn *next, *prev;
 
 	/* the current exchange */
@@ -156,6 +157,15 @@ static void h1_arm_timer(struct h1_conn *c, uint64_t ms)
 		return;
 	}
 	evtimer_add(&c->timer, &tv);
+}
+
+/* Reading is on in every state (a closing connection drains what the client still sends). */
+static void h1_read_enable(struct h1_conn *c)
+{
+	if (c->plain)
+		bevio_reader_enable(&c->rd, true);
+	else
+		bufferevent_enable(c->bev, EV_READ);
 }
 
 /* Output was queued: write it once the current callbacks are done (one writev per burst). */
@@ -309,7 +319,7 @@ static void h1_exchange_done(struct h1_conn *c)
 		c->resp_paused = false;
 	}
 	h1_set_state(c, H1_IDLE);
-	bufferevent_enable(c->bev, EV_READ);
+	h1_read_enable(c);
 	h1_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		h1_process(c);
@@ -345,7 +355,7 @@ static void h1_up_on_drain(void *ctx)
 	struct h1_conn *c = ctx;
 
 	c->body_blocked = false;
-	bufferevent_enable(c->bev, EV_READ);
+	h1_read_enable(c);
 	h1_process(c);
 }
 
@@ -1084,6 +1094,8 @@ static void h1_process(struct h1_conn *c)
 		return;
 	}
 	c->in_parse = false;
+	if (c->plain)
+		bevio_reader_poke(&c->rd); /* input was consumed: read again if it had stopped at the mark */
 	/* A local answer whose request body is still arriving: keep reading to drop it. */
 	if (c->state == H1_UPSTREAM && c->ex == NULL && c->resp_done && !c->req_done)
 		h1_close(c);
@@ -1115,6 +1127,9 @@ static bool h1_sniff_http2(struct h1_conn *c)
 	 * connection count back, so the HTTP/2 side takes one of its own. */
 	c->sniffed = true;
 	evtimer_del(&c->timer);
+	if (c->plain)
+		bevio_reader_stop(&c->rd);
+	event_del(&c->flush_ev);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	c->bev = NULL;
 	h1_set_state(c, H1_CLOSING);
@@ -1243,6 +1258,8 @@ static void h1_destroy(struct h1_conn *c)
 	h1_set_state(c, H1_CLOSED);
 	event_del(&c->flush_ev);
 	c->flush_pending = false;
+	if (c->plain)
+		bevio_reader_stop(&c->rd);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_active(&c->free_ev, EV_TIMEOUT, 0);
@@ -1261,7 +1278,7 @@ static void h1_close(struct h1_conn *c)
 	}
 	if (c->state != H1_CLOSING) {
 		h1_set_state(c, H1_CLOSING);
-		bufferevent_enable(c->bev, EV_READ);
+		h1_read_enable(c);
 	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
@@ -1332,10 +1349,15 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	worker_conn_added(w, c);
 	/* The first request must arrive within the header timeout. */
 	h1_arm_timer(c, w->cfg->limits.header_timeout_ms);
-	/* A new socket bufferevent starts with EV_WRITE enabled; plain sockets write directly. */
-	if (c->plain)
-		bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, c->plain ? EV_READ : EV_READ | EV_WRITE);
+	/* A new socket bufferevent starts with EV_WRITE enabled; plain sockets write directly and read
+	 * through their own reader (bevio.h). */
+	if (c->plain) {
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		bevio_reader_init(&c->rd, w->base, c->bev, H1_IN_HIGH, h1_on_read, h1_on_event, c);
+		bevio_reader_enable(&c->rd, true);
+	} else {
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	}
 	/* After a TLS handshake the first request may already be buffered. */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		h1_on_read(c->bev, c);

@@ -52,7 +52,9 @@ struct upstream_conn {
 	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
 	bool plain;      /* plain socket: output written directly (bevio.h), EV_WRITE only when full */
 	bool kick;       /* resumed: run the parser once even without new bytes */
-	bool eof_seen;   /* the upstream closed while unparsed bytes remained */
+	bool rd_ready;   /* plain socket connected: rd reads it (bevio.h), not the bufferevent */
+	struct bevio_reader rd;
+	bool eof_seen; /* the upstream closed while unparsed bytes remained */
 	bool flush_pending;
 	struct event flush_ev;
 };
@@ -464,6 +466,8 @@ static void upconn_free(struct upstream_conn *c)
 		upconn_set_state(c, UPCONN_CLOSED);
 	if (c->bev != NULL) {
 		event_del(&c->flush_ev);
+		if (c->rd_ready)
+			bevio_reader_stop(&c->rd);
 		bufferevent_free(c->bev);
 	}
 	pool->n_conns--;
@@ -476,6 +480,17 @@ static void upconn_on_write(struct bufferevent *bev, void *arg);
 static void upconn_on_event(struct bufferevent *bev, short what, void *arg);
 static void upconn_on_eof(struct upstream_conn *c, bool clean_eof);
 static int exchange_connect(struct upstream_exchange *ex);
+
+/* Reading on or off: through the plain-socket reader once connected, else the bufferevent. */
+static void upconn_read_enable(struct upstream_conn *c, bool on)
+{
+	if (c->rd_ready)
+		bevio_reader_enable(&c->rd, on);
+	else if (on)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+}
 
 /* Output was queued on the connection: write it once the current callbacks are done. */
 static void upconn_schedule_flush(struct upstream_conn *c)
@@ -516,8 +531,8 @@ static void exchange_send_head(struct upstream_exchange *ex)
 	c->parser.data = c;
 	evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
 	if (c->plain) {
-		bufferevent_disable(c->bev, EV_WRITE);
-		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		upconn_read_enable(c, true);
 		upconn_schedule_flush(c);
 	} else {
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -538,6 +553,13 @@ static void exchange_attach(struct upstream_exchange *ex, struct upstream_conn *
 	}
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, UPSTREAM_IN_HIGH);
+	if (c->plain && !c->rd_ready) {
+		bevio_reader_init(&c->rd, c->pool->uw->base, c->bev, UPSTREAM_IN_HIGH, upconn_on_read,
+		                  upconn_on_event, c);
+		c->rd_ready = true;
+	}
+	if (c->rd_ready)
+		bevio_reader_set_timeout(&c->rd, NULL);
 	exchange_send_head(ex);
 }
 
@@ -647,8 +669,13 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 	/* While idle, a read means the upstream closed (or sent garbage): either way it is dropped. */
 	tv.tv_sec = (time_t)(c->pool->be->idle_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
-	bufferevent_enable(c->bev, EV_READ);
+	if (c->rd_ready) {
+		bevio_reader_set_timeout(&c->rd, &tv);
+		upconn_read_enable(c, true);
+	} else {
+		bufferevent_set_timeouts(c->bev, &tv, NULL);
+		bufferevent_enable(c->bev, EV_READ);
+	}
 }
 
 /* The connection broke while serving ex. Retry on a fresh connection when nothing of this exchange
@@ -810,8 +837,12 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 		upstream_exchange_fail(ex, UPSTREAM_ERR_RESET);
 		return;
 	}
-	if (c->eof_seen && evbuffer_get_length(in) == 0 && (c->ex == NULL || !c->ex->response_paused))
+	if (c->eof_seen && evbuffer_get_length(in) == 0 && (c->ex == NULL || !c->ex->response_paused)) {
 		upconn_on_eof(c, true);
+		return;
+	}
+	if (c->rd_ready)
+		bevio_reader_poke(&c->rd); /* input was consumed: read again if it had stopped at the mark */
 }
 
 /* ---- response parser callbacks ---- */
@@ -1137,9 +1168,9 @@ void upstream_pause_response(struct upstream_exchange *ex, bool pause)
 	if (ex->conn == NULL)
 		return;
 	if (pause) {
-		bufferevent_disable(ex->conn->bev, EV_READ);
+		upconn_read_enable(ex->conn, false);
 	} else {
-		bufferevent_enable(ex->conn->bev, EV_READ);
+		upconn_read_enable(ex->conn, true);
 		/* Bytes already read wait in the input buffer, or the parser waits for one run to end
 		 * the message: continue from the loop, not from here. */
 		ex->conn->kick = true;

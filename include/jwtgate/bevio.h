@@ -12,6 +12,9 @@
 #include <stdbool.h>
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <sys/time.h>
 
 /* True for a plain socket bufferevent (not TLS): direct writes are allowed. */
 bool bevio_is_plain(struct bufferevent *bev);
@@ -20,5 +23,35 @@ bool bevio_is_plain(struct bufferevent *bev);
  * so that libevent finishes the write or reports the error through the event callback. Returns true
  * when the output is empty afterwards. */
 bool bevio_flush(struct bufferevent *bev);
+
+/* Reading a plain socket without bufferevent's FIONREAD ioctl before every read.
+ *
+ * bufferevent_socket asks the kernel how many bytes wait (one ioctl) before each readv; on a proxy
+ * that is one syscall in three. For plain sockets the codecs leave the bufferevent's EV_READ off and
+ * use this reader instead: its own persistent event on the fd, readv into the bufferevent's input,
+ * then the same read and event callbacks the bufferevent would call (BEV_EVENT_EOF, _ERROR,
+ * _TIMEOUT, with BEV_EVENT_READING). The callbacks may free the owner (and this reader with it). */
+struct bevio_reader {
+	struct event ev;
+	struct bufferevent *bev;
+	size_t high; /* no read while the input holds this much; bevio_reader_poke() resumes */
+	bool enabled;
+	bool has_timeout;
+	struct timeval timeout; /* idle bound: BEV_EVENT_TIMEOUT when nothing arrives for this long */
+	bufferevent_data_cb on_read;
+	bufferevent_event_cb on_event;
+	void *arg;
+};
+
+void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bufferevent *bev, size_t high,
+                       bufferevent_data_cb on_read, bufferevent_event_cb on_event, void *arg);
+/* Starts or stops reading (the timeout, if any, restarts with it). */
+void bevio_reader_enable(struct bevio_reader *r, bool on);
+/* NULL: no timeout. Takes effect at once when reading is enabled. */
+void bevio_reader_set_timeout(struct bevio_reader *r, const struct timeval *tv);
+/* The owner consumed input: resume reading if it had stopped at the high mark. */
+void bevio_reader_poke(struct bevio_reader *r);
+/* Before the bufferevent is freed. */
+void bevio_reader_stop(struct bevio_reader *r);
 
 #endif

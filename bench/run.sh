@@ -17,6 +17,7 @@ ROOT=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10s}        # per wrk run
 CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
+ROUNDS=${BENCH_ROUNDS:-3}              # http1 mode: interleaved rounds; the table shows medians
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
 PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (taskset -c)
 LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
@@ -144,8 +145,12 @@ status_of() {
 	curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "$HOST_HEADER" "${args[@]}" "$url"
 }
 
-declare -A RPS P50 P99 NON2XX ERRS NOTE
+declare -A RPS P50 P99 NON2XX ERRS NOTE RPS_ALL P50_ALL P99_ALL
 ROWS=()
+
+median() { # values... -> the median (the lower middle one for an even count)
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
 
 # unavailable ROW REASON
 unavailable() {
@@ -160,7 +165,7 @@ measure() {
 	shift 3 2>/dev/null || shift $#
 	local hdr=() h
 	for h in "$@"; do hdr+=(-H "$h"); done
-	ROWS+=("$row")
+	[[ " ${ROWS[*]} " == *" $row "* ]] || ROWS+=("$row")
 	echo "  $row: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url" >&2
 	local raw="$WORK/wrk-${row//[^A-Za-z0-9]/_}.txt" wrk_pid
 	# In the background and then `wait`: a trapped signal interrupts `wait` at once, whereas a command
@@ -177,11 +182,18 @@ measure() {
 		NOTE[$row]="wrk failed: $(tail -1 <<<"$out")"
 		return
 	fi
-	RPS[$row]=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
-	P50[$row]=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
-	P99[$row]=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
-	NON2XX[$row]=$(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$line")
-	ERRS[$row]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
+	# Several rounds of the same row: keep every figure, show the medians.
+	RPS_ALL[$row]="${RPS_ALL[$row]:-} $(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")"
+	P50_ALL[$row]="${P50_ALL[$row]:-} $(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")"
+	P99_ALL[$row]="${P99_ALL[$row]:-} $(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")"
+	# shellcheck disable=SC2086
+	RPS[$row]=$(median ${RPS_ALL[$row]})
+	# shellcheck disable=SC2086
+	P50[$row]=$(median ${P50_ALL[$row]})
+	# shellcheck disable=SC2086
+	P99[$row]=$(median ${P99_ALL[$row]})
+	NON2XX[$row]=$((${NON2XX[$row]:-0} + $(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$line")))
+	ERRS[$row]=$((${ERRS[$row]:-0} + $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")))
 	if [ "${NON2XX[$row]}" != 0 ] || [ "${ERRS[$row]}" != 0 ]; then
 		NOTE[$row]="INVALID: responses were not all 2xx"
 	fi
@@ -308,26 +320,35 @@ N="http://127.0.0.1:$NGINX_PORT"
 H="http://127.0.0.1:$HAPROXY_PORT"
 
 if [ "$MODE" = http1 ]; then
-	echo "run.sh: HTTP/1.1, no auth, GET /bar" >&2
-	measure direct "$U/bar"
+	echo "run.sh: HTTP/1.1, no auth, GET /bar, $ROUNDS interleaved rounds (medians)" >&2
+	# All servers up at once (idle ones cost nothing), then rounds that visit each in turn, so that
+	# a noisy spell on this shared machine hits every target rather than one.
+	have_j=0 have_n=0 have_h=0
 	if start_jwtgate "$WORK/jwtgate.yaml"; then
-		check_status jwtgate "$J/bar" 200 && measure jwtgate "$J/bar"
-		stop_pid "$JWTGATE_PID"
+		check_status jwtgate "$J/bar" 200 && have_j=1
 	else
 		unavailable jwtgate "$JWTGATE_WHY"
 	fi
 	if start_nginx; then
-		check_status nginx "$N/bar" 200 && measure nginx "$N/bar"
+		check_status nginx "$N/bar" 200 && have_n=1
 	else
 		unavailable nginx "did not start: $(tail -1 "$WORK/nginx.log")"
 	fi
-	stop_pid "$NGINX_PID"
 	if start_haproxy; then
-		check_status haproxy "$H/bar" 200 && measure haproxy "$H/bar"
-		stop_pid "$HAPROXY_PID"
+		check_status haproxy "$H/bar" 200 && have_h=1
 	else
 		unavailable haproxy "$HAPROXY_WHY"
 	fi
+	for round in $(seq 1 "$ROUNDS"); do
+		echo "run.sh: round $round/$ROUNDS" >&2
+		measure direct "$U/bar"
+		[ "$have_j" = 1 ] && measure jwtgate "$J/bar"
+		[ "$have_n" = 1 ] && measure nginx "$N/bar"
+		[ "$have_h" = 1 ] && measure haproxy "$H/bar"
+	done
+	[ -n "${JWTGATE_PID:-}" ] && stop_pid "$JWTGATE_PID"
+	[ -n "${NGINX_PID:-}" ] && stop_pid "$NGINX_PID"
+	[ -n "${HAPROXY_PID:-}" ] && stop_pid "$HAPROXY_PID"
 else
 	echo "run.sh: JWT, Authorization: Bearer <RS256, RSA-2048>" >&2
 	measure direct "$U/foo" "" "$AUTH_HEADER"
@@ -396,7 +417,7 @@ report() {
 	echo "jwtgate benchmark ($MODE) $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "command: ${BENCH_COMMAND}"
 	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive; proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
+	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive$([ "$MODE" = http1 ] && echo ", medians of $ROUNDS interleaved rounds"); proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo "jwtgate unavailable")"
 	echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
 	[ "$MODE" = jwt ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -18,6 +19,8 @@
 #include "jwtgate/common.h"
 #include "jwtgate/jwt.h"
 #include "jwtgate/log.h"
+
+static void jwk_build_verify_templates(struct jwk *key);
 
 #define JWK_EC_COORD_MAX  66   /* P-521 */
 #define JWK_RSA_E_MAX     8    /* bytes of public exponent accepted (64 bits, OpenSSL's own bound) */
@@ -334,6 +337,10 @@ static enum jwt_status jwk_build_oct(const json_t *obj, struct jwk *key)
 /* See jwk.h. */
 void jwk_clear(struct jwk *key)
 {
+	size_t i;
+
+	for (i = 0; i < sizeof(key->verify_tmpl) / sizeof(key->verify_tmpl[0]); i++)
+		EVP_PKEY_CTX_free(key->verify_tmpl[i]);
 	free(key->kid);
 	EVP_PKEY_free(key->pkey);
 	BN_free(key->ec_order);
@@ -385,6 +392,7 @@ enum jwt_status jwk_from_json(const json_t *obj, struct jwk *key)
 		}
 		memcpy(key->kid, json_string_value(kid), key->kid_len + 1);
 	}
+	jwk_build_verify_templates(key);
 	return JWT_STATUS_OK;
 fail:
 	jwk_clear(key);
@@ -536,6 +544,99 @@ void jwks_unref(struct jwks *ks)
 		jwks_free(ks);
 }
 
+/* Digests fetched once from the default provider: EVP_sha256() and friends are legacy handles that
+ * make every EVP_DigestInit fetch the implementation again (a lock and a hash lookup). */
+static pthread_once_t jwk_md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *jwk_md_fetched[3];
+
+static void jwk_md_fetch(void)
+{
+	jwk_md_fetched[0] = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+	jwk_md_fetched[1] = EVP_MD_fetch(NULL, "SHA2-384", NULL);
+	jwk_md_fetched[2] = EVP_MD_fetch(NULL, "SHA2-512", NULL);
+}
+
+/* The fetched digest of an RS/PS/ES alg, or NULL. */
+static const EVP_MD *jwk_alg_md_fetched(enum jwt_alg alg)
+{
+	pthread_once(&jwk_md_once, jwk_md_fetch);
+	switch (alg) {
+	case JWT_ALG_RS256:
+	case JWT_ALG_PS256:
+	case JWT_ALG_ES256:
+		return jwk_md_fetched[0];
+	case JWT_ALG_RS384:
+	case JWT_ALG_PS384:
+	case JWT_ALG_ES384:
+		return jwk_md_fetched[1];
+	case JWT_ALG_RS512:
+	case JWT_ALG_PS512:
+	case JWT_ALG_ES512:
+		return jwk_md_fetched[2];
+	default:
+		return NULL;
+	}
+}
+
+/* Sets up key->verify_tmpl for each RS/PS/ES algorithm the key may verify (its "alg" only, when it
+ * has one). A template that cannot be made stays NULL and jwk_verify takes the general path. */
+static void jwk_build_verify_templates(struct jwk *key)
+{
+	int a;
+
+	if (key->kty != JWK_KTY_RSA && key->kty != JWK_KTY_EC)
+		return;
+	for (a = JWT_ALG_RS256; a <= JWT_ALG_ES512; a++) {
+		enum jwt_alg alg = (enum jwt_alg)a;
+		const EVP_MD *md = jwk_alg_md_fetched(alg);
+		EVP_PKEY_CTX *ctx;
+		bool ok;
+
+		if (md == NULL || !jwk_alg_fits(key, alg) || (key->alg != JWT_ALG_UNSET && key->alg != alg))
+			continue;
+		ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+		ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1;
+		if (ok && key->kty == JWK_KTY_RSA) {
+			if (alg >= JWT_ALG_PS256)
+				ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+				     EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+				     EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1;
+			else
+				ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
+		}
+		ok = ok && EVP_PKEY_CTX_set_signature_md(ctx, md) == 1;
+		if (!ok) {
+			EVP_PKEY_CTX_free(ctx);
+			continue;
+		}
+		key->verify_tmpl[alg] = ctx;
+	}
+}
+
+/* Verifies a signature over the digest of data with the key's template for alg: one digest with a
+ * pre-fetched algorithm and a duplicated context, no provider lookups. Returns 1 (valid), 0 (not
+ * valid) or -1 (no template: the caller takes the general path). */
+static int jwk_verify_with_template(const struct jwk *key, enum jwt_alg alg, const uint8_t *data, size_t len,
+                                    const uint8_t *sig, size_t sig_len)
+{
+	EVP_PKEY_CTX *ctx;
+	unsigned char dgst[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	int ok;
+
+	if (key->verify_tmpl[alg] == NULL)
+		return -1;
+	if (EVP_Digest(data, len, dgst, &dlen, jwk_alg_md_fetched(alg), NULL) != 1)
+		return 0;
+	/* The template is shared by the workers and only read: each verification works on a copy. */
+	ctx = EVP_PKEY_CTX_dup(key->verify_tmpl[alg]);
+	if (ctx == NULL)
+		return 0;
+	ok = EVP_PKEY_verify(ctx, sig, sig_len, dgst, dlen) == 1;
+	EVP_PKEY_CTX_free(ctx);
+	return ok;
+}
+
 /* Message digest of an alg (NULL for EdDSA, which hashes internally). */
 static const EVP_MD *jwk_alg_md(enum jwt_alg alg)
 {
@@ -645,6 +746,12 @@ enum jwt_status jwk_verify(const struct jwk *key, enum jwt_alg alg, const uint8_
 		der_len = jwk_ecdsa_raw_to_der(key, sig, der, sizeof(der));
 		if (der_len == 0)
 			return JWT_STATUS_VERIFICATION_FAIL;
+		switch (jwk_verify_with_template(key, alg, data, len, der, der_len)) {
+		case 1:
+			return JWT_STATUS_OK;
+		case 0:
+			return JWT_STATUS_VERIFICATION_FAIL;
+		}
 		mctx = EVP_MD_CTX_new();
 		if (mctx != NULL && EVP_DigestVerifyInit(mctx, NULL, md, NULL, key->pkey) == 1 &&
 		    EVP_DigestVerify(mctx, der, der_len, data, len) == 1)
@@ -653,6 +760,12 @@ enum jwt_status jwk_verify(const struct jwk *key, enum jwt_alg alg, const uint8_
 	case JWK_KTY_RSA:
 		if (sig_len != key->rsa_len)
 			return JWT_STATUS_VERIFICATION_FAIL;
+		switch (jwk_verify_with_template(key, alg, data, len, sig, sig_len)) {
+		case 1:
+			return JWT_STATUS_OK;
+		case 0:
+			return JWT_STATUS_VERIFICATION_FAIL;
+		}
 		mctx = EVP_MD_CTX_new();
 		if (mctx == NULL || EVP_DigestVerifyInit(mctx, &pctx, md, NULL, key->pkey) != 1)
 			goto cleanup;

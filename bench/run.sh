@@ -439,6 +439,11 @@ report() {
 		echo "jwtgate cached/direct                 $(ratio "jwtgate /foo cached" direct)"
 		echo "jwtgate miss/haproxy distinct         $(ratio "jwtgate /foo miss" "haproxy /foo distinct")"
 		echo "jwtgate miss/openssl verify per core  $(ratio "jwtgate /foo miss" "openssl rsa2048 verify/s")"
+		# What a cache miss adds to a request, in units of one raw RSA-2048 verification (target <= 1.25).
+		local miss=${RPS["jwtgate /foo miss"]:-} noauth=${RPS["jwtgate /bar no-auth"]:-} osl=${RPS["openssl rsa2048 verify/s"]:-}
+		if [ -n "$miss" ] && [ -n "$noauth" ] && [ -n "$osl" ]; then
+			awk -v m="$miss" -v n="$noauth" -v o="$osl" 'BEGIN { printf "jwtgate miss extra cost / one verify    %.2f (%.1f us over no-auth, verify %.1f us)\n", (1e6/m - 1e6/n) / (1e6/o), 1e6/m - 1e6/n, 1e6/o }'
+		fi
 	fi
 }
 

@@ -147,3 +147,30 @@ void bevio_reader_stop(struct bevio_reader *r)
 	r->enabled = false;
 	event_del(&r->ev);
 }
+
+void bevio_timeouts_init(struct bevio_timeouts *t, struct event_base *base)
+{
+	t->base = base;
+	t->n = 0;
+}
+
+const struct timeval *bevio_timeout(struct bevio_timeouts *t, uint64_t ms)
+{
+	static __thread struct timeval overflow;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (t->e[i].ms == ms)
+			return t->e[i].tv;
+	if (t->n == BEVIO_TIMEOUTS_MAX) {
+		overflow = tv; /* event_add copies it */
+		return &overflow;
+	}
+	t->e[t->n].ms = ms;
+	t->e[t->n].plain = tv;
+	t->e[t->n].tv = event_base_init_common_timeout(t->base, &tv);
+	if (t->e[t->n].tv == NULL)
+		t->e[t->n].tv = &t->e[t->n].plain;
+	return t->e[t->n++].tv;
+}

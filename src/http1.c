@@ -150,13 +150,11 @@ static void h1_set_state(struct h1_conn *c, enum h1_state s)
 
 static void h1_arm_timer(struct h1_conn *c, uint64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-
 	if (ms == 0) {
 		evtimer_del(&c->timer);
 		return;
 	}
-	evtimer_add(&c->timer, &tv);
+	evtimer_add(&c->timer, bevio_timeout(&c->w->timeouts, ms));
 }
 
 /* Reading is on in every state (a closing connection drains what the client still sends). */
@@ -502,7 +500,14 @@ static void h1_up_on_end(void *ctx)
 
 	if (c->resp_chunked)
 		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
-	h1_schedule_flush(c);
+	/* The response is complete: write it now rather than from the deferred flush. */
+	if (c->plain && c->flush_pending) {
+		event_del(&c->flush_ev);
+		c->flush_pending = false;
+		bevio_flush(c->bev);
+	} else {
+		h1_schedule_flush(c);
+	}
 	c->resp_done = true;
 	h1_log_exchange(c);
 	c->ex = NULL;

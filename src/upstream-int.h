@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "jwtgate/common.h"
+#include "jwtgate/bevio.h"
 #include "jwtgate/upstream.h"
 
 #define UPSTREAM_EJECT_AFTER  3    /* consecutive connect failures before ejection */
@@ -69,6 +70,7 @@ struct upstream_worker {
 	size_t n_pools;
 	struct evdns_base *dns;
 	uint64_t rng;
+	struct bevio_timeouts timeouts; /* common-timeout queues (request timeouts) */
 };
 
 /* One exchange, whatever the upstream protocol. The HTTP/1.1 fields are used by upstream.c only;

@@ -196,6 +196,7 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 
 	uw->base = base;
 	uw->cfg = cfg;
+	bevio_timeouts_init(&uw->timeouts, base);
 	uw->rng = (uint64_t)jg_now_ms() * 2654435761u + (uint64_t)(uintptr_t)uw;
 	if (uw->rng == 0)
 		uw->rng = 88172645463325252ull;
@@ -533,7 +534,10 @@ static void exchange_send_head(struct upstream_exchange *ex)
 	if (c->plain) {
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 		upconn_read_enable(c, true);
-		upconn_schedule_flush(c);
+		if (ex->has_body)
+			upconn_schedule_flush(c); /* the body follows: one write for head and first bytes */
+		else
+			bevio_flush(c->bev);
 	} else {
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	}
@@ -1097,12 +1101,8 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 		exchange_on_done(-1, 0, ex);
 		return JG_ERR_NOMEM;
 	}
-	if (pool->be->request_timeout_ms > 0) {
-		struct timeval tv = {(time_t)(pool->be->request_timeout_ms / 1000),
-		                     (suseconds_t)(pool->be->request_timeout_ms % 1000) * 1000};
-
-		evtimer_add(&ex->timer, &tv);
-	}
+	if (pool->be->request_timeout_ms > 0)
+		evtimer_add(&ex->timer, bevio_timeout(&uw->timeouts, pool->be->request_timeout_ms));
 	*out = ex;
 	if (exchange_connect(ex) < 0)
 		upstream_exchange_fail(ex, UPSTREAM_ERR_CONNECT);

@@ -341,6 +341,7 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	}
 	if (w->base == NULL)
 		return JG_ERR_NOMEM;
+	bevio_timeouts_init(&w->timeouts, w->base);
 	w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->notify_fd == -1)
 		return -errno;

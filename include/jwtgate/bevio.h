@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stdint.h>
 #include <sys/time.h>
 
 /* True for a plain socket bufferevent (not TLS): direct writes are allowed. */
@@ -53,5 +54,24 @@ void bevio_reader_set_timeout(struct bevio_reader *r, const struct timeval *tv);
 void bevio_reader_poke(struct bevio_reader *r);
 /* Before the bufferevent is freed. */
 void bevio_reader_stop(struct bevio_reader *r);
+
+/* libevent "common timeouts": timers of a few fixed durations (idle, header, request timeouts) kept in
+ * per-duration queues instead of the heap, so arming one per request is O(1). One cache per
+ * event_base; at most BEVIO_TIMEOUTS_MAX durations (later ones get plain timevals). */
+#define BEVIO_TIMEOUTS_MAX 32
+
+struct bevio_timeouts {
+	struct event_base *base;
+	size_t n;
+	struct {
+		uint64_t ms;
+		const struct timeval *tv; /* libevent's magic timeval, or &plain */
+		struct timeval plain;
+	} e[BEVIO_TIMEOUTS_MAX];
+};
+
+void bevio_timeouts_init(struct bevio_timeouts *t, struct event_base *base);
+/* The timeval to pass to event_add for a duration of ms milliseconds. */
+const struct timeval *bevio_timeout(struct bevio_timeouts *t, uint64_t ms);
 
 #endif

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "jwtgate/auth.h"
+#include "jwtgate/bevio.h"
 #include "jwtgate/config.h"
 #include "jwtgate/router.h"
 #include "jwtgate/upstream.h"
@@ -64,11 +65,12 @@ struct worker {
 	struct evconnlistener **listeners;
 	struct event drain_ev; /* drain deadline */
 	bool draining;
-	struct h1_conn *conns;       /* every live downstream connection (for drain) */
-	struct h2_conn *h2_conns;    /* the HTTP/2 ones */
-	size_t n_conns;              /* both lists */
-	struct ssl_ctx_st **tls_ctx; /* per config listener; NULL for a plaintext one */
-	uint64_t rng;                /* xorshift state for load balancing and request ids */
+	struct h1_conn *conns;          /* every live downstream connection (for drain) */
+	struct h2_conn *h2_conns;       /* the HTTP/2 ones */
+	size_t n_conns;                 /* both lists */
+	struct ssl_ctx_st **tls_ctx;    /* per config listener; NULL for a plaintext one */
+	uint64_t rng;                   /* xorshift state for load balancing and request ids */
+	struct bevio_timeouts timeouts; /* common-timeout queues of this worker's base */
 	FILE *access_log;
 	enum config_log_format access_log_format;
 };

@@ -80,14 +80,34 @@ int pipeline_grpc_status(int http_status)
 	}
 }
 
+/* Appends n bytes at *len in buf (capacity cap); false when they do not fit. */
+static bool pipeline_put(char *buf, size_t cap, size_t *len, const char *s, size_t n)
+{
+	if (n > cap - *len)
+		return false;
+	memcpy(buf + *len, s, n);
+	*len += n;
+	return true;
+}
+
+/* A random RFC 9562 version 4 UUID, as text (36 bytes and a NUL), without printf. */
 static void pipeline_make_request_id(struct worker *w, char id[40])
 {
-	uint64_t a = worker_random(w), b = worker_random(w);
+	static const char hex[] = "0123456789abcdef";
+	uint64_t r[2] = {worker_random(w), worker_random(w)};
+	unsigned char b[16];
+	size_t i, o = 0;
 
-	/* RFC 9562 version 4 layout. */
-	snprintf(id, 40, "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(a >> 32),
-	         (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-	         (uint64_t)(b & 0xffffffffffffull));
+	memcpy(b, r, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			id[o++] = '-';
+		id[o++] = hex[b[i] >> 4];
+		id[o++] = hex[b[i] & 0xf];
+	}
+	id[o] = '\0';
 }
 
 int pipeline_forward_headers(struct worker *w, struct request *req, const char *client_ip, char *buf,
@@ -95,37 +115,36 @@ int pipeline_forward_headers(struct worker *w, struct request *req, const char *
 {
 	struct request_header *h;
 	size_t pos = 0, n = 0, len = 0;
-	int k;
+	bool ok = true;
 
 	/* Earlier proxies' X-Forwarded-For values, joined, then the client: one header line. */
 	while ((h = request_header_next(req, "x-forwarded-for", 15, &pos)) != NULL) {
-		k = snprintf(buf + len, cap - len, "%s%.*s",
-		             n++ ? ", " : "x-forwarded-for: ", (int)h->value_len, h->value);
-		if (k < 0 || (size_t)k >= cap - len)
-			return JG_ERR_LIMIT;
-		len += (size_t)k;
+		ok = ok && (n++ ? pipeline_put(buf, cap, &len, ", ", 2)
+		                : pipeline_put(buf, cap, &len, "x-forwarded-for: ", 17));
+		ok = ok && pipeline_put(buf, cap, &len, h->value, h->value_len);
 		h->removed = true;
 		pos++;
 	}
-	k = snprintf(buf + len, cap - len, "%s%s\r\n", n ? ", " : "x-forwarded-for: ", client_ip);
-	if (k < 0 || (size_t)k >= cap - len)
-		return JG_ERR_LIMIT;
-	len += (size_t)k;
+	ok = ok && (n ? pipeline_put(buf, cap, &len, ", ", 2)
+	              : pipeline_put(buf, cap, &len, "x-forwarded-for: ", 17));
+	ok = ok && pipeline_put(buf, cap, &len, client_ip, strlen(client_ip));
+	ok = ok && pipeline_put(buf, cap, &len, "\r\n", 2);
 	/* X-Forwarded-Proto is ours to say: a client's value is dropped. */
 	request_header_remove(req, "x-forwarded-proto", 17);
-	k = snprintf(buf + len, cap - len, "x-forwarded-proto: %s\r\n", req->scheme);
-	if (k < 0 || (size_t)k >= cap - len)
-		return JG_ERR_LIMIT;
-	len += (size_t)k;
+	ok = ok && pipeline_put(buf, cap, &len, "x-forwarded-proto: ", 19);
+	ok = ok && pipeline_put(buf, cap, &len, req->scheme, strlen(req->scheme));
+	ok = ok && pipeline_put(buf, cap, &len, "\r\n", 2);
 	h = request_header_get(req, "x-request-id", 12);
 	if (h == NULL) {
 		pipeline_make_request_id(w, request_id);
-		k = snprintf(buf + len, cap - len, "x-request-id: %s\r\n", request_id);
-		if (k < 0 || (size_t)k >= cap - len)
-			return JG_ERR_LIMIT;
-		len += (size_t)k;
+		ok = ok && pipeline_put(buf, cap, &len, "x-request-id: ", 14);
+		ok = ok && pipeline_put(buf, cap, &len, request_id, 36);
+		ok = ok && pipeline_put(buf, cap, &len, "\r\n", 2);
 	} else {
-		snprintf(request_id, 40, "%.*s", (int)(h->value_len < 39 ? h->value_len : 39), h->value);
+		size_t l = h->value_len < 39 ? h->value_len : 39;
+
+		memcpy(request_id, h->value, l);
+		request_id[l] = '\0';
 	}
-	return (int)len;
+	return ok ? (int)len : JG_ERR_LIMIT;
 }

@@ -409,8 +409,14 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	/* The whole head is written into one block and added once (one chain, no printf). */
 	size = 16 + resp->reason_len + 28 + 24 + 2;
 	for (i = 0; i < resp->n_headers; i++) {
-		size += resp->headers[i].name_len + resp->headers[i].value_len + 4;
-		if (resp->headers[i].name_len == 10 && memcmp(resp->headers[i].name, "connection", 10) == 0)
+		const struct request_header *h = &resp->headers[i];
+
+		size += h->name_len + h->value_len + 4;
+		/* Only a Connection header naming something besides keep-alive/close lists headers to drop.
+		 */
+		if (h->name_len == 10 && memcmp(h->name, "connection", 10) == 0 &&
+		    !jg_case_eq(h->value, h->value_len, "keep-alive", 10) &&
+		    !jg_case_eq(h->value, h->value_len, "close", 5))
 			has_connection = true;
 	}
 	p = head = arena_alloc(&c->arena, size);

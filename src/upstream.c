@@ -674,7 +674,8 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 	tv.tv_sec = (time_t)(c->pool->be->idle_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000;
 	if (c->rd_ready) {
-		bevio_reader_set_timeout(&c->rd, &tv);
+		bevio_reader_set_timeout(&c->rd,
+		                         bevio_timeout(&c->pool->uw->timeouts, c->pool->be->idle_timeout_ms));
 		upconn_read_enable(c, true);
 	} else {
 		bufferevent_set_timeouts(c->bev, &tv, NULL);

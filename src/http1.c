@@ -767,6 +767,44 @@ static bool h1_is_tchar(unsigned char ch)
 	       (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
+/* Byte classes for the per-header checks, filled once (h1_settings_init): every header byte of every
+ * request goes through them, so a table look-up replaces the comparisons. */
+static bool h1_tchar[256];     /* RFC 9110 token characters (field names) */
+static bool h1_value_bad[256]; /* control bytes other than HTAB, and DEL (field values) */
+
+static void h1_tables_init(void)
+{
+	int ch;
+
+	for (ch = 0; ch < 256; ch++) {
+		h1_tchar[ch] = h1_is_tchar((unsigned char)ch);
+		h1_value_bad[ch] = (ch < 0x20 && ch != '\t') || ch == 0x7f;
+	}
+}
+
+/* True when no byte of s[0..len) is in the class. Eight bytes at a time while none is below 0x20 or
+ * is 0x7f (the common case: plain printable text), byte by byte otherwise. */
+static bool h1_value_ok(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x, lo, del;
+
+		memcpy(&x, p + i, 8);
+		lo = (x - 0x2020202020202020ull) & ~x & 0x8080808080808080ull; /* a byte < 0x20 */
+		del = ((x ^ 0x7f7f7f7f7f7f7f7full) - 0x0101010101010101ull) & ~(x ^ 0x7f7f7f7f7f7f7f7full) &
+		      0x8080808080808080ull; /* a byte == 0x7f */
+		if (lo | del)
+			break; /* look closer (a tab, or a bad byte) */
+	}
+	for (; i < len; i++)
+		if (h1_value_bad[p[i]])
+			return false;
+	return true;
+}
+
 /* Content-Length: 1*DIGIT without leading zeros, at most 18 digits (RFC 9110 section 8.6; a leading
  * zero or sign is read differently by different parsers, so it is refused). */
 static bool h1_content_length_ok(const char *v, size_t len)
@@ -828,14 +866,10 @@ static int h1_on_header_value_complete(llhttp_t *p)
 	int rc;
 
 	/* llhttp 8 still unfolds obs-fold and passes some control bytes: refuse them here. */
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)v[i];
-
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			c->error_status = 400;
-			c->error_text = "invalid character in header value";
-			return -1;
-		}
+	if (!h1_value_ok(v, len)) {
+		c->error_status = 400;
+		c->error_text = "invalid character in header value";
+		return -1;
 	}
 	c->value_started = false;
 	if (c->field.len == 0) {
@@ -844,7 +878,7 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		return -1;
 	}
 	for (i = 0; i < c->field.len; i++) {
-		if (!h1_is_tchar((unsigned char)c->field.data[i])) {
+		if (!h1_tchar[(unsigned char)c->field.data[i]]) {
 			c->error_status = 400;
 			c->error_text = "invalid character in header name";
 			return -1;
@@ -982,6 +1016,7 @@ static void h1_settings_init(void)
 
 	if (done)
 		return;
+	h1_tables_init();
 	llhttp_settings_init(&h1_settings);
 	h1_settings.on_message_begin = h1_on_message_begin;
 	h1_settings.on_url = h1_on_url;

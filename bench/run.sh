@@ -17,7 +17,7 @@ ROOT=$(dirname "$BENCH_DIR")
 DURATION=${BENCH_DURATION:-10s}        # per wrk run
 CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
-ROUNDS=${BENCH_ROUNDS:-3}              # http1 mode: interleaved rounds; the table shows medians
+ROUNDS=${BENCH_ROUNDS:-3}              # interleaved rounds (jwtgate rows with --jwt); medians shown
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
 PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (taskset -c)
 LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
@@ -353,9 +353,14 @@ else
 	echo "run.sh: JWT, Authorization: Bearer <RS256, RSA-2048>" >&2
 	measure direct "$U/foo" "" "$AUTH_HEADER"
 	if start_jwtgate "$WORK/jwtgate.yaml"; then
-		check_status "jwtgate /bar no-auth" "$J/bar" 200 "$AUTH_HEADER" &&
-			measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
-		verifies_jwt "jwtgate /foo cached" "$J/foo" && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
+		# The cached-vs-no-auth ratio compares two rows of one process: interleave them in rounds.
+		ok_bar=0 ok_foo=0
+		check_status "jwtgate /bar no-auth" "$J/bar" 200 "$AUTH_HEADER" && ok_bar=1
+		verifies_jwt "jwtgate /foo cached" "$J/foo" && ok_foo=1
+		for round in $(seq 1 "$ROUNDS"); do
+			[ "$ok_bar" = 1 ] && measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
+			[ "$ok_foo" = 1 ] && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
+		done
 		stop_pid "$JWTGATE_PID"
 	else
 		unavailable "jwtgate /bar no-auth" "$JWTGATE_WHY"
@@ -377,7 +382,11 @@ else
 		unavailable "haproxy /foo jwt_verify" "$HAPROXY_WHY"
 	fi
 	if start_jwtgate "$WORK/jwtgate-nocache.yaml"; then
-		verifies_jwt "jwtgate /foo miss" "$J/foo" && measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
+		if verifies_jwt "jwtgate /foo miss" "$J/foo"; then
+			for round in $(seq 1 "$ROUNDS"); do
+				measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
+			done
+		fi
 		stop_pid "$JWTGATE_PID"
 	else
 		unavailable "jwtgate /foo miss" "$JWTGATE_WHY"
@@ -417,7 +426,7 @@ report() {
 	echo "jwtgate benchmark ($MODE) $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "command: ${BENCH_COMMAND}"
 	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive$([ "$MODE" = http1 ] && echo ", medians of $ROUNDS interleaved rounds"); proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
+	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, medians of $ROUNDS interleaved rounds$([ "$MODE" = jwt ] && echo " (jwtgate rows)"); proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo "jwtgate unavailable")"
 	echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
 	[ "$MODE" = jwt ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"

@@ -508,9 +508,11 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 
 		jwt_init(&tok);
 		st = auth_verify_token(w, p, &toks[i], now, &tok, &v);
-		if (st == JWT_STATUS_OK && i == 0) {
+		if (st == JWT_STATUS_OK && i == 0 &&
+		    (p->n_claim_to_headers > 0 || p->forward_payload_header != NULL)) {
 			/* Claims come from the first token. Later tokens may evict its cache entry: hold a
-			 * reference on the payload and copy the payload segment. */
+			 * reference on the payload and copy the payload segment. (Nothing to keep when the
+			 * provider copies no claim.) */
 			first.payload = json_incref(v.payload);
 			first.payload_b64 = arena_strndup(req->arena, v.payload_b64, v.payload_b64_len);
 			first.payload_b64_len = v.payload_b64_len;
@@ -520,7 +522,8 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 		jwt_release(&tok);
 	}
 	if (st == JWT_STATUS_OK) {
-		auth_add_claim_headers(p, req, &first);
+		if (first.payload != NULL)
+			auth_add_claim_headers(p, req, &first);
 		if (!p->forward) {
 			for (i = 0; i < n; i++)
 				if (toks[i].header != NULL)

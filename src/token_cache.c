@@ -37,14 +37,20 @@ struct token_cache {
 		v2 = ROTL(v2, 32);                                                                           \
 	} while (0)
 
-/* SipHash-1-3 (one compression round, three finalisation rounds), as used by hash tables. */
-static uint64_t token_cache_hash(const struct token_cache *tc, int provider, const char *s, size_t len)
+/* The bucket key of a token: keyed SipHash-1-3 rounds over its length and its last
+ * TOKEN_CACHE_HASH_TAIL bytes. The tail is the signature: unique per token and out of a client's
+ * control, and only tokens that verified are ever stored, so a client cannot fill one bucket with
+ * made-up tokens. A lookup still compares the whole token. */
+#define TOKEN_CACHE_HASH_TAIL 32
+
+static uint64_t token_cache_hash(const struct token_cache *tc, int provider, const char *s, size_t full_len)
 {
+	size_t len = full_len > TOKEN_CACHE_HASH_TAIL ? TOKEN_CACHE_HASH_TAIL : full_len;
 	uint64_t v0 = 0x736f6d6570736575ull ^ tc->k0, v1 = 0x646f72616e646f6dull ^ tc->k1;
 	uint64_t v2 = 0x6c7967656e657261ull ^ tc->k0, v3 = 0x7465646279746573ull ^ tc->k1;
-	uint64_t b = ((uint64_t)len) << 56, m;
+	uint64_t b = ((uint64_t)full_len) << 56, m;
 	size_t i, tail = len & 7;
-	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *p = (const unsigned char *)s + (full_len - len);
 
 	v3 ^= (uint64_t)(unsigned)provider;
 	v0 ^= (uint64_t)(unsigned)provider;

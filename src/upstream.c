@@ -21,9 +21,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
 #include <llhttp.h>
+#include <openssl/err.h>
 
 #include "jwtgate/bevio.h"
 #include "jwtgate/common.h"
@@ -715,9 +717,17 @@ static void upconn_on_event(struct bufferevent *bev, short what, void *arg)
 			exchange_attach(ex, c);
 			return;
 		}
-		/* Connect failed or timed out: count it, try another endpoint. */
-		log_info("upstream %s: connect %s", c->ep->text,
-		         (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed");
+		/* Connect failed or timed out: count it, try another endpoint. A TLS failure says why. */
+		{
+			unsigned long tls_err = c->plain ? 0 : bufferevent_get_openssl_error(bev);
+			char reason[160] = "";
+
+			if (tls_err != 0)
+				ERR_error_string_n(tls_err, reason, sizeof(reason));
+			log_info("upstream %s: connect %s%s%s", c->ep->text,
+			         (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed", reason[0] ? ": " : "",
+			         reason);
+		}
 		upstream_endpoint_on_failure(c->ep);
 		c->ex = NULL;
 		ex->conn = NULL;

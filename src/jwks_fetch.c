@@ -1,4 +1,5 @@
-/* jwks_fetch.c: remote JWKS over HTTPS on the control thread (see jwks_fetch.h for the behaviour).
+/* jwks_fetch.c: remote JWKS over HTTPS (or plain HTTP) on the control thread (see jwks_fetch.h for the
+ * behaviour).
  *
  * A fetcher runs one attempt at a time through
  *   IDLE -> [RESOLVING] -> CONNECTING -> RECEIVING -> IDLE (timer: refresh or failed refetch)
@@ -44,7 +45,7 @@
 enum jwks_fetch_state {
 	JWKS_FETCH_IDLE = 0,   /* not fetching: waiting for the refresh or refetch timer (or not started) */
 	JWKS_FETCH_RESOLVING,  /* evdns query for the connect address */
-	JWKS_FETCH_CONNECTING, /* TCP connect and TLS handshake */
+	JWKS_FETCH_CONNECTING, /* TCP connect and, over TLS, the handshake */
 	JWKS_FETCH_RECEIVING,  /* request written, reading the response */
 	JWKS_FETCH_BACKOFF,    /* waiting before a retry */
 	JWKS_FETCH_CLOSED,     /* shut down; every callback that still arrives returns at once */
@@ -82,11 +83,13 @@ struct jwks_fetcher {
 	char host[JWKS_FETCH_HOST_MAX + 1];       /* URI host (brackets removed from an IPv6 literal) */
 	char authority[JWKS_FETCH_HOST_MAX + 16]; /* Host header: host[:port] as in the URI */
 	char *target;                             /* path and query, "/" at least; owned */
-	uint16_t port;                            /* URI port, 443 by default */
+	uint16_t port;                            /* URI port, 443 (https) or 80 (http) by default */
 	bool is_host_ip;
+	bool is_https;           /* the URI's scheme */
+	bool is_tls;             /* https, or http through a backend with a tls block: never downgraded */
 	const char *verify_name; /* SNI and certificate name: tls.hostname or host */
 	bool is_verify_ip;
-	SSL_CTX *ssl_ctx; /* NULL: every fetch fails (logged at start-up) */
+	SSL_CTX *ssl_ctx; /* over TLS, NULL: every fetch fails (logged at start-up) */
 	bool is_unusable; /* URI the fetcher cannot use (logged at start-up) */
 	uint64_t connect_timeout_ms;
 	uint64_t kick_cooldown_ms;
@@ -118,7 +121,9 @@ struct jwks_fetcher {
 	size_t next_endpoint;
 	bool is_first_done;
 	bool has_keys;
-	struct jwks *keys; /* the last key set published (one reference), for a reload to adopt */
+	struct jwks *keys;             /* the last key set published (one reference), for a reload to adopt */
+	uint64_t keys_at_ms;           /* jg_now_ms() when `keys` was fetched */
+	struct jwks_fetch_stats stats; /* keys_age_ms is filled only in copies (jwks_fetch_get_stats) */
 	char detail[JWKS_FETCH_DETAIL_MAX];
 };
 
@@ -190,6 +195,8 @@ const char *jwks_fetch_failure_str(enum jwks_fetch_failure f)
 		return "ok";
 	case JWKS_FETCH_FAIL_CONNECT:
 		return "connect failure";
+	case JWKS_FETCH_FAIL_TLS:
+		return "TLS failure";
 	case JWKS_FETCH_FAIL_RESET:
 		return "no complete response";
 	case JWKS_FETCH_FAIL_TIMEOUT:
@@ -206,6 +213,23 @@ const char *jwks_fetch_failure_str(enum jwks_fetch_failure f)
 	return "?";
 }
 
+const char *jwks_fetch_failure_key(enum jwks_fetch_failure f)
+{
+	static const char *const keys[] = {
+	        [JWKS_FETCH_OK] = "ok",
+	        [JWKS_FETCH_FAIL_CONNECT] = "connect",
+	        [JWKS_FETCH_FAIL_TLS] = "tls",
+	        [JWKS_FETCH_FAIL_RESET] = "reset",
+	        [JWKS_FETCH_FAIL_TIMEOUT] = "timeout",
+	        [JWKS_FETCH_FAIL_STATUS] = "status",
+	        [JWKS_FETCH_FAIL_TOO_BIG] = "too_large",
+	        [JWKS_FETCH_FAIL_JWKS] = "bad_jwks",
+	        [JWKS_FETCH_FAIL_CONFIG] = "config",
+	};
+
+	return (size_t)f < JG_ARRAY_SIZE(keys) && keys[f] != NULL ? keys[f] : "?";
+}
+
 /* See jwks_fetch.h. Envoy's x-envoy-retry-on meanings: 5xx and gateway-error also cover a request that
  * got no response at all; reset covers every way of getting no response. */
 bool jwks_fetch_should_retry(unsigned triggers, enum jwks_fetch_failure failure, int status)
@@ -215,6 +239,7 @@ bool jwks_fetch_should_retry(unsigned triggers, enum jwks_fetch_failure failure,
 
 	switch (failure) {
 	case JWKS_FETCH_FAIL_CONNECT:
+	case JWKS_FETCH_FAIL_TLS:
 		return (triggers & (no_response | CONFIG_RETRY_ON_CONNECT_FAILURE)) != 0;
 	case JWKS_FETCH_FAIL_RESET:
 	case JWKS_FETCH_FAIL_TIMEOUT:
@@ -254,18 +279,24 @@ uint64_t jwks_fetch_backoff_ms(const struct config_retry *r, unsigned retry, uin
 	return cap == UINT64_MAX ? rnd : rnd % (cap + 1);
 }
 
-/* Splits an https:// URI into f->host, port, authority and target. Returns 0, or JG_ERR_INVAL with a
- * reason in f->detail for userinfo, a bad port, an over-long host or target, or bytes that cannot go on a
- * request line. The config loader has already checked the scheme and that there is a host. */
+/* Splits an https:// or http:// URI into f->is_https, host, port, authority and target. Returns 0, or
+ * JG_ERR_INVAL with a reason in f->detail for another scheme, userinfo, a bad port, an over-long host or
+ * target, or bytes that cannot go on a request line. The config loader has already checked the scheme and
+ * that there is a host. */
 static int jwks_fetch_parse_uri(struct jwks_fetcher *f, const char *uri)
 {
-	const char *p = uri + 8, *auth_end, *host, *host_end, *port_s = NULL, *q;
+	const char *p, *auth_end, *host, *host_end, *port_s = NULL, *q;
 	struct in6_addr a6;
 	struct in_addr a4;
 	size_t hlen, tlen;
 
-	if (strncmp(uri, "https://", 8) != 0)
+	if (strncmp(uri, "https://", 8) == 0)
+		f->is_https = true;
+	else if (strncmp(uri, "http://", 7) == 0)
+		f->is_https = false;
+	else
 		goto bad_scheme;
+	p = uri + (f->is_https ? 8 : 7);
 	auth_end = p + strcspn(p, "/?#");
 	if (memchr(p, '@', (size_t)(auth_end - p)) != NULL) {
 		snprintf(f->detail, sizeof(f->detail), "userinfo in the URI is not supported");
@@ -301,7 +332,7 @@ static int jwks_fetch_parse_uri(struct jwks_fetcher *f, const char *uri)
 	for (q = f->host; *q != '\0'; q++)
 		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
 			goto bad_host;
-	f->port = 443;
+	f->port = f->is_https ? 443 : 80;
 	if (port_s != NULL) {
 		unsigned long v = 0;
 
@@ -343,7 +374,7 @@ static int jwks_fetch_parse_uri(struct jwks_fetcher *f, const char *uri)
 	}
 	return 0;
 bad_scheme:
-	snprintf(f->detail, sizeof(f->detail), "not an https:// URI");
+	snprintf(f->detail, sizeof(f->detail), "not an https:// or http:// URI");
 	return JG_ERR_INVAL;
 bad_host:
 	snprintf(f->detail, sizeof(f->detail), "bad host in the URI");
@@ -447,6 +478,32 @@ static void jwks_fetch_cycle_over(struct jwks_fetcher *f, uint64_t next_ms)
 	jwks_fetch_first_cycle_over(f);
 }
 
+/* Logs f's counters at info level once a cycle is over: `outcome` is "fetch ok" or "fetch failed". The
+ * line is bounded: JWKS_FETCH_FAILURE_KINDS names of at most 9 bytes and 20-digit numbers. */
+static void jwks_fetch_log_stats(const struct jwks_fetcher *f, const char *outcome)
+{
+	const struct jwks_fetch_stats *st = &f->stats;
+	char fails[JWKS_FETCH_FAILURE_KINDS * 32], age[32];
+	size_t len = 0;
+	int k;
+
+	if (log_current_level < LOG_LEVEL_INFO)
+		return;
+	fails[0] = '\0';
+	for (k = JWKS_FETCH_FAIL_CONNECT; k < JWKS_FETCH_FAILURE_KINDS && len < sizeof(fails); k++)
+		len += (size_t)snprintf(fails + len, sizeof(fails) - len, "%s%s=%llu", len ? "," : "",
+		                        jwks_fetch_failure_key((enum jwks_fetch_failure)k),
+		                        (unsigned long long)st->failures[k]);
+	if (st->has_keys)
+		snprintf(age, sizeof(age), "%llus",
+		         (unsigned long long)((jg_now_ms() - f->keys_at_ms) / 1000));
+	else
+		snprintf(age, sizeof(age), "none");
+	log_info("jwks %s: %s (keys=%zu, ok=%llu fail{%s} kid_refetch=%llu, age=%s)", f->cfg->uri, outcome,
+	         st->has_keys ? st->n_keys : 0, (unsigned long long)st->successes, fails,
+	         (unsigned long long)st->kid_refetches, age);
+}
+
 /* Handles a failed attempt: retries after a backoff when the trigger list allows and retries remain,
  * otherwise ends the cycle keeping the previous keys (refetch after failedRefetchDuration). */
 static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure failure)
@@ -455,6 +512,7 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 	char reason[JWKS_FETCH_DETAIL_MAX + 64];
 
 	jwks_fetch_close_attempt(f);
+	f->stats.failures[failure]++;
 	if (failure == JWKS_FETCH_FAIL_STATUS)
 		snprintf(reason, sizeof(reason), "status %d", f->status);
 	else
@@ -475,6 +533,7 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 	         f->retry > 0 ? " after all retries" : "",
 	         f->has_keys ? "keeping the previous keys" : "no keys: its providers answer 401",
 	         (unsigned long long)r->failed_refetch_duration_ms);
+	jwks_fetch_log_stats(f, "fetch failed");
 	jwks_fetch_cycle_over(f, r->failed_refetch_duration_ms);
 }
 
@@ -500,12 +559,17 @@ static void jwks_fetch_succeed(struct jwks_fetcher *f)
 	f->has_keys = true;
 	jwks_unref(f->keys);
 	f->keys = jwks_ref(ks);
+	f->keys_at_ms = jg_now_ms();
+	f->stats.successes++;
+	f->stats.has_keys = true;
+	f->stats.n_keys = ks->n_keys;
 	next = r->cache_duration_ms > 2 * JWKS_FETCH_REFRESH_EARLY_MS
 	               ? r->cache_duration_ms - JWKS_FETCH_REFRESH_EARLY_MS
 	               : r->cache_duration_ms;
 	log_info("jwks %s: fetched %zu key%s for %s; next refresh in %llu ms", r->uri, ks->n_keys,
 	         ks->n_keys == 1 ? "" : "s", f->providers, (unsigned long long)next);
 	jwks_unref(ks);
+	jwks_fetch_log_stats(f, "fetch ok");
 	jwks_fetch_cycle_over(f, next);
 }
 
@@ -650,6 +714,10 @@ static void jwks_fetch_conn_detail(struct jwks_fetcher *f, struct bufferevent *b
 	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
 	char ebuf[160] = "";
 
+	/* libevent records SSL_get_error()'s SSL_ERROR_SYSCALL itself (not an OpenSSL error code): the
+	 * socket's error says more. */
+	if (e == SSL_ERROR_SYSCALL)
+		e = 0;
 	if (e != 0)
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 	while (bufferevent_get_openssl_error(bev) != 0) /* drain the rest */
@@ -662,6 +730,21 @@ static void jwks_fetch_conn_detail(struct jwks_fetcher *f, struct bufferevent *b
 	else
 		snprintf(f->detail, sizeof(f->detail), "%s: %s", what,
 		         sock_err != 0 ? evutil_socket_error_to_string(sock_err) : "closed");
+}
+
+/* Whether a connection that failed before its request went out got as far as TLS: the ClientHello was
+ * written (so TCP was up) or the peer's certificate was refused. False for a plain connection. */
+static bool jwks_fetch_is_tls_failure(struct bufferevent *bev)
+{
+	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+	BIO *wbio;
+
+	if (ssl == NULL)
+		return false;
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		return true;
+	wbio = SSL_get_wbio(ssl);
+	return wbio != NULL && BIO_number_written(wbio) > 0;
 }
 
 static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
@@ -690,8 +773,13 @@ static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (f->state == JWKS_FETCH_CONNECTING) {
-		jwks_fetch_conn_detail(f, bev, "connect/TLS");
-		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
+		if (jwks_fetch_is_tls_failure(bev)) {
+			jwks_fetch_conn_detail(f, bev, "TLS handshake");
+			jwks_fetch_fail(f, JWKS_FETCH_FAIL_TLS);
+		} else {
+			jwks_fetch_conn_detail(f, bev, "connect");
+			jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
+		}
 		return;
 	}
 	if (f->state != JWKS_FETCH_RECEIVING)
@@ -719,13 +807,24 @@ static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
 	jwks_fetch_fail(f, failure);
 }
 
-/* Opens the TLS connection to f->addr; the request goes out once the handshake is done. */
+/* Opens the connection to f->addr, over TLS unless the fetcher is plain HTTP; the request goes out once
+ * the TCP connection (and the TLS handshake) is done. */
 static void jwks_fetch_connect(struct jwks_fetcher *f)
 {
 	X509_VERIFY_PARAM *vp;
 	SSL *ssl;
 
 	jwks_fetch_set_state(f, JWKS_FETCH_CONNECTING);
+	if (!f->is_tls) {
+		f->bev = bufferevent_socket_new(f->set->base, -1,
+		                                BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		if (f->bev == NULL) {
+			snprintf(f->detail, sizeof(f->detail), "out of memory for the connection");
+			jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
+			return;
+		}
+		goto start;
+	}
 	if (f->ssl_ctx == NULL) {
 		snprintf(f->detail, sizeof(f->detail), "no TLS context (CA bundle not loaded)");
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONFIG);
@@ -749,6 +848,7 @@ static void jwks_fetch_connect(struct jwks_fetcher *f)
 		goto ssl_fail;
 	/* A close-delimited body ends at a TCP close; a truncated JWKS fails to parse anyway. */
 	bufferevent_openssl_set_allow_dirty_shutdown(f->bev, 1);
+start:
 	bufferevent_setcb(f->bev, jwks_fetch_on_read, NULL, jwks_fetch_on_event, f);
 	bufferevent_enable(f->bev, EV_READ | EV_WRITE);
 	llhttp_init(&f->parser, HTTP_RESPONSE, &jwks_fetch_parser_settings);
@@ -826,7 +926,10 @@ static void jwks_fetch_on_attempt_timeout(evutil_socket_t fd, short what, void *
 {
 	struct jwks_fetcher *f = arg;
 
-	if (f->state == JWKS_FETCH_RESOLVING || f->state == JWKS_FETCH_CONNECTING) {
+	if (f->state == JWKS_FETCH_CONNECTING && jwks_fetch_is_tls_failure(f->bev)) {
+		snprintf(f->detail, sizeof(f->detail), "TLS handshake timeout");
+		jwks_fetch_fail(f, JWKS_FETCH_FAIL_TLS);
+	} else if (f->state == JWKS_FETCH_RESOLVING || f->state == JWKS_FETCH_CONNECTING) {
 		snprintf(f->detail, sizeof(f->detail), "connect timeout");
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
 	} else if (f->state == JWKS_FETCH_RECEIVING) {
@@ -853,7 +956,7 @@ static void jwks_fetch_attempt(struct jwks_fetcher *f)
 	f->deadline_ms = jg_now_ms() + f->cfg->request_timeout_ms;
 	limit = f->connect_timeout_ms < f->cfg->request_timeout_ms ? f->connect_timeout_ms
 	                                                           : f->cfg->request_timeout_ms;
-	if (f->is_unusable || f->ssl_ctx == NULL) {
+	if (f->is_unusable || (f->is_tls && f->ssl_ctx == NULL)) {
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONFIG);
 		return;
 	}
@@ -921,6 +1024,7 @@ static void jwks_fetch_on_kick(evutil_socket_t fd, short what, void *arg)
 	if (now < atomic_load(&f->kick_not_before_ms))
 		return;
 	atomic_store(&f->kick_not_before_ms, now + f->kick_cooldown_ms);
+	f->stats.kid_refetches++;
 	log_info("jwks %s: a token names a key the set does not have; refetching now (next such refetch in "
 	         "%llu ms at the earliest)",
 	         f->cfg->uri, (unsigned long long)f->kick_cooldown_ms);
@@ -996,9 +1100,17 @@ static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *
 		f->verify_name = f->host;
 	f->is_verify_ip =
 	        inet_pton(AF_INET, f->verify_name, &a4) == 1 || inet_pton(AF_INET6, f->verify_name, &a6) == 1;
-	f->ssl_ctx = jwks_fetch_ssl_ctx_new(r->uri, f->backend);
-	if (f->ssl_ctx == NULL)
-		log_error("jwks %s: no TLS context; its providers will answer 401", r->uri);
+	/* https is never downgraded; http is upgraded by a backend whose tls block asks for TLS. */
+	f->is_tls = f->is_https || (f->backend != NULL && f->backend->tls.enabled);
+	if (f->is_tls) {
+		f->ssl_ctx = jwks_fetch_ssl_ctx_new(r->uri, f->backend);
+		if (f->ssl_ctx == NULL)
+			log_error("jwks %s: no TLS context; its providers will answer 401", r->uri);
+	} else {
+		log_warn("jwks %s: plain HTTP without TLS: nothing authenticates the key set against the "
+		         "network",
+		         r->uri);
+	}
 	if (f->backend != NULL) {
 		size_t i;
 
@@ -1080,6 +1192,21 @@ size_t jwks_fetch_count(const struct jwks_fetch *jf)
 	return jf->n_fetchers;
 }
 
+int jwks_fetch_get_stats(const struct jwks_fetch *jf, size_t i, const char **uri,
+                         struct jwks_fetch_stats *out)
+{
+	const struct jwks_fetcher *f;
+
+	if (i >= jf->n_fetchers)
+		return JG_ERR_INVAL;
+	f = &jf->fetchers[i];
+	*out = f->stats;
+	out->keys_age_ms = f->stats.has_keys ? jg_now_ms() - f->keys_at_ms : 0;
+	if (uri != NULL)
+		*uri = f->cfg->uri;
+	return 0;
+}
+
 void jwks_fetch_start(struct jwks_fetch *jf, void (*on_first_done)(void *arg), void *arg)
 {
 	size_t i;
@@ -1156,9 +1283,14 @@ void jwks_fetch_replace(struct jwks_fetch *jf, struct jwks_fetch *old)
 			const char *nb = f->backend != NULL ? f->backend->name : NULL;
 			size_t j;
 
-			if (o->keys == NULL || strcmp(o->cfg->uri, f->cfg->uri) != 0 ||
-			    (ob == NULL) != (nb == NULL) || (ob != NULL && strcmp(ob, nb) != 0))
+			if (strcmp(o->cfg->uri, f->cfg->uri) != 0 || (ob == NULL) != (nb == NULL) ||
+			    (ob != NULL && strcmp(ob, nb) != 0))
 				continue;
+			/* The counters go on (an admin endpoint's counters must not drop at a reload). */
+			f->stats = o->stats;
+			f->keys_at_ms = o->keys_at_ms;
+			if (o->keys == NULL)
+				break;
 			for (j = 0; j < f->n_slots; j++)
 				auth_shared_set_keys(jf->auth, f->slots[j], jwks_ref(o->keys));
 			jwks_unref(f->keys);

@@ -1,6 +1,7 @@
 /* test_jwks_fetch.c: the pure parts of the remote JWKS fetcher: which failures each retry trigger
  * retries (Envoy's x-envoy-retry-on meanings), the capped exponential backoff with full jitter, and the
- * URI split into host, port, Host header and request target (with what must be refused). The network
+ * URI split into scheme, host, port, Host header and request target (with what must be refused), and the
+ * counter names of the log line. The network
  * behaviour is proven end to end in tests/e2e/test_remote_jwks.py. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,9 @@ static void test_should_retry(void **state)
 	assert_true(jwks_fetch_should_retry(CONFIG_RETRY_ON_RETRIABLE_4XX, JWKS_FETCH_FAIL_STATUS, 409));
 	assert_false(jwks_fetch_should_retry(CONFIG_RETRY_ON_RETRIABLE_4XX, JWKS_FETCH_FAIL_STATUS, 429));
 	assert_true(jwks_fetch_should_retry(CONFIG_RETRY_ON_CONNECT_FAILURE, JWKS_FETCH_FAIL_CONNECT, 0));
+	assert_true(jwks_fetch_should_retry(CONFIG_RETRY_ON_CONNECT_FAILURE, JWKS_FETCH_FAIL_TLS, 0));
+	assert_true(jwks_fetch_should_retry(CONFIG_RETRY_ON_RESET, JWKS_FETCH_FAIL_TLS, 0));
+	assert_false(jwks_fetch_should_retry(CONFIG_RETRY_ON_RETRIABLE_4XX, JWKS_FETCH_FAIL_TLS, 0));
 	assert_false(jwks_fetch_should_retry(CONFIG_RETRY_ON_CONNECT_FAILURE, JWKS_FETCH_FAIL_RESET, 0));
 	assert_false(jwks_fetch_should_retry(CONFIG_RETRY_ON_CONNECT_FAILURE, JWKS_FETCH_FAIL_TIMEOUT, 0));
 	assert_true(jwks_fetch_should_retry(CONFIG_RETRY_ON_RESET, JWKS_FETCH_FAIL_RESET, 0));
@@ -107,8 +111,49 @@ static void test_parse_uri(void **state)
 	                                          "b"),
 	                 JG_ERR_INVAL);
 	assert_int_equal(jwks_fetch_parse_uri(&f, "https://foo.bar.com/a\x7f"), JG_ERR_INVAL);
-	assert_int_equal(jwks_fetch_parse_uri(&f, "http://foo.bar.com/"), JG_ERR_INVAL);
+	assert_int_equal(jwks_fetch_parse_uri(&f, "ftp://foo.bar.com/"), JG_ERR_INVAL);
+	assert_int_equal(jwks_fetch_parse_uri(&f, "httpx://foo.bar.com/"), JG_ERR_INVAL);
 	assert_null(f.target);
+
+	/* "https or http" (the issue): http has its own default port, and the scheme is remembered so that
+	 * https is never fetched in clear. */
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(jwks_fetch_parse_uri(&f, "http://foo.bar.com/jwks.json"), 0);
+	assert_false(f.is_https);
+	assert_string_equal(f.host, "foo.bar.com");
+	assert_string_equal(f.authority, "foo.bar.com");
+	assert_string_equal(f.target, "/jwks.json");
+	assert_int_equal(f.port, 80);
+	free(f.target);
+
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(jwks_fetch_parse_uri(&f, "http://127.0.0.1:8080"), 0);
+	assert_false(f.is_https);
+	assert_int_equal(f.port, 8080);
+	assert_string_equal(f.target, "/");
+	free(f.target);
+
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(jwks_fetch_parse_uri(&f, "https://foo.bar.com"), 0);
+	assert_true(f.is_https);
+	free(f.target);
+}
+
+/* The counter names of the log line, and that every failure kind has one. */
+static void test_failure_keys(void **state)
+{
+	int k;
+
+	(void)state;
+	assert_string_equal(jwks_fetch_failure_key(JWKS_FETCH_FAIL_CONNECT), "connect");
+	assert_string_equal(jwks_fetch_failure_key(JWKS_FETCH_FAIL_TLS), "tls");
+	assert_string_equal(jwks_fetch_failure_key(JWKS_FETCH_FAIL_TOO_BIG), "too_large");
+	assert_string_equal(jwks_fetch_failure_key(JWKS_FETCH_FAIL_JWKS), "bad_jwks");
+	for (k = 0; k < JWKS_FETCH_FAILURE_KINDS; k++) {
+		assert_string_not_equal(jwks_fetch_failure_key((enum jwks_fetch_failure)k), "?");
+		assert_string_not_equal(jwks_fetch_failure_str((enum jwks_fetch_failure)k), "?");
+	}
+	assert_string_equal(jwks_fetch_failure_key((enum jwks_fetch_failure)JWKS_FETCH_FAILURE_KINDS), "?");
 }
 
 int main(void)
@@ -117,6 +162,7 @@ int main(void)
 	        cmocka_unit_test(test_should_retry),
 	        cmocka_unit_test(test_backoff),
 	        cmocka_unit_test(test_parse_uri),
+	        cmocka_unit_test(test_failure_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

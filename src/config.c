@@ -1376,9 +1376,16 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 		return;
 	v = field(c, n, kp, "uri", true, ckp);
 	if (v != NULL && (r->uri = dup_str(c, v, ckp, S_NONEMPTY)) != NULL) {
-		if (strncmp(r->uri, "https://", 8) != 0 || r->uri[8] == '\0' || r->uri[8] == '/' ||
+		/* "https or http" (the issue): http is fetched in clear unless the backend has a tls block;
+		 * https is always TLS with verification (jwks_fetch.h). */
+		size_t slen = strncmp(r->uri, "https://", 8) == 0  ? 8
+		              : strncmp(r->uri, "http://", 7) == 0 ? 7
+		                                                   : 0;
+
+		if (slen == 0 || r->uri[slen] == '\0' || r->uri[slen] == '/' ||
 		    strpbrk(r->uri, " \t") != NULL)
-			cfg_error(c, v, ckp, "remoteJWKS uri \"%s\" must be an https:// URL with a host",
+			cfg_error(c, v, ckp,
+			          "remoteJWKS uri \"%s\" must be an https:// or http:// URL with a host",
 			          cfg_show(r->uri, show));
 	}
 	get_duration(c, n, kp, "cacheDuration", 1, &r->cache_duration_ms);

@@ -655,6 +655,28 @@ static void test_remote_defaults(void **state)
 	config_free(cfg);
 }
 
+/* "https or http" (the issue): an http:// uri loads, with or without a backend. */
+static void test_remote_http_uri(void **state)
+{
+	struct config *cfg = NULL;
+
+	JG_UNUSED(state);
+	if (t_load(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	                     "securityPolicies:\n"
+	                     "  - name: p\n"
+	                     "    targetRef: {kind: HTTPRoute, name: r}\n"
+	                     "    jwt: {providers: [{name: p, remoteJWKS: {uri: \"http://idp:8080/jwks\"}},\n"
+	                     "                      {name: q, remoteJWKS: {uri: \"http://idp/jwks\",\n"
+	                     "                                             backendRefs: [{name: b}]}}]}\n",
+	           &cfg) != 0)
+		fail_msg("%s", t_errbuf);
+	assert_string_equal(cfg->policies[0].providers[0].remote.uri, "http://idp:8080/jwks");
+	assert_null(cfg->policies[0].providers[0].remote.backend);
+	assert_string_equal(cfg->policies[0].providers[1].remote.uri, "http://idp/jwks");
+	assert_ptr_equal(cfg->policies[0].providers[1].remote.backend, &cfg->backends[0]);
+	config_free(cfg);
+}
+
 /* ---- error classes: exact positions and messages ---- */
 
 static void test_err_unknown_key(void **state)
@@ -797,10 +819,15 @@ static void test_err_impossible_combinations(void **state)
 	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, localJWKS: {type: File}}]}\n", route);
 	t_fails(y, 1, 7, 44,
 	        "localJWKS type File needs \"file\" (at securityPolicies[0].jwt.providers[0].localJWKS)");
-	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"http://a/\"}}]}\n",
+	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"ftp://a/\"}}]}\n",
 	         route);
 	t_fails(y, 1, 7, 51,
-	        "remoteJWKS uri \"http://a/\" must be an https:// URL with a host "
+	        "remoteJWKS uri \"ftp://a/\" must be an https:// or http:// URL with a host "
+	        "(at securityPolicies[0].jwt.providers[0].remoteJWKS.uri)");
+	snprintf(y, sizeof(y), "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"http:///a\"}}]}\n",
+	         route);
+	t_fails(y, 1, 7, 51,
+	        "remoteJWKS uri \"http:///a\" must be an https:// or http:// URL with a host "
 	        "(at securityPolicies[0].jwt.providers[0].remoteJWKS.uri)");
 	snprintf(y, sizeof(y),
 	         "%s    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/\"}}]}\n"
@@ -1051,6 +1078,7 @@ int main(void)
 	        T(test_full_options_and_normalisation),
 	        T(test_gateway_policy_all_listeners),
 	        T(test_remote_defaults),
+	        T(test_remote_http_uri),
 	        T(test_err_unknown_key),
 	        T(test_err_wrong_types),
 	        T(test_err_missing_required),

@@ -1,5 +1,5 @@
-"""Helpers for the remote JWKS end-to-end tests: a private CA, signing keys as JWKs, and an HTTPS JWKS server
-whose behaviour the test scripts (python3-cryptography and the standard library only).
+"""Helpers for the remote JWKS end-to-end tests: a private CA, signing keys as JWKs, and an HTTPS (or plain
+HTTP) JWKS server whose behaviour the test scripts (python3-cryptography and the standard library only).
 
 JwksServer answers each request with the next action of `script` (then `default`):
   ("jwks", framing)     the current key set; framing "cl" (Content-Length), "chunked" or "close"
@@ -7,7 +7,9 @@ JwksServer answers each request with the next action of `script` (then `default`
   ("reset",)            RST without answering
   ("slow", S)           wait S seconds, then the key set
   ("raw", body, framing) any body
-Every request that reached HTTP is counted (`count()`); TLS handshakes that failed are counted apart.
+Every request that reached HTTP is counted (`count()`); TLS handshakes that failed are counted apart. A plain
+HTTP server (JwksServer(None, None)) answers a TLS ClientHello with a 400 as a real HTTP server would, and
+counts it in `tls_hellos` (not in `count()`).
 """
 
 import base64
@@ -136,12 +138,15 @@ class _TLSServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         srv = self.server.jwks_server
-        try:
-            conn = srv.ctx.wrap_socket(self.request, server_side=True)
-        except (ssl.SSLError, OSError):
-            with srv.lock:
-                srv.failed_handshakes += 1
-            return
+        if srv.ctx is None:
+            conn = self.request
+        else:
+            try:
+                conn = srv.ctx.wrap_socket(self.request, server_side=True)
+            except (ssl.SSLError, OSError):
+                with srv.lock:
+                    srv.failed_handshakes += 1
+                return
         conn.settimeout(10)
         head = b""
         try:
@@ -150,6 +155,12 @@ class _Handler(socketserver.BaseRequestHandler):
                 if not chunk:
                     return
                 head += chunk
+                if srv.ctx is None and head[:1] == b"\x16":  # a TLS handshake record on a plain port
+                    with srv.lock:
+                        srv.tls_hellos += 1
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    conn.close()
+                    return
         except (OSError, ssl.SSLError):
             return
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -166,17 +177,22 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class JwksServer:
-    """An HTTPS server on 127.0.0.1 serving a JWKS; see the module comment for the actions."""
+    """An HTTPS server on 127.0.0.1 serving a JWKS (plain HTTP when cert is None); see the module comment for
+    the actions."""
 
     def __init__(self, cert, key, port=None):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
+        self.ctx = None
+        if cert is not None:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert, key)
         self.lock = threading.Lock()
         self.body = b'{"keys":[]}'
         self.script = []
         self.default = ("jwks", "cl")
         self.requests = []  # request lines, in order
+        self.heads = []  # whole request heads, in order
         self.failed_handshakes = 0
+        self.tls_hellos = 0
         self.port = port or jgtest.free_port()
         self.server = None
         self.stopping = threading.Event()
@@ -198,6 +214,11 @@ class JwksServer:
         with self.lock:
             self.body = jwks_body(*keys)
 
+    def serve_bytes(self, body):
+        """Serves these bytes as the key set (a JWKS file as it is)."""
+        with self.lock:
+            self.body = body
+
     def set_script(self, actions, default=None):
         with self.lock:
             self.script = list(actions)
@@ -211,6 +232,7 @@ class JwksServer:
     def next_action(self, line, head):
         with self.lock:
             self.requests.append(line)
+            self.heads.append(head)
             return self.script.pop(0) if self.script else self.default
 
     def perform(self, conn, action):
@@ -245,18 +267,19 @@ class JwksServer:
             conn.sendall(b"0\r\n\r\n")
         else:  # close-delimited
             conn.sendall(head + b"Connection: close\r\n\r\n" + body)
-        try:
-            conn.unwrap()
-        except (OSError, ssl.SSLError, ValueError):
-            pass
+        if isinstance(conn, ssl.SSLSocket):
+            try:
+                conn.unwrap()
+            except (OSError, ssl.SSLError, ValueError):
+                pass
 
 
 # ---------------------------------------------------------------------------------------------------
 # Configuration
 
 def remote_provider(name, jwks_port, *, uri_host="foo.bar.com", path="/jwks.json", backend="remote-jwks",
-                    cache="300s", failed="1s", timeout="2s", retry=None):
-    r = {"uri": f"https://{uri_host}:{jwks_port}{path}", "cacheDuration": cache, "failedRefetchDuration": failed,
+                    cache="300s", failed="1s", timeout="2s", retry=None, scheme="https", issuer=ISSUER):
+    r = {"uri": f"{scheme}://{uri_host}:{jwks_port}{path}", "cacheDuration": cache, "failedRefetchDuration": failed,
          "backendSettings": {"timeout": {"http": {"requestTimeout": timeout}},
                              "retry": retry or {"numRetries": 1,
                                                 "perRetry": {"backOff": {"baseInterval": "50ms",
@@ -265,17 +288,22 @@ def remote_provider(name, jwks_port, *, uri_host="foo.bar.com", path="/jwks.json
                                                                          "connect-failure"]}}}}
     if backend:
         r["backendRefs"] = [{"name": backend, "port": jwks_port}]
-    return {"name": name, "issuer": ISSUER, "remoteJWKS": r}
+    p = {"name": name, "remoteJWKS": r}
+    if issuer is not None:
+        p["issuer"] = issuer
+    return p
 
 
 def remote_config(listen_port, upstream_port, jwks_port, ca_path, *, hostname="foo.bar.com", providers=None,
-                  **provider_kw):
-    """One route guarded by one remote-JWKS provider, the JWKS server reached by IP with tls.hostname."""
+                  endpoint=None, **provider_kw):
+    """One route guarded by one remote-JWKS provider, the JWKS server reached by IP with tls.hostname
+    (ca_path None: a backend without a tls block; endpoint: another endpoint dict than 127.0.0.1)."""
     backends = {
         "backend": [upstream_port],
-        "remote-jwks": {"endpoints": [{"ip": {"address": "127.0.0.1", "port": jwks_port}}],
-                        "tls": {"caCertificateRefs": [{"file": ca_path}], "hostname": hostname}},
+        "remote-jwks": {"endpoints": [endpoint or {"ip": {"address": "127.0.0.1", "port": jwks_port}}]},
     }
+    if ca_path is not None:
+        backends["remote-jwks"]["tls"] = {"caCertificateRefs": [{"file": ca_path}], "hostname": hostname}
     cfg = jgtest.base_config(listen_port, backends, [jgtest.catch_all_route()])
     cfg["securityPolicies"] = [{
         "name": "jwt", "targetRef": {"kind": "HTTPRoute", "name": "all"},

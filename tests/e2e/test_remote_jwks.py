@@ -2,9 +2,12 @@
 (reference/jwt-behaviour.md "Remote JWKS lifecycle"): first fetch before the listeners open, fail closed
 without keys, retries per the retry policy, refresh, old keys kept when a refresh fails, TLS trust and
 host name, bounded bodies, and one rate-limited refetch for unknown kids (no fetch storm,
-envoyproxy/gateway#4791)."""
+envoyproxy/gateway#4791). Then the seed's scenario with the seed's own files, http:// URIs ("https or http",
+never a downgrade of https), unresolvable hosts, several tokens while the fetch fails (Envoy
+CVE-2025-64527), and the counters line logged after every fetch cycle."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -41,8 +44,8 @@ def keys(tmp_path_factory):
 def jwks_server(pki):
     servers = []
 
-    def make(cert=None, key=None, port=None, start=True):
-        s = JwksServer(cert or pki["cert"], key or pki["key"], port)
+    def make(cert=None, key=None, port=None, start=True, plain=False):
+        s = JwksServer(None, None, port) if plain else JwksServer(cert or pki["cert"], key or pki["key"], port)
         servers.append(s)
         return s.start() if start else s
 
@@ -321,3 +324,214 @@ def test_reload_keeps_keys_and_fetches_for_the_new_configuration(start_proxy, up
     srv.set_script([], default=("jwks", "cl"))
     t2 = keys["k2"].token()
     assert jwksutil.wait_status(p.port, t2, 200, 4.0), jwksutil.stderr_text(p)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The seed's second scenario, plain HTTP, fail-closed paths, several tokens, and the counters line.
+
+SEED = os.path.join(jgtest.SHARED, "conformance", "envoy-gateway-jwt")  # env JWTGATE_SHARED
+SEED_RETRY = {"numRetries": 3, "perRetry": {"backOff": {"baseInterval": "1s", "maxInterval": "5s"}},
+              "retryOn": {"triggers": ["5xx", "gateway-error", "reset"]}}
+STATS_RE = re.compile(r"jwks (\S+): fetch (ok|failed) \(keys=(\d+), ok=(\d+) fail\{([^}]*)\} "
+                      r"kid_refetch=(\d+), age=(\w+)\)")
+
+
+def stats_lines(proxy):
+    """The counters lines of the proxy's log, in order: dicts with uri, outcome, keys, ok, fail{...},
+    kid_refetch and age (seconds, or None without keys)."""
+    out = []
+    for m in STATS_RE.finditer(jwksutil.stderr_text(proxy)):
+        fails = dict((k, int(v)) for k, v in (kv.split("=") for kv in m.group(5).split(",")))
+        age = None if m.group(7) == "none" else int(m.group(7).rstrip("s"))
+        out.append({"uri": m.group(1), "outcome": m.group(2), "keys": int(m.group(3)), "ok": int(m.group(4)),
+                    "fail": fails, "kid_refetch": int(m.group(6)), "age": age})
+    return out
+
+
+def no_fail(**counts):
+    d = dict.fromkeys(("connect", "tls", "reset", "timeout", "status", "too_large", "bad_jwks", "config"), 0)
+    d.update(counts)
+    return d
+
+
+def foo_bar_config(listen_port, upstream_port, providers, backends=None, fail_open=False):
+    """The seed's routes: /foo guarded by the policy, /bar open, both for www.example.com."""
+    bes = {"backend": [upstream_port]}
+    bes.update(backends or {})
+    routes = [{"name": name, "hostnames": ["www.example.com"],
+               "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/" + name}}],
+                          "backendRefs": [{"name": "backend"}]}]} for name in ("foo", "bar")]
+    cfg = jgtest.base_config(listen_port, bes, routes)
+    cfg["securityPolicies"] = [{"name": "jwt-example", "targetRef": {"kind": "HTTPRoute", "name": "foo"},
+                                "jwt": {"providers": providers}}]
+    if fail_open:
+        cfg["securityPolicies"][0]["jwt"]["failOpen"] = True
+    return cfg
+
+
+def tls_backend(jwks_port, ca_path, endpoint=None):
+    return {"remote-jwks": {"endpoints": [endpoint or {"ip": {"address": "127.0.0.1", "port": jwks_port}}],
+                            "tls": {"caCertificateRefs": [{"file": ca_path}], "hostname": "foo.bar.com"}}}
+
+
+def test_seed_remote_jwks_scenario_with_seed_files(start_proxy, upstream, jwks_server, pki):
+    # The seed's second scenario end to end: its jwks.json behind HTTPS with a private CA (made here), the
+    # provider with the seed's retry policy, and its test.jwt.
+    with open(os.path.join(SEED, "jwks.json"), "rb") as f:
+        seed_jwks = f.read()
+    with open(os.path.join(SEED, "test.jwt")) as f:
+        seed_token = f.read().strip()
+    srv = jwks_server()
+    srv.serve_bytes(seed_jwks)
+    srv.set_script([("status", 503)])  # one 5xx: the retry policy (backoff 1s..5s) brings the keys anyway
+    prov = remote_provider("example", srv.port, cache="60s", timeout="5s", retry=SEED_RETRY, issuer=None)
+    p = start_proxy(lambda port: foo_bar_config(port, upstream.port, [prov], tls_backend(srv.port, pki["ca"])))
+    r = jgtest.get(p.port, "/foo", headers=[("Authorization", "Bearer " + seed_token)])
+    assert r.status == 200, (r, jwksutil.stderr_text(p))
+    r = jgtest.get(p.port, "/foo")
+    assert r.status == 401 and b"Jwt is missing" in r.body, r
+    assert jgtest.get(p.port, "/bar").status == 200
+    assert srv.requests == ["GET /jwks.json HTTP/1.1"] * 2
+    assert b"\r\nHost: foo.bar.com:%d\r\n" % srv.port in srv.heads[1]
+    assert "fetched 2 keys" in jwksutil.stderr_text(p)
+    assert [(s["outcome"], s["ok"], s["fail"]) for s in stats_lines(p)] == [("ok", 1, no_fail(status=1))]
+
+
+@pytest.mark.parametrize("via", ["backend", "uri-host"])
+def test_http_uri_fetched_in_clear(start_proxy, upstream, jwks_server, keys, via):
+    srv = jwks_server(plain=True)
+    srv.serve(keys["k1"])
+    if via == "backend":  # a backend without a tls block
+        p = start_proxy(lambda port: remote_config(port, upstream.port, srv.port, None, scheme="http"))
+        host = "foo.bar.com"
+    else:
+        p = start_proxy(lambda port: remote_config(
+            port, upstream.port, srv.port, None,
+            providers=[remote_provider("plain", srv.port, uri_host="127.0.0.1", backend=None, scheme="http")]))
+        host = "127.0.0.1"
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert get_with_token(p.port, None).status == 401
+    assert srv.requests == ["GET /jwks.json HTTP/1.1"] and srv.tls_hellos == 0
+    assert b"\r\nHost: %s:%d\r\n" % (host.encode(), srv.port) in srv.heads[0]
+    assert "plain HTTP without TLS" in jwksutil.stderr_text(p)
+
+
+def test_http_uri_through_tls_backend_is_tls(start_proxy, upstream, jwks_server, pki, keys):
+    # A backend with a tls block means TLS whatever the URI's scheme: the TLS-only server answers.
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start_proxy(lambda port: remote_config(port, upstream.port, srv.port, pki["ca"], scheme="http"))
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert srv.count() == 1 and srv.failed_handshakes == 0
+    assert "plain HTTP" not in jwksutil.stderr_text(p)
+
+
+@pytest.mark.parametrize("via", ["backend", "uri-host"])
+def test_https_uri_to_plain_http_server_fails_closed(start_proxy, upstream, jwks_server, pki, keys, via):
+    # https is never downgraded: a server that speaks plain HTTP gets a ClientHello, never a request.
+    srv = jwks_server(plain=True)
+    srv.serve(keys["k1"])
+    if via == "backend":
+        p = start(start_proxy, upstream, srv, pki)
+    else:
+        p = start_proxy(lambda port: remote_config(
+            port, upstream.port, srv.port, pki["ca"],
+            providers=[remote_provider("sys", srv.port, uri_host="127.0.0.1", backend=None)]))
+    r = get_with_token(p.port, keys["k1"].token())
+    assert r.status == 401 and FETCH_FAILED in r.body, r
+    assert srv.count() == 0 and srv.tls_hellos >= 2  # the first attempt and its retry
+    log = jwksutil.stderr_text(p)
+    assert "TLS failure" in log, log
+    first = stats_lines(p)[0]
+    assert first["outcome"] == "failed" and first["keys"] == 0 and first["age"] is None, first
+    assert first["fail"] == no_fail(tls=2), first
+
+
+@pytest.mark.parametrize("via", ["fqdn-endpoint", "uri-host"])
+def test_unresolvable_host_fails_closed_other_routes_served(start_proxy, upstream, jwks_server, pki, keys, via):
+    jwks_port = jgtest.free_port()
+    retry = {"numRetries": 1, "perRetry": {"backOff": {"baseInterval": "50ms"}},
+             "retryOn": {"triggers": ["connect-failure"]}}
+    if via == "fqdn-endpoint":
+        prov = remote_provider("example", jwks_port, timeout="1s", retry=retry)
+        bes = tls_backend(jwks_port, pki["ca"], {"fqdn": {"hostname": "nonexistent.invalid", "port": jwks_port}})
+    else:
+        prov = remote_provider("example", jwks_port, uri_host="nonexistent.invalid", backend=None, timeout="1s",
+                               retry=retry)
+        bes = None
+    p = start_proxy(lambda port: foo_bar_config(port, upstream.port, [prov], bes))
+    token = keys["k1"].token()
+    for _ in range(3):
+        r = jgtest.get(p.port, "/foo", headers=[("Authorization", "Bearer " + token)])
+        assert r.status == 401 and FETCH_FAILED in r.body, r
+        assert jgtest.get(p.port, "/bar").status == 200
+    log = jwksutil.stderr_text(p)
+    assert "cannot resolve" in log or "connect timeout" in log, log
+    first = stats_lines(p)[0]
+    assert first["outcome"] == "failed" and first["fail"] == no_fail(connect=2), first
+    assert p.proc.poll() is None
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_several_tokens_while_fetch_fails(start_proxy, upstream, jwks_server, pki, keys, fail_open):
+    # Envoy CVE-2025-64527: several tokens in one request while the remote JWKS fetch fails crashed Envoy
+    # (with allow_missing_or_failed, our failOpen). Here: 401 (or, failing open, 200), and the proxy lives on.
+    srv = jwks_server()
+    srv.set_script([], default=("status", 503))
+    prov = remote_provider("example", srv.port, retry={"numRetries": 0})
+    p = start_proxy(lambda port: foo_bar_config(port, upstream.port, [prov], tls_backend(srv.port, pki["ca"]),
+                                                fail_open=fail_open))
+    t1, t2 = keys["k1"].token(), keys["k2"].token()
+    shapes = [
+        ("/foo", [("Authorization", "Bearer " + t1), ("Authorization", "Bearer " + t2)]),
+        ("/foo?access_token=" + t2, [("Authorization", "Bearer " + t1)]),
+        ("/foo?access_token=" + t1 + "&access_token=" + t2, [("Authorization", "Bearer " + t1)]),
+        ("/foo", [("Authorization", "Bearer " + t1)] * 9),
+    ]
+    for _ in range(5):
+        for path, headers in shapes:
+            r = jgtest.get(p.port, path, headers=headers)
+            if fail_open:
+                assert r.status == 200, (path, r)
+            else:
+                assert r.status == 401, (path, r)
+                assert FETCH_FAILED in r.body or b"Found multiple Jwt tokens" in r.body, (path, r)
+    assert p.proc.poll() is None
+    assert jgtest.get(p.port, "/bar").status == 200
+    r = jgtest.get(p.port, "/foo")
+    assert r.status == (200 if fail_open else 401), r
+
+
+def test_counters_line_after_503_503_200(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    srv.set_script([("status", 503), ("status", 503)])
+    retry = {"numRetries": 3, "perRetry": {"backOff": {"baseInterval": "50ms", "maxInterval": "200ms"}},
+             "retryOn": {"triggers": ["5xx"]}}
+    p = start(start_proxy, upstream, srv, pki, retry=retry)
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    lines = stats_lines(p)
+    assert len(lines) == 1, lines  # one line per fetch cycle, not per attempt
+    assert lines[0] == {"uri": f"https://foo.bar.com:{srv.port}/jwks.json", "outcome": "ok", "keys": 1, "ok": 1,
+                        "fail": no_fail(status=2), "kid_refetch": 0, "age": 0}, lines
+    # An unknown kid: one refetch, counted.
+    srv.serve(keys["k1"], keys["k2"])
+    assert jwksutil.wait_status(p.port, keys["k2"].token(), 200, 3.0)
+    assert jgtest.wait_for(lambda: len(stats_lines(p)) == 2, 3.0)
+    second = stats_lines(p)[1]
+    assert (second["outcome"], second["keys"], second["ok"], second["fail"], second["kid_refetch"]) == \
+        ("ok", 2, 2, no_fail(status=2), 1), second
+
+
+def test_counters_report_age_of_kept_keys(start_proxy, upstream, jwks_server, pki, keys):
+    srv = jwks_server()
+    srv.serve(keys["k1"])
+    p = start(start_proxy, upstream, srv, pki, cache="1s", failed="500ms", retry={"numRetries": 0})
+    srv.set_script([], default=("status", 500))
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert jgtest.wait_for(lambda: any(s["outcome"] == "failed" and s["age"] >= 1 for s in stats_lines(p)), 5.0), \
+        stats_lines(p)
+    failed = [s for s in stats_lines(p) if s["outcome"] == "failed"]
+    assert all(s["keys"] == 1 and s["ok"] == 1 for s in failed), failed
+    assert [s["fail"]["status"] for s in failed] == list(range(1, len(failed) + 1)), failed
+    assert get_with_token(p.port, keys["k1"].token()).status == 200

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct main_state {
 	int n_workers;
 	struct event_base *base;
 	int signalled;
+	bool waiting_first_fetches; /* main_wait_first_fetches is running the control loop */
 	const char *path;
 	struct snapshot *current;
 	struct jwks_fetch *jwks; /* remote JWKS fetchers of `current` (and the sets they replaced) */
@@ -130,13 +132,19 @@ static void main_on_first_fetches(void *arg)
 {
 	struct main_state *st = arg;
 
-	event_base_loopbreak(st->base);
+	/* Only the start-up wait may be ended here: once the bound has passed and the proxy runs, the
+	 * first fetches finishing late must not stop the control loop (it would then wait for workers
+	 * that were never asked to stop, and no longer see signals). */
+	if (st->waiting_first_fetches)
+		event_base_loopbreak(st->base);
 }
 
 static void main_on_startup_bound(evutil_socket_t fd, short what, void *arg)
 {
 	struct main_state *st = arg;
 
+	if (!st->waiting_first_fetches)
+		return;
 	log_warn("start-up: the first remote JWKS fetches are not finished; opening the listeners now (a "
 	         "provider without keys answers 401 until its fetch succeeds)");
 	event_base_loopbreak(st->base);
@@ -161,8 +169,10 @@ static void main_wait_first_fetches(struct main_state *st, struct jwks_fetch *jf
 		evtimer_add(bound, &tv);
 	jwks_fetch_start(jf, main_on_first_fetches, st);
 	/* A loopbreak before dispatch is forgotten by libevent: test first. */
+	st->waiting_first_fetches = true;
 	if (!jwks_fetch_first_done(jf) && bound != NULL)
 		event_base_dispatch(st->base);
+	st->waiting_first_fetches = false;
 	if (bound != NULL)
 		event_free(bound);
 }

@@ -145,7 +145,12 @@ status_of() {
 	curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "$HOST_HEADER" "${args[@]}" "$url"
 }
 
-declare -A RPS P50 P99 NON2XX ERRS NOTE RPS_ALL P50_ALL P99_ALL
+declare -A RPS P50 P99 NON2XX ERRS NOTE RPS_ALL P50_ALL P99_ALL CPU CPU_ALL
+CPU_PID="" # when set, measure() also reports that process's CPU microseconds per request
+
+proc_cpu_ticks() { # PID -> utime + stime in clock ticks
+	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 ROWS=()
 
 median() { # values... -> the median (the lower middle one for an even count)
@@ -175,7 +180,10 @@ measure() {
 		-d"$DURATION" -s "$BENCH_DIR/wrk.lua" -H "$HOST_HEADER" "${hdr[@]}" "$url" >"$raw" 2>&1 &
 	wrk_pid=$!
 	PIDS+=("$wrk_pid")
+	local t0="" t1
+	[ -n "$CPU_PID" ] && t0=$(proc_cpu_ticks "$CPU_PID")
 	wait "$wrk_pid"
+	[ -n "$t0" ] && t1=$(proc_cpu_ticks "$CPU_PID")
 	out=$(cat "$raw")
 	line=$(grep '^JGBENCH ' <<<"$out" | tail -1)
 	if [ -z "$line" ]; then
@@ -192,6 +200,14 @@ measure() {
 	P50[$row]=$(median ${P50_ALL[$row]})
 	# shellcheck disable=SC2086
 	P99[$row]=$(median ${P99_ALL[$row]})
+	if [ -n "$t0" ]; then
+		# CPU time of the proxy per request: the per-core cost, whatever share of the cores it got.
+		CPU_ALL[$row]="${CPU_ALL[$row]:-} $(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" \
+			-v n="$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")" \
+			'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print 0 }')"
+		# shellcheck disable=SC2086
+		CPU[$row]=$(median ${CPU_ALL[$row]})
+	fi
 	NON2XX[$row]=$((${NON2XX[$row]:-0} + $(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$line")))
 	ERRS[$row]=$((${ERRS[$row]:-0} + $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")))
 	if [ "${NON2XX[$row]}" != 0 ] || [ "${ERRS[$row]}" != 0 ]; then
@@ -357,10 +373,12 @@ else
 		ok_bar=0 ok_foo=0
 		check_status "jwtgate /bar no-auth" "$J/bar" 200 "$AUTH_HEADER" && ok_bar=1
 		verifies_jwt "jwtgate /foo cached" "$J/foo" && ok_foo=1
+		CPU_PID=$JWTGATE_PID
 		for round in $(seq 1 "$ROUNDS"); do
 			[ "$ok_bar" = 1 ] && measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
 			[ "$ok_foo" = 1 ] && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
 		done
+		CPU_PID=""
 		stop_pid "$JWTGATE_PID"
 	else
 		unavailable "jwtgate /bar no-auth" "$JWTGATE_WHY"
@@ -383,9 +401,11 @@ else
 	fi
 	if start_jwtgate "$WORK/jwtgate-nocache.yaml"; then
 		if verifies_jwt "jwtgate /foo miss" "$J/foo"; then
+			CPU_PID=$JWTGATE_PID
 			for round in $(seq 1 "$ROUNDS"); do
 				measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
 			done
+			CPU_PID=""
 		fi
 		stop_pid "$JWTGATE_PID"
 	else
@@ -431,10 +451,10 @@ report() {
 	echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
 	[ "$MODE" = jwt ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"
 	echo
-	printf '%-26s %12s %9s %9s %8s %7s  %s\n' target req/s p50_ms p99_ms non-2xx errors note
+	printf '%-26s %12s %9s %9s %8s %7s %9s  %s\n' target req/s p50_ms p99_ms non-2xx errors cpu_us note
 	for row in "${ROWS[@]}"; do
-		printf '%-26s %12s %9s %9s %8s %7s  %s\n' "$row" "${RPS[$row]:--}" "$(ms "${P50[$row]:-}")" \
-			"$(ms "${P99[$row]:-}")" "${NON2XX[$row]:--}" "${ERRS[$row]:--}" "${NOTE[$row]:-}"
+		printf '%-26s %12s %9s %9s %8s %7s %9s  %s\n' "$row" "${RPS[$row]:--}" "$(ms "${P50[$row]:-}")" \
+			"$(ms "${P99[$row]:-}")" "${NON2XX[$row]:--}" "${ERRS[$row]:--}" "${CPU[$row]:--}" "${NOTE[$row]:-}"
 	done
 	echo
 	if [ "$MODE" = http1 ]; then
@@ -451,7 +471,12 @@ report() {
 		# What a cache miss adds to a request, in units of one raw RSA-2048 verification (target <= 1.25).
 		local miss=${RPS["jwtgate /foo miss"]:-} noauth=${RPS["jwtgate /bar no-auth"]:-} osl=${RPS["openssl rsa2048 verify/s"]:-}
 		if [ -n "$miss" ] && [ -n "$noauth" ] && [ -n "$osl" ]; then
-			awk -v m="$miss" -v n="$noauth" -v o="$osl" 'BEGIN { printf "jwtgate miss extra cost / one verify    %.2f (%.1f us over no-auth, verify %.1f us)\n", (1e6/m - 1e6/n) / (1e6/o), 1e6/m - 1e6/n, 1e6/o }'
+			awk -v m="$miss" -v n="$noauth" -v o="$osl" 'BEGIN { printf "jwtgate miss extra wall time / one verify  %.2f (%.1f us over no-auth, verify %.1f us)\n", (1e6/m - 1e6/n) / (1e6/o), 1e6/m - 1e6/n, 1e6/o }'
+		fi
+		# The same in the proxy's own CPU time per request (cpu_us column): the per-core cost.
+		local cmiss=${CPU["jwtgate /foo miss"]:-} cnoauth=${CPU["jwtgate /bar no-auth"]:-}
+		if [ -n "$cmiss" ] && [ -n "$cnoauth" ] && [ -n "$osl" ]; then
+			awk -v m="$cmiss" -v n="$cnoauth" -v o="$osl" 'BEGIN { printf "jwtgate miss extra CPU / one verify      %.2f (%.1f us CPU over no-auth, verify %.1f us)\n", (m - n) / (1e6/o), m - n, 1e6/o }'
 		fi
 	fi
 }

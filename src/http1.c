@@ -84,7 +84,7 @@ struct h1_conn {
 	bool flush_pending;
 	bool plain; /* plain socket: output is written directly, EV_WRITE only when the socket is full */
 	struct bevio_reader rd; /* plain socket: reads without the FIONREAD ioctl (bevio.h) */
-	struct h1_conn *next, *prev;
+	struct worker_conn wc;  /* the worker's list of connections (drain, abort) */
 
 	/* the current exchange */
 	struct worker_gen *gen; /* configuration generation of the current request */
@@ -125,6 +125,8 @@ static llhttp_settings_t h1_settings;
 static void h1_process(struct h1_conn *c);
 static void h1_close(struct h1_conn *c);
 static void h1_destroy(struct h1_conn *c);
+static void h1_conn_drain(struct worker_conn *wc);
+static void h1_conn_abort(struct worker_conn *wc);
 
 /* ---- state ---- */
 
@@ -1283,7 +1285,7 @@ static void h1_on_free(evutil_socket_t fd, short what, void *arg)
 
 	evtimer_del(&c->timer);
 	worker_gen_release(c->w, c->gen);
-	worker_conn_removed(c->w, c);
+	worker_conn_removed(c->w, &c->wc);
 	arena_free(&c->arena);
 	jg_buf_free(&c->field);
 	jg_buf_free(&c->value);
@@ -1392,7 +1394,9 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	bufferevent_setwatermark(c->bev, EV_READ, 0, H1_IN_HIGH);
 	c->state = H1_IDLE;
 	c->keepalive = true;
-	worker_conn_added(w, c);
+	c->wc.drain = h1_conn_drain;
+	c->wc.abort = h1_conn_abort;
+	worker_conn_added(w, &c->wc);
 	/* The first request must arrive within the header timeout. */
 	h1_arm_timer(c, w->cfg->limits.header_timeout_ms);
 	/* A new socket bufferevent starts with EV_WRITE enabled; plain sockets write directly and read
@@ -1410,8 +1414,11 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	return 0;
 }
 
-void http1_conn_drain(struct h1_conn *c)
+/* Drain: a connection that is idle is closed now; a busy one closes after its current response. */
+static void h1_conn_drain(struct worker_conn *wc)
 {
+	struct h1_conn *c = container_of(wc, struct h1_conn, wc);
+
 	c->draining = true;
 	if (c->state == H1_IDLE) {
 		c->keepalive = false;
@@ -1419,33 +1426,11 @@ void http1_conn_drain(struct h1_conn *c)
 	}
 }
 
-void http1_conn_abort(struct h1_conn *c)
+/* Drain bound passed: close now, whatever the connection is doing. */
+static void h1_conn_abort(struct worker_conn *wc)
 {
+	struct h1_conn *c = container_of(wc, struct h1_conn, wc);
+
 	c->keepalive = false;
 	h1_destroy(c);
-}
-
-struct h1_conn *http1_conn_next(struct h1_conn *c)
-{
-	return c->next;
-}
-
-void http1_conn_link(struct h1_conn **head, struct h1_conn *c)
-{
-	c->prev = NULL;
-	c->next = *head;
-	if (*head != NULL)
-		(*head)->prev = c;
-	*head = c;
-}
-
-void http1_conn_unlink(struct h1_conn **head, struct h1_conn *c)
-{
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		*head = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
 }

@@ -77,6 +77,9 @@ enum h2_conn_state {
 	H2C_CLOSED,
 };
 
+static void h2_conn_drain(struct worker_conn *wc);
+static void h2_conn_abort(struct worker_conn *wc);
+
 static const char *h2_conn_state_str(enum h2_conn_state s)
 {
 	static const char *const names[] = {"PREFACE", "OPEN", "DRAINING", "CLOSING", "CLOSED"};
@@ -115,8 +118,8 @@ struct h2_conn {
 	struct event flush_ev;  /* deferred nghttp2_session_mem_send */
 	struct event free_ev;   /* deferred free */
 	struct h2_stream *streams;
-	struct h2_conn *next, *prev;
-	bool in_recv; /* inside nghttp2_session_mem_recv */
+	struct worker_conn wc; /* the worker's list of connections (drain, abort) */
+	bool in_recv;          /* inside nghttp2_session_mem_recv */
 	bool fin_sent;
 	const char *calm_reason; /* a flood budget was exceeded: GOAWAY ENHANCE_YOUR_CALM */
 	/* flood accounting */
@@ -1221,7 +1224,7 @@ static void h2_on_free(evutil_socket_t fd, short what, void *arg)
 {
 	struct h2_conn *c = arg;
 
-	worker_h2_conn_removed(c->w, c);
+	worker_conn_removed(c->w, &c->wc);
 	free(c);
 }
 
@@ -1348,7 +1351,9 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	event_assign(&c->flush_ev, w->base, -1, 0, h2_on_flush, c);
 	event_assign(&c->free_ev, w->base, -1, 0, h2_on_free, c);
 	c->state = H2C_PREFACE;
-	worker_h2_conn_added(w, c);
+	c->wc.drain = h2_conn_drain;
+	c->wc.abort = h2_conn_abort;
+	worker_conn_added(w, &c->wc);
 	bufferevent_setcb(bev, h2_on_read, h2_on_write, h2_on_event, c);
 	bufferevent_setwatermark(bev, EV_READ, 0, H2_IN_HIGH);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
@@ -1357,7 +1362,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	/* The preface and the first request must arrive within the header timeout. */
 	h2_arm_timer(c, w->cfg->limits.header_timeout_ms);
 	if (w->draining)
-		http2_conn_drain(c);
+		h2_conn_drain(&c->wc);
 	/* Bytes the previous owner already read (the preface at least) are parsed now. */
 	h2_on_read(bev, c);
 	return 0;
@@ -1366,8 +1371,11 @@ fail:
 	return JG_ERR_NOMEM;
 }
 
-void http2_conn_drain(struct h2_conn *c)
+/* Drain on shutdown: graceful GOAWAY (shutdown notice, then GOAWAY with the last stream id); the
+ * connection closes once its in-flight streams are done. */
+static void h2_conn_drain(struct worker_conn *wc)
 {
+	struct h2_conn *c = container_of(wc, struct h2_conn, wc);
 	struct timeval tv = {H2_GOAWAY_DELAY_MS / 1000, (H2_GOAWAY_DELAY_MS % 1000) * 1000};
 
 	if (c->state != H2C_PREFACE && c->state != H2C_OPEN)
@@ -1380,32 +1388,8 @@ void http2_conn_drain(struct h2_conn *c)
 	h2_schedule_flush(c);
 }
 
-void http2_conn_abort(struct h2_conn *c)
+/* Drain bound passed: close now, whatever the streams are doing. */
+static void h2_conn_abort(struct worker_conn *wc)
 {
-	h2_destroy(c);
-}
-
-struct h2_conn *http2_conn_next(struct h2_conn *c)
-{
-	return c->next;
-}
-
-void http2_conn_link(struct h2_conn **head, struct h2_conn *c)
-{
-	c->prev = NULL;
-	c->next = *head;
-	if (*head != NULL)
-		(*head)->prev = c;
-	*head = c;
-}
-
-void http2_conn_unlink(struct h2_conn **head, struct h2_conn *c)
-{
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		*head = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
+	h2_destroy(container_of(wc, struct h2_conn, wc));
 }

@@ -179,30 +179,25 @@ uint64_t worker_random(struct worker *w)
 	return x;
 }
 
-void worker_conn_added(struct worker *w, struct h1_conn *c)
+void worker_conn_added(struct worker *w, struct worker_conn *wc)
 {
-	http1_conn_link(&w->conns, c);
+	wc->prev = NULL;
+	wc->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = wc;
+	w->conns = wc;
 	w->n_conns++;
 }
 
-void worker_conn_removed(struct worker *w, struct h1_conn *c)
+void worker_conn_removed(struct worker *w, struct worker_conn *wc)
 {
-	http1_conn_unlink(&w->conns, c);
-	w->n_conns--;
-	atomic_fetch_sub(&worker_open_conns, 1);
-	if (w->draining && w->n_conns == 0)
-		event_base_loopexit(w->base, NULL);
-}
-
-void worker_h2_conn_added(struct worker *w, struct h2_conn *c)
-{
-	http2_conn_link(&w->h2_conns, c);
-	w->n_conns++;
-}
-
-void worker_h2_conn_removed(struct worker *w, struct h2_conn *c)
-{
-	http2_conn_unlink(&w->h2_conns, c);
+	if (wc->prev != NULL)
+		wc->prev->next = wc->next;
+	else
+		w->conns = wc->next;
+	if (wc->next != NULL)
+		wc->next->prev = wc->prev;
+	wc->next = wc->prev = NULL;
 	w->n_conns--;
 	atomic_fetch_sub(&worker_open_conns, 1);
 	if (w->draining && w->n_conns == 0)
@@ -251,17 +246,12 @@ static void worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
-	struct h1_conn *c, *next;
-	struct h2_conn *c2, *next2;
+	struct worker_conn *c, *next;
 
 	log_warn("worker %d: drain timeout with %zu connections left; closing them", w->id, w->n_conns);
 	for (c = w->conns; c != NULL; c = next) {
-		next = http1_conn_next(c);
-		http1_conn_abort(c);
-	}
-	for (c2 = w->h2_conns; c2 != NULL; c2 = next2) {
-		next2 = http2_conn_next(c2);
-		http2_conn_abort(c2);
+		next = c->next;
+		c->abort(c);
 	}
 	/* The last deferred free ends the loop (worker_conn_removed). */
 }
@@ -269,8 +259,7 @@ static void worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct h1_conn *c, *next;
-	struct h2_conn *c2, *next2;
+	struct worker_conn *c, *next;
 	struct timeval tv = {(time_t)(w->cfg->limits.drain_timeout_ms / 1000),
 	                     (suseconds_t)(w->cfg->limits.drain_timeout_ms % 1000) * 1000};
 	size_t i;
@@ -287,12 +276,8 @@ static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
 	}
 	upstream_worker_close_idle(w->gen->upstream);
 	for (c = w->conns; c != NULL; c = next) {
-		next = http1_conn_next(c);
-		http1_conn_drain(c);
-	}
-	for (c2 = w->h2_conns; c2 != NULL; c2 = next2) {
-		next2 = http2_conn_next(c2);
-		http2_conn_drain(c2);
+		next = c->next;
+		c->drain(c);
 	}
 	if (w->n_conns == 0) {
 		event_base_loopexit(w->base, NULL);

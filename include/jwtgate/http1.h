@@ -19,15 +19,4 @@ int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, soc
 int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
                           socklen_t peer_len, int listener_index, bool is_tls);
 
-/* Drain: a connection that is idle is closed now; a busy one closes after its current response. */
-void http1_conn_drain(struct h1_conn *c);
-
-/* Drain bound passed: close now, whatever the connection is doing. */
-void http1_conn_abort(struct h1_conn *c);
-
-/* Links of the worker's connection list. */
-struct h1_conn *http1_conn_next(struct h1_conn *c);
-void http1_conn_link(struct h1_conn **head, struct h1_conn *c);
-void http1_conn_unlink(struct h1_conn **head, struct h1_conn *c);
-
 #endif

@@ -24,16 +24,4 @@ struct h2_conn;
 int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
                         socklen_t peer_len, int listener_index, bool is_tls);
 
-/* Drain on shutdown: graceful GOAWAY (shutdown notice, then GOAWAY with the last stream id); the
- * connection closes once its in-flight streams are done. */
-void http2_conn_drain(struct h2_conn *c);
-
-/* Drain bound passed: close now, whatever the streams are doing. */
-void http2_conn_abort(struct h2_conn *c);
-
-/* Links of the worker's HTTP/2 connection list. */
-struct h2_conn *http2_conn_next(struct h2_conn *c);
-void http2_conn_link(struct h2_conn **head, struct h2_conn *c);
-void http2_conn_unlink(struct h2_conn **head, struct h2_conn *c);
-
 #endif

@@ -20,6 +20,14 @@
 #include "jwtgate/upstream.h"
 
 struct h1_conn;
+
+/* What the worker needs of a downstream connection, whatever its codec, to drain or close it at
+ * shutdown. Embedded in the codec's connection object (container_of). */
+struct worker_conn {
+	struct worker_conn *prev, *next;
+	void (*drain)(struct worker_conn *wc); /* close when idle; finish what is in flight */
+	void (*abort)(struct worker_conn *wc); /* the drain bound passed: close now */
+};
 struct h2_conn;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
@@ -65,8 +73,7 @@ struct worker {
 	struct evconnlistener **listeners;
 	struct event drain_ev; /* drain deadline */
 	bool draining;
-	struct h1_conn *conns;          /* every live downstream connection (for drain) */
-	struct h2_conn *h2_conns;       /* the HTTP/2 ones */
+	struct worker_conn *conns;      /* every live downstream connection, any codec (for drain) */
 	size_t n_conns;                 /* both lists */
 	struct ssl_ctx_st **tls_ctx;    /* per config listener; NULL for a plaintext one */
 	uint64_t rng;                   /* xorshift state for load balancing and request ids */
@@ -102,10 +109,8 @@ void worker_free(struct worker *w);
 
 uint64_t worker_random(struct worker *w);
 
-/* Called by codecs. */
-void worker_conn_added(struct worker *w, struct h1_conn *c);
-void worker_conn_removed(struct worker *w, struct h1_conn *c);
-void worker_h2_conn_added(struct worker *w, struct h2_conn *c);
-void worker_h2_conn_removed(struct worker *w, struct h2_conn *c);
+/* Called by codecs when a connection starts and when it is gone. */
+void worker_conn_added(struct worker *w, struct worker_conn *wc);
+void worker_conn_removed(struct worker *w, struct worker_conn *wc);
 
 #endif

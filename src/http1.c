@@ -481,6 +481,8 @@ static void h1_up_on_data(void *ctx, const char *data, size_t len)
 	struct h1_conn *c = ctx;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
+	if (len == 0)
+		return; /* "0\r\n" would end a chunked body */
 	if (c->resp_chunked) {
 		char hex[20];
 		size_t n = jg_hex(hex, len);

@@ -944,6 +944,11 @@ static int up_on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
 
+	/* llhttp flushes an open span at the end of every run, with zero length when the run ended
+	 * right where body data starts (e.g. an empty run after a resume): nothing to pass on. A
+	 * zero-length piece must never reach a codec that frames chunks (it would end the body). */
+	if (len == 0)
+		return 0;
 	ex->sink->on_data(ex->ctx, at, len);
 	return (ex->response_paused || ex->finished) ? HPE_PAUSED : 0;
 }

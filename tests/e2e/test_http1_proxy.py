@@ -376,3 +376,26 @@ def test_slow_client_response_buffering_is_bounded(env):
         assert r.status == 200
         assert len(r.body) == size
         assert sha256(r.body) == sha256(pattern(size))
+
+
+def test_concurrent_large_chunked_responses_arrive_whole(env):
+    # Regression: with many slow clients the upstream parser pauses and resumes often; llhttp then
+    # reported zero-length body pieces, which the client side framed as "0\r\n\r\n" and so ended
+    # chunked bodies early (truncated 8 MiB responses that still looked complete).
+    import threading
+
+    size = 8 * MiB
+    bad = []
+
+    def one():
+        with RawConn(env["port"], timeout=30) as c:
+            r = c.request("GET", "/chunked/%d" % size, host="www.example.com")
+            if r.status != 200 or len(r.body) != size or sha256(r.body) != sha256(pattern(size)):
+                bad.append((r.status, len(r.body)))
+
+    threads = [threading.Thread(target=one) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == [], bad

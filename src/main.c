@@ -275,6 +275,9 @@ int main(int argc, char **argv)
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
 	}
+	if (cfg->has_admin)
+		log_warn("admin: the admin endpoint (readiness, metrics) is not served by this version; the "
+		         "block is validated and ignored");
 	st.jwks = jwks_fetch_new(st.base, cfg, auth);
 	main_wait_first_fetches(&st, st.jwks);
 	if (st.signalled) {

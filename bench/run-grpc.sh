@@ -66,48 +66,10 @@ WORK=$(mktemp -d /tmp/jwtgate-bench-grpc.XXXXXX) || die "cannot create a tempora
 mkdir -p "$WORK/tmp"
 PIDS=()
 
-stop_pid() { # PID: SIGTERM, SIGKILL after 5 s; only our own children
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then
-		echo "run-grpc.sh: kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "run-grpc.sh: interrupted" >&2; exit 130' INT TERM HUP
-
-taskset_prefix() { if [ -n "$1" ]; then echo "taskset -c $1"; fi; }
+SCRIPT=run-grpc.sh
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 LOAD_TASKSET=$(taskset_prefix "$LOAD_CPUS")
-
-free_port() {
-	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-start() { # NAME CPUS CMD...: background server, log in $WORK/NAME.log; sets STARTED_PID
-	local name=$1 cpus=$2
-	shift 2
-	# shellcheck disable=SC2086
-	$(taskset_prefix "$cpus") "$@" >"$WORK/$name.log" 2>&1 &
-	STARTED_PID=$!
-	PIDS+=("$STARTED_PID")
-}
 
 wait_port() { # PID PORT: until something listens, at most 10 s
 	local pid=$1 port=$2 i

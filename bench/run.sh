@@ -66,43 +66,12 @@ WORK=$(mktemp -d /tmp/jwtgate-bench.XXXXXX) || die "cannot create a temporary fo
 mkdir -p "$WORK/tmp"
 PIDS=()
 
-# Stops one server: SIGTERM, then SIGKILL after 5 s. Only our own children, by pid.
-stop_pid() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then
-		echo "run.sh: kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM HUP
-
-taskset_prefix() { # cpus
-	if [ -n "$1" ]; then echo "taskset -c $1"; fi
-}
+SCRIPT=run.sh
+PY=python3
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 PROXY_TASKSET=$(taskset_prefix "$PROXY_CPUS")
 LOAD_TASKSET=$(taskset_prefix "$LOAD_CPUS")
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # render TEMPLATE OUT KEY=VALUE...: replaces @KEY@ with VALUE.
 render() {
@@ -112,16 +81,6 @@ render() {
 		expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
 	done
 	sed "${expr[@]}" "$in" >"$out"
-}
-
-# start NAME CPUS CMD...: runs a server in the background, log in $WORK/NAME.log; sets STARTED_PID.
-start() {
-	local name=$1 cpus=$2
-	shift 2
-	# shellcheck disable=SC2086
-	$(taskset_prefix "$cpus") "$@" >"$WORK/$name.log" 2>&1 &
-	STARTED_PID=$!
-	PIDS+=("$STARTED_PID")
 }
 
 # wait_ready PID PORT: until the port answers HTTP (any status), for at most 10 s.

@@ -1,6 +1,7 @@
 /* main.c: command line, configuration, worker threads, signals. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -247,6 +248,12 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Per-request buffers come and go all the time: keep freed memory in the workers' malloc arenas
+	 * instead of shrinking and regrowing them (each cycle is an mprotect and a round of page faults,
+	 * which showed up in the latency tail). The memory a worker keeps is bounded by its peak. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_TOP_PAD, 4 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	evthread_use_pthreads();
 	log_hook_libevent();
 	st.path = path;

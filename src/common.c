@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 static void common_oom(size_t size)
@@ -127,4 +128,23 @@ size_t jg_hex(char *out, uint64_t v)
 	for (i = 0; i < n; i++)
 		out[i] = tmp[n - 1 - i];
 	return n;
+}
+
+void jg_rng_seed(uint64_t *state, uint64_t salt)
+{
+	if (getrandom(state, sizeof(*state), 0) != (ssize_t)sizeof(*state))
+		*state = jg_now_ms() * 6364136223846793005ull + salt;
+	if (*state == 0)
+		*state = 88172645463325252ull;
+}
+
+uint64_t jg_rng_next(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*state = x;
+	return x;
 }

@@ -179,15 +179,6 @@ static void jwks_fetch_arm(struct event *ev, uint64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-static uint64_t jwks_fetch_random(struct jwks_fetch *jf)
-{
-	/* xorshift64: jitter needs spread, not secrecy. */
-	jf->rng ^= jf->rng << 13;
-	jf->rng ^= jf->rng >> 7;
-	jf->rng ^= jf->rng << 17;
-	return jf->rng;
-}
-
 const char *jwks_fetch_failure_str(enum jwks_fetch_failure f)
 {
 	switch (f) {
@@ -520,7 +511,7 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 		         f->detail[0] ? ": " : "", f->detail);
 	if (f->retry < r->retry.num_retries &&
 	    jwks_fetch_should_retry(r->retry.triggers, failure, f->status)) {
-		uint64_t delay = jwks_fetch_backoff_ms(&r->retry, f->retry, jwks_fetch_random(f->set));
+		uint64_t delay = jwks_fetch_backoff_ms(&r->retry, f->retry, jg_rng_next(&f->set->rng));
 
 		f->retry++;
 		log_warn("jwks %s: fetch failed (%s); retry %u of %u in %llu ms", r->uri, reason, f->retry,
@@ -1144,8 +1135,7 @@ struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *
 	jf->n_providers = cfg->n_providers;
 	jf->by_provider = jg_xcalloc(jf->n_providers ? jf->n_providers : 1, sizeof(*jf->by_provider));
 	jf->fetchers = jg_xcalloc(jf->n_providers ? jf->n_providers : 1, sizeof(*jf->fetchers));
-	if (RAND_bytes((unsigned char *)&jf->rng, sizeof(jf->rng)) != 1 || jf->rng == 0)
-		jf->rng = jg_now_ms() * 2654435761u + 88172645463325252ull;
+	jg_rng_seed(&jf->rng, (uint64_t)(uintptr_t)jf);
 	for (i = 0; i < cfg->n_policies; i++) {
 		const struct config_policy *pol = &cfg->policies[i];
 

@@ -95,17 +95,6 @@ const char *upstream_error_text(enum upstream_error err)
 	return "upstream error";
 }
 
-static uint64_t upstream_random(struct upstream_worker *uw)
-{
-	uint64_t x = uw->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	uw->rng = x;
-	return x;
-}
-
 static void upconn_set_state(struct upstream_conn *c, enum upconn_state s)
 {
 	static const bool legal[4][4] = {
@@ -199,9 +188,7 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 	uw->base = base;
 	uw->cfg = cfg;
 	bevio_timeouts_init(&uw->timeouts, base);
-	uw->rng = (uint64_t)jg_now_ms() * 2654435761u + (uint64_t)(uintptr_t)uw;
-	if (uw->rng == 0)
-		uw->rng = 88172645463325252ull;
+	jg_rng_seed(&uw->rng, (uint64_t)(uintptr_t)uw);
 	uw->n_pools = cfg->n_backends;
 	uw->pools = jg_xcalloc(cfg->n_backends, sizeof(*uw->pools));
 	for (i = 0; i < cfg->n_backends; i++) {
@@ -304,10 +291,10 @@ struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct 
 		return NULL;
 	switch (pool->be->lb) {
 	case CONFIG_LB_RANDOM:
-		start = (size_t)(upstream_random(pool->uw) % n);
+		start = (size_t)(jg_rng_next(&pool->uw->rng) % n);
 		break;
 	case CONFIG_LB_LEAST_REQUEST:
-		start = (size_t)(upstream_random(pool->uw) % n);
+		start = (size_t)(jg_rng_next(&pool->uw->rng) % n);
 		break;
 	default:
 		start = pool->rr++ % n;

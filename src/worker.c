@@ -170,13 +170,7 @@ void worker_reload(struct worker *w, struct snapshot *snap)
 
 uint64_t worker_random(struct worker *w)
 {
-	uint64_t x = w->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	w->rng = x;
-	return x;
+	return jg_rng_next(&w->rng);
 }
 
 void worker_conn_added(struct worker *w, struct worker_conn *wc)
@@ -312,8 +306,7 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	w->listen_fds = listen_fds;
 	w->access_log = access_log;
 	w->access_log_format = cfg->access_log_format;
-	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
-		w->rng = (uint64_t)jg_now_ms() * 6364136223846793005ull + (uint64_t)id + 1;
+	jg_rng_seed(&w->rng, (uint64_t)id + 1);
 	{
 		/* No lock on the worker's base: only its own thread touches it (see worker_notify). */
 		struct event_config *ec = event_config_new();

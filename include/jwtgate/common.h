@@ -41,6 +41,11 @@ int64_t jg_wall_time(void);
 /* ASCII case-insensitive compare of two byte ranges of equal length (HTTP header names). */
 bool jg_case_eq(const char *a, size_t alen, const char *b, size_t blen);
 
+/* xorshift64 pseudo-random numbers for load balancing, jitter and request ids (spread, not secrecy).
+ * jg_rng_seed fills *state from getrandom(), or from the clock and `salt` when that fails; never 0. */
+void jg_rng_seed(uint64_t *state, uint64_t salt);
+uint64_t jg_rng_next(uint64_t *state);
+
 /* Lower-case hex of v without leading zeros into out (at least 16 bytes); returns the length. For
  * chunk sizes on the hot path, where printf would cost more than the write. */
 size_t jg_hex(char *out, uint64_t v);

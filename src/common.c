@@ -148,3 +148,12 @@ uint64_t jg_rng_next(uint64_t *state)
 	*state = x;
 	return x;
 }
+
+size_t jg_chunk_line(char *out, uint64_t len)
+{
+	size_t n = jg_hex(out, len);
+
+	out[n++] = '\r';
+	out[n++] = '\n';
+	return n;
+}

@@ -484,12 +484,9 @@ static void h1_up_on_data(void *ctx, const char *data, size_t len)
 	if (len == 0)
 		return; /* "0\r\n" would end a chunked body */
 	if (c->resp_chunked) {
-		char hex[20];
-		size_t n = jg_hex(hex, len);
+		char line[20];
 
-		hex[n++] = '\r';
-		hex[n++] = '\n';
-		evbuffer_add(out, hex, n);
+		evbuffer_add(out, line, jg_chunk_line(line, len));
 	}
 	evbuffer_add(out, data, len);
 	if (c->resp_chunked)

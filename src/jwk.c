@@ -556,22 +556,25 @@ static void jwk_md_fetch(void)
 	jwk_md_fetched[2] = EVP_MD_fetch(NULL, "SHA2-512", NULL);
 }
 
-/* The fetched digest of an RS/PS/ES alg, or NULL. */
-static const EVP_MD *jwk_alg_md_fetched(enum jwt_alg alg)
+/* The (pre-fetched) message digest of an alg; NULL for EdDSA, which hashes internally. */
+static const EVP_MD *jwk_alg_md(enum jwt_alg alg)
 {
 	pthread_once(&jwk_md_once, jwk_md_fetch);
 	switch (alg) {
 	case JWT_ALG_RS256:
 	case JWT_ALG_PS256:
 	case JWT_ALG_ES256:
+	case JWT_ALG_HS256:
 		return jwk_md_fetched[0];
 	case JWT_ALG_RS384:
 	case JWT_ALG_PS384:
 	case JWT_ALG_ES384:
+	case JWT_ALG_HS384:
 		return jwk_md_fetched[1];
 	case JWT_ALG_RS512:
 	case JWT_ALG_PS512:
 	case JWT_ALG_ES512:
+	case JWT_ALG_HS512:
 		return jwk_md_fetched[2];
 	default:
 		return NULL;
@@ -588,7 +591,7 @@ static void jwk_build_verify_templates(struct jwk *key)
 		return;
 	for (a = JWT_ALG_RS256; a <= JWT_ALG_ES512; a++) {
 		enum jwt_alg alg = (enum jwt_alg)a;
-		const EVP_MD *md = jwk_alg_md_fetched(alg);
+		const EVP_MD *md = jwk_alg_md(alg);
 		EVP_PKEY_CTX *ctx;
 		bool ok;
 
@@ -626,7 +629,7 @@ static int jwk_verify_with_template(const struct jwk *key, enum jwt_alg alg, con
 
 	if (key->verify_tmpl[alg] == NULL)
 		return -1;
-	if (EVP_Digest(data, len, dgst, &dlen, jwk_alg_md_fetched(alg), NULL) != 1)
+	if (EVP_Digest(data, len, dgst, &dlen, jwk_alg_md(alg), NULL) != 1)
 		return 0;
 	/* The template is shared by the workers and only read: each verification works on a copy. */
 	ctx = EVP_PKEY_CTX_dup(key->verify_tmpl[alg]);
@@ -635,30 +638,6 @@ static int jwk_verify_with_template(const struct jwk *key, enum jwt_alg alg, con
 	ok = EVP_PKEY_verify(ctx, sig, sig_len, dgst, dlen) == 1;
 	EVP_PKEY_CTX_free(ctx);
 	return ok;
-}
-
-/* Message digest of an alg (NULL for EdDSA, which hashes internally). */
-static const EVP_MD *jwk_alg_md(enum jwt_alg alg)
-{
-	switch (alg) {
-	case JWT_ALG_RS256:
-	case JWT_ALG_PS256:
-	case JWT_ALG_ES256:
-	case JWT_ALG_HS256:
-		return EVP_sha256();
-	case JWT_ALG_RS384:
-	case JWT_ALG_PS384:
-	case JWT_ALG_ES384:
-	case JWT_ALG_HS384:
-		return EVP_sha384();
-	case JWT_ALG_RS512:
-	case JWT_ALG_PS512:
-	case JWT_ALG_ES512:
-	case JWT_ALG_HS512:
-		return EVP_sha512();
-	default:
-		return NULL;
-	}
 }
 
 /* See jwk.h. */

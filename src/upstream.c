@@ -1125,12 +1125,9 @@ int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t le
 	out = bufferevent_get_output(ex->conn->bev);
 	ex->body_started = true;
 	if (ex->chunked_body) {
-		char hex[20];
-		size_t n = jg_hex(hex, len);
+		char line[20];
 
-		hex[n++] = '\r';
-		hex[n++] = '\n';
-		evbuffer_add(out, hex, n);
+		evbuffer_add(out, line, jg_chunk_line(line, len));
 	}
 	if (evbuffer_add(out, data, len) != 0)
 		return JG_ERR_NOMEM;

@@ -49,6 +49,8 @@ uint64_t jg_rng_next(uint64_t *state);
 /* Lower-case hex of v without leading zeros into out (at least 16 bytes); returns the length. For
  * chunk sizes on the hot path, where printf would cost more than the write. */
 size_t jg_hex(char *out, uint64_t v);
+/* A chunk-size line, "<hex>\r\n" (RFC 9112 section 7.1), into out (at least 20 bytes); its length. */
+size_t jg_chunk_line(char *out, uint64_t len);
 
 /* A growable byte buffer with a hard bound (for header names/values split across reads). */
 struct jg_buf {

@@ -1689,6 +1689,50 @@ static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		p->max_lifetime_s = ms / 1000;
 }
 
+/* Client-sent copies of every claim header of a policy are dropped before tokens are extracted
+ * (auth.c). A claim header (or forwardPayloadHeader) that is also a header a token is read from
+ * would therefore make that token always "missing", and with `optional` the request would pass
+ * unauthenticated: refused here. */
+static bool provider_extracts_from(const struct config_provider *p, const char *name)
+{
+	size_t i;
+
+	if (!p->has_extract_from)
+		return strcmp(name, "authorization") == 0;
+	for (i = 0; i < p->n_extract_headers; i++)
+		if (p->extract_headers[i].name != NULL && strcmp(p->extract_headers[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static void check_claim_headers_vs_extraction(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
+                                              const struct config_policy *pol)
+{
+	size_t i, j, k;
+
+	for (i = 0; i < pol->n_providers; i++) {
+		const struct config_provider *p = &pol->providers[i];
+
+		for (j = 0; j <= p->n_claim_to_headers; j++) {
+			const char *h = j < p->n_claim_to_headers ? p->claim_to_headers[j].header
+			                                          : p->forward_payload_header;
+
+			if (h == NULL)
+				continue;
+			for (k = 0; k < pol->n_providers; k++)
+				if (provider_extracts_from(&pol->providers[k], h))
+					cfg_error(c, n, kp,
+					          "header \"%s\" carries claims for provider \"%s\" and a "
+					          "token for "
+					          "provider \"%s\": client copies of claim headers are "
+					          "removed before "
+					          "extraction, so the token would never be seen",
+					          h, p->name ? p->name : "?",
+					          pol->providers[k].name ? pol->providers[k].name : "?");
+		}
+	}
+}
+
 static struct config_route *find_route(struct config *cfg, enum config_route_kind kind, const char *name)
 {
 	size_t i;
@@ -1831,6 +1875,7 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 				kp_idx(pkp, ikp, i);
 				parse_provider(c, seq_item(c, s, i), pkp, pol, i);
 			}
+			check_claim_headers_vs_extraction(c, s, ikp, pol);
 		}
 		get_bool(c, jwt, ckp, "optional", &pol->optional);
 		get_bool(c, jwt, ckp, "failOpen", &pol->fail_open);

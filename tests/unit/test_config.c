@@ -800,6 +800,24 @@ static void test_err_impossible_combinations(void **state)
 	         "remoteJWKS: {uri: \"https://a/\"}}]}\n",
 	         route);
 	t_fails(y, 1, 7, 49, "recomputeRoute needs claimToHeaders (at securityPolicies[0].jwt.providers[0])");
+	/* A claim header that is also where a token is read from would hide the token (fail open
+	 * with optional): refused, across providers of the policy too. */
+	snprintf(y, sizeof(y),
+	         "%s    jwt: {optional: true, providers: [{name: x, claimToHeaders: [{header: authorization, "
+	         "claim: sub}], remoteJWKS: {uri: \"https://a/\"}}]}\n",
+	         route);
+	t_fails(y, 1, 7, 38,
+	        "header \"authorization\" carries claims for provider \"x\" and a token for provider \"x\": "
+	        "client copies of claim headers are removed before extraction, so the token would never be "
+	        "seen (at securityPolicies[0].jwt.providers)");
+	snprintf(y, sizeof(y),
+	         "%s    jwt: {providers: [{name: x, forwardPayloadHeader: x-tok, remoteJWKS: {uri: \"https://a/\"}}, "
+	         "{name: y, extractFrom: {headers: [{name: X-Tok}]}, remoteJWKS: {uri: \"https://b/\"}}]}\n",
+	         route);
+	t_fails(y, 1, 7, 22,
+	        "header \"x-tok\" carries claims for provider \"x\" and a token for provider \"y\": "
+	        "client copies of claim headers are removed before extraction, so the token would never be "
+	        "seen (at securityPolicies[0].jwt.providers)");
 	snprintf(y, sizeof(y), "%s    jwt: {providers: []}\n", route);
 	t_fails(y, 1, 7, 22, "list must not be empty (at securityPolicies[0].jwt.providers)");
 	snprintf(y, sizeof(y), "%s    jwt: {providers: [", route);

@@ -811,7 +811,8 @@ static void test_err_impossible_combinations(void **state)
 	        "client copies of claim headers are removed before extraction, so the token would never be "
 	        "seen (at securityPolicies[0].jwt.providers)");
 	snprintf(y, sizeof(y),
-	         "%s    jwt: {providers: [{name: x, forwardPayloadHeader: x-tok, remoteJWKS: {uri: \"https://a/\"}}, "
+	         "%s    jwt: {providers: [{name: x, forwardPayloadHeader: x-tok, remoteJWKS: {uri: "
+	         "\"https://a/\"}}, "
 	         "{name: y, extractFrom: {headers: [{name: X-Tok}]}, remoteJWKS: {uri: \"https://b/\"}}]}\n",
 	         route);
 	t_fails(y, 1, 7, 22,

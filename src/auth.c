@@ -307,6 +307,9 @@ static void auth_params(const struct config_provider *p, struct jwt_verify_param
 	vp->clock_skew_s = p->clock_skew_s;
 	vp->require_expiration = p->require_expiration;
 	vp->max_lifetime_s = p->max_lifetime_s;
+	/* The claims as jansson objects only for the provider that copies claims to headers; the cache
+	 * keeps them per provider, so a hit finds them too. */
+	vp->payload_json = p->n_claim_to_headers > 0;
 }
 
 /* What a verified token leaves for the claim headers. */
@@ -512,7 +515,7 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 		    (p->n_claim_to_headers > 0 || p->forward_payload_header != NULL)) {
 			/* Claims come from the first token. Later tokens may evict its cache entry: hold a
 			 * reference on the payload and copy the payload segment. (Nothing to keep when the
-			 * provider copies no claim.) */
+			 * provider copies no claim; the payload object exists only with claimToHeaders.) */
 			first.payload = json_incref(v.payload);
 			first.payload_b64 = arena_strndup(req->arena, v.payload_b64, v.payload_b64_len);
 			first.payload_b64_len = v.payload_b64_len;
@@ -522,7 +525,7 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 		jwt_release(&tok);
 	}
 	if (st == JWT_STATUS_OK) {
-		if (first.payload != NULL)
+		if (first.payload_b64 != NULL)
 			auth_add_claim_headers(p, req, &first);
 		if (!p->forward) {
 			for (i = 0; i < n; i++)

@@ -51,34 +51,49 @@ bool b64url_is_valid(const char *in, size_t len)
 	return rem == 2 ? (last & 0x0f) == 0 : (last & 0x03) == 0;
 }
 
-/* Decodes after validation; see b64url.h. */
+/* Decodes and validates in one pass (see b64url.h): every table value is OR-ed into one byte whose
+ * top bit only B64_BAD sets, so the loop has no per-character branch. */
 int b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
 {
 	const uint8_t *p = (const uint8_t *)in;
 	size_t need, i, o = 0;
+	uint8_t a, b, c, d, bad = 0;
 	uint32_t v;
 
-	if (!b64url_is_valid(in, len))
+	if (len % 4 == 1)
 		return JG_ERR_PARSE;
 	need = B64URL_DECODED_LEN(len);
 	if (need > cap)
-		return JG_ERR_LIMIT;
+		return b64url_is_valid(in, len) ? JG_ERR_LIMIT : JG_ERR_PARSE;
 	for (i = 0; i + 4 <= len; i += 4) {
-		v = (uint32_t)b64url_value[p[i]] << 18 | (uint32_t)b64url_value[p[i + 1]] << 12 |
-		    (uint32_t)b64url_value[p[i + 2]] << 6 | (uint32_t)b64url_value[p[i + 3]];
+		a = b64url_value[p[i]];
+		b = b64url_value[p[i + 1]];
+		c = b64url_value[p[i + 2]];
+		d = b64url_value[p[i + 3]];
+		bad |= a | b | c | d;
+		v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
 		out[o++] = (uint8_t)(v >> 16);
 		out[o++] = (uint8_t)(v >> 8);
 		out[o++] = (uint8_t)v;
 	}
 	if (len - i == 2) {
-		v = (uint32_t)b64url_value[p[i]] << 18 | (uint32_t)b64url_value[p[i + 1]] << 12;
-		out[o++] = (uint8_t)(v >> 16);
+		a = b64url_value[p[i]];
+		b = b64url_value[p[i + 1]];
+		/* 2 chars carry 8 bits: the 4 unused bits must be zero (canonical encoding). */
+		bad |= a | b | ((b & 0x0f) != 0 ? B64_BAD : 0);
+		out[o++] = (uint8_t)(a << 2 | (b & 0x3f) >> 4);
 	} else if (len - i == 3) {
-		v = (uint32_t)b64url_value[p[i]] << 18 | (uint32_t)b64url_value[p[i + 1]] << 12 |
-		    (uint32_t)b64url_value[p[i + 2]] << 6;
+		a = b64url_value[p[i]];
+		b = b64url_value[p[i + 1]];
+		c = b64url_value[p[i + 2]];
+		/* 3 chars carry 16 bits: the 2 unused bits must be zero. */
+		bad |= a | b | c | ((c & 0x03) != 0 ? B64_BAD : 0);
+		v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
 		out[o++] = (uint8_t)(v >> 16);
 		out[o++] = (uint8_t)(v >> 8);
 	}
+	if (bad & 0x80)
+		return JG_ERR_PARSE;
 	*out_len = o;
 	return 0;
 }

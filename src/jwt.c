@@ -7,10 +7,7 @@
 
 #include "jwtgate/b64url.h"
 #include "jwtgate/common.h"
-
-/* Decoded header / payload that fit these stack buffers cost no allocation beyond jansson's. */
-#define JWT_HEADER_STACK  512
-#define JWT_PAYLOAD_STACK 2048
+#include "jwtgate/jsonscan.h"
 
 static const char *const jwt_status_messages[JWT_STATUS_COUNT] = {
         [JWT_STATUS_OK] = "OK",
@@ -143,125 +140,234 @@ void jwt_release(struct jwt *tok)
 {
 	json_decref(tok->header);
 	json_decref(tok->payload);
+	free(tok->aud_heap);
+	free(tok->json_heap);
 	jwt_init(tok);
 }
 
-/* Decodes a base64url segment and parses it as a JSON object (duplicate members refused).
- * Uses stack (capacity cap) when the decoded bytes fit, else a heap buffer freed before returning.
- * Returns 0 and sets *out, JG_ERR_PARSE for bad base64url, JG_ERR_INVAL for bad JSON / not an object,
- * JG_ERR_NOMEM. */
-static int jwt_decode_json(const char *seg, size_t len, uint8_t *stack, size_t cap, json_t **out)
+/* A JOSE header or claims set: read in place by jsonscan when it is plain, else parsed by jansson.
+ * Exactly one of scan / json is set. */
+struct jwt_obj {
+	const struct jsonscan_object *scan;
+	const json_t *json;
+};
+
+/* What a member is, in the terms the claim checks need, whichever reader produced it. */
+enum jwt_kind {
+	JWT_KIND_ABSENT,
+	JWT_KIND_STRING,
+	JWT_KIND_INTEGER,
+	JWT_KIND_REAL,
+	JWT_KIND_STRING_ARRAY,
+	JWT_KIND_OTHER,
+};
+
+struct jwt_val {
+	enum jwt_kind kind;
+	struct jwt_str str; /* STRING */
+	int64_t integer;    /* INTEGER */
+	double real;        /* REAL */
+	size_t n_items;     /* STRING_ARRAY */
+	const struct jsonscan_member *scan;
+	const json_t *json;
+};
+
+static void jwt_obj_get(const struct jwt_obj *o, const char *name, struct jwt_val *v)
 {
-	uint8_t *buf = stack, *heap = NULL;
+	memset(v, 0, sizeof(*v));
+	if (o->scan != NULL) {
+		const struct jsonscan_member *m = jsonscan_get(o->scan, name);
+
+		v->scan = m;
+		if (m == NULL)
+			return;
+		switch (m->type) {
+		case JSONSCAN_STRING:
+			v->kind = JWT_KIND_STRING;
+			v->str.s = m->text;
+			v->str.len = m->len;
+			break;
+		case JSONSCAN_INTEGER:
+			v->kind = JWT_KIND_INTEGER;
+			v->integer = m->integer;
+			break;
+		case JSONSCAN_ARRAY:
+			v->kind = JWT_KIND_STRING_ARRAY;
+			v->n_items = m->n_items;
+			break;
+		default:
+			v->kind = JWT_KIND_OTHER;
+		}
+		return;
+	}
+	v->json = json_object_get(o->json, name);
+	if (v->json == NULL)
+		return;
+	if (json_is_string(v->json)) {
+		v->kind = JWT_KIND_STRING;
+		v->str.s = json_string_value(v->json);
+		v->str.len = json_string_length(v->json);
+	} else if (json_is_integer(v->json)) {
+		v->kind = JWT_KIND_INTEGER;
+		v->integer = json_integer_value(v->json);
+	} else if (json_is_real(v->json)) {
+		v->kind = JWT_KIND_REAL;
+		v->real = json_real_value(v->json);
+	} else if (json_is_array(v->json)) {
+		size_t i, n = json_array_size(v->json);
+
+		v->kind = JWT_KIND_STRING_ARRAY;
+		v->n_items = n;
+		for (i = 0; i < n; i++) {
+			if (!json_is_string(json_array_get(v->json, i)))
+				v->kind = JWT_KIND_OTHER;
+		}
+	} else {
+		v->kind = JWT_KIND_OTHER;
+	}
+}
+
+/* Item i (in order) of a STRING_ARRAY value; *pos is the scan cursor, starting at 0. */
+static void jwt_val_item(const struct jwt_val *v, size_t i, size_t *pos, struct jwt_str *out)
+{
+	if (v->scan != NULL) {
+		if (!jsonscan_array_next(v->scan, pos, &out->s, &out->len)) {
+			out->s = "";
+			out->len = 0;
+		}
+		return;
+	}
+	out->s = json_string_value(json_array_get(v->json, i));
+	out->len = json_string_length(json_array_get(v->json, i));
+}
+
+/* Decodes a base64url segment into buf and reads it as a JSON object: in place when it is plain
+ * (*scan filled, *json NULL), else with jansson, duplicate members refused (*json set). force_json:
+ * build *json even for plain text; json_only: do not scan (*json is then always the result). Returns 0,
+ * JG_ERR_PARSE for bad base64url, JG_ERR_INVAL for bad JSON or not an object, JG_ERR_NOMEM. */
+static int jwt_decode_json(const char *seg, size_t len, char *buf, size_t cap, size_t *used,
+                           struct jsonscan_object *scan, bool force_json, bool json_only, json_t **json)
+{
 	size_t n;
 	json_error_t err;
-	json_t *j;
 	int rc;
 
-	*out = NULL;
-	if (!b64url_is_valid(seg, len))
-		return JG_ERR_PARSE;
-	if (B64URL_DECODED_LEN(len) > cap) {
-		heap = malloc(B64URL_DECODED_LEN(len));
-		if (heap == NULL)
-			return JG_ERR_NOMEM;
-		buf = heap;
-		cap = B64URL_DECODED_LEN(len);
-	}
-	rc = b64url_decode(seg, len, buf, cap, &n);
+	*json = NULL;
+	rc = b64url_decode(seg, len, (uint8_t *)buf, cap, &n);
 	if (rc != 0)
-		goto cleanup;
-	j = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &err);
-	if (j == NULL || !json_is_object(j)) {
-		json_decref(j);
-		rc = JG_ERR_INVAL;
-		goto cleanup;
+		return rc == JG_ERR_PARSE ? JG_ERR_PARSE : JG_ERR_NOMEM;
+	*used = n;
+	if (!json_only && jsonscan_object(buf, n, scan) && !force_json)
+		return 0;
+	*json = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &err);
+	if (*json == NULL || !json_is_object(*json)) {
+		json_decref(*json);
+		*json = NULL;
+		return JG_ERR_INVAL;
 	}
-	*out = j;
-cleanup:
-	free(heap);
-	return rc;
+	return 0;
 }
 
 /* Reads a NumericDate claim (RFC 7519 section 2) into *v. Returns 0 when absent (*has false), 0 when
  * valid, 1 for "not an integer", 2 for "out of range" (see jwt.h for the rule). */
-static int jwt_read_time(const json_t *payload, const char *name, bool *has, int64_t *v)
+static int jwt_read_time(const struct jwt_obj *o, const char *name, bool *has, int64_t *v)
 {
-	const json_t *j = json_object_get(payload, name);
-	double d;
+	struct jwt_val j;
 
 	*has = false;
-	if (j == NULL)
+	jwt_obj_get(o, name, &j);
+	switch (j.kind) {
+	case JWT_KIND_ABSENT:
 		return 0;
-	if (json_is_integer(j)) {
-		if (json_integer_value(j) < 0)
+	case JWT_KIND_INTEGER:
+		if (j.integer < 0)
 			return 2;
-		*v = json_integer_value(j);
+		*v = j.integer;
 		*has = true;
 		return 0;
-	}
-	if (!json_is_real(j))
+	case JWT_KIND_REAL:
+		if (!isfinite(j.real) || j.real < 0 || j.real >= 9223372036854775808.0)
+			return 2;
 		return 1;
-	d = json_real_value(j);
-	if (!isfinite(d) || d < 0 || d >= 9223372036854775808.0)
-		return 2;
-	return 1;
+	default:
+		return 1;
+	}
 }
 
-/* Claim type checks of jwt_verify_lib (statuses 12-21), with the time claims stored in tok. */
-static enum jwt_status jwt_parse_claims(struct jwt *tok)
+/* Claim type checks of jwt_verify_lib (statuses 12-21), with iss, aud and the time claims stored in
+ * tok (borrowing from the decoded payload or from jansson's objects, both owned by tok). */
+static enum jwt_status jwt_parse_claims(struct jwt *tok, const struct jwt_obj *o)
 {
-	const json_t *p = tok->payload, *v;
-	size_t i;
+	struct jwt_val v;
+	struct jwt_str *aud;
+	size_t i, pos = 0;
 
-	v = json_object_get(p, "iss");
-	if (v != NULL && !json_is_string(v))
+	jwt_obj_get(o, "iss", &v);
+	if (v.kind != JWT_KIND_ABSENT && v.kind != JWT_KIND_STRING)
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_ISS_NOT_STRING;
-	tok->iss = v != NULL ? json_string_value(v) : NULL;
-	v = json_object_get(p, "sub");
-	if (v != NULL && !json_is_string(v))
+	tok->iss = v.str.s;
+	tok->iss_len = v.str.len;
+	jwt_obj_get(o, "sub", &v);
+	if (v.kind != JWT_KIND_ABSENT && v.kind != JWT_KIND_STRING)
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_SUB_NOT_STRING;
-	switch (jwt_read_time(p, "iat", &tok->has_iat, &tok->iat)) {
+	switch (jwt_read_time(o, "iat", &tok->has_iat, &tok->iat)) {
 	case 1:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_NOT_INTEGER;
 	case 2:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_OUT_OF_RANGE;
 	}
-	switch (jwt_read_time(p, "nbf", &tok->has_nbf, &tok->nbf)) {
+	switch (jwt_read_time(o, "nbf", &tok->has_nbf, &tok->nbf)) {
 	case 1:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_NBF_NOT_INTEGER;
 	case 2:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_NBF_OUT_OF_RANGE;
 	}
-	switch (jwt_read_time(p, "exp", &tok->has_exp, &tok->exp)) {
+	switch (jwt_read_time(o, "exp", &tok->has_exp, &tok->exp)) {
 	case 1:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_NOT_INTEGER;
 	case 2:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_EXP_OUT_OF_RANGE;
 	}
-	v = json_object_get(p, "jti");
-	if (v != NULL && !json_is_string(v))
+	jwt_obj_get(o, "jti", &v);
+	if (v.kind != JWT_KIND_ABSENT && v.kind != JWT_KIND_STRING)
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_JTI_NOT_STRING;
-	v = json_object_get(p, "aud");
-	if (v != NULL && !json_is_string(v)) {
-		if (!json_is_array(v))
-			return JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING;
-		for (i = 0; i < json_array_size(v); i++) {
-			if (!json_is_string(json_array_get(v, i)))
-				return JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING;
-		}
+	jwt_obj_get(o, "aud", &v);
+	switch (v.kind) {
+	case JWT_KIND_ABSENT:
+		return JWT_STATUS_OK;
+	case JWT_KIND_STRING:
+		tok->aud_inline[0] = v.str;
+		tok->aud = tok->aud_inline;
+		tok->n_aud = 1;
+		return JWT_STATUS_OK;
+	case JWT_KIND_STRING_ARRAY:
+		break;
+	default:
+		return JWT_STATUS_PAYLOAD_PARSE_ERROR_AUD_NOT_STRING;
 	}
-	tok->aud = v;
+	aud = tok->aud_inline;
+	if (v.n_items > JWT_AUD_INLINE) {
+		tok->aud_heap = calloc(v.n_items, sizeof(*tok->aud_heap));
+		if (tok->aud_heap == NULL)
+			return JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON; /* out of memory: fail closed */
+		aud = tok->aud_heap;
+	}
+	for (i = 0; i < v.n_items; i++)
+		jwt_val_item(&v, i, &pos, &aud[i]);
+	tok->aud = aud;
+	tok->n_aud = v.n_items;
 	return JWT_STATUS_OK;
 }
 
 /* See jwt.h. */
-enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t max_len)
+enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t max_len, unsigned flags)
 {
-	uint8_t hbuf[JWT_HEADER_STACK], pbuf[JWT_PAYLOAD_STACK];
+	struct jsonscan_object hscan, pscan;
+	struct jwt_obj obj;
+	struct jwt_val v;
 	const char *dot1, *dot2, *sig;
-	size_t hlen, plen, slen;
-	const json_t *alg, *kid;
+	size_t hlen, plen, slen, need, used = 0;
+	char *buf = tok->json_inline;
 	enum jwt_status st;
 	int rc;
 
@@ -285,44 +391,63 @@ enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t
 	sig = dot2 + 1;
 	slen = len - (size_t)(sig - token);
 
-	rc = jwt_decode_json(token, hlen, hbuf, sizeof(hbuf), &tok->header);
+	/* Decoded header and payload stay in tok: plain members are read in place. The token is capped
+	 * (at most JWT_MAX_TOKEN_LEN_LIMIT), so is this buffer. */
+	need = B64URL_DECODED_LEN(hlen) + B64URL_DECODED_LEN(plen);
+	if (need > sizeof(tok->json_inline)) {
+		tok->json_heap = malloc(need);
+		if (tok->json_heap == NULL)
+			return JWT_STATUS_HEADER_PARSE_ERROR_BAD_BASE64; /* out of memory: fail closed */
+		buf = tok->json_heap;
+	}
+
+	rc = jwt_decode_json(token, hlen, buf, need, &used, &hscan, false, (flags & JWT_PARSE_JSON_ONLY) != 0,
+	                     &tok->header);
 	if (rc == JG_ERR_PARSE || rc == JG_ERR_NOMEM)
 		return JWT_STATUS_HEADER_PARSE_ERROR_BAD_BASE64;
 	if (rc != 0)
 		return JWT_STATUS_HEADER_PARSE_ERROR_BAD_JSON;
-	alg = json_object_get(tok->header, "alg");
-	if (!json_is_string(alg))
+	obj.scan = tok->header == NULL ? &hscan : NULL;
+	obj.json = tok->header;
+	jwt_obj_get(&obj, "alg", &v);
+	if (v.kind != JWT_KIND_STRING)
 		return JWT_STATUS_HEADER_BAD_ALG;
-	tok->alg = jwt_alg_from_name(json_string_value(alg), json_string_length(alg));
+	tok->alg = jwt_alg_from_name(v.str.s, v.str.len);
 	if (tok->alg == JWT_ALG_UNSET)
 		return JWT_STATUS_HEADER_NOT_IMPLEMENTED_ALG;
-	kid = json_object_get(tok->header, "kid");
-	if (kid != NULL) {
-		if (!json_is_string(kid))
+	jwt_obj_get(&obj, "kid", &v);
+	if (v.kind != JWT_KIND_ABSENT) {
+		if (v.kind != JWT_KIND_STRING)
 			return JWT_STATUS_HEADER_BAD_KID;
-		tok->kid = json_string_value(kid);
-		tok->kid_len = json_string_length(kid);
+		tok->kid = v.str.s;
+		tok->kid_len = v.str.len;
 	}
 	/* RFC 7515 section 4.1.11: we understand no extension, so any "crit" makes the token invalid. */
-	if (json_object_get(tok->header, "crit") != NULL)
+	jwt_obj_get(&obj, "crit", &v);
+	if (v.kind != JWT_KIND_ABSENT)
 		return JWT_STATUS_VERIFICATION_FAIL;
 
-	rc = jwt_decode_json(dot1 + 1, plen, pbuf, sizeof(pbuf), &tok->payload);
+	rc = jwt_decode_json(dot1 + 1, plen, buf + used, need - used, &used, &pscan,
+	                     (flags & JWT_PARSE_PAYLOAD_JSON) != 0, (flags & JWT_PARSE_JSON_ONLY) != 0,
+	                     &tok->payload);
 	if (rc == JG_ERR_PARSE || rc == JG_ERR_NOMEM)
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_BASE64;
 	if (rc != 0)
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON;
-	st = jwt_parse_claims(tok);
+	obj.scan = tok->payload == NULL ? &pscan : NULL;
+	obj.json = tok->payload;
+	st = jwt_parse_claims(tok, &obj);
 	if (st != JWT_STATUS_OK)
 		return st;
 
-	if (!b64url_is_valid(sig, slen))
-		return JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64;
 	tok->sig_len = B64URL_DECODED_LEN(slen);
 	/* A signature larger than any key's is kept as a length only; it can never verify. */
-	if (tok->sig_len <= sizeof(tok->sig) &&
-	    b64url_decode(sig, slen, tok->sig, sizeof(tok->sig), &tok->sig_len) != 0)
+	if (tok->sig_len > sizeof(tok->sig)) {
+		if (!b64url_is_valid(sig, slen))
+			return JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64;
+	} else if (b64url_decode(sig, slen, tok->sig, sizeof(tok->sig), &tok->sig_len) != 0) {
 		return JWT_STATUS_SIGNATURE_PARSE_ERROR_BAD_BASE64;
+	}
 	tok->signing_input = token;
 	tok->signing_input_len = (size_t)(dot2 - token);
 	tok->payload_b64 = dot1 + 1;
@@ -353,19 +478,14 @@ bool jwt_audience_equal(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 /* True when any aud value of the token matches any configured audience. */
-static bool jwt_audience_allowed(const struct jwt_verify_params *p, const json_t *aud)
+static bool jwt_audience_allowed(const struct jwt_verify_params *p, const struct jwt *tok)
 {
-	size_t i, j, n;
+	size_t i, j;
 
-	if (aud == NULL)
-		return false;
-	n = json_is_array(aud) ? json_array_size(aud) : 1;
-	for (i = 0; i < n; i++) {
-		const json_t *v = json_is_array(aud) ? json_array_get(aud, i) : aud;
-
+	for (i = 0; i < tok->n_aud; i++) {
 		for (j = 0; j < p->n_audiences; j++) {
 			if (p->audiences[j] != NULL &&
-			    jwt_audience_equal(json_string_value(v), json_string_length(v), p->audiences[j],
+			    jwt_audience_equal(tok->aud[i].s, tok->aud[i].len, p->audiences[j],
 			                       strlen(p->audiences[j])))
 				return true;
 		}
@@ -385,7 +505,8 @@ enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struc
 	int64_t skew = jwt_skew(p), t, start;
 
 	if (p->issuer != NULL && p->issuer[0] != '\0' &&
-	    (tok->iss == NULL || strcmp(tok->iss, p->issuer) != 0))
+	    (tok->iss == NULL || tok->iss_len != strlen(p->issuer) ||
+	     memcmp(tok->iss, p->issuer, tok->iss_len) != 0))
 		return JWT_STATUS_UNKNOWN_ISSUER;
 	/* now + skew < nbf, without overflow. */
 	if (tok->has_nbf && (__builtin_add_overflow(now, skew, &t) ? false : t < tok->nbf))
@@ -403,7 +524,7 @@ enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struc
 		                                                 : t > 0 && (uint64_t)t > p->max_lifetime_s))
 			return JWT_STATUS_EXPIRED;
 	}
-	if (p->n_audiences > 0 && !jwt_audience_allowed(p, tok->aud))
+	if (p->n_audiences > 0 && !jwt_audience_allowed(p, tok))
 		return JWT_STATUS_AUDIENCE_NOT_ALLOWED;
 	return JWT_STATUS_OK;
 }
@@ -457,7 +578,8 @@ enum jwt_status jwt_verify(const struct jwt_verify_params *p, const struct jwks 
 enum jwt_status jwt_check(const struct jwt_verify_params *p, const struct jwks *keys, const char *token,
                           size_t len, int64_t now, struct jwt *tok)
 {
-	enum jwt_status st = jwt_parse(tok, token, len, p->max_token_len);
+	enum jwt_status st =
+	        jwt_parse(tok, token, len, p->max_token_len, p->payload_json ? JWT_PARSE_PAYLOAD_JSON : 0);
 
 	if (st != JWT_STATUS_OK)
 		return st;

@@ -8,7 +8,7 @@
  *
  *	struct jwt tok;
  *	enum jwt_status st = jwt_check(&params, keys, token, token_len, now, &tok);
- *	if (st == JWT_STATUS_OK) { ... tok.payload (claims), tok.has_exp / tok.exp (cache lifetime) ... }
+ *	if (st == JWT_STATUS_OK) { ... tok.iss, tok.aud, tok.has_exp / tok.exp (cache lifetime) ... }
  *	jwt_release(&tok);   // always, whatever st is
  *
  * Checks run in the order of reference/jwt-behaviour.md "Order of checks"; the first failure wins:
@@ -54,26 +54,49 @@ struct jwt_verify_params {
 	bool require_expiration; /* extension: a token without exp is refused */
 	uint64_t max_lifetime_s; /* extension: 0 = unlimited */
 	size_t max_token_len;    /* 0 = JWT_MAX_TOKEN_LEN_DEFAULT; clamped to JWT_MAX_TOKEN_LEN_LIMIT */
+	bool payload_json;       /* jwt_check builds tok->payload (claimToHeaders needs the claims) */
 };
+
+/* jwt_parse flags. */
+#define JWT_PARSE_PAYLOAD_JSON 1 /* always build tok->payload with jansson */
+#define JWT_PARSE_JSON_ONLY                                                                                  \
+	2 /* read header and payload with jansson only: the reference that tests                             \
+	     and fuzz_jwt compare the in-place reading with */
+
+/* A string inside the token's decoded JSON (or inside jansson's copy of it); not NUL-terminated. */
+struct jwt_str {
+	const char *s;
+	size_t len;
+};
+
+#define JWT_AUD_INLINE  4    /* aud values held without allocation */
+#define JWT_JSON_INLINE 1536 /* decoded header + payload held without allocation; larger ones: heap */
 
 /* A parsed token. Pointers marked "borrowed" point into the caller's token bytes (which must outlive the
  * struct) or into header / payload (which the struct owns). Fields are read-only for callers. */
 struct jwt {
 	enum jwt_alg alg;
-	json_t *header;  /* owned; the JOSE header object */
-	json_t *payload; /* owned; the claims object, for claimToHeaders and authorization */
-	const char *kid; /* borrowed from header; NULL when absent */
+	json_t *header; /* owned; NULL unless the header is not plain JSON (jsonscan.h) and jansson read it */
+	json_t *payload; /* owned; the claims object, built when asked (JWT_PARSE_PAYLOAD_JSON) or when the
+	                    payload is not plain JSON; otherwise NULL */
+	const char *kid; /* borrowed from the decoded header; NULL when absent */
 	size_t kid_len;
-	const char *iss;   /* borrowed from payload; NULL when absent */
-	const json_t *aud; /* borrowed from payload: a string or an array of strings; or NULL */
+	const char *iss; /* borrowed from the decoded payload; NULL when absent; not NUL-terminated */
+	size_t iss_len;
+	const struct jwt_str *aud; /* n_aud values (a string aud is one value); NULL when there is no aud */
+	size_t n_aud;
 	bool has_iat, has_nbf, has_exp;
 	int64_t iat, nbf, exp;     /* valid when has_*; exp is what a verified-token cache keys on */
 	const char *signing_input; /* borrowed: "<header>.<payload>" as received */
 	size_t signing_input_len;
 	const char *payload_b64; /* borrowed: the payload segment (forwardPayloadHeader) */
 	size_t payload_b64_len;
+	struct jwt_str aud_inline[JWT_AUD_INLINE];
+	struct jwt_str *aud_heap; /* owned: more than JWT_AUD_INLINE aud values */
+	char *json_heap;          /* owned: decoded header + payload larger than json_inline */
 	size_t sig_len;           /* decoded length; > JWK_SIG_MAX means too long for any key */
 	uint8_t sig[JWK_SIG_MAX]; /* decoded signature (only sig_len <= JWK_SIG_MAX bytes are stored) */
+	char json_inline[JWT_JSON_INLINE]; /* decoded header, then decoded payload */
 };
 
 /* Static English message of a status (the table of jwt-behaviour.md); "Unknown status" out of range. */
@@ -89,11 +112,12 @@ void jwt_init(struct jwt *tok);
 /* Frees what tok owns (header, payload) and re-initialises it. */
 void jwt_release(struct jwt *tok);
 
-/* Parses token[0..len) into tok (which is initialised first). max_len: 0 = default. Returns
- * JWT_STATUS_OK or a parse status (4-22, or VERIFICATION_FAIL for crit). On failure tok may still hold
- * what was parsed so far; jwt_release it in every case. Allocates only inside jansson (and a heap buffer
- * for a header or payload that does not fit the stack buffers). */
-enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t max_len);
+/* Parses token[0..len) into tok (which is initialised first). max_len: 0 = default; flags:
+ * JWT_PARSE_*. Returns JWT_STATUS_OK or a parse status (4-22, or VERIFICATION_FAIL for crit). On failure
+ * tok may still hold what was parsed so far; jwt_release it in every case. A plain header and payload
+ * (jsonscan.h: what tokens nearly always are) are read in place without allocating; anything else goes
+ * through jansson with duplicate members refused. */
+enum jwt_status jwt_parse(struct jwt *tok, const char *token, size_t len, size_t max_len, unsigned flags);
 
 /* Steps 3-7 on a parsed token: issuer, time, audience, keys (NULL = no key set yet ->
  * JWT_STATUS_JWKS_FETCH_FAIL), signature. now: wall-clock seconds. Pure; does not modify tok. */

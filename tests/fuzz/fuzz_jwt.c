@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static char *auds[] = {"api.example.com", "https://other.example/"};
 	struct jwt_verify_params p = {
 	        .issuer = "joe", .audiences = auds, .n_audiences = 2, .clock_skew_s = 60};
-	struct jwt tok;
-	enum jwt_status st;
+	struct jwt tok, ref;
+	enum jwt_status st, ref_st;
 
 	if (fuzz_keys == NULL) {
 		log_set_level(LOG_LEVEL_ERROR);
@@ -46,8 +46,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	st = jwt_check(&p, fuzz_keys, (const char *)data, size, 1300819380, &tok);
 	if ((unsigned)st >= JWT_STATUS_COUNT)
 		abort();
+	/* Differential: jansson alone (the reference) must come to the same verdict as the in-place reading
+	 * of plain JSON (jsonscan.h), on the same claims. */
+	ref_st = jwt_parse(&ref, (const char *)data, size, 0, JWT_PARSE_JSON_ONLY);
+	if (ref_st == JWT_STATUS_OK)
+		ref_st = jwt_verify(&p, fuzz_keys, &ref, 1300819380);
+	if (ref_st != st || (st == JWT_STATUS_OK && (ref.has_exp != tok.has_exp || ref.exp != tok.exp ||
+	                                             ref.n_aud != tok.n_aud || ref.iss_len != tok.iss_len)))
+		abort();
+	jwt_release(&ref);
 	/* Claims-only path with no audience / issuer, as a cache hit would run it. */
-	if (tok.payload != NULL) {
+	if (tok.payload_b64 != NULL) {
 		struct jwt_verify_params q = {.clock_skew_s = 0};
 		(void)jwt_verify_claims(&q, &tok, 0);
 		(void)jwt_verify_signature(fuzz_keys, &tok);

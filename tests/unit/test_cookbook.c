@@ -79,7 +79,7 @@ static void run_attached(const char *file, enum jwt_alg want_alg)
 	assert_int_equal(c.alg, want_alg);
 	assert_int_equal(verify_compact(&c, c.compact), JWT_STATUS_OK);
 	/* Header parsing agrees with the example: alg and kid. */
-	assert_int_equal(jwt_parse(&tok, c.compact, strlen(c.compact), 0),
+	assert_int_equal(jwt_parse(&tok, c.compact, strlen(c.compact), 0, 0),
 	                 JWT_STATUS_PAYLOAD_PARSE_ERROR_BAD_JSON);
 	assert_int_equal(tok.alg, want_alg);
 	kid = json_string_value(

@@ -28,12 +28,54 @@ static struct jwt_verify_params params_default(void)
 	return p;
 }
 
-/* Parses and verifies with fx.keys and the given params at NOW; returns the status. */
+/* Asserts that two parses of the same token agree on everything the checks read. */
+static void assert_same_reading(const struct jwt *a, const struct jwt *b)
+{
+	size_t i;
+
+	assert_int_equal(a->alg, b->alg);
+	assert_int_equal(a->kid != NULL, b->kid != NULL);
+	if (a->kid != NULL) {
+		assert_int_equal(a->kid_len, b->kid_len);
+		assert_memory_equal(a->kid, b->kid, a->kid_len);
+	}
+	assert_int_equal(a->iss != NULL, b->iss != NULL);
+	if (a->iss != NULL) {
+		assert_int_equal(a->iss_len, b->iss_len);
+		assert_memory_equal(a->iss, b->iss, a->iss_len);
+	}
+	assert_int_equal(a->n_aud, b->n_aud);
+	for (i = 0; i < a->n_aud; i++) {
+		assert_int_equal(a->aud[i].len, b->aud[i].len);
+		assert_memory_equal(a->aud[i].s, b->aud[i].s, a->aud[i].len);
+	}
+	assert_int_equal(a->has_iat, b->has_iat);
+	assert_int_equal(a->has_nbf, b->has_nbf);
+	assert_int_equal(a->has_exp, b->has_exp);
+	if (a->has_iat)
+		assert_int_equal(a->iat, b->iat);
+	if (a->has_nbf)
+		assert_int_equal(a->nbf, b->nbf);
+	if (a->has_exp)
+		assert_int_equal(a->exp, b->exp);
+	assert_int_equal(a->sig_len, b->sig_len);
+}
+
+/* Parses and verifies with fx.keys and the given params at NOW; returns the status. Every token of this
+ * suite is also read by jansson alone (JWT_PARSE_JSON_ONLY), the reference for the in-place reading of
+ * plain JSON (jsonscan.h): status and fields must agree. */
 static enum jwt_status check_p(const struct jwt_verify_params *p, const struct jwks *keys, const char *token)
 {
-	struct jwt tok;
+	struct jwt tok, ref;
 	enum jwt_status st = jwt_check(p, keys, token, strlen(token), NOW, &tok);
+	enum jwt_status ref_st = jwt_parse(&ref, token, strlen(token), p->max_token_len, JWT_PARSE_JSON_ONLY);
 
+	if (ref_st == JWT_STATUS_OK)
+		ref_st = jwt_verify(p, keys, &ref, NOW);
+	assert_int_equal(st, ref_st);
+	if (st == JWT_STATUS_OK)
+		assert_same_reading(&tok, &ref);
+	jwt_release(&ref);
 	jwt_release(&tok);
 	return st;
 }
@@ -771,6 +813,27 @@ static void test_parsed_fields(void **state)
 	struct jwt_verify_params p = params_default();
 
 	(void)state;
+	/* A plain payload without payload_json is read in place: no jansson object. This one has a
+	 * nested object (not plain), so jansson reads it anyway. */
+	{
+		char *plain = tu_fmt("{\"sub\":\"alice\",\"exp\":%d,\"aud\":[\"a\",\"b\"]}", NOW + 100);
+		char *tp = tu_mint(fx.ec256, JWT_ALG_ES256, "{\"alg\":\"ES256\",\"kid\":\"ec256\"}", plain);
+
+		assert_int_equal(jwt_check(&p, fx.keys, tp, strlen(tp), NOW, &tok), JWT_STATUS_OK);
+		assert_null(tok.payload);
+		assert_null(tok.header);
+		assert_int_equal(tok.exp, NOW + 100);
+		assert_int_equal(tok.n_aud, 2);
+		assert_memory_equal(tok.aud[1].s, "b", 1);
+		jwt_release(&tok);
+		free(tp);
+		free(plain);
+	}
+	assert_int_equal(jwt_check(&p, fx.keys, t, strlen(t), NOW, &tok), JWT_STATUS_OK);
+	assert_non_null(tok.payload);
+	assert_null(tok.header);
+	jwt_release(&tok);
+	p.payload_json = true;
 	assert_int_equal(jwt_check(&p, fx.keys, t, strlen(t), NOW, &tok), JWT_STATUS_OK);
 	assert_true(tok.has_exp);
 	assert_int_equal(tok.exp, NOW + 100);
@@ -816,6 +879,7 @@ static void test_conformance_seed_tokens(void **state)
 	struct jwt tok;
 
 	(void)state;
+	p.payload_json = true;
 	assert_int_equal(jwks_parse(jwks_text, len, "jwks.json", &ks), JWT_STATUS_OK);
 	assert_int_equal(ks->n_keys, 2);
 	t1[strcspn(t1, "\r\n")] = '\0';

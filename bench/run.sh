@@ -23,6 +23,8 @@ PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (tasks
 LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
 JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
 JWTGATE_TOKEN_BIN=${JWTGATE_TOKEN_BIN:-$ROOT/build/jwtgate-token}
+JWT_STAGE_BIN=${JWT_STAGE_BIN:-$(dirname "$JWTGATE_BIN")/bench/jwt_stage}
+STAGE_ROUNDS=${BENCH_STAGE_ROUNDS:-7}  # rounds of bench/jwt_stage (--jwt)
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 WRK_BIN=${WRK_BIN:-wrk}
@@ -384,6 +386,17 @@ else
 	ROWS+=("openssl rsa2048 verify/s")
 	RPS["openssl rsa2048 verify/s"]=${VERIFY_PER_S:-}
 	[ -n "$VERIFY_PER_S" ] || NOTE["openssl rsa2048 verify/s"]="openssl speed gave no figure"
+	# The JWT stage alone, in one process on one core, next to the raw RSA verify (bench/jwt_stage.c):
+	# what a cache miss costs jwtgate, without the kernel's share of a proxied request.
+	if [ -x "$JWT_STAGE_BIN" ]; then
+		echo "  $JWT_STAGE_BIN (auth_check per token: miss, hit; raw EVP_PKEY_verify), $STAGE_ROUNDS rounds" >&2
+		# shellcheck disable=SC2086
+		STAGE_LINE=$($PROXY_TASKSET "$JWT_STAGE_BIN" "$WORK/jwtgate.yaml" jwt-bench "$WORK/tokens.txt" \
+			"$WORK/pub.pem" "$STAGE_ROUNDS" 2>"$WORK/jwt_stage.log" | grep '^JGSTAGE ') ||
+			STAGE_LINE="unavailable: $(tail -1 "$WORK/jwt_stage.log")"
+	else
+		STAGE_LINE="unavailable: $JWT_STAGE_BIN not built (ninja -C build bench/jwt_stage)"
+	fi
 fi
 stop_pid "$UPSTREAM_PID"
 
@@ -432,10 +445,25 @@ report() {
 		if [ -n "$miss" ] && [ -n "$noauth" ] && [ -n "$osl" ]; then
 			awk -v m="$miss" -v n="$noauth" -v o="$osl" 'BEGIN { printf "jwtgate miss extra wall time / one verify  %.2f (%.1f us over no-auth, verify %.1f us)\n", (1e6/m - 1e6/n) / (1e6/o), 1e6/m - 1e6/n, 1e6/o }'
 		fi
-		# The same in the proxy's own CPU time per request (cpu_us column): the per-core cost.
+		# The same in the proxy's own CPU time per request (cpu_us column): the per-core cost, kernel
+		# included (a saturated proxy wakes its idle peers more often: see bench/README.md).
 		local cmiss=${CPU["jwtgate /foo miss"]:-} cnoauth=${CPU["jwtgate /bar no-auth"]:-}
 		if [ -n "$cmiss" ] && [ -n "$cnoauth" ] && [ -n "$osl" ]; then
 			awk -v m="$cmiss" -v n="$cnoauth" -v o="$osl" 'BEGIN { printf "jwtgate miss extra CPU / one verify      %.2f (%.1f us CPU over no-auth, verify %.1f us)\n", (m - n) / (1e6/o), m - n, 1e6/o }'
+		fi
+		echo
+		echo "JWT stage in process (bench/jwt_stage: auth_check on $MISS_TOKENS distinct tokens, CPU time, medians):"
+		if [[ "${STAGE_LINE:-}" == JGSTAGE* ]]; then
+			awk -v l="$STAGE_LINE" -v o="${osl:-0}" 'BEGIN {
+				n = split(l, f, " "); for (i = 2; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+				printf "  raw RSA-2048 verify (EVP_PKEY_verify on a digest)  %7.2f us", v["raw_us"]
+				if (o > 0) printf "   (openssl speed: %.2f us)", 1e6 / o
+				printf "\n  cache miss (parse, claims, SHA-256, verify, insert) %7.2f us\n", v["miss_us"]
+				printf "  cache hit                                          %7.3f us\n", v["hit_us"]
+				printf "jwtgate miss stage / raw verify        %.2f  (target <= 1.25)\n", v["miss_over_raw"]
+			}'
+		else
+			echo "  ${STAGE_LINE:-not run}"
 		fi
 	fi
 }

@@ -14,10 +14,10 @@ set -u -o pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 
-DURATION=${BENCH_DURATION:-10s}        # per wrk run
+DURATION=${BENCH_DURATION:-}           # per wrk run (default: 3s plain, 10s --jwt)
 CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
-ROUNDS=${BENCH_ROUNDS:-3}              # interleaved rounds (jwtgate rows with --jwt); medians shown
+ROUNDS=${BENCH_ROUNDS:-}               # interleaved rounds (default: 10 plain, 3 --jwt); medians shown
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
 PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (taskset -c)
 LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
@@ -59,6 +59,16 @@ die() {
 	echo "run.sh: $*" >&2
 	exit 1
 }
+
+# This VM's speed swings by +-20% over seconds (one 2 s round of the same binary differs from the next),
+# so the plain comparison takes many short rounds and pairs each proxy with its neighbours in time.
+if [ "$MODE" = http1 ]; then
+	DURATION=${DURATION:-3s}
+	ROUNDS=${ROUNDS:-10}
+else
+	DURATION=${DURATION:-10s}
+	ROUNDS=${ROUNDS:-3}
+fi
 
 for tool in "$WRK_BIN" "$NGINX_BIN" "$HAPROXY_BIN" curl python3 openssl; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (Debian: apt-get install wrk nginx-light haproxy curl)"
@@ -109,8 +119,12 @@ status_of() {
 declare -A RPS P50 P99 NON2XX ERRS NOTE RPS_ALL P50_ALL P99_ALL CPU CPU_ALL
 CPU_PID="" # when set, measure() also reports that process's CPU microseconds per request
 
-proc_cpu_ticks() { # PID -> utime + stime in clock ticks
-	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+proc_cpu_ticks() { # PID -> utime + stime in clock ticks of PID and its children (nginx's worker)
+	local p t=0 v
+	for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) && t=$((t + v))
+	done
+	echo "$t"
 }
 ROWS=()
 
@@ -316,12 +330,21 @@ if [ "$MODE" = http1 ]; then
 	else
 		unavailable haproxy "$HAPROXY_WHY"
 	fi
+	# Odd rounds go direct, jwtgate, nginx, HAProxy; even rounds the other way round, so a machine
+	# that slowly speeds up or slows down favours no target.
 	for round in $(seq 1 "$ROUNDS"); do
 		echo "run.sh: round $round/$ROUNDS" >&2
-		measure direct "$U/bar"
-		[ "$have_j" = 1 ] && measure jwtgate "$J/bar"
-		[ "$have_n" = 1 ] && measure nginx "$N/bar"
-		[ "$have_h" = 1 ] && measure haproxy "$H/bar"
+		order=(direct jwtgate nginx haproxy)
+		[ $((round % 2)) = 0 ] && order=(haproxy nginx jwtgate direct)
+		# cpu_us: each proxy's own CPU time per request (the upstream's for direct).
+		for t in "${order[@]}"; do
+			case $t in
+			direct) CPU_PID=$UPSTREAM_PID measure direct "$U/bar" ;;
+			jwtgate) [ "$have_j" = 1 ] && CPU_PID=$JWTGATE_PID measure jwtgate "$J/bar" ;;
+			nginx) [ "$have_n" = 1 ] && CPU_PID=$NGINX_PID measure nginx "$N/bar" ;;
+			haproxy) [ "$have_h" = 1 ] && CPU_PID=$HAPROXY_PID measure haproxy "$H/bar" ;;
+			esac
+		done
 	done
 	[ -n "${JWTGATE_PID:-}" ] && stop_pid "$JWTGATE_PID"
 	[ -n "${NGINX_PID:-}" ] && stop_pid "$NGINX_PID"
@@ -336,8 +359,13 @@ else
 		verifies_jwt "jwtgate /foo cached" "$J/foo" && ok_foo=1
 		CPU_PID=$JWTGATE_PID
 		for round in $(seq 1 "$ROUNDS"); do
-			[ "$ok_bar" = 1 ] && measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
-			[ "$ok_foo" = 1 ] && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
+			if [ $((round % 2)) = 1 ]; then
+				[ "$ok_bar" = 1 ] && measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
+				[ "$ok_foo" = 1 ] && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
+			else
+				[ "$ok_foo" = 1 ] && measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER"
+				[ "$ok_bar" = 1 ] && measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER"
+			fi
 		done
 		CPU_PID=""
 		stop_pid "$JWTGATE_PID"
@@ -409,6 +437,24 @@ ratio() { # A B: A/B or n/a
 		echo "n/a"
 	fi
 }
+# paired A B: the median of the per-round ratios A/B (both measured in every round, next to each
+# other), with the ratios themselves; empty when the rows do not have the same rounds. Paired ratios
+# cancel the slow swings of a shared machine that medians of each row keep.
+paired() {
+	local a=${RPS_ALL[$1]:-} b=${RPS_ALL[$2]:-}
+	if [ "${3:-}" = p99 ]; then
+		a=${P99_ALL[$1]:-} b=${P99_ALL[$2]:-}
+	fi
+	[ -n "$a" ] && [ -n "$b" ] || return 0
+	awk -v a="$a" -v b="$b" 'BEGIN {
+		n = split(a, x, " "); m = split(b, y, " ")
+		if (n != m || n < 2) exit
+		for (i = 1; i <= n; i++) r[i] = (y[i] > 0) ? x[i] / y[i] : 0
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+		s = ""; for (i = 1; i <= n; i++) s = s sprintf(" %.2f", r[i])
+		printf "  (paired: median %.2f of per-round%s)", r[int((n + 1) / 2)], s
+	}'
+}
 ms() { # microseconds -> ms
 	[ -n "${1:-}" ] && awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }' || echo "-"
 }
@@ -430,13 +476,20 @@ report() {
 	done
 	echo
 	if [ "$MODE" = http1 ]; then
-		echo "jwtgate/nginx   $(ratio jwtgate nginx)"
-		echo "jwtgate/haproxy $(ratio jwtgate haproxy)"
+		echo "jwtgate/nginx   $(ratio jwtgate nginx)$(paired jwtgate nginx)"
+		echo "jwtgate/haproxy $(ratio jwtgate haproxy)$(paired jwtgate haproxy)"
+		echo "p99 jwtgate/nginx   $(paired jwtgate nginx p99 | sed 's/^  //')   (at most 1: no worse)"
+		echo "p99 jwtgate/haproxy $(paired jwtgate haproxy p99 | sed 's/^  //')"
 		echo "jwtgate/direct  $(ratio jwtgate direct)"
+		# CPU per request, a per-core cost less swayed by how the three processes share the cores.
+		local cj=${CPU[jwtgate]:-} cn=${CPU[nginx]:-} ch=${CPU[haproxy]:-}
+		if [ -n "$cj" ] && [ -n "$cn" ] && [ -n "$ch" ]; then
+			awk -v j="$cj" -v n="$cn" -v h="$ch" 'BEGIN { if (j > 0) printf "CPU per request: nginx/jwtgate %.2f, haproxy/jwtgate %.2f (above 1: jwtgate cheaper)\n", n / j, h / j }'
+		fi
 	else
 		echo "jwtgate cached/haproxy jwt_verify      $(ratio "jwtgate /foo cached" "haproxy /foo jwt_verify")"
 		echo "jwtgate cached/nginx no-auth          $(ratio "jwtgate /foo cached" "nginx /foo no-auth")"
-		echo "jwtgate cached/jwtgate no-auth        $(ratio "jwtgate /foo cached" "jwtgate /bar no-auth")"
+		echo "jwtgate cached/jwtgate no-auth        $(ratio "jwtgate /foo cached" "jwtgate /bar no-auth")$(paired "jwtgate /foo cached" "jwtgate /bar no-auth")"
 		echo "jwtgate cached/direct                 $(ratio "jwtgate /foo cached" direct)"
 		echo "jwtgate miss/haproxy distinct         $(ratio "jwtgate /foo miss" "haproxy /foo distinct")"
 		echo "jwtgate miss/openssl verify per core  $(ratio "jwtgate /foo miss" "openssl rsa2048 verify/s")"

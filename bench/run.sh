@@ -14,10 +14,10 @@ set -u -o pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 
-DURATION=${BENCH_DURATION:-}           # per wrk run (default: 3s plain, 10s --jwt)
+DURATION=${BENCH_DURATION:-}           # per wrk run (default 3s)
 CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
-ROUNDS=${BENCH_ROUNDS:-}               # interleaved rounds (default: 10 plain, 3 --jwt); medians shown
+ROUNDS=${BENCH_ROUNDS:-}               # interleaved rounds (default: 10 plain, 8 --jwt); medians shown
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
 PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (taskset -c)
 LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
@@ -66,8 +66,8 @@ if [ "$MODE" = http1 ]; then
 	DURATION=${DURATION:-3s}
 	ROUNDS=${ROUNDS:-10}
 else
-	DURATION=${DURATION:-10s}
-	ROUNDS=${ROUNDS:-3}
+	DURATION=${DURATION:-3s}
+	ROUNDS=${ROUNDS:-8}
 fi
 
 for tool in "$WRK_BIN" "$NGINX_BIN" "$HAPROXY_BIN" curl python3 openssl; do
@@ -238,6 +238,42 @@ if [ "$MODE" = jwt ]; then
 	FORGED_HEADER="Authorization: Bearer $("$JWTGATE_TOKEN_BIN" --key "$WORK/other-key.pem" --kid bench)"
 fi
 
+# perf_stage URL: one more cache-miss run (not a table row: perf slows the proxy a little) with perf
+# sampling the proxy, to split its CPU per request into the JWT stage (jwtgate's auth/jwt/jwk/jsonscan/
+# b64url/token_cache functions and libcrypto) and the rest. Sets STAGE_PERF; needs perf (BENCH_PERF=0
+# skips it).
+STAGE_PERF=""
+perf_stage() {
+	local url=$1 t0 t1 line n share
+	if [ "${BENCH_PERF:-1}" != 1 ] || ! command -v perf >/dev/null 2>&1; then
+		STAGE_PERF="skipped: ${BENCH_PERF:+BENCH_PERF=$BENCH_PERF}$(command -v perf >/dev/null 2>&1 || echo "perf not installed")"
+		return
+	fi
+	echo "  jwtgate /foo miss under perf record (stage share of the proxy's CPU)" >&2
+	perf record -q -F 4999 -o "$WORK/miss.perf" -p "$JWTGATE_PID" >"$WORK/perf.log" 2>&1 &
+	local perf_pid=$!
+	sleep 0.5
+	t0=$(proc_cpu_ticks "$JWTGATE_PID")
+	# shellcheck disable=SC2086
+	line=$(WRK_TOKENS="$WORK/tokens.txt" $LOAD_TASKSET "$WRK_BIN" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+		-s "$BENCH_DIR/wrk.lua" -H "$HOST_HEADER" "$url" 2>&1 | grep '^JGBENCH ')
+	t1=$(proc_cpu_ticks "$JWTGATE_PID")
+	kill -INT "$perf_pid" 2>/dev/null
+	wait "$perf_pid" 2>/dev/null
+	n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
+	share=$(perf report -i "$WORK/miss.perf" --no-children --stdio --sort dso,sym 2>/dev/null | awk '
+		/^#/ || NF < 4 { next }
+		{ p = $1; sub(/%/, "", p); all += p
+		  if ($2 ~ /libcrypto/ || $4 ~ /^(auth_|jwt_|jwk_|jwks_|jsonscan_|b64url_|token_cache_)/) st += p }
+		END { if (all > 0) printf "%.4f", st / all }')
+	if [ -z "$n" ] || [ "$n" = 0 ] || [ -z "$share" ]; then
+		STAGE_PERF="failed: $(tail -1 "$WORK/perf.log")"
+		return
+	fi
+	STAGE_PERF=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v s="$share" \
+		'BEGIN { c = (b - a) * 1e6 / hz / n; printf "cpu_us=%.1f share=%.3f stage_us=%.1f", c, s, c * s }')
+}
+
 # verifies_jwt ROW URL: no token, an expired one, a forged one -> 401; the bench token -> 200.
 verifies_jwt() {
 	check_status "$1" "$2" 401 && check_status "$1" "$2" 401 "$EXPIRED_HEADER" &&
@@ -395,6 +431,7 @@ else
 				measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
 			done
 			CPU_PID=""
+			perf_stage "$J/foo"
 		fi
 		stop_pid "$JWTGATE_PID"
 	else
@@ -515,6 +552,15 @@ report() {
 				printf "  cache hit                                          %7.3f us\n", v["hit_us"]
 				printf "jwtgate miss stage / raw verify        %.2f  (target <= 1.25)\n", v["miss_over_raw"]
 			}'
+			if [[ "$STAGE_PERF" == cpu_us=* ]]; then
+				awk -v l="$STAGE_PERF" -v l2="$STAGE_LINE" 'BEGIN {
+					n = split(l " " l2, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+					printf "In the proxy (perf, one more miss run): %.1f us CPU per request, %.0f%% of it in the JWT stage\n", v["cpu_us"], v["share"] * 100
+					printf "  (auth/jwt/jwk/jsonscan/b64url/token_cache and libcrypto) = %.1f us = %.2f x the raw verify above\n", v["stage_us"], v["stage_us"] / v["raw_us"]
+				}'
+			else
+				echo "In the proxy (perf): ${STAGE_PERF:-not run}"
+			fi
 		else
 			echo "  ${STAGE_LINE:-not run}"
 		fi

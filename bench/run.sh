@@ -19,8 +19,19 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
 ROUNDS=${BENCH_ROUNDS:-}               # interleaved rounds (default: 10 plain, 8 --jwt); medians shown
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
-PROXY_CPUS=${BENCH_PROXY_CPUS:-}       # e.g. 0: pin the proxy under test (taskset -c)
-LOAD_CPUS=${BENCH_LOAD_CPUS:-}         # e.g. 1: pin wrk and the upstream
+# By default the proxy under test gets CPU 0 to itself and wrk and the upstream share the others, so the
+# proxy is the bottleneck and its figure is its own per-core capacity, not how three processes happened
+# to share the cores. BENCH_PROXY_CPUS=none (and BENCH_LOAD_CPUS=none) leaves placement to the scheduler.
+NCPU=$(nproc 2>/dev/null || echo 1)
+if [ "$NCPU" -ge 2 ]; then
+	PROXY_CPUS=${BENCH_PROXY_CPUS-0}
+	LOAD_CPUS=${BENCH_LOAD_CPUS-1-$((NCPU - 1))}
+else
+	PROXY_CPUS=${BENCH_PROXY_CPUS-}
+	LOAD_CPUS=${BENCH_LOAD_CPUS-}
+fi
+[ "$PROXY_CPUS" = none ] && PROXY_CPUS=""
+[ "$LOAD_CPUS" = none ] && LOAD_CPUS=""
 JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
 JWTGATE_TOKEN_BIN=${JWTGATE_TOKEN_BIN:-$ROOT/build/jwtgate-token}
 JWT_STAGE_BIN=${JWT_STAGE_BIN:-$(dirname "$JWTGATE_BIN")/bench/jwt_stage}

@@ -149,6 +149,50 @@ static void test_single_byte_canonical(void **state)
 	assert_int_equal(accepted, 256);
 }
 
+/* The decoder checks validity with one OR over the whole input (no per-character branch): every byte
+ * outside the alphabet, in every position of a full quad and of both tail lengths, must still fail, and
+ * of the 64^3 three-character strings exactly 65536 (one per two-byte value) are canonical. */
+static void test_every_position_checked(void **state)
+{
+	static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char *valid[] = {"QUJD", "QUJDRA", "QUJDREU", "QUJDREVG"};
+	char txt[16], three[3];
+	uint8_t out[16];
+	size_t n, v, pos, len;
+	int bad, a, b, c, accepted = 0;
+
+	(void)state;
+	for (v = 0; v < JG_ARRAY_SIZE(valid); v++) {
+		len = strlen(valid[v]);
+		assert_int_equal(b64url_decode(valid[v], len, out, sizeof(out), &n), 0);
+		for (pos = 0; pos < len; pos++) {
+			for (bad = 0; bad < 256; bad++) {
+				if (bad != 0 && strchr(alpha, bad) != NULL)
+					continue;
+				memcpy(txt, valid[v], len);
+				txt[pos] = (char)bad;
+				assert_int_equal(b64url_decode(txt, len, out, sizeof(out), &n), JG_ERR_PARSE);
+			}
+		}
+	}
+	for (a = 0; a < 64; a++) {
+		for (b = 0; b < 64; b++) {
+			for (c = 0; c < 64; c++) {
+				three[0] = alpha[a];
+				three[1] = alpha[b];
+				three[2] = alpha[c];
+				if (b64url_decode(three, 3, out, sizeof(out), &n) == 0) {
+					accepted++;
+					assert_int_equal(n, 2);
+					assert_int_equal(out[0], (uint8_t)(a << 2 | b >> 4));
+					assert_int_equal(out[1], (uint8_t)((b & 0x0f) << 4 | c >> 2));
+				}
+			}
+		}
+	}
+	assert_int_equal(accepted, 65536);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +203,7 @@ int main(void)
 	        cmocka_unit_test(test_capacity),
 	        cmocka_unit_test(test_roundtrip_all_lengths),
 	        cmocka_unit_test(test_single_byte_canonical),
+	        cmocka_unit_test(test_every_position_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -86,7 +86,6 @@ struct upstream_exchange {
 	char *head; /* HTTP/1.1: serialized request head (in the request's arena), kept for a re-send */
 	size_t head_len;
 	struct response resp;
-	struct jg_buf field, value;
 	size_t head_bytes;
 	struct upstream_exchange *next_pending;
 	struct event timer;   /* request timeout (and grpc-timeout) */

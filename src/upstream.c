@@ -49,6 +49,10 @@ struct upstream_conn {
 	struct upstream_exchange *ex; /* while BUSY or CONNECTING */
 	struct upstream_conn *next_idle, *prev_idle;
 	llhttp_t parser;
+	/* Response status / header field / value being parsed: the parser's accumulators live with the
+	 * parser (one connection, many exchanges), so a request allocates none. Bounded by
+	 * UPSTREAM_HEAD_MAX. */
+	struct jg_buf field, value;
 	unsigned served; /* exchanges completed on this connection */
 	bool parsing;    /* inside llhttp_execute: frees are deferred to the read loop */
 	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
@@ -338,8 +342,6 @@ static void exchange_on_done(evutil_socket_t fd, short what, void *arg)
 	struct upstream_exchange *ex = arg;
 
 	evtimer_del(&ex->timer);
-	jg_buf_free(&ex->field);
-	jg_buf_free(&ex->value);
 	free(ex);
 }
 
@@ -461,6 +463,8 @@ static void upconn_free(struct upstream_conn *c)
 		bufferevent_free(c->bev);
 	}
 	pool->n_conns--;
+	jg_buf_free(&c->field);
+	jg_buf_free(&c->value);
 	free(c);
 	pool_kick_pending(pool);
 }
@@ -604,6 +608,7 @@ static int exchange_connect(struct upstream_exchange *ex)
 	c->pool = pool;
 	c->ep = ep;
 	c->state = UPCONN_CONNECTING;
+	c->field.max = c->value.max = UPSTREAM_HEAD_MAX;
 	/* Plain or TLS (a backend with a tls block); the socket is made by bufferevent_socket_connect. */
 	c->bev = upstream_bev_new(pool, ep);
 	if (c->bev == NULL) {
@@ -855,7 +860,7 @@ static int up_on_message_begin(llhttp_t *p)
 	struct upstream_exchange *ex = c->ex;
 
 	response_init(&ex->resp, ex->req->arena);
-	ex->field.len = ex->value.len = 0;
+	c->field.len = c->value.len = 0;
 	return 0;
 }
 
@@ -863,47 +868,48 @@ static int up_on_status(llhttp_t *p, const char *at, size_t len)
 {
 	struct upstream_conn *c = p->data;
 
-	return jg_buf_append(&c->ex->value, at, len) < 0 ? -1 : 0;
+	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
 }
 
 static int up_on_status_complete(llhttp_t *p)
 {
-	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+	struct upstream_conn *c = p->data;
+	struct upstream_exchange *ex = c->ex;
 
-	ex->resp.reason = arena_strndup(ex->req->arena, ex->value.data ? ex->value.data : "", ex->value.len);
-	ex->resp.reason_len = ex->value.len;
-	ex->value.len = 0;
+	ex->resp.reason = arena_strndup(ex->req->arena, c->value.data ? c->value.data : "", c->value.len);
+	ex->resp.reason_len = c->value.len;
+	c->value.len = 0;
 	return ex->resp.reason == NULL ? -1 : 0;
 }
 
 static int up_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+	struct upstream_conn *c = p->data;
 
-	ex->head_bytes += len;
-	if (ex->head_bytes > UPSTREAM_HEAD_MAX)
+	c->ex->head_bytes += len;
+	if (c->ex->head_bytes > UPSTREAM_HEAD_MAX)
 		return -1;
-	return jg_buf_append(&ex->field, at, len) < 0 ? -1 : 0;
+	return jg_buf_append(&c->field, at, len) < 0 ? -1 : 0;
 }
 
 static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+	struct upstream_conn *c = p->data;
 
-	ex->head_bytes += len;
-	if (ex->head_bytes > UPSTREAM_HEAD_MAX)
+	c->ex->head_bytes += len;
+	if (c->ex->head_bytes > UPSTREAM_HEAD_MAX)
 		return -1;
-	return jg_buf_append(&ex->value, at, len) < 0 ? -1 : 0;
+	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
 }
 
 static int up_on_header_value_complete(llhttp_t *p)
 {
-	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
+	struct upstream_conn *c = p->data;
 	int rc;
 
-	rc = response_header_add(&ex->resp, ex->field.data ? ex->field.data : "", ex->field.len,
-	                         ex->value.data ? ex->value.data : "", ex->value.len);
-	ex->field.len = ex->value.len = 0;
+	rc = response_header_add(&c->ex->resp, c->field.data ? c->field.data : "", c->field.len,
+	                         c->value.data ? c->value.data : "", c->value.len);
+	c->field.len = c->value.len = 0;
 	return rc < 0 ? -1 : 0;
 }
 
@@ -1084,7 +1090,6 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 	ex->chunked_body = has_body && content_length < 0;
 	ex->body_done = !has_body;
 	ex->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-	ex->field.max = ex->value.max = UPSTREAM_HEAD_MAX;
 	ex->content_length = has_body ? content_length : 0;
 	evtimer_assign(&ex->timer, uw->base, exchange_on_timeout, ex);
 	event_assign(&ex->done_ev, uw->base, -1, 0, exchange_on_done, ex);

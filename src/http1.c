@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1011,12 +1012,10 @@ static int h1_on_message_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
-static void h1_settings_init(void)
+/* Fills the shared llhttp settings once (pthread_once: every worker thread calls h1_settings_init on
+ * accept, and a worker already parsing must never see the table being rewritten). */
+static void h1_settings_fill(void)
 {
-	static bool done;
-
-	if (done)
-		return;
 	h1_tables_init();
 	llhttp_settings_init(&h1_settings);
 	h1_settings.on_message_begin = h1_on_message_begin;
@@ -1032,7 +1031,13 @@ static void h1_settings_init(void)
 	h1_settings.on_chunk_extension_name = h1_on_chunk_extension;
 	h1_settings.on_chunk_extension_value = h1_on_chunk_extension;
 	h1_settings.on_message_complete = h1_on_message_complete;
-	done = true;
+}
+
+static void h1_settings_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, h1_settings_fill);
 }
 
 /* ---- input processing ---- */

@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1039,15 +1040,17 @@ static int h2_on_stream_close_cb(nghttp2_session *session, int32_t stream_id, ui
 	return 0;
 }
 
-static nghttp2_session_callbacks *h2_callbacks(void)
-{
-	static nghttp2_session_callbacks *cbs;
+static nghttp2_session_callbacks *h2_callbacks_built;
+static pthread_once_t h2_callbacks_once = PTHREAD_ONCE_INIT;
 
-	/* Built once per process on the first connection; workers only read it afterwards. */
-	if (cbs != NULL)
-		return cbs;
+/* Builds the callbacks table; pthread_once, because workers accept their first HTTP/2 connections
+ * concurrently and one of them must never see the table half filled. */
+static void h2_callbacks_build(void)
+{
+	nghttp2_session_callbacks *cbs;
+
 	if (nghttp2_session_callbacks_new(&cbs) != 0)
-		return NULL;
+		return; /* stays NULL: every HTTP/2 connection is refused (h2_session_new) */
 	nghttp2_session_callbacks_set_send_callback(cbs, h2_send_cb);
 	nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, h2_on_begin_frame_cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_on_begin_headers_cb);
@@ -1056,7 +1059,14 @@ static nghttp2_session_callbacks *h2_callbacks(void)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data_chunk_recv_cb);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h2_on_frame_send_cb);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_stream_close_cb);
-	return cbs;
+	h2_callbacks_built = cbs;
+}
+
+/* The callbacks table, built once per process; workers only read it. NULL when out of memory. */
+static nghttp2_session_callbacks *h2_callbacks(void)
+{
+	pthread_once(&h2_callbacks_once, h2_callbacks_build);
+	return h2_callbacks_built;
 }
 
 /* ---- connection I/O ---- */

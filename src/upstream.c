@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -957,12 +958,10 @@ static int up_on_message_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
-static void upstream_parser_settings_init(void)
+/* Fills the shared response-parser settings once; pthread_once because every worker thread calls
+ * upstream_parser_settings_init, possibly while another one is already parsing with them. */
+static void upstream_parser_settings_fill(void)
 {
-	static bool done;
-
-	if (done)
-		return;
 	llhttp_settings_init(&upstream_parser_settings);
 	upstream_parser_settings.on_message_begin = up_on_message_begin;
 	upstream_parser_settings.on_status = up_on_status;
@@ -973,7 +972,13 @@ static void upstream_parser_settings_init(void)
 	upstream_parser_settings.on_headers_complete = up_on_headers_complete;
 	upstream_parser_settings.on_body = up_on_body;
 	upstream_parser_settings.on_message_complete = up_on_message_complete;
-	done = true;
+}
+
+static void upstream_parser_settings_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, upstream_parser_settings_fill);
 }
 
 /* ---- public API ---- */

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -792,10 +793,10 @@ static int h2_on_stream_close_cb(nghttp2_session *session, int32_t stream_id, ui
 	return 0;
 }
 
-static void h2_callbacks_init(void)
+/* Builds the callbacks table and options once per process (pthread_once: workers start exchanges
+ * concurrently, and none may see a half-filled table). */
+static void h2_callbacks_build(void)
 {
-	if (h2_callbacks != NULL)
-		return;
 	if (nghttp2_session_callbacks_new(&h2_callbacks) != 0 || nghttp2_option_new(&h2_option) != 0) {
 		log_error("upstream h2: out of memory");
 		abort();
@@ -811,6 +812,13 @@ static void h2_callbacks_init(void)
 	nghttp2_option_set_no_auto_window_update(h2_option, 1);
 	nghttp2_option_set_peer_max_concurrent_streams(h2_option, H2_ASSUMED_STREAMS);
 	nghttp2_option_set_max_send_header_block_length(h2_option, 2 * UPSTREAM_HEAD_MAX);
+}
+
+static void h2_callbacks_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, h2_callbacks_build);
 }
 
 /* ---- connections ---- */

@@ -7,7 +7,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-enum log_level log_current_level = LOG_LEVEL_INFO;
+_Atomic(enum log_level) log_current_level = LOG_LEVEL_INFO;
 
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 

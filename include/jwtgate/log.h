@@ -7,7 +7,9 @@
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
-extern enum log_level log_current_level;
+/* Atomic: a reload (main thread) changes it while workers test it before every log line; on x86 the
+ * load is a plain mov. */
+extern _Atomic(enum log_level) log_current_level;
 
 /* Level names "error" "warn" "info" "debug"; returns -1 for an unknown name. */
 int log_level_parse(const char *name);

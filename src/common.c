@@ -108,6 +108,31 @@ int jg_buf_append(struct jg_buf *b, const char *s, size_t n)
 	return 0;
 }
 
+int jg_piece_add(struct jg_piece *p, const char *s, size_t n)
+{
+	int rc;
+
+	if (p->span == NULL && p->buf.len == 0) {
+		if (n > p->buf.max)
+			return JG_ERR_LIMIT;
+		p->span = s;
+		p->span_len = n;
+		return 0;
+	}
+	rc = jg_piece_keep(p);
+	return rc < 0 ? rc : jg_buf_append(&p->buf, s, n);
+}
+
+int jg_piece_keep(struct jg_piece *p)
+{
+	const char *s = p->span;
+
+	if (s == NULL)
+		return 0;
+	p->span = NULL;
+	return jg_buf_append(&p->buf, s, p->span_len);
+}
+
 void jg_buf_free(struct jg_buf *b)
 {
 	free(b->data);

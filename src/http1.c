@@ -74,7 +74,7 @@ struct h1_conn {
 	llhttp_t parser;
 	struct arena arena;
 	struct request req;
-	struct jg_buf field, value;
+	struct jg_piece field, value; /* spans of the URL / header being parsed (common.h) */
 	size_t head_bytes;
 	unsigned header_count;
 	int error_status; /* set by a callback to choose the error status (431, 414, 413, 501) */
@@ -682,7 +682,8 @@ static int h1_on_message_begin(llhttp_t *p)
 	struct h1_conn *c = p->data;
 
 	c->start_ms = jg_now_ms();
-	c->field.len = c->value.len = 0;
+	jg_piece_clear(&c->field);
+	jg_piece_clear(&c->value);
 	return 0;
 }
 
@@ -701,23 +702,23 @@ static int h1_on_url(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 
-	if (c->value.len + len > c->w->cfg->limits.max_request_line) {
+	if (jg_piece_len(&c->value) + len > c->w->cfg->limits.max_request_line) {
 		c->error_status = 414;
 		c->error_text = "request line too long";
 		return -1;
 	}
 	if (h1_head_add(c, len) < 0)
 		return -1;
-	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
 }
 
 static int h1_on_url_complete(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
 
-	c->req.target = arena_strndup(&c->arena, c->value.data ? c->value.data : "", c->value.len);
-	c->req.target_len = c->value.len;
-	c->value.len = 0;
+	c->req.target = arena_strndup(&c->arena, jg_piece_data(&c->value), jg_piece_len(&c->value));
+	c->req.target_len = jg_piece_len(&c->value);
+	jg_piece_clear(&c->value);
 	return c->req.target == NULL ? -1 : 0;
 }
 
@@ -742,7 +743,7 @@ static int h1_on_header_field(llhttp_t *p, const char *at, size_t len)
 
 	if (h1_head_add(c, len) < 0)
 		return -1;
-	return jg_buf_append(&c->field, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->field, at, len) < 0 ? -1 : 0;
 }
 
 static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -759,7 +760,7 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 	c->value_started = true;
 	if (h1_head_add(c, len) < 0)
 		return -1;
-	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
 }
 
 /* RFC 9110 section 5.6.2 token characters. */
@@ -863,8 +864,8 @@ static int h1_transfer_encoding_check(const char *v, size_t len)
 static int h1_on_header_value_complete(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
-	const char *v = c->value.data ? c->value.data : "";
-	size_t i, len = c->value.len;
+	const char *v = jg_piece_data(&c->value), *name = jg_piece_data(&c->field);
+	size_t i, len = jg_piece_len(&c->value), name_len = jg_piece_len(&c->field);
 	int rc;
 
 	/* llhttp 8 still unfolds obs-fold and passes some control bytes: refuse them here. */
@@ -874,13 +875,13 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		return -1;
 	}
 	c->value_started = false;
-	if (c->field.len == 0) {
+	if (name_len == 0) {
 		c->error_status = 400;
 		c->error_text = "empty header name";
 		return -1;
 	}
-	for (i = 0; i < c->field.len; i++) {
-		if (!h1_tchar[(unsigned char)c->field.data[i]]) {
+	for (i = 0; i < name_len; i++) {
+		if (!h1_tchar[(unsigned char)name[i]]) {
 			c->error_status = 400;
 			c->error_text = "invalid character in header name";
 			return -1;
@@ -891,12 +892,12 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		c->error_text = "too many header fields";
 		return -1;
 	}
-	if (jg_case_eq(c->field.data, c->field.len, "content-length", 14) && !h1_content_length_ok(v, len)) {
+	if (jg_case_eq(name, name_len, "content-length", 14) && !h1_content_length_ok(v, len)) {
 		c->error_status = 400;
 		c->error_text = "invalid Content-Length";
 		return -1;
 	}
-	if (jg_case_eq(c->field.data, c->field.len, "transfer-encoding", 17)) {
+	if (jg_case_eq(name, name_len, "transfer-encoding", 17)) {
 		rc = h1_transfer_encoding_check(v, len);
 		if (rc != 0 || llhttp_get_http_minor(p) == 0) {
 			c->error_status = rc ? rc : 400;
@@ -908,8 +909,9 @@ static int h1_on_header_value_complete(llhttp_t *p)
 	/* OWS around the value is not part of it (llhttp leaves trailing whitespace). */
 	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
 		len--;
-	rc = request_header_add(&c->req, c->field.data, c->field.len, v, len);
-	c->field.len = c->value.len = 0;
+	rc = request_header_add(&c->req, name, name_len, v, len);
+	jg_piece_clear(&c->field);
+	jg_piece_clear(&c->value);
 	if (rc < 0) {
 		c->error_status = rc == JG_ERR_LIMIT ? 431 : 503;
 		c->error_text = "cannot store header";
@@ -1115,6 +1117,13 @@ static void h1_process(struct h1_conn *c)
 			break;
 		c->exec_buf = v.iov_base;
 		rc = llhttp_execute(&c->parser, v.iov_base, v.iov_len);
+		/* A URL or header span still borrowed from this chunk is copied before the chunk is drained
+		 * (jg_piece; the empty runs above only ever lend the static ""). */
+		if (jg_piece_keep(&c->field) < 0 || jg_piece_keep(&c->value) < 0) {
+			c->error_status = 503;
+			c->error_text = "out of memory";
+			rc = HPE_USER;
+		}
 		if (rc == HPE_OK) {
 			h1_consumed(c, in, v.iov_base, v.iov_len);
 			continue;
@@ -1291,8 +1300,8 @@ static void h1_on_free(evutil_socket_t fd, short what, void *arg)
 	worker_gen_release(c->w, c->gen);
 	worker_conn_removed(c->w, &c->wc);
 	arena_free(&c->arena);
-	jg_buf_free(&c->field);
-	jg_buf_free(&c->value);
+	jg_buf_free(&c->field.buf);
+	jg_buf_free(&c->value.buf);
 	free(c);
 }
 
@@ -1386,8 +1395,8 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	c->bev = bev;
 	arena_init(&c->arena, H1_ARENA_CHUNK, H1_ARENA_LIMIT);
 	request_init(&c->req, &c->arena);
-	c->field.max = w->cfg->limits.max_header_bytes;
-	c->value.max = w->cfg->limits.max_header_bytes;
+	c->field.buf.max = w->cfg->limits.max_header_bytes;
+	c->value.buf.max = w->cfg->limits.max_header_bytes;
 	llhttp_init(&c->parser, HTTP_REQUEST, &h1_settings);
 	c->parser.data = c;
 	evtimer_assign(&c->timer, w->base, h1_on_timer, c);

@@ -53,7 +53,7 @@ struct upstream_conn {
 	/* Response status / header field / value being parsed: the parser's accumulators live with the
 	 * parser (one connection, many exchanges), so a request allocates none. Bounded by
 	 * UPSTREAM_HEAD_MAX. */
-	struct jg_buf field, value;
+	struct jg_piece field, value;
 	unsigned served; /* exchanges completed on this connection */
 	bool parsing;    /* inside llhttp_execute: frees are deferred to the read loop */
 	bool doomed;     /* cancelled while parsing: free when the loop unwinds */
@@ -464,8 +464,8 @@ static void upconn_free(struct upstream_conn *c)
 		bufferevent_free(c->bev);
 	}
 	pool->n_conns--;
-	jg_buf_free(&c->field);
-	jg_buf_free(&c->value);
+	jg_buf_free(&c->field.buf);
+	jg_buf_free(&c->value.buf);
 	free(c);
 	pool_kick_pending(pool);
 }
@@ -609,7 +609,7 @@ static int exchange_connect(struct upstream_exchange *ex)
 	c->pool = pool;
 	c->ep = ep;
 	c->state = UPCONN_CONNECTING;
-	c->field.max = c->value.max = UPSTREAM_HEAD_MAX;
+	c->field.buf.max = c->value.buf.max = UPSTREAM_HEAD_MAX;
 	/* Plain or TLS (a backend with a tls block); the socket is made by bufferevent_socket_connect. */
 	c->bev = upstream_bev_new(pool, ep);
 	if (c->bev == NULL) {
@@ -798,6 +798,7 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 		struct evbuffer_iovec v;
 		enum llhttp_errno rc;
 		size_t used;
+		bool out_of_memory;
 
 		if (evbuffer_get_length(in) == 0) {
 			/* Resumed after a pause at the end of the input: llhttp needs one empty run to
@@ -818,6 +819,11 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 			upconn_free(c);
 			return;
 		}
+		/* A status or header span still borrowed from this chunk is copied before the chunk is
+		 * drained (jg_piece); out of memory ends the response like a parse error. */
+		out_of_memory = jg_piece_keep(&c->field) < 0 || jg_piece_keep(&c->value) < 0;
+		if (out_of_memory)
+			rc = HPE_USER;
 		if (rc == HPE_OK) {
 			evbuffer_drain(in, v.iov_len);
 			continue;
@@ -838,7 +844,8 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 			}
 			continue; /* paused for backpressure: loop condition stops */
 		}
-		log_info("upstream %s: bad response: %s", c->ep->text, llhttp_get_error_reason(&c->parser));
+		log_info("upstream %s: bad response: %s", c->ep->text,
+		         out_of_memory ? "out of memory" : llhttp_get_error_reason(&c->parser));
 		ex->conn = NULL;
 		c->ex = NULL;
 		upconn_free(c);
@@ -861,7 +868,8 @@ static int up_on_message_begin(llhttp_t *p)
 	struct upstream_exchange *ex = c->ex;
 
 	response_init(&ex->resp, ex->req->arena);
-	c->field.len = c->value.len = 0;
+	jg_piece_clear(&c->field);
+	jg_piece_clear(&c->value);
 	return 0;
 }
 
@@ -869,7 +877,7 @@ static int up_on_status(llhttp_t *p, const char *at, size_t len)
 {
 	struct upstream_conn *c = p->data;
 
-	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
 }
 
 static int up_on_status_complete(llhttp_t *p)
@@ -877,9 +885,9 @@ static int up_on_status_complete(llhttp_t *p)
 	struct upstream_conn *c = p->data;
 	struct upstream_exchange *ex = c->ex;
 
-	ex->resp.reason = arena_strndup(ex->req->arena, c->value.data ? c->value.data : "", c->value.len);
-	ex->resp.reason_len = c->value.len;
-	c->value.len = 0;
+	ex->resp.reason = arena_strndup(ex->req->arena, jg_piece_data(&c->value), jg_piece_len(&c->value));
+	ex->resp.reason_len = jg_piece_len(&c->value);
+	jg_piece_clear(&c->value);
 	return ex->resp.reason == NULL ? -1 : 0;
 }
 
@@ -890,7 +898,7 @@ static int up_on_header_field(llhttp_t *p, const char *at, size_t len)
 	c->ex->head_bytes += len;
 	if (c->ex->head_bytes > UPSTREAM_HEAD_MAX)
 		return -1;
-	return jg_buf_append(&c->field, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->field, at, len) < 0 ? -1 : 0;
 }
 
 static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -900,7 +908,7 @@ static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
 	c->ex->head_bytes += len;
 	if (c->ex->head_bytes > UPSTREAM_HEAD_MAX)
 		return -1;
-	return jg_buf_append(&c->value, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
 }
 
 static int up_on_header_value_complete(llhttp_t *p)
@@ -908,9 +916,10 @@ static int up_on_header_value_complete(llhttp_t *p)
 	struct upstream_conn *c = p->data;
 	int rc;
 
-	rc = response_header_add(&c->ex->resp, c->field.data ? c->field.data : "", c->field.len,
-	                         c->value.data ? c->value.data : "", c->value.len);
-	c->field.len = c->value.len = 0;
+	rc = response_header_add(&c->ex->resp, jg_piece_data(&c->field), jg_piece_len(&c->field),
+	                         jg_piece_data(&c->value), jg_piece_len(&c->value));
+	jg_piece_clear(&c->field);
+	jg_piece_clear(&c->value);
 	return rc < 0 ? -1 : 0;
 }
 

@@ -64,4 +64,36 @@ struct jg_buf {
 int jg_buf_append(struct jg_buf *b, const char *s, size_t n);
 void jg_buf_free(struct jg_buf *b);
 
+/* A string a parser delivers in spans (llhttp: header field, value, URL, reason). The usual case, one
+ * span that ends in the same parser run, is only referenced, not copied; a second span, or
+ * jg_piece_keep() before the input bytes go away (after every llhttp_execute), moves it into buf.
+ * Bounded by buf.max like a jg_buf. Data is not NUL-terminated: read it with its length. */
+struct jg_piece {
+	struct jg_buf buf;
+	const char *span; /* borrowed: the only span so far, still in the parser's input; NULL if none */
+	size_t span_len;
+};
+
+/* Adds a span; returns 0, JG_ERR_LIMIT past buf.max, or JG_ERR_NOMEM. */
+int jg_piece_add(struct jg_piece *p, const char *s, size_t n);
+/* Copies a borrowed span into buf; returns 0 or JG_ERR_NOMEM. */
+int jg_piece_keep(struct jg_piece *p);
+
+static inline const char *jg_piece_data(const struct jg_piece *p)
+{
+	return p->span != NULL ? p->span : p->buf.data != NULL ? p->buf.data : "";
+}
+
+static inline size_t jg_piece_len(const struct jg_piece *p)
+{
+	return p->span != NULL ? p->span_len : p->buf.len;
+}
+
+static inline void jg_piece_clear(struct jg_piece *p)
+{
+	p->span = NULL;
+	p->span_len = 0;
+	p->buf.len = 0;
+}
+
 #endif

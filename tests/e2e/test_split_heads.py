@@ -1,0 +1,110 @@
+"""Heads that arrive a few bytes at a time, in both directions.
+
+The HTTP/1.1 codecs reference a URL, header name or value in the parser's input while it arrives in
+one piece and copy it only when it is split across reads (common.h, jg_piece). These tests split the
+request head (client side) and the response head (upstream side) into tiny writes, so that names,
+values, the URL and the reason phrase all end in a later read than they began, and check that every
+byte arrives exactly. (Without the copy, the ASan build reports a heap-use-after-free here.)
+"""
+
+import socket
+import threading
+import time
+
+import jgtest
+from jgtest import RawConn, header
+
+PIECE = 3          # bytes per write
+PAUSE = 0.003      # between writes: each piece is its own read on the other side
+
+
+def trickle(sock, data):
+    for i in range(0, len(data), PIECE):
+        sock.sendall(data[i:i + PIECE])
+        time.sleep(PAUSE)
+
+
+def test_request_head_split_into_tiny_reads(upstream, start_proxy):
+    px = start_proxy(lambda port: jgtest.base_config(
+        port, {"backend": [upstream.port]}, [jgtest.catch_all_route()], workers=1))
+    value = "alpha beta-gamma/" + "x" * 40 + " omega"
+    head = ("GET /split/path/%s?q=one%%20two HTTP/1.1\r\n"
+            "Host: www.example.com\r\n"
+            "X-Long-Header-Name-For-Splitting: %s\r\n"
+            "X-Second: 2\r\n"
+            "\r\n" % (jgtest.marker(), value)).encode()
+    with RawConn(px.port) as c:
+        trickle(c.sock, head)
+        r = c.read_response()
+    assert r.status == 200, r
+    reqs = upstream.snapshot()
+    assert len(reqs) == 1, reqs
+    rec = reqs[0]
+    assert rec["path"].startswith("/split/path/") and rec["path"].endswith("?q=one%20two"), rec["path"]
+    assert header(rec, "x-long-header-name-for-splitting") == [value]
+    assert header(rec, "x-second") == ["2"]
+
+
+class TrickleUpstream:
+    """Answers every request on its connections with a fixed response head written PIECE bytes at a
+    time, then a sized body."""
+
+    def __init__(self, reason, headers, body):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        lines = ["HTTP/1.1 200 %s" % reason] + ["%s: %s" % kv for kv in headers]
+        lines.append("Content-Length: %d" % len(body))
+        self.response = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        self.stopping = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                trickle(conn, self.response)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+
+
+def test_response_head_split_into_tiny_reads(start_proxy):
+    value = "v1, v2; q=0.5 " + "y" * 50
+    up = TrickleUpstream("Quite Fine Thank You", [("X-Split-Response-Header", value), ("X-B", "b")],
+                         b"split body")
+    try:
+        px = start_proxy(lambda port: jgtest.base_config(
+            port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1))
+        with RawConn(px.port) as c:
+            for _ in range(2):  # the second response reuses the pooled upstream connection
+                c.send(b"GET /r HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+                r = c.read_response()
+                assert r.status == 200, r
+                assert r.reason == "Quite Fine Thank You", r
+                assert r.header("x-split-response-header") == value
+                assert r.header("x-b") == "b"
+                assert r.body == b"split body"
+    finally:
+        up.stop()

@@ -123,6 +123,11 @@ struct h2_conn {
 	bool in_recv;          /* inside nghttp2_session_mem_recv */
 	bool fin_sent;
 	const char *calm_reason; /* a flood budget was exceeded: GOAWAY ENHANCE_YOUR_CALM */
+	/* When the open header block (HEADERS without END_HEADERS, then CONTINUATIONs) began; 0 when none.
+	 * A block must end within the header timeout, like an HTTP/1.1 head (408): trickled CONTINUATION
+	 * frames would otherwise each restart the idle timer and hold the connection, which can carry no
+	 * other frame meanwhile. */
+	uint64_t head_block_since_ms;
 	/* flood accounting */
 	unsigned empty_data; /* consecutive empty DATA frames */
 	uint64_t priority_frames;
@@ -228,6 +233,24 @@ static void h2_arm_timer(struct h2_conn *c, uint64_t ms)
 		return;
 	}
 	evtimer_add(&c->timer, &tv);
+}
+
+/* True when an open header block has outlived the header timeout. */
+static bool h2_head_block_expired(const struct h2_conn *c)
+{
+	return c->head_block_since_ms != 0 &&
+	       jg_now_ms() - c->head_block_since_ms >= c->w->cfg->limits.header_timeout_ms;
+}
+
+/* With a header block open, the connection timer fires at the block's deadline when that comes
+ * before the idle timeout (h2_on_timer tells the two apart). */
+static void h2_arm_head_block_deadline(struct h2_conn *c)
+{
+	uint64_t deadline = c->head_block_since_ms + c->w->cfg->limits.header_timeout_ms, now = jg_now_ms();
+	uint64_t left = (deadline > now ? deadline - now : 0) + 1; /* +1: never fire before it */
+
+	if (left < c->w->cfg->limits.idle_timeout_ms)
+		h2_arm_timer(c, left);
 }
 
 /* Serialises pending frames from the event loop rather than from the caller's stack. */
@@ -800,6 +823,13 @@ static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd
 	uint64_t now;
 
 	switch (hd->type) {
+	case NGHTTP2_HEADERS:
+	case NGHTTP2_CONTINUATION:
+		if (hd->flags & NGHTTP2_FLAG_END_HEADERS)
+			c->head_block_since_ms = 0;
+		else if (c->head_block_since_ms == 0)
+			c->head_block_since_ms = jg_now_ms();
+		break;
 	case NGHTTP2_DATA:
 		if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM)) {
 			if (++c->empty_data > H2_MAX_EMPTY_DATA)
@@ -1169,6 +1199,8 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 		}
 		evbuffer_drain(in, (size_t)n);
 	}
+	if (c->state == H2C_OPEN && c->head_block_since_ms != 0)
+		h2_arm_head_block_deadline(c);
 	h2_flush(c);
 }
 
@@ -1203,6 +1235,13 @@ static void h2_on_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case H2C_OPEN:
 	case H2C_DRAINING:
+		if (c->state == H2C_OPEN && c->calm_reason == NULL && h2_head_block_expired(c)) {
+			h2_terminate(c, NGHTTP2_NO_ERROR,
+			             "header block not completed within the header timeout");
+			h2_set_state(c, H2C_DRAINING);
+			h2_arm_timer(c, H2_FLUSH_MS);
+			break;
+		}
 		if (c->calm_reason == NULL && nghttp2_session_want_read(c->session) && c->state == H2C_OPEN) {
 			h2_terminate(c, NGHTTP2_NO_ERROR, "idle timeout");
 			h2_set_state(c, H2C_DRAINING);

@@ -67,6 +67,29 @@ def test_continuation_flood_closes(env):
     still_serves(env)
 
 
+def test_trickled_header_block_is_cut_at_the_header_timeout(env):
+    """HEADERS without END_HEADERS, then one small CONTINUATION a second: each frame restarts the idle
+    timer (2 s), so only the header timeout (2 s from the block's start) can end it; the trickle
+    would last 6 s."""
+    import time
+    with h2util.RawH2(env["port"], timeout=10) as c:
+        # Take the server's SETTINGS (and ACK them) first: no other frame may interrupt the block.
+        c.wait(lambda x: False, timeout=0.3)
+        t0 = time.monotonic()
+        c.send(hf.HeadersFrame(1, data=c.enc.encode(c.request_headers("/trickle"))).serialize())
+        for i in range(6):
+            if c.wait_goaway_or_close(timeout=1.0):
+                break
+            try:
+                c.send(hf.ContinuationFrame(1, data=c.enc.encode([(f"x-t{i}", "a")])).serialize())
+            except OSError:
+                break
+        assert c.wait_goaway_or_close(timeout=5)
+        assert c.goaway is not None and c.goaway[0] == 0
+        assert time.monotonic() - t0 < 4.0, "the header block outlived the header timeout"
+    still_serves(env)
+
+
 def test_too_many_header_fields_is_431(env):
     with h2util.RawH2(env["port"]) as c:
         extra = [(f"x-h{i}", "v") for i in range(80)]  # limit 50

@@ -79,10 +79,9 @@ struct h1_conn {
 	unsigned header_count;
 	int error_status; /* set by a callback to choose the error status (431, 414, 413, 501) */
 	const char *error_text;
-	struct event timer;    /* header or idle timeout */
-	struct event free_ev;  /* deferred free */
-	struct event flush_ev; /* deferred direct write of queued output (bevio.h) */
-	bool flush_pending;
+	struct bevio_timer timer;      /* header or idle timeout */
+	struct event free_ev;          /* deferred free */
+	struct bevio_deferred flush_d; /* queued: a direct write of the output at the end of the batch */
 	bool plain; /* plain socket: output is written directly, EV_WRITE only when the socket is full */
 	struct bevio_reader rd; /* plain socket: reads without the FIONREAD ioctl (bevio.h) */
 	struct worker_conn wc;  /* the worker's list of connections (drain, abort) */
@@ -115,6 +114,12 @@ struct h1_conn {
 	char tail[2];         /* last two bytes of the previously parsed buffer */
 	int status;
 	uint64_t resp_bytes;
+	int64_t resp_length; /* the upstream's Content-Length; -1: none */
+	/* Plain sockets: the final response head, built in the arena and not yet queued. It goes out
+	 * with the body in one sendmsg when the body completes in the same read (h1_up_on_data), else
+	 * is queued before anything else is (h1_queue_head). */
+	const char *pend_head;
+	size_t pend_len;
 	char request_id[40];
 	bool draining;
 	bool is_tls;  /* req->scheme "https" */
@@ -153,11 +158,10 @@ static void h1_set_state(struct h1_conn *c, enum h1_state s)
 
 static void h1_arm_timer(struct h1_conn *c, uint64_t ms)
 {
-	if (ms == 0) {
-		evtimer_del(&c->timer);
-		return;
-	}
-	evtimer_add(&c->timer, bevio_timeout(&c->w->timeouts, ms));
+	if (ms == 0)
+		bevio_timer_clear(&c->timer);
+	else
+		bevio_timer_set(&c->timer, ms);
 }
 
 /* Reading is on in every state (a closing connection drains what the client still sends). */
@@ -169,13 +173,22 @@ static void h1_read_enable(struct h1_conn *c)
 		bufferevent_enable(c->bev, EV_READ);
 }
 
-/* Output was queued: write it once the current callbacks are done (one writev per burst). */
+static void h1_on_flush(struct bevio_deferred *d);
+
+/* Output was queued: write it once the current callbacks are done (one write per burst). */
 static void h1_schedule_flush(struct h1_conn *c)
 {
-	if (c->plain && !c->flush_pending && c->bev != NULL) {
-		c->flush_pending = true;
-		event_active(&c->flush_ev, EV_TIMEOUT, 0);
-	}
+	if (c->plain && c->bev != NULL)
+		bevio_defer(&c->w->defer, &c->flush_d, h1_on_flush);
+}
+
+/* Queues a response head still held back (see pend_head) before any other output. */
+static void h1_queue_head(struct h1_conn *c)
+{
+	if (c->pend_len == 0)
+		return;
+	evbuffer_add(bufferevent_get_output(c->bev), c->pend_head, c->pend_len);
+	c->pend_len = 0;
 }
 
 /* ---- local responses ---- */
@@ -287,6 +300,7 @@ static void h1_log_exchange(struct h1_conn *c)
  * parses any pipelined bytes. */
 static void h1_exchange_done(struct h1_conn *c)
 {
+	h1_queue_head(c); /* before the arena that holds it is reset */
 	if (c->ex != NULL) {
 		upstream_cancel(c->ex); /* no-op when the exchange already ended */
 		c->ex = NULL;
@@ -473,7 +487,13 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	else if (c->req.http_minor == 0)
 		p = h1_put(p, "connection: keep-alive\r\n", 24);
 	p = h1_put(p, "\r\n", 2);
-	evbuffer_add(out, head, (size_t)(p - head));
+	c->resp_length = resp->has_body ? resp->content_length : 0;
+	if (c->plain) {
+		c->pend_head = head;
+		c->pend_len = (size_t)(p - head);
+	} else {
+		evbuffer_add(out, head, (size_t)(p - head));
+	}
 	h1_schedule_flush(c);
 }
 
@@ -484,6 +504,17 @@ static void h1_up_on_data(void *ctx, const char *data, size_t len)
 
 	if (len == 0)
 		return; /* "0\r\n" would end a chunked body */
+	if (c->pend_len > 0 && !c->resp_chunked && c->resp_length >= 0 &&
+	    c->resp_bytes + len == (uint64_t)c->resp_length) {
+		/* The whole body is here: head and body leave together, from where they are. */
+		struct iovec v[2] = {{(void *)c->pend_head, c->pend_len}, {(void *)data, len}};
+
+		c->pend_len = 0;
+		c->resp_bytes += len;
+		bevio_write(c->bev, v, 2);
+		return;
+	}
+	h1_queue_head(c);
 	if (c->resp_chunked) {
 		char line[20];
 
@@ -506,14 +537,23 @@ static void h1_up_on_end(void *ctx)
 {
 	struct h1_conn *c = ctx;
 
-	if (c->resp_chunked)
-		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
 	/* The response is complete: write it now rather than from the deferred flush. */
-	if (c->plain && c->flush_pending) {
-		event_del(&c->flush_ev);
-		c->flush_pending = false;
-		bevio_flush(c->bev);
+	if (c->plain && bevio_deferred_queued(&c->flush_d)) {
+		bevio_defer_cancel(&c->flush_d);
+		if (c->pend_len > 0) { /* no body bytes: the head alone, or with an empty chunked body */
+			struct iovec v[2] = {{(void *)c->pend_head, c->pend_len}, {(void *)"0\r\n\r\n", 5}};
+
+			c->pend_len = 0;
+			bevio_write(c->bev, v, c->resp_chunked ? 2 : 1);
+		} else {
+			if (c->resp_chunked)
+				evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+			bevio_flush(c->bev);
+		}
 	} else {
+		h1_queue_head(c);
+		if (c->resp_chunked)
+			evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
 		h1_schedule_flush(c);
 	}
 	c->resp_done = true;
@@ -1089,7 +1129,7 @@ static void h1_process(struct h1_conn *c)
 			break;
 		if (c->head_parsed && c->state != H1_UPSTREAM) {
 			c->head_parsed = false;
-			evtimer_del(&c->timer);
+			bevio_timer_clear(&c->timer);
 			h1_set_state(c, H1_UPSTREAM);
 			h1_dispatch(c);
 			continue;
@@ -1187,10 +1227,10 @@ static bool h1_sniff_http2(struct h1_conn *c)
 	/* Hand over: this object lets go of the socket without closing it. Its deferred free gives the
 	 * connection count back, so the HTTP/2 side takes one of its own. */
 	c->sniffed = true;
-	evtimer_del(&c->timer);
+	bevio_timer_stop(&c->timer);
 	if (c->plain)
 		bevio_reader_stop(&c->rd);
-	event_del(&c->flush_ev);
+	bevio_defer_cancel(&c->flush_d);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	c->bev = NULL;
 	h1_set_state(c, H1_CLOSING);
@@ -1244,13 +1284,13 @@ static void h1_on_write(struct bufferevent *bev, void *arg)
 	h1_after_write(c);
 }
 
-static void h1_on_flush(evutil_socket_t fd, short what, void *arg)
+static void h1_on_flush(struct bevio_deferred *d)
 {
-	struct h1_conn *c = arg;
+	struct h1_conn *c = container_of(d, struct h1_conn, flush_d);
 
-	c->flush_pending = false;
 	if (c->bev == NULL || c->state == H1_CLOSED)
 		return;
+	h1_queue_head(c);
 	if (bevio_flush(c->bev))
 		h1_after_write(c);
 }
@@ -1273,10 +1313,12 @@ static void h1_on_event(struct bufferevent *bev, short what, void *arg)
 	h1_destroy(c);
 }
 
-static void h1_on_timer(evutil_socket_t fd, short what, void *arg)
+static void h1_on_timer(void *arg)
 {
 	struct h1_conn *c = arg;
 
+	if (c->state == H1_CLOSED)
+		return;
 	if (c->state == H1_HEAD) {
 		/* Slow head (slowloris): 408, then close. */
 		log_info("http1 %s: request head timeout", c->peer_ip);
@@ -1296,7 +1338,7 @@ static void h1_on_free(evutil_socket_t fd, short what, void *arg)
 {
 	struct h1_conn *c = arg;
 
-	evtimer_del(&c->timer);
+	bevio_timer_stop(&c->timer);
 	worker_gen_release(c->w, c->gen);
 	worker_conn_removed(c->w, &c->wc);
 	arena_free(&c->arena);
@@ -1317,8 +1359,8 @@ static void h1_destroy(struct h1_conn *c)
 	if (c->state != H1_CLOSING)
 		h1_set_state(c, H1_CLOSING);
 	h1_set_state(c, H1_CLOSED);
-	event_del(&c->flush_ev);
-	c->flush_pending = false;
+	bevio_timer_stop(&c->timer);
+	bevio_defer_cancel(&c->flush_d);
 	if (c->plain)
 		bevio_reader_stop(&c->rd);
 	bufferevent_free(c->bev);
@@ -1341,6 +1383,7 @@ static void h1_close(struct h1_conn *c)
 		h1_set_state(c, H1_CLOSING);
 		h1_read_enable(c);
 	}
+	h1_queue_head(c);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		h1_arm_timer(c, H1_FLUSH_MS);
@@ -1399,12 +1442,12 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	c->value.buf.max = w->cfg->limits.max_header_bytes;
 	llhttp_init(&c->parser, HTTP_REQUEST, &h1_settings);
 	c->parser.data = c;
-	evtimer_assign(&c->timer, w->base, h1_on_timer, c);
+	bevio_timer_init(&c->timer, w->base, &w->timeouts, h1_on_timer, c);
 	event_assign(&c->free_ev, w->base, -1, 0, h1_on_free, c);
-	event_assign(&c->flush_ev, w->base, -1, 0, h1_on_flush, c);
 	c->plain = bevio_is_plain(c->bev);
 	bufferevent_setcb(c->bev, h1_on_read, h1_on_write, h1_on_event, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, H1_IN_HIGH);
+	if (!c->plain) /* the plain-socket reader keeps the mark itself, without evbuffer callbacks */
+		bufferevent_setwatermark(c->bev, EV_READ, 0, H1_IN_HIGH);
 	c->state = H1_IDLE;
 	c->keepalive = true;
 	c->wc.drain = h1_conn_drain;
@@ -1416,7 +1459,8 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	 * through their own reader (bevio.h). */
 	if (c->plain) {
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-		bevio_reader_init(&c->rd, w->base, c->bev, H1_IN_HIGH, h1_on_read, h1_on_event, c);
+		bevio_reader_init(&c->rd, w->base, &w->timeouts, c->bev, H1_IN_HIGH, h1_on_read, h1_on_event,
+		                  c);
 		bevio_reader_enable(&c->rd, true);
 	} else {
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);

@@ -38,10 +38,15 @@ static int header_list_add(struct arena *arena, struct request_header **headers,
 		*cap = ncap;
 	}
 	h = &(*headers)[*n];
-	h->name = arena_alloc(arena, name_len + 1);
-	h->value = arena_strndup(arena, value, value_len);
-	if (h->name == NULL || h->value == NULL)
+	/* One block for both strings: name\0value\0. */
+	if (name_len + value_len + 2 < name_len)
+		return JG_ERR_LIMIT;
+	h->name = arena_alloc(arena, name_len + value_len + 2);
+	if (h->name == NULL)
 		return JG_ERR_NOMEM;
+	h->value = h->name + name_len + 1;
+	memcpy(h->value, value, value_len);
+	h->value[value_len] = '\0';
 	for (i = 0; i < name_len; i++) {
 		char c = name[i];
 
@@ -78,19 +83,21 @@ int response_header_add(struct response *resp, const char *name, size_t name_len
 
 bool request_header_is_hop_by_hop(const char *name, size_t name_len)
 {
-	static const struct {
-		const char *s;
-		size_t len;
-	} hop[] = {
-	        {"connection", 10}, {"keep-alive", 10},        {"proxy-connection", 16}, {"te", 2},
-	        {"trailer", 7},     {"transfer-encoding", 17}, {"upgrade", 7},
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (name_len == hop[i].len && memcmp(name, hop[i].s, name_len) == 0)
-			return true;
-	return false;
+	/* By length first: most header names have none of these lengths. */
+	switch (name_len) {
+	case 2:
+		return memcmp(name, "te", 2) == 0;
+	case 7:
+		return memcmp(name, "trailer", 7) == 0 || memcmp(name, "upgrade", 7) == 0;
+	case 10:
+		return memcmp(name, "connection", 10) == 0 || memcmp(name, "keep-alive", 10) == 0;
+	case 16:
+		return memcmp(name, "proxy-connection", 16) == 0;
+	case 17:
+		return memcmp(name, "transfer-encoding", 17) == 0;
+	default:
+		return false;
+	}
 }
 
 bool request_header_listed_in_connection(const struct request_header *headers, size_t n, const char *name,

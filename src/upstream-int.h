@@ -70,12 +70,17 @@ struct upstream_worker {
 	size_t n_pools;
 	struct evdns_base *dns;
 	uint64_t rng;
-	struct bevio_timeouts timeouts; /* common-timeout queues (request timeouts) */
+	struct bevio_timeouts timeouts;    /* common-timeout queues (request timeouts) */
+	struct bevio_defer_queue defer;    /* finished exchanges on their way to free_ex */
+	struct upstream_exchange *free_ex; /* finished exchanges kept for reuse (their timer stays armed) */
+	size_t n_free_ex;
 };
 
 /* One exchange, whatever the upstream protocol. The HTTP/1.1 fields are used by upstream.c only;
  * an HTTP/2 exchange keeps its stream state in `h2` (owned by its connection). */
 struct upstream_exchange {
+	/* Kept when the object is reused from upstream_worker.free_ex; everything after it is zeroed. */
+	struct bevio_timer timer; /* request timeout (and grpc-timeout) */
 	struct upstream_worker *uw;
 	struct upstream_pool *pool;
 	struct upstream_conn *conn; /* HTTP/1.1 */
@@ -88,9 +93,8 @@ struct upstream_exchange {
 	struct response resp;
 	size_t head_bytes;
 	struct upstream_exchange *next_pending;
-	struct event timer;   /* request timeout (and grpc-timeout) */
-	struct event done_ev; /* deferred free */
-	uint64_t tried;       /* bitmap of endpoints tried (first 64) */
+	struct bevio_deferred done; /* deferred free (or return to free_ex) */
+	uint64_t tried;             /* bitmap of endpoints tried (first 64) */
 	int tries;
 	bool has_body, chunked_body, body_started, body_done;
 	bool is_head;

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -193,6 +194,7 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 	uw->base = base;
 	uw->cfg = cfg;
 	bevio_timeouts_init(&uw->timeouts, base);
+	bevio_defer_init(&uw->defer, base);
 	jg_rng_seed(&uw->rng, (uint64_t)(uintptr_t)uw);
 	uw->n_pools = cfg->n_backends;
 	uw->pools = jg_xcalloc(cfg->n_backends, sizeof(*uw->pools));
@@ -257,6 +259,8 @@ void upstream_worker_close_idle(struct upstream_worker *uw)
 	}
 }
 
+static void exchange_on_done(struct bevio_deferred *d);
+
 void upstream_worker_free(struct upstream_worker *uw)
 {
 	size_t i, j;
@@ -277,6 +281,20 @@ void upstream_worker_free(struct upstream_worker *uw)
 		if (pool->has_fqdn && uw->dns != NULL)
 			evtimer_del(&pool->resolve_ev);
 		free(pool->eps);
+	}
+	while (uw->defer.head != NULL) { /* finished exchanges not yet recycled */
+		struct bevio_deferred *d = uw->defer.head;
+
+		bevio_defer_cancel(d);
+		exchange_on_done(d);
+	}
+	bevio_defer_close(&uw->defer);
+	while (uw->free_ex != NULL) {
+		struct upstream_exchange *ex = uw->free_ex;
+
+		uw->free_ex = ex->next_pending;
+		bevio_timer_stop(&ex->timer);
+		free(ex);
 	}
 	if (uw->dns != NULL)
 		evdns_base_free(uw->dns, 1);
@@ -338,12 +356,45 @@ void upstream_endpoint_on_success(struct upstream_endpoint *ep)
 
 /* ---- exchange lifecycle ---- */
 
-static void exchange_on_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct upstream_exchange *ex = arg;
+static void exchange_on_timeout(void *arg);
 
-	evtimer_del(&ex->timer);
+#define UPSTREAM_FREE_EX_MAX 256 /* finished exchanges a worker keeps for reuse */
+
+static void exchange_on_done(struct bevio_deferred *d)
+{
+	struct upstream_exchange *ex = container_of(d, struct upstream_exchange, done);
+	struct upstream_worker *uw = ex->uw;
+
+	bevio_timer_clear(&ex->timer);
+	if (uw->n_free_ex < UPSTREAM_FREE_EX_MAX) {
+		ex->next_pending = uw->free_ex;
+		uw->free_ex = ex;
+		uw->n_free_ex++;
+		return;
+	}
+	bevio_timer_stop(&ex->timer);
 	free(ex);
+}
+
+/* A zeroed exchange: a kept one (its timer event possibly still pending, harmlessly: it is off) or a
+ * new one. */
+static struct upstream_exchange *exchange_alloc(struct upstream_worker *uw)
+{
+	struct upstream_exchange *ex = uw->free_ex;
+	const size_t keep = offsetof(struct upstream_exchange, uw);
+
+	if (ex != NULL) {
+		uw->free_ex = ex->next_pending;
+		uw->n_free_ex--;
+		memset((char *)ex + keep, 0, sizeof(*ex) - keep);
+		return ex;
+	}
+	ex = malloc(sizeof(*ex)); /* malloc + memset: calloc would bypass glibc's per-thread cache */
+	if (ex == NULL)
+		return NULL;
+	memset(ex, 0, sizeof(*ex));
+	bevio_timer_init(&ex->timer, uw->base, &uw->timeouts, exchange_on_timeout, ex);
+	return ex;
 }
 
 /* Ends the exchange: no more callbacks; memory freed from a deferred event so that callers up the
@@ -353,10 +404,10 @@ void upstream_exchange_finish(struct upstream_exchange *ex)
 	if (ex->finished)
 		return;
 	ex->finished = true;
-	evtimer_del(&ex->timer);
+	bevio_timer_clear(&ex->timer);
 	if (ex->ep != NULL && ex->ep->active > 0)
 		ex->ep->active--;
-	event_active(&ex->done_ev, EV_TIMEOUT, 0);
+	bevio_defer(&ex->uw->defer, &ex->done, exchange_on_done);
 }
 
 void upstream_pool_remove_pending(struct upstream_pool *pool, struct upstream_exchange *ex)
@@ -417,11 +468,13 @@ void upstream_exchange_fail(struct upstream_exchange *ex, enum upstream_error er
 	ex->sink->on_error(ex->ctx, err, ex->head_delivered);
 }
 
-static void exchange_on_timeout(evutil_socket_t fd, short what, void *arg)
+static void exchange_on_timeout(void *arg)
 {
 	struct upstream_exchange *ex = arg;
 	struct upstream_conn *c = ex->conn;
 
+	if (ex->finished)
+		return;
 	if (ex->is_h2) {
 		upstream_h2_on_timeout(ex);
 		return;
@@ -524,15 +577,19 @@ static void exchange_send_head(struct upstream_exchange *ex)
 
 	llhttp_init(&c->parser, HTTP_RESPONSE, &upstream_parser_settings);
 	c->parser.data = c;
-	evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
 	if (c->plain) {
-		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 		upconn_read_enable(c, true);
-		if (ex->has_body)
-			upconn_schedule_flush(c); /* the body follows: one write for head and first bytes */
-		else
-			bevio_flush(c->bev);
+		if (ex->has_body) {
+			/* The body follows: one write for head and first bytes. */
+			evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
+			upconn_schedule_flush(c);
+		} else {
+			struct iovec v = {ex->head, ex->head_len};
+
+			bevio_write(c->bev, &v, 1);
+		}
 	} else {
+		evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	}
 	ex->sink->on_ready(ex->ctx);
@@ -549,15 +606,21 @@ static void exchange_attach(struct upstream_exchange *ex, struct upstream_conn *
 		ex->ep = c->ep;
 		c->ep->active++;
 	}
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, UPSTREAM_IN_HIGH);
-	if (c->plain && !c->rd_ready) {
-		bevio_reader_init(&c->rd, c->pool->uw->base, c->bev, UPSTREAM_IN_HIGH, upconn_on_read,
-		                  upconn_on_event, c);
+	if (!c->plain) {
+		bufferevent_set_timeouts(c->bev, NULL, NULL); /* the idle bound of upconn_release */
+		bufferevent_setwatermark(c->bev, EV_READ, 0, UPSTREAM_IN_HIGH);
+	} else if (!c->rd_ready) {
+		/* First exchange after the connect: from now on the socket is read by the reader (which
+		 * keeps the high mark itself) and written directly; the bufferevent's connect timeouts and
+		 * events are off for good, except EV_WRITE while a write waits (bevio_flush). */
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		bevio_reader_init(&c->rd, c->pool->uw->base, &c->pool->uw->timeouts, c->bev, UPSTREAM_IN_HIGH,
+		                  upconn_on_read, upconn_on_event, c);
 		c->rd_ready = true;
 	}
 	if (c->rd_ready)
-		bevio_reader_set_timeout(&c->rd, NULL);
+		bevio_reader_set_timeout(&c->rd, 0);
 	exchange_send_head(ex);
 }
 
@@ -669,8 +732,7 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 	tv.tv_sec = (time_t)(c->pool->be->idle_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000;
 	if (c->rd_ready) {
-		bevio_reader_set_timeout(&c->rd,
-		                         bevio_timeout(&c->pool->uw->timeouts, c->pool->be->idle_timeout_ms));
+		bevio_reader_set_timeout(&c->rd, c->pool->be->idle_timeout_ms);
 		upconn_read_enable(c, true);
 	} else {
 		bufferevent_set_timeouts(c->bev, &tv, NULL);
@@ -1092,7 +1154,7 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 	struct upstream_pool *pool = &uw->pools[ref->backend->index];
 
 	upstream_parser_settings_init();
-	ex = calloc(1, sizeof(*ex));
+	ex = exchange_alloc(uw);
 	if (ex == NULL)
 		return JG_ERR_NOMEM;
 	ex->uw = uw;
@@ -1105,8 +1167,6 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 	ex->body_done = !has_body;
 	ex->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	ex->content_length = has_body ? content_length : 0;
-	evtimer_assign(&ex->timer, uw->base, exchange_on_timeout, ex);
-	event_assign(&ex->done_ev, uw->base, -1, 0, exchange_on_done, ex);
 	if (pool->be->protocol != CONFIG_PROTO_HTTP) {
 		int rc;
 
@@ -1115,16 +1175,16 @@ int upstream_start(struct upstream_worker *uw, const struct config_backend_ref *
 		rc = upstream_h2_start(ex, extra_head, extra_len);
 		if (rc < 0) {
 			*out = NULL;
-			exchange_on_done(-1, 0, ex);
+			exchange_on_done(&ex->done);
 		}
 		return rc;
 	}
 	if (exchange_build_head(ex, extra_head, extra_len, content_length) < 0) {
-		exchange_on_done(-1, 0, ex);
+		exchange_on_done(&ex->done);
 		return JG_ERR_NOMEM;
 	}
 	if (pool->be->request_timeout_ms > 0)
-		evtimer_add(&ex->timer, bevio_timeout(&uw->timeouts, pool->be->request_timeout_ms));
+		bevio_timer_set(&ex->timer, pool->be->request_timeout_ms);
 	*out = ex;
 	if (exchange_connect(ex) < 0)
 		upstream_exchange_fail(ex, UPSTREAM_ERR_CONNECT);

@@ -1233,11 +1233,8 @@ int upstream_h2_start(struct upstream_exchange *ex, const char *extra_head, size
 	if (gt != NULL && h2_parse_grpc_timeout(gt->value, gt->value_len, &grpc_ms) == 0 &&
 	    (ms == 0 || grpc_ms < ms))
 		ms = grpc_ms;
-	if (ms > 0) {
-		struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-
-		evtimer_add(&ex->timer, &tv);
-	}
+	if (ms > 0)
+		bevio_timer_set_odd(&ex->timer, ms); /* a grpc-timeout is any duration */
 	return h2_dispatch(ex, false);
 }
 

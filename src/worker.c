@@ -320,6 +320,7 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	if (w->base == NULL)
 		return JG_ERR_NOMEM;
 	bevio_timeouts_init(&w->timeouts, w->base);
+	bevio_defer_init(&w->defer, w->base);
 	w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->notify_fd == -1)
 		return -errno;
@@ -395,6 +396,7 @@ void worker_free(struct worker *w)
 		worker_gen_free(w->gen); /* the loop is over: nothing else can hold it */
 	if (w->base != NULL) {
 		event_del(&w->notify_ev);
+		bevio_defer_close(&w->defer);
 		event_base_free(w->base);
 	}
 	if (w->notify_fd > 0)

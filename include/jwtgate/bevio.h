@@ -16,6 +16,7 @@
 #include <event2/event_struct.h>
 #include <stdint.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 
 /* True for a plain socket bufferevent (not TLS): direct writes are allowed. */
 bool bevio_is_plain(struct bufferevent *bev);
@@ -25,35 +26,12 @@ bool bevio_is_plain(struct bufferevent *bev);
  * when the output is empty afterwards. */
 bool bevio_flush(struct bufferevent *bev);
 
-/* Reading a plain socket without bufferevent's FIONREAD ioctl before every read.
- *
- * bufferevent_socket asks the kernel how many bytes wait (one ioctl) before each readv; on a proxy
- * that is one syscall in three. For plain sockets the codecs leave the bufferevent's EV_READ off and
- * use this reader instead: its own persistent event on the fd, readv into the bufferevent's input,
- * then the same read and event callbacks the bufferevent would call (BEV_EVENT_EOF, _ERROR,
- * _TIMEOUT, with BEV_EVENT_READING). The callbacks may free the owner (and this reader with it). */
-struct bevio_reader {
-	struct event ev;
-	struct bufferevent *bev;
-	size_t high; /* no read while the input holds this much; bevio_reader_poke() resumes */
-	bool enabled;
-	bool has_timeout;
-	struct timeval timeout; /* idle bound: BEV_EVENT_TIMEOUT when nothing arrives for this long */
-	bufferevent_data_cb on_read;
-	bufferevent_event_cb on_event;
-	void *arg;
-};
-
-void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bufferevent *bev, size_t high,
-                       bufferevent_data_cb on_read, bufferevent_event_cb on_event, void *arg);
-/* Starts or stops reading (the timeout, if any, restarts with it). */
-void bevio_reader_enable(struct bevio_reader *r, bool on);
-/* NULL: no timeout. Takes effect at once when reading is enabled. */
-void bevio_reader_set_timeout(struct bevio_reader *r, const struct timeval *tv);
-/* The owner consumed input: resume reading if it had stopped at the high mark. */
-void bevio_reader_poke(struct bevio_reader *r);
-/* Before the bufferevent is freed. */
-void bevio_reader_stop(struct bevio_reader *r);
+/* Writes the n pieces now, straight from the caller's memory (one send or sendmsg), when nothing is
+ * queued before them; what the socket does not take is copied into the output and left to libevent
+ * (EV_WRITE), as in bevio_flush. With output already queued, the pieces are appended and flushed.
+ * Saves the copy into the output buffer, its allocation and its callbacks for the usual small
+ * message. Returns true when the output is empty afterwards. Plain sockets only. */
+bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n);
 
 /* libevent "common timeouts": timers of a few fixed durations (idle, header, request timeouts) kept in
  * per-duration queues instead of the heap, so arming one per request is O(1). One cache per
@@ -73,5 +51,94 @@ struct bevio_timeouts {
 void bevio_timeouts_init(struct bevio_timeouts *t, struct event_base *base);
 /* The timeval to pass to event_add for a duration of ms milliseconds. */
 const struct timeval *bevio_timeout(struct bevio_timeouts *t, uint64_t ms);
+
+/* Work deferred to the end of the current batch of events, for many objects through one event.
+ * event_active() on a per-object event costs a queue insertion and a dispatch per object and request
+ * (a connection's "flush what was queued", an exchange's "recycle me once nobody up the stack looks
+ * at me"); here each object links itself into the queue and one event runs them all. Items queued
+ * while the queue runs are run by the next activation. */
+struct bevio_deferred {
+	struct bevio_deferred *next, **pprev; /* pprev NULL: not queued */
+	void (*fn)(struct bevio_deferred *d);
+};
+
+struct bevio_defer_queue {
+	struct event ev;
+	struct bevio_deferred *head;
+};
+
+void bevio_defer_init(struct bevio_defer_queue *q, struct event_base *base);
+/* Before the base is freed. Items still queued are not run. */
+void bevio_defer_close(struct bevio_defer_queue *q);
+/* Queues d (no-op when it is queued already); fn(d) runs from the loop, once. */
+void bevio_defer(struct bevio_defer_queue *q, struct bevio_deferred *d, void (*fn)(struct bevio_deferred *d));
+/* Takes d out of its queue if it is in one (before its owner is freed). */
+void bevio_defer_cancel(struct bevio_deferred *d);
+static inline bool bevio_deferred_queued(const struct bevio_deferred *d)
+{
+	return d->pprev != NULL;
+}
+
+/* Lazy deadline timers. A connection moves its deadline on every request (header timeout, idle
+ * timeout, request timeout); re-arming a libevent timer each time costs an event_add/event_del pair
+ * per move. A bevio_timer only records the new deadline (one coarse monotonic clock read) and leaves
+ * its event where it is while that fires no later than the deadline; when the event fires early it
+ * re-arms for what is left. So an event is added about once per timeout period, not per request.
+ * Deadlines are kept to the coarse clock's resolution (a few milliseconds). */
+struct bevio_timer {
+	struct event ev;
+	struct bevio_timeouts *timeouts;
+	uint64_t deadline; /* coarse monotonic ms; 0: off */
+	uint64_t due;      /* when ev fires (ms); 0: ev not pending */
+	void (*cb)(void *arg);
+	void *arg;
+};
+
+/* Monotonic milliseconds from the coarse (tick) clock: a vDSO read, no system call. */
+uint64_t bevio_now_ms(void);
+void bevio_timer_init(struct bevio_timer *t, struct event_base *base, struct bevio_timeouts *timeouts,
+                      void (*cb)(void *arg), void *arg);
+/* cb runs once, ms milliseconds from now, unless the timer is set again or cleared first. */
+void bevio_timer_set(struct bevio_timer *t, uint64_t ms);
+/* The same for a duration that is not one of a few configured ones (a grpc-timeout): the event goes
+ * to the timer heap, not to a common-timeout queue. */
+void bevio_timer_set_odd(struct bevio_timer *t, uint64_t ms);
+/* Off. The event may stay pending; when it fires it finds nothing due. */
+void bevio_timer_clear(struct bevio_timer *t);
+/* Off for good: the event is removed (before the owner is freed). */
+void bevio_timer_stop(struct bevio_timer *t);
+
+/* Reading a plain socket without bufferevent's FIONREAD ioctl before every read.
+ *
+ * bufferevent_socket asks the kernel how many bytes wait (one ioctl) before each readv; on a proxy
+ * that is one syscall in three. For plain sockets the codecs leave the bufferevent's EV_READ off and
+ * use this reader instead: its own persistent event on the fd, recv into the bufferevent's input,
+ * then the same read and event callbacks the bufferevent would call (BEV_EVENT_EOF, _ERROR,
+ * _TIMEOUT, with BEV_EVENT_READING). The callbacks may free the owner (and this reader with it). */
+struct bevio_reader {
+	struct event ev;
+	struct bufferevent *bev;
+	size_t high; /* no read while the input holds this much; bevio_reader_poke() resumes */
+	bool enabled;
+	bool large;              /* the last read was large: read into reserved input space directly */
+	uint64_t idle_ms;        /* idle bound: BEV_EVENT_TIMEOUT when nothing arrives for this long */
+	struct bevio_timer idle; /* lazy: moved on every read without touching libevent */
+	bufferevent_data_cb on_read;
+	bufferevent_event_cb on_event;
+	void *arg;
+};
+
+void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bevio_timeouts *timeouts,
+                       struct bufferevent *bev, size_t high, bufferevent_data_cb on_read,
+                       bufferevent_event_cb on_event, void *arg);
+/* Starts or stops reading (the timeout, if any, restarts with it). */
+void bevio_reader_enable(struct bevio_reader *r, bool on);
+/* 0: no timeout. Takes effect at once when reading is enabled. ms should be a configured duration
+ * (it uses a common-timeout queue). */
+void bevio_reader_set_timeout(struct bevio_reader *r, uint64_t ms);
+/* The owner consumed input: resume reading if it had stopped at the high mark. */
+void bevio_reader_poke(struct bevio_reader *r);
+/* Before the bufferevent is freed. */
+void bevio_reader_stop(struct bevio_reader *r);
 
 #endif

@@ -78,6 +78,7 @@ struct worker {
 	struct ssl_ctx_st **tls_ctx;    /* per config listener; NULL for a plaintext one */
 	uint64_t rng;                   /* xorshift state for load balancing and request ids */
 	struct bevio_timeouts timeouts; /* common-timeout queues of this worker's base */
+	struct bevio_defer_queue defer; /* end-of-batch work of its connections (bevio.h) */
 	FILE *access_log;
 	enum config_log_format access_log_format;
 };

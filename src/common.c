@@ -182,3 +182,28 @@ size_t jg_chunk_line(char *out, uint64_t len)
 	out[n++] = '\n';
 	return n;
 }
+
+void jg_lower_copy(char *dst, const char *src, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, low7, ge_a, gt_z, upper;
+
+		memcpy(&x, src + i, 8);
+		/* Per byte, without carries between bytes (each 7-bit value plus at most 0x3f stays below
+		 * 0x100): bit 7 of low7 + 0x3f says >= 'A', of low7 + 0x25 says > 'Z'; bytes >= 0x80 are
+		 * left alone. */
+		low7 = x & 0x7f7f7f7f7f7f7f7fULL;
+		ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL;
+		gt_z = low7 + 0x2525252525252525ULL;
+		upper = (ge_a ^ gt_z) & ~x & 0x8080808080808080ULL;
+		x |= upper >> 2; /* 0x80 >> 2 == 0x20, the case bit */
+		memcpy(dst + i, &x, 8);
+	}
+	for (; i < n; i++) {
+		char c = src[i];
+
+		dst[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+}

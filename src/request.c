@@ -20,7 +20,6 @@ static int header_list_add(struct arena *arena, struct request_header **headers,
                            const char *name, size_t name_len, const char *value, size_t value_len)
 {
 	struct request_header *h;
-	size_t i;
 
 	if (*n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 32;
@@ -47,11 +46,7 @@ static int header_list_add(struct arena *arena, struct request_header **headers,
 	h->value = h->name + name_len + 1;
 	memcpy(h->value, value, value_len);
 	h->value[value_len] = '\0';
-	for (i = 0; i < name_len; i++) {
-		char c = name[i];
-
-		h->name[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-	}
+	jg_lower_copy(h->name, name, name_len);
 	h->name[name_len] = '\0';
 	h->name_len = name_len;
 	h->value_len = value_len;
@@ -165,6 +160,15 @@ size_t request_header_remove(struct request *req, const char *name, size_t name_
 
 /* Host from authority: lower-cased, without ":port"; IPv6 literals keep their brackets. Rejects
  * authorities with userinfo, whitespace or control bytes (RFC 9110 section 7.2, 4.2.4). */
+/* Bytes refused in an authority: controls, space, non-ASCII, userinfo and path delimiters, and
+ * what RFC 3986 section 3.2.2 does not allow in uri-host anyway ('"' would also break the quoted
+ * realm of WWW-Authenticate). */
+static const bool host_byte_bad[256] = {
+        [0 ... 0x20] = true, [0x7f ... 0xff] = true, ['@'] = true, ['/'] = true, ['\\'] = true,
+        ['"'] = true,        ['<'] = true,           ['>'] = true, ['{'] = true, ['}'] = true,
+        ['|'] = true,        ['^'] = true,           ['`'] = true,
+};
+
 static int request_set_host(struct request *req)
 {
 	const char *a = req->authority;
@@ -175,15 +179,9 @@ static int request_set_host(struct request *req)
 		req->host_len = 0;
 		return req->host ? 0 : JG_ERR_NOMEM;
 	}
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)a[i];
-
-		/* '"' would break the quoted realm of WWW-Authenticate; none of these is valid in
-		 * uri-host (RFC 3986 section 3.2.2) anyway. */
-		if (c <= 0x20 || c >= 0x7f || c == '@' || c == '/' || c == '\\' || c == '"' || c == '<' ||
-		    c == '>' || c == '{' || c == '}' || c == '|' || c == '^' || c == '`')
+	for (i = 0; i < len; i++)
+		if (host_byte_bad[(unsigned char)a[i]])
 			return JG_ERR_INVAL;
-	}
 	if (a[0] == '[') {
 		const char *close = memchr(a, ']', len);
 
@@ -209,11 +207,7 @@ static int request_set_host(struct request *req)
 	req->host = arena_alloc(req->arena, end + 1);
 	if (req->host == NULL)
 		return JG_ERR_NOMEM;
-	for (i = 0; i < end; i++) {
-		char c = a[i];
-
-		req->host[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-	}
+	jg_lower_copy(req->host, a, end);
 	req->host[end] = '\0';
 	req->host_len = end;
 	return 0;

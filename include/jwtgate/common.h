@@ -34,6 +34,9 @@ void *jg_xrealloc(void *p, size_t size);
 char *jg_xstrdup(const char *s);
 char *jg_xstrndup(const char *s, size_t n);
 
+/* Copies n bytes, ASCII letters lower-cased, eight at a time. */
+void jg_lower_copy(char *dst, const char *src, size_t n);
+
 /* Monotonic and wall clocks in milliseconds / seconds. */
 uint64_t jg_now_ms(void);
 int64_t jg_wall_time(void);

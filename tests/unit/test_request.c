@@ -177,6 +177,59 @@ static void test_bad_authorities_refused(void **state)
 	assert_int_equal(finish(req, "ok", ""), JG_ERR_INVAL);
 }
 
+/* The byte table against the rule it encodes, for every byte in the middle of a host name. */
+static void test_every_authority_byte(void **state)
+{
+	struct request *req = &((struct t_req *)*state)->req;
+	unsigned c;
+
+	for (c = 0; c < 256; c++) {
+		char auth[8] = {'a', (char)c, 'b', '\0'};
+		bool bad = c <= 0x20 || c >= 0x7f || c == '@' || c == '/' || c == '\\' || c == '"' ||
+		           c == '<' || c == '>' || c == '{' || c == '}' || c == '|' || c == '^' || c == '`';
+		int rc;
+
+		req->authority = auth;
+		req->authority_len = 3;
+		req->target = "/";
+		req->target_len = 1;
+		rc = request_finish_head(req);
+		if (c == ':' || c == '[' || c == ']' || c == '.')
+			continue; /* port separator and IPv6 brackets: their own rules */
+		assert_int_equal(rc, bad ? JG_ERR_INVAL : 0);
+	}
+}
+
+/* jg_lower_copy against the one-byte rule: every byte value at every position of an 8-byte block
+ * and of the tail, for lengths 0 to 19, between bytes that are upper-case letters and bytes >= 0x80
+ * (so a carry or borrow between bytes would show). */
+static void test_lower_copy_every_byte(void **state)
+{
+	static const unsigned char fill[] = {'Z', 0x80, 'A', 0xff, '@', '[', 'a', 0xc1};
+	char src[24], dst[24], want[24];
+	size_t n, pos, f, i;
+	unsigned c;
+
+	(void)state;
+	for (n = 0; n < 20; n++)
+		for (pos = 0; pos < n; pos++)
+			for (f = 0; f < sizeof(fill); f++)
+				for (c = 0; c < 256; c++) {
+					for (i = 0; i < n; i++)
+						src[i] = (char)fill[(f + i) % sizeof(fill)];
+					src[pos] = (char)c;
+					for (i = 0; i < n; i++) {
+						unsigned char b = (unsigned char)src[i];
+
+						want[i] = (char)(b >= 'A' && b <= 'Z' ? b + 32 : b);
+					}
+					memset(dst, 0x55, sizeof(dst));
+					jg_lower_copy(dst, src, n);
+					assert_memory_equal(dst, want, n);
+					assert_int_equal((unsigned char)dst[n], 0x55); /* nothing past n */
+				}
+}
+
 static void test_query_params(void **state)
 {
 	struct request *req = &((struct t_req *)*state)->req;
@@ -218,6 +271,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_connection_listed, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_host_and_target, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_bad_authorities_refused, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_every_authority_byte, setup, teardown),
+	        cmocka_unit_test(test_lower_copy_every_byte),
 	        cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_response_headers, setup, teardown),
 	};

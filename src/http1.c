@@ -106,6 +106,7 @@ struct h1_conn {
 	bool resp_until_close; /* body ends with the connection */
 	bool resp_done;
 	bool resp_paused; /* we asked upstream to stop (client output full) */
+	bool out_gated;   /* pipelined requests wait: the client is not reading our responses */
 	bool in_parse;
 	bool fin_sent;        /* closing: our FIN is out, lingering */
 	bool value_started;   /* a span of the current header value was seen */
@@ -1085,9 +1086,18 @@ static void h1_settings_init(void)
 /* ---- input processing ---- */
 
 /* May the parser consume more bytes now? */
+/* A client that pipelines requests but does not read the responses would make us buffer every
+ * response: the next request is only started once the output is below H1_OUT_HIGH. */
+static bool h1_output_full(const struct h1_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) > H1_OUT_HIGH;
+}
+
 static bool h1_can_parse(const struct h1_conn *c)
 {
-	if (c->state == H1_IDLE || c->state == H1_HEAD)
+	if (c->state == H1_IDLE)
+		return !c->head_parsed && !h1_output_full(c);
+	if (c->state == H1_HEAD)
 		return !c->head_parsed;
 	if (c->state != H1_UPSTREAM || c->req_done)
 		return false;
@@ -1195,6 +1205,11 @@ static void h1_process(struct h1_conn *c)
 		return;
 	}
 	c->in_parse = false;
+	if (c->state == H1_IDLE && !c->out_gated && evbuffer_get_length(in) > 0 && h1_output_full(c)) {
+		/* Resumed by h1_after_write once the client has read down to the low mark. */
+		c->out_gated = true;
+		bufferevent_setwatermark(c->bev, EV_WRITE, H1_OUT_LOW, 0);
+	}
 	if (c->plain)
 		bevio_reader_poke(&c->rd); /* input was consumed: read again if it had stopped at the mark */
 	/* A local answer whose request body is still arriving: keep reading to drop it. */
@@ -1271,6 +1286,11 @@ static void h1_after_write(struct h1_conn *c)
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		if (c->ex != NULL)
 			upstream_pause_response(c->ex, false);
+	}
+	if (c->out_gated && !c->in_parse && evbuffer_get_length(out) <= H1_OUT_LOW) {
+		c->out_gated = false;
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		h1_process(c);
 	}
 }
 

@@ -183,27 +183,39 @@ size_t jg_chunk_line(char *out, uint64_t len)
 	return n;
 }
 
+/* Eight bytes at once, without carries between bytes (each 7-bit value plus at most 0x3f stays
+ * below 0x100): bit 7 of low7 + 0x3f says >= 'A', of low7 + 0x25 says > 'Z'; bytes >= 0x80 are left
+ * alone. */
+static inline uint64_t jg_lower8(uint64_t x)
+{
+	uint64_t low7 = x & 0x7f7f7f7f7f7f7f7fULL;
+	uint64_t upper = ((low7 + 0x3f3f3f3f3f3f3f3fULL) ^ (low7 + 0x2525252525252525ULL)) & ~x &
+	                 0x8080808080808080ULL;
+
+	return x | upper >> 2; /* 0x80 >> 2 == 0x20, the case bit */
+}
+
 void jg_lower_copy(char *dst, const char *src, size_t n)
 {
-	size_t i = 0;
+	uint64_t x;
+	size_t i;
 
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, low7, ge_a, gt_z, upper;
+	if (n < 8) {
+		for (i = 0; i < n; i++) {
+			char c = src[i];
 
+			dst[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+		}
+		return;
+	}
+	for (i = 0; i + 8 <= n; i += 8) {
 		memcpy(&x, src + i, 8);
-		/* Per byte, without carries between bytes (each 7-bit value plus at most 0x3f stays below
-		 * 0x100): bit 7 of low7 + 0x3f says >= 'A', of low7 + 0x25 says > 'Z'; bytes >= 0x80 are
-		 * left alone. */
-		low7 = x & 0x7f7f7f7f7f7f7f7fULL;
-		ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL;
-		gt_z = low7 + 0x2525252525252525ULL;
-		upper = (ge_a ^ gt_z) & ~x & 0x8080808080808080ULL;
-		x |= upper >> 2; /* 0x80 >> 2 == 0x20, the case bit */
+		x = jg_lower8(x);
 		memcpy(dst + i, &x, 8);
 	}
-	for (; i < n; i++) {
-		char c = src[i];
-
-		dst[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	if (i < n) { /* the last eight bytes again, overlapping what is done (same result there) */
+		memcpy(&x, src + n - 8, 8);
+		x = jg_lower8(x);
+		memcpy(dst + n - 8, &x, 8);
 	}
 }

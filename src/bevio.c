@@ -112,11 +112,16 @@ static void bevio_reader_arm(struct bevio_reader *r)
 	if (!r->enabled)
 		return;
 	if (r->high > 0 && evbuffer_get_length(bufferevent_get_input(r->bev)) >= r->high) {
-		event_del(&r->ev); /* the owner drains, then pokes */
+		/* The owner drains, then pokes. No idle bound while we are the ones not reading. */
+		event_del(&r->ev);
+		bevio_timer_clear(&r->idle);
 		return;
 	}
-	if (!event_pending(&r->ev, EV_READ, NULL))
+	if (!event_pending(&r->ev, EV_READ, NULL)) {
 		event_add(&r->ev, NULL);
+		if (r->idle_ms > 0)
+			bevio_timer_set(&r->idle, r->idle_ms);
+	}
 }
 
 static void bevio_reader_on_idle(void *arg)
@@ -189,6 +194,7 @@ static void bevio_on_readable(evutil_socket_t fd, short what, void *arg)
 	if (r->high > 0) {
 		if (len >= r->high) {
 			event_del(&r->ev);
+			bevio_timer_clear(&r->idle);
 			return;
 		}
 		if (r->high - len < want)
@@ -232,8 +238,6 @@ void bevio_reader_enable(struct bevio_reader *r, bool on)
 	r->enabled = on;
 	if (on) {
 		bevio_reader_arm(r);
-		if (r->idle_ms > 0)
-			bevio_timer_set(&r->idle, r->idle_ms);
 	} else {
 		event_del(&r->ev);
 		bevio_timer_clear(&r->idle);
@@ -245,7 +249,7 @@ void bevio_reader_set_timeout(struct bevio_reader *r, uint64_t ms)
 	r->idle_ms = ms;
 	if (ms == 0)
 		bevio_timer_clear(&r->idle);
-	else if (r->enabled)
+	else if (r->enabled && event_pending(&r->ev, EV_READ, NULL))
 		bevio_timer_set(&r->idle, ms);
 }
 

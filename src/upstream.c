@@ -358,7 +358,19 @@ void upstream_endpoint_on_success(struct upstream_endpoint *ep)
 
 static void exchange_on_timeout(void *arg);
 
-#define UPSTREAM_FREE_EX_MAX 256 /* finished exchanges a worker keeps for reuse */
+/* Finished exchanges a worker keeps for reuse. None under AddressSanitizer: there every exchange is
+ * freed at its end, so that a use after the end is reported instead of landing in a reused one. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UPSTREAM_FREE_EX_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UPSTREAM_FREE_EX_MAX 0
+#endif
+#endif
+#ifndef UPSTREAM_FREE_EX_MAX
+#define UPSTREAM_FREE_EX_MAX 256
+#endif
+static const size_t upstream_free_ex_max = UPSTREAM_FREE_EX_MAX;
 
 static void exchange_on_done(struct bevio_deferred *d)
 {
@@ -366,7 +378,7 @@ static void exchange_on_done(struct bevio_deferred *d)
 	struct upstream_worker *uw = ex->uw;
 
 	bevio_timer_clear(&ex->timer);
-	if (uw->n_free_ex < UPSTREAM_FREE_EX_MAX) {
+	if (uw->n_free_ex < upstream_free_ex_max) {
 		ex->next_pending = uw->free_ex;
 		uw->free_ex = ex;
 		uw->n_free_ex++;

@@ -7,8 +7,6 @@ values, the URL and the reason phrase all end in a later read than they began, a
 byte arrives exactly. (Without the copy, the ASan build reports a heap-use-after-free here.)
 """
 
-import socket
-import threading
 import time
 
 import jgtest
@@ -45,54 +43,23 @@ def test_request_head_split_into_tiny_reads(upstream, start_proxy):
     assert header(rec, "x-second") == ["2"]
 
 
-class TrickleUpstream:
-    """Answers every request on its connections with a fixed response head written PIECE bytes at a
-    time, then a sized body."""
+def trickling_upstream(reason, headers, body):
+    """Answers every request with a fixed response head written PIECE bytes at a time, then a sized
+    body, keeping the connection."""
+    lines = ["HTTP/1.1 200 %s" % reason] + ["%s: %s" % kv for kv in headers]
+    lines.append("Content-Length: %d" % len(body))
+    response = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    def __init__(self, reason, headers, body):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        lines = ["HTTP/1.1 200 %s" % reason] + ["%s: %s" % kv for kv in headers]
-        lines.append("Content-Length: %d" % len(body))
-        self.response = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-        self.stopping = False
-        threading.Thread(target=self._serve, daemon=True).start()
+    def answer(sock, head):
+        trickle(sock, response)
+        return True
 
-    def _serve(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn):
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                buf = buf.split(b"\r\n\r\n", 1)[1]
-                trickle(conn, self.response)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
+    return jgtest.RawUpstream(answer)
 
 
 def test_response_head_split_into_tiny_reads(start_proxy):
     value = "v1, v2; q=0.5 " + "y" * 50
-    up = TrickleUpstream("Quite Fine Thank You", [("X-Split-Response-Header", value), ("X-B", "b")],
+    up = trickling_upstream("Quite Fine Thank You", [("X-Split-Response-Header", value), ("X-B", "b")],
                          b"split body")
     try:
         px = start_proxy(lambda port: jgtest.base_config(

@@ -20,86 +20,13 @@ import time
 import pytest
 
 import jgtest
-from jgtest import RawConn, pattern
+from jgtest import RawConn, RawUpstream, pattern
 
 HOST = "www.example.com"
 
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
-
-class RawUpstream:
-    """A raw-socket HTTP/1.1 upstream on an ephemeral loopback port. For each request head (requests
-    carry no body here) it calls handler(sock, head), which writes the response itself and returns True
-    to keep the connection for the next request. Records per connection when it was accepted, when the
-    last response was written and when the proxy closed it (EOF)."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.lock = threading.Lock()
-        self.conns = []  # dicts: accepted, requests, last_response, eof
-        self.socks = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            rec = {"accepted": time.monotonic(), "requests": 0, "last_response": None, "eof": None}
-            with self.lock:
-                self.conns.append(rec)
-                self.socks.append(conn)
-            threading.Thread(target=self._conn, args=(conn, rec), daemon=True).start()
-
-    def _conn(self, conn, rec):
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buf = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        rec["eof"] = time.monotonic()
-                        return
-                    buf += data
-                i = buf.index(b"\r\n\r\n") + 4
-                head, buf = buf[:i], buf[i:]
-                rec["requests"] += 1
-                keep = self.handler(conn, head)
-                rec["last_response"] = time.monotonic()
-                if not keep:
-                    return
-        except OSError:
-            rec["eof"] = rec["eof"] or time.monotonic()
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def snapshot(self):
-        with self.lock:
-            return [dict(r) for r in self.conns]
-
-    def stop(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        with self.lock:
-            for s in self.socks:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
 
 @pytest.fixture
 def raw_upstream():

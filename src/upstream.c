@@ -395,6 +395,8 @@ static struct upstream_exchange *exchange_alloc(struct upstream_worker *uw)
 	struct upstream_exchange *ex = uw->free_ex;
 	const size_t keep = offsetof(struct upstream_exchange, uw);
 
+	_Static_assert(offsetof(struct upstream_exchange, timer) == 0, "only the timer is kept on reuse");
+
 	if (ex != NULL) {
 		uw->free_ex = ex->next_pending;
 		uw->n_free_ex--;

@@ -121,6 +121,7 @@ struct h2_conn {
 	struct h2_stream *streams;
 	struct worker_conn wc; /* the worker's list of connections (drain, abort) */
 	bool in_recv;          /* inside nghttp2_session_mem_recv */
+	bool read_blocked;     /* parsing stopped: our output is full (the client does not read) */
 	bool fin_sent;
 	const char *calm_reason; /* a flood budget was exceeded: GOAWAY ENHANCE_YOUR_CALM */
 	/* When the open header block (HEADERS without END_HEADERS, then CONTINUATIONs) began; 0 when none.
@@ -1175,6 +1176,14 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 		struct evbuffer_iovec v;
 		ssize_t n;
 
+		if (evbuffer_get_length(bufferevent_get_output(bev)) >= H2_OUT_HIGH) {
+			/* The client does not take what we owe it: what we would answer to more frames
+			 * (RST_STREAM for refused or invalid streams, above all) would pile up in nghttp2's
+			 * queue without bound. Stop here; the input mark stops the socket reads and
+			 * h2_on_write resumes once the output drained. */
+			c->read_blocked = true;
+			break;
+		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
 		c->in_recv = true;
@@ -1211,6 +1220,16 @@ static void h2_on_write(struct bufferevent *bev, void *arg)
 	/* The client takes our bytes: that is activity too. */
 	if (c->state == H2C_OPEN || c->state == H2C_DRAINING)
 		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+	/* Frames the client sent while we had stopped go first (they may carry WINDOW_UPDATE or new
+	 * requests); h2_on_read flushes after them. Refilling the output first would keep it above the
+	 * mark for as long as a download streams, and the client's frames would wait for its end. */
+	if (c->read_blocked &&
+	    (c->state == H2C_PREFACE || c->state == H2C_OPEN || c->state == H2C_DRAINING) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) < H2_OUT_HIGH) {
+		c->read_blocked = false;
+		h2_on_read(bev, c);
+		return;
+	}
 	h2_flush(c);
 }
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 
+import h2.settings
 import pytest
 
 import h2util
@@ -144,6 +145,28 @@ def test_concurrent_streams_on_one_connection(env):
             assert json.loads(bytes(r["data"]))["path"] == f"/slow/300?i={i}"
         assert time.monotonic() - t0 < 3.0
     assert len(env["up"].complete()) == 20
+
+
+def test_new_stream_served_while_a_large_download_streams(env):
+    # The proxy stops parsing a client's frames while its output towards it is full (bounded memory
+    # against a client that does not read), and must resume between writes: a request sent on the
+    # same connection during a 64 MiB download, read as fast as this client can, is answered long
+    # before the download ends.
+    size = 64 * MiB
+    with h2util.H2Conn(env["port"], timeout=20, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24}) as c:
+        c.conn.increment_flow_control_window(1 << 24)
+        c.flush()
+        big = c.request(f"/big/{size}")
+        assert c.wait(lambda c: len(c._stream(big)["data"]) >= 2 * MiB, timeout=10)
+        t0 = time.monotonic()
+        small = c.request("/status/200")
+        r = c.response(small, timeout=10)
+        waited = time.monotonic() - t0
+        got_then = len(c.responses[big]["data"])
+        assert r["headers"][":status"] == "200"
+        assert got_then < size, "the download ended first: the test proves nothing"
+        assert waited < 2.0, f"the new stream waited {waited:.2f} s behind the download"
+        assert c.response(big, timeout=60)["data"] == pattern(size)
 
 
 def test_nghttp_several_streams(env):

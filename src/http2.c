@@ -114,10 +114,10 @@ struct h2_conn {
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
 	char peer_ip[INET6_ADDRSTRLEN];
-	struct event timer;     /* header / idle timeout; flush and linger bounds while closing */
-	struct event goaway_ev; /* shutdown notice -> final GOAWAY */
-	struct event flush_ev;  /* deferred nghttp2_session_mem_send */
-	struct event free_ev;   /* deferred free */
+	struct bevio_timer timer; /* header / idle timeout; flush and linger bounds while closing */
+	struct event goaway_ev;   /* shutdown notice -> final GOAWAY */
+	struct event flush_ev;    /* deferred nghttp2_session_mem_send */
+	struct event free_ev;     /* deferred free */
 	struct h2_stream *streams;
 	struct worker_conn wc; /* the worker's list of connections (drain, abort) */
 	bool in_recv;          /* inside nghttp2_session_mem_recv */
@@ -225,15 +225,13 @@ static void h2_stream_set_state(struct h2_stream *s, enum h2_stream_state to)
 	s->state = to;
 }
 
+/* Moved on every read and write: a lazy timer (bevio.h) records the new deadline without libevent. */
 static void h2_arm_timer(struct h2_conn *c, uint64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-
-	if (ms == 0) {
-		evtimer_del(&c->timer);
-		return;
-	}
-	evtimer_add(&c->timer, &tv);
+	if (ms == 0)
+		bevio_timer_clear(&c->timer);
+	else
+		bevio_timer_set(&c->timer, ms);
 }
 
 /* True when an open header block has outlived the header timeout. */
@@ -251,7 +249,7 @@ static void h2_arm_head_block_deadline(struct h2_conn *c)
 	uint64_t left = (deadline > now ? deadline - now : 0) + 1; /* +1: never fire before it */
 
 	if (left < c->w->cfg->limits.idle_timeout_ms)
-		h2_arm_timer(c, left);
+		bevio_timer_set_odd(&c->timer, left); /* not one of the configured durations */
 }
 
 /* Serialises pending frames from the event loop rather than from the caller's stack. */
@@ -1242,7 +1240,7 @@ static void h2_on_event(struct bufferevent *bev, short what, void *arg)
 	h2_destroy(c);
 }
 
-static void h2_on_timer(evutil_socket_t fd, short what, void *arg)
+static void h2_on_timer(void *arg)
 {
 	struct h2_conn *c = arg;
 
@@ -1320,7 +1318,7 @@ static void h2_destroy(struct h2_conn *c)
 		h2_stream_free(s);
 	}
 	c->streams = NULL;
-	evtimer_del(&c->timer);
+	bevio_timer_stop(&c->timer);
 	evtimer_del(&c->goaway_ev);
 	event_del(&c->flush_ev);
 	nghttp2_session_del(c->session);
@@ -1414,7 +1412,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 		goto fail;
 	}
 	c->ctrl_window_start_ms = jg_now_ms();
-	evtimer_assign(&c->timer, w->base, h2_on_timer, c);
+	bevio_timer_init(&c->timer, w->base, &w->timeouts, h2_on_timer, c);
 	evtimer_assign(&c->goaway_ev, w->base, h2_on_goaway, c);
 	event_assign(&c->flush_ev, w->base, -1, 0, h2_on_flush, c);
 	event_assign(&c->free_ev, w->base, -1, 0, h2_on_free, c);

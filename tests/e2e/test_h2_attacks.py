@@ -2,6 +2,7 @@
 expected GOAWAY / RST_STREAM / 431, and the proxy must keep serving other clients afterwards."""
 
 import os
+import time
 
 import hyperframe.frame as hf
 import pytest
@@ -226,4 +227,22 @@ def test_silent_connection_gets_goaway_after_header_timeout(env):
     with h2util.RawH2(env["port"], timeout=10) as c:
         assert c.wait(lambda x: x.closed, timeout=6)
         assert c.goaway is not None and c.goaway[0] == 0
+    still_serves(env)
+
+
+def test_idle_deadline_moves_with_each_request_then_goaway(env):
+    # idleTimeout 2 s: requests every 0.5 s for 3 s keep the connection (each moves the deadline);
+    # then, silent, it gets GOAWAY(NO_ERROR) about 2 s later, not at once and not never.
+    with h2util.H2Conn(env["port"], timeout=10) as c:
+        t_end = time.monotonic() + 3.0
+        while time.monotonic() < t_end:
+            sid = c.request("/keep")
+            assert c.response(sid)["headers"][":status"] == "200"
+            assert c.goaway is None, "closed while requests kept coming"
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        assert c.wait(lambda x: x.goaway is not None or x.closed, timeout=8)
+        waited = time.monotonic() - t0
+        assert c.goaway is not None and c.goaway[0] == 0, c.goaway
+        assert 1.0 < waited < 4.0, f"GOAWAY {waited:.2f} s after the last request (idle timeout 2 s)"
     still_serves(env)

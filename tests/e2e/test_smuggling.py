@@ -142,6 +142,27 @@ def test_malformed_head_rejected_and_nothing_forwarded(env, data, expected):
     assert env["up"].matching(mark) == [], "a malformed request (or the smuggled one) reached the upstream"
 
 
+@pytest.mark.parametrize("bad", [b"\x00", b"\x01", b"\x1f", b"\x7f", b"\r"], ids=["nul", "soh", "us", "del", "cr"])
+def test_control_byte_anywhere_in_a_long_value_rejected(env, bad):
+    # A control byte at every position of a 40-byte value (every lane of the value check's eight-byte
+    # blocks, and its tail) gets 400, whichever layer finds it (llhttp refuses most by itself); a tab
+    # and obs-text (bytes >= 0x80) in the same positions are fine.
+    good = b"v" * 40
+    marks = []
+    for pos in range(1, 39):
+        value = good[:pos] + bad + good[pos + 1:]
+        mark = jgtest.marker()
+        marks.append(mark)
+        send_bad(env, req([H, b"X-Long: " + value]), 400, mark)
+    for ok in (b"\t", b"\x80", b"\xff"):
+        for pos in (1, 7, 8, 15, 16, 38):
+            value = good[:pos] + ok + good[pos + 1:]
+            r = jgtest.get(env["port"], "/fine", headers=[("X-Long", value.decode("latin-1"))])
+            assert r.status == 200, (ok, pos, r)
+    time.sleep(0.2)
+    assert all(env["up"].matching(m) == [] for m in marks)
+
+
 @pytest.mark.parametrize("body", [c[1] for c in BODY_CASES], ids=[c[0] for c in BODY_CASES])
 def test_malformed_chunked_body_rejected_and_never_completed_upstream(env, body):
     mark = jgtest.marker()

@@ -410,7 +410,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 			for (i = 0; i < resp->n_headers; i++) {
 				const struct request_header *h = &resp->headers[i];
 
-				if (request_header_is_hop_by_hop(h->name, h->name_len))
+				if (h->removed || request_header_is_hop_by_hop(h->name, h->name_len))
 					continue;
 				evbuffer_add(out, h->name, h->name_len);
 				evbuffer_add(out, ": ", 2);
@@ -455,7 +455,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	for (i = 0; i < resp->n_headers; i++) {
 		const struct request_header *h = &resp->headers[i];
 
-		if (request_header_is_hop_by_hop(h->name, h->name_len))
+		if (h->removed || request_header_is_hop_by_hop(h->name, h->name_len))
 			continue;
 		if (has_connection &&
 		    request_header_listed_in_connection(resp->headers, resp->n_headers, h->name, h->name_len))
@@ -756,7 +756,21 @@ static int h1_on_url(llhttp_t *p, const char *at, size_t len)
 static int h1_on_url_complete(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
+	const char *t = jg_piece_data(&c->value);
+	size_t i, len = jg_piece_len(&c->value);
 
+	/* llhttp lets HTAB and FF through in a target; no whitespace or control byte belongs there
+	 * (RFC 9112 section 3.2), and an upstream that splits the request line on any whitespace would
+	 * see another target than the one we routed and authorised. */
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)t[i];
+
+		if (ch <= 0x20 || ch == 0x7f) {
+			c->error_status = 400;
+			c->error_text = "invalid character in request target";
+			return -1;
+		}
+	}
 	c->req.target = arena_strndup(&c->arena, jg_piece_data(&c->value), jg_piece_len(&c->value));
 	c->req.target_len = jg_piece_len(&c->value);
 	jg_piece_clear(&c->value);
@@ -802,51 +816,6 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 	if (h1_head_add(c, len) < 0)
 		return -1;
 	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
-}
-
-/* RFC 9110 section 5.6.2 token characters. */
-static bool h1_is_tchar(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-/* Byte classes for the per-header checks, filled once (h1_settings_init): every header byte of every
- * request goes through them, so a table look-up replaces the comparisons. */
-static bool h1_tchar[256];     /* RFC 9110 token characters (field names) */
-static bool h1_value_bad[256]; /* control bytes other than HTAB, and DEL (field values) */
-
-static void h1_tables_init(void)
-{
-	int ch;
-
-	for (ch = 0; ch < 256; ch++) {
-		h1_tchar[ch] = h1_is_tchar((unsigned char)ch);
-		h1_value_bad[ch] = (ch < 0x20 && ch != '\t') || ch == 0x7f;
-	}
-}
-
-/* True when no byte of s[0..len) is in the class. Eight bytes at a time while none is below 0x20 or
- * is 0x7f (the common case: plain printable text), byte by byte otherwise. */
-static bool h1_value_ok(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	for (; i + 8 <= len; i += 8) {
-		uint64_t x, lo, del;
-
-		memcpy(&x, p + i, 8);
-		lo = (x - 0x2020202020202020ull) & ~x & 0x8080808080808080ull; /* a byte < 0x20 */
-		del = ((x ^ 0x7f7f7f7f7f7f7f7full) - 0x0101010101010101ull) & ~(x ^ 0x7f7f7f7f7f7f7f7full) &
-		      0x8080808080808080ull; /* a byte == 0x7f */
-		if (lo | del)
-			break; /* look closer (a tab, or a bad byte) */
-	}
-	for (; i < len; i++)
-		if (h1_value_bad[p[i]])
-			return false;
-	return true;
 }
 
 /* Content-Length: 1*DIGIT without leading zeros, at most 18 digits (RFC 9110 section 8.6; a leading
@@ -906,27 +875,20 @@ static int h1_on_header_value_complete(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
 	const char *v = jg_piece_data(&c->value), *name = jg_piece_data(&c->field);
-	size_t i, len = jg_piece_len(&c->value), name_len = jg_piece_len(&c->field);
+	size_t len = jg_piece_len(&c->value), name_len = jg_piece_len(&c->field);
 	int rc;
 
 	/* llhttp 8 still unfolds obs-fold and passes some control bytes: refuse them here. */
-	if (!h1_value_ok(v, len)) {
+	if (!request_field_value_ok(v, len)) {
 		c->error_status = 400;
 		c->error_text = "invalid character in header value";
 		return -1;
 	}
 	c->value_started = false;
-	if (name_len == 0) {
+	if (!request_field_name_ok(name, name_len)) {
 		c->error_status = 400;
-		c->error_text = "empty header name";
+		c->error_text = name_len == 0 ? "empty header name" : "invalid character in header name";
 		return -1;
-	}
-	for (i = 0; i < name_len; i++) {
-		if (!h1_tchar[(unsigned char)name[i]]) {
-			c->error_status = 400;
-			c->error_text = "invalid character in header name";
-			return -1;
-		}
 	}
 	if (++c->header_count > c->w->cfg->limits.max_header_count) {
 		c->error_status = 431;
@@ -1059,7 +1021,6 @@ static int h1_on_message_complete(llhttp_t *p)
  * accept, and a worker already parsing must never see the table being rewritten). */
 static void h1_settings_fill(void)
 {
-	h1_tables_init();
 	llhttp_settings_init(&h1_settings);
 	h1_settings.on_message_begin = h1_on_message_begin;
 	h1_settings.on_url = h1_on_url;

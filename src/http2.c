@@ -590,7 +590,7 @@ static void h2_up_on_head(void *ctx, const struct response *resp)
 		const char *v = h->value;
 		size_t vl = h->value_len;
 
-		if (h->name_len == 0 || h->name[0] == ':' ||
+		if (h->removed || h->name_len == 0 || h->name[0] == ':' ||
 		    request_header_is_hop_by_hop(h->name, h->name_len))
 			continue;
 		if (request_header_listed_in_connection(resp->headers, resp->n_headers, h->name, h->name_len))
@@ -656,7 +656,7 @@ static void h2_up_on_trailers(void *ctx, const struct request_header *trailers, 
 		size_t vl = h->value_len;
 		char *name, *value;
 
-		if (h->name_len == 0 || h->name[0] == ':' ||
+		if (h->removed || h->name_len == 0 || h->name[0] == ':' ||
 		    request_header_is_hop_by_hop(h->name, h->name_len))
 			continue;
 		if (!h2_field_value_ok(&v, &vl))

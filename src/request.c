@@ -1,6 +1,7 @@
 /* request.c: the protocol-neutral request: header list, target split, host normalisation. */
 #include "jwtgate/request.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "jwtgate/common.h"
@@ -74,6 +75,56 @@ int response_header_add(struct response *resp, const char *name, size_t name_len
 {
 	return header_list_add(resp->arena, &resp->headers, &resp->n_headers, &resp->cap_headers, name,
 	                       name_len, value, value_len);
+}
+
+/* RFC 9110 section 5.6.2 token characters: ALPHA DIGIT and !#$%&'*+-.^_`|~ */
+static const bool field_tchar[256] = {
+        ['!'] = true,         ['#'] = true,         ['$'] = true,         ['%'] = true, ['&'] = true,
+        ['\''] = true,        ['*'] = true,         ['+'] = true,         ['-'] = true, ['.'] = true,
+        ['^'] = true,         ['_'] = true,         ['`'] = true,         ['|'] = true, ['~'] = true,
+        ['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true,
+};
+
+/* Control bytes other than HTAB, and DEL: not allowed in field values or reason phrases. */
+static const bool field_value_bad[256] = {
+        [0 ... 0x08] = true,
+        [0x0a ... 0x1f] = true,
+        [0x7f] = true,
+};
+
+bool request_field_name_ok(const char *name, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!field_tchar[(unsigned char)name[i]])
+			return false;
+	return true;
+}
+
+bool request_field_value_ok(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	/* Eight bytes at a time while none is below 0x20 or is 0x7f (plain printable text), byte by byte
+	 * from the first block that has one (a tab, or a bad byte). */
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x, lo, del;
+
+		memcpy(&x, p + i, 8);
+		lo = (x - 0x2020202020202020ull) & ~x & 0x8080808080808080ull; /* a byte < 0x20 */
+		del = ((x ^ 0x7f7f7f7f7f7f7f7full) - 0x0101010101010101ull) & ~(x ^ 0x7f7f7f7f7f7f7f7full) &
+		      0x8080808080808080ull; /* a byte == 0x7f */
+		if (lo | del)
+			break;
+	}
+	for (; i < len; i++)
+		if (field_value_bad[p[i]])
+			return false;
+	return true;
 }
 
 bool request_header_is_hop_by_hop(const char *name, size_t name_len)

@@ -961,6 +961,9 @@ static int up_on_status_complete(llhttp_t *p)
 	struct upstream_conn *c = p->data;
 	struct upstream_exchange *ex = c->ex;
 
+	/* The reason phrase goes to HTTP/1.1 clients as it is: no control bytes in it. */
+	if (!request_field_value_ok(jg_piece_data(&c->value), jg_piece_len(&c->value)))
+		return -1;
 	ex->resp.reason = arena_strndup(ex->req->arena, jg_piece_data(&c->value), jg_piece_len(&c->value));
 	ex->resp.reason_len = jg_piece_len(&c->value);
 	jg_piece_clear(&c->value);
@@ -990,10 +993,19 @@ static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
 static int up_on_header_value_complete(llhttp_t *p)
 {
 	struct upstream_conn *c = p->data;
+	const char *v = jg_piece_data(&c->value);
+	size_t len = jg_piece_len(&c->value);
 	int rc;
 
-	rc = response_header_add(&c->ex->resp, jg_piece_data(&c->field), jg_piece_len(&c->field),
-	                         jg_piece_data(&c->value), jg_piece_len(&c->value));
+	/* What we relay must be what we parsed: a name that is not a token ("x-tok : a", "a b", empty),
+	 * or a control byte in a value, makes the response bad (502), as the same fault in a request
+	 * makes the request bad (400). */
+	if (!request_field_name_ok(jg_piece_data(&c->field), jg_piece_len(&c->field)) ||
+	    !request_field_value_ok(v, len))
+		return -1;
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--; /* OWS after the value is not part of it (llhttp leaves it) */
+	rc = response_header_add(&c->ex->resp, jg_piece_data(&c->field), jg_piece_len(&c->field), v, len);
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
 	return rc < 0 ? -1 : 0;
@@ -1010,13 +1022,25 @@ static int up_on_headers_complete(llhttp_t *p)
 	if (status == 101)
 		return -1; /* we never ask for an upgrade */
 	ex->resp.has_body = !(ex->is_head || status < 200 || status == 204 || status == 304);
+	if (status < 200 || status == 204) {
+		/* No Content-Length in these (RFC 9110 section 8.6): a client would wait for, or read the
+		 * next response as, a body that is not there. */
+		size_t i;
+
+		for (i = 0; i < ex->resp.n_headers; i++)
+			if (ex->resp.headers[i].name_len == 14 &&
+			    memcmp(ex->resp.headers[i].name, "content-length", 14) == 0)
+				ex->resp.headers[i].removed = true;
+	}
 	if (status >= 200)
 		ex->head_delivered = true;
 	ex->sink->on_head(ex->ctx, &ex->resp);
 	if (ex->finished)
 		return HPE_PAUSED;
-	/* 1: the response to a HEAD request has no body whatever its headers say. */
-	return ex->is_head && status >= 200 ? 1 : 0;
+	/* 1: no body whatever the headers say: the response to a HEAD request, and 1xx, 204 and 304
+	 * responses (RFC 9112 section 6.3); llhttp would read one when they carry Content-Length or
+	 * Transfer-Encoding. */
+	return ex->resp.has_body ? 0 : 1;
 }
 
 static int up_on_body(llhttp_t *p, const char *at, size_t len)

@@ -93,6 +93,11 @@ void response_init(struct response *resp, struct arena *arena);
 int response_header_add(struct response *resp, const char *name, size_t name_len, const char *value,
                         size_t value_len);
 
+/* Field syntax shared by both HTTP/1.1 directions (RFC 9110 section 5): a name is a non-empty token;
+ * a value (or a reason phrase) has no control byte other than HTAB, and no DEL. */
+bool request_field_name_ok(const char *name, size_t len);
+bool request_field_value_ok(const char *s, size_t len);
+
 /* Hop-by-hop header names (RFC 9110 section 7.6.1) that a proxy never forwards: Connection,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Name must be lower-case. */
 bool request_header_is_hop_by_hop(const char *name, size_t name_len);

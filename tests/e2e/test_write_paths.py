@@ -496,3 +496,57 @@ def test_header_timeout_after_keepalive_requests(make_upstream, start_proxy):
         assert 1.2 <= elapsed <= 3.0, f"408 after {elapsed:.2f} s (headerTimeout 1.5s)"
         assert c.is_closed(2.0)
     assert "/partial" not in up.paths()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Responses whose framing or syntax the upstream got wrong (found by network fuzzing)
+
+BODYLESS_WITH_FRAMING = {
+    # A 204 that announces (and sends) a body: its bytes must not reach the client, where they would
+    # be read as the next response (response splitting), and no Content-Length may go with it.
+    "204-cl-and-bytes": b"HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\n"
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+    # A 304 may carry the representation's Content-Length (RFC 9110 section 8.6) and has no body:
+    # waiting for one would hang the connection's next request until the request timeout.
+    "304-cl-no-body": b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n",
+    "304-chunked": b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BODYLESS_WITH_FRAMING))
+def test_bodyless_status_ends_at_its_head_whatever_its_framing_says(raw_upstream, start_proxy, case):
+    def handler(sock, head):
+        if b" /first " in head:
+            sock.sendall(BODYLESS_WITH_FRAMING[case])
+        else:
+            sock.sendall(ok_response(b"second"))
+        return True
+
+    up = raw_upstream(handler)
+    px = proxy_for(start_proxy, up.port, backend={"timeouts": {"request": "5s"}})
+    with RawConn(px.port, timeout=5) as c:
+        c.send(request_bytes("/first"))
+        head = read_head_within(c, 2.0)
+        status = int(head.split(b" ")[1])
+        assert status in (204, 304), head
+        if status == 204:
+            assert b"content-length" not in head.lower(), f"Content-Length on a 204: {head!r}"
+        t0 = time.monotonic()
+        r = c.request("GET", "/second")
+        assert (r.status, r.body) == (200, b"second"), f"the next response on the connection: {r!r}"
+        assert time.monotonic() - t0 < 1.0, "the next request waited for a body that is not there"
+        assert not c.readable(0.2) and c.buf == b"", f"stray bytes: {bytes(c.buf)!r}"
+
+
+@pytest.mark.parametrize("response", [
+    b"HTTP/1.1 200 OK\r\nx-tok : abc\r\nContent-Length: 2\r\n\r\nok",  # space before the colon
+    b"HTTP/1.1 200 OK\r\nser ver: x\r\nContent-Length: 2\r\n\r\nok",  # space in the name
+    b"HTTP/1.1 200 OK\r\n:empty\r\nContent-Length: 2\r\n\r\nok",  # empty name
+    b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok",  # NUL in the reason phrase
+    b"HTTP/1.1 200 OK\x01\r\nContent-Length: 2\r\n\r\nok",  # control byte in the reason phrase
+], ids=["ws-before-colon", "space-in-name", "empty-name", "nul-in-reason", "ctl-in-reason"])
+def test_malformed_response_head_is_502_not_relayed(raw_upstream, start_proxy, response):
+    up = raw_upstream(lambda sock, head: (sock.sendall(response), False)[1])
+    px = proxy_for(start_proxy, up.port)
+    r = jgtest.get(px.port, "/x")
+    assert r.status == 502, f"a response head we could not relay faithfully was passed on: {r!r}"

@@ -230,6 +230,32 @@ static void test_lower_copy_every_byte(void **state)
 				}
 }
 
+/* The field checks against their one-byte rules: every byte value at every position of values of
+ * length 1 to 40 (the value check's eight-byte blocks and its tail), and in names. */
+static void test_field_syntax_every_byte(void **state)
+{
+	char buf[48];
+	size_t len, pos;
+	unsigned c;
+
+	(void)state;
+	for (c = 0; c < 256; c++) {
+		bool value_bad = (c < 0x20 && c != '\t') || c == 0x7f;
+		bool tchar = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		             (c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL);
+
+		for (len = 1; len <= 40; len++)
+			for (pos = 0; pos < len; pos++) {
+				memset(buf, 'v', len);
+				buf[pos] = (char)c;
+				assert_int_equal(request_field_value_ok(buf, len), !value_bad);
+				assert_int_equal(request_field_name_ok(buf, len), tchar);
+			}
+	}
+	assert_false(request_field_name_ok("", 0));
+	assert_true(request_field_value_ok("", 0));
+}
+
 static void test_query_params(void **state)
 {
 	struct request *req = &((struct t_req *)*state)->req;
@@ -273,6 +299,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_bad_authorities_refused, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_every_authority_byte, setup, teardown),
 	        cmocka_unit_test(test_lower_copy_every_byte),
+	        cmocka_unit_test(test_field_syntax_every_byte),
 	        cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_response_headers, setup, teardown),
 	};

@@ -715,6 +715,15 @@ def marker():
     return "m%x" % time.monotonic_ns()
 
 
+def rss_kib(pid):
+    """Resident set size of process pid, in KiB (/proc/PID/status VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def wait_for(pred, timeout=3.0, interval=0.02):
     deadline = time.monotonic() + timeout
     while True:

@@ -33,14 +33,6 @@ def still_serves(env):
     assert env["px"].proc.poll() is None
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    return 0
-
-
 def test_rapid_reset_gets_goaway(env):
     with h2util.RawH2(env["port"]) as c:
         out = bytearray()
@@ -209,14 +201,14 @@ def test_invalid_messaging_is_a_stream_error(env):
 
 def test_slow_reader_is_bounded_and_timed_out(env):
     pid = env["px"].proc.pid
-    before = rss_kib(pid)
+    before = jgtest.rss_kib(pid)
     # A zero stream window: the proxy may not send any DATA; it must neither buffer the whole 64 MiB
     # response nor keep the connection past the idle timeout (2 s here).
     with h2util.RawH2(env["port"], timeout=10, settings={hf.SettingsFrame.INITIAL_WINDOW_SIZE: 0}) as c:
         c.send(c.headers_frame(1, c.request_headers(f"/big/{64 * 1024 * 1024}")))
         assert c.wait(lambda x: 1 in x.headers, timeout=5)
         still_serves(env)
-        assert rss_kib(pid) - before < 32 * 1024, "proxy buffered the response instead of pausing the upstream"
+        assert jgtest.rss_kib(pid) - before < 32 * 1024, "proxy buffered the response instead of pausing the upstream"
         assert c.wait(lambda x: x.closed, timeout=10)
         assert c.goaway is not None
         assert 1 not in c.ended

@@ -349,14 +349,6 @@ def test_many_pipelined_requests_in_one_write(env):
     assert len(env["up"].complete()) == n
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_slow_client_response_buffering_is_bounded(env):
     # A client that does not read while the upstream sends 32 MiB: the proxy must apply backpressure
     # (bounded buffers) rather than hold the whole response in memory.
@@ -365,12 +357,12 @@ def test_slow_client_response_buffering_is_bounded(env):
     # Let what earlier tests of this module started (large transfers, deferred frees) settle first, so
     # that the growth measured below is this request's alone.
     time.sleep(0.5)
-    before = rss_kib(pid)
+    before = jgtest.rss_kib(pid)
     with RawConn(env["port"], timeout=30) as c:
         c.sock.setsockopt(jgtest.socket.SOL_SOCKET, jgtest.socket.SO_RCVBUF, 65536)
         c.send(b"GET /big/%d HTTP/1.1\r\nHost: www.example.com\r\n\r\n" % size)
         time.sleep(1.5)  # upstream writes as fast as it may; the client reads nothing
-        grown = rss_kib(pid) - before
+        grown = jgtest.rss_kib(pid) - before
         assert grown < 16 * 1024, f"proxy RSS grew by {grown} KiB while the client was not reading"
         r = c.read_response(timeout=30)
         assert r.status == 200

@@ -39,14 +39,6 @@ ACT_SECONDS = 5.0  # misbehaviour time per scenario (scenario 1 default windows:
 # ---------------------------------------------------------------------------------------------------
 # measuring
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 class Rss:
     """RSS samples of one process: (seconds since start, KiB)."""
 
@@ -55,12 +47,12 @@ class Rss:
         self.pid = px.proc.pid
         self.name = name
         self.t0 = time.monotonic()
-        self.baseline = rss_kib(self.pid)
+        self.baseline = jgtest.rss_kib(self.pid)
         self.samples = []
 
     def sample(self):
         assert self.px.proc.poll() is None, f"proxy died (rc={self.px.proc.returncode})\n{self.px.logs()}"
-        v = rss_kib(self.pid)
+        v = jgtest.rss_kib(self.pid)
         self.samples.append((time.monotonic() - self.t0, v))
         return v
 
@@ -94,7 +86,7 @@ class Rss:
 
 def settle(px, seconds=0.3):
     time.sleep(seconds)
-    return rss_kib(px.proc.pid)
+    return jgtest.rss_kib(px.proc.pid)
 
 
 def config(port, backends, **limits):
@@ -181,17 +173,18 @@ class SilentH2Client:
 
 
 class NonReadingUpstream:
-    """Accepts connections and never reads from them (small receive buffers)."""
+    """Accepts connections and never reads from them (small receive buffers, inherited by accepted
+    sockets). Subclasses do something with each accepted socket (on_accept)."""
 
     def __init__(self, rcvbuf=16 * KiB):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # inherited by accepted sockets
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self.conns = []
-        self.stopping = False
+        self.stopping = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -201,8 +194,13 @@ class NonReadingUpstream:
             except OSError:
                 return
             self.conns.append(c)
+            self.on_accept(c)
+
+    def on_accept(self, c):
+        pass
 
     def stop(self):
+        self.stopping.set()
         try:
             self.sock.close()
         except OSError:
@@ -214,30 +212,16 @@ class NonReadingUpstream:
                 pass
 
 
-class SlowReadingUpstream:
+class SlowReadingUpstream(NonReadingUpstream):
     """Reads each connection at about rate bytes/s (small receive buffers); never answers."""
 
     def __init__(self, rate=20 * KiB, rcvbuf=16 * KiB):
         self.rate = rate
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
         self.received = 0
-        self.stopping = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(rcvbuf)
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._read, args=(c,), daemon=True).start()
+    def on_accept(self, c):
+        threading.Thread(target=self._read, args=(c,), daemon=True).start()
 
     def _read(self, c):
         step = 0.1
@@ -253,18 +237,6 @@ class SlowReadingUpstream:
                 return
             self.received += len(data)
             time.sleep(step)
-
-    def stop(self):
-        self.stopping.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 class StreamingUpstream:

@@ -961,8 +961,11 @@ static int up_on_status_complete(llhttp_t *p)
 	struct upstream_conn *c = p->data;
 	struct upstream_exchange *ex = c->ex;
 
-	/* The reason phrase goes to HTTP/1.1 clients as it is: no control bytes in it. */
-	if (!request_field_value_ok(jg_piece_data(&c->value), jg_piece_len(&c->value)))
+	/* The reason phrase goes to HTTP/1.1 clients as it is: no control bytes in it. A status outside
+	 * 100-599 (llhttp takes any three digits) is no response we could relay; below 100 it would even
+	 * pass for an interim one. */
+	if (!request_field_value_ok(jg_piece_data(&c->value), jg_piece_len(&c->value)) ||
+	    llhttp_get_status_code(p) < 100 || llhttp_get_status_code(p) > 599)
 		return -1;
 	ex->resp.reason = arena_strndup(ex->req->arena, jg_piece_data(&c->value), jg_piece_len(&c->value));
 	ex->resp.reason_len = jg_piece_len(&c->value);

@@ -544,7 +544,11 @@ def test_bodyless_status_ends_at_its_head_whatever_its_framing_says(raw_upstream
     b"HTTP/1.1 200 OK\r\n:empty\r\nContent-Length: 2\r\n\r\nok",  # empty name
     b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok",  # NUL in the reason phrase
     b"HTTP/1.1 200 OK\x01\r\nContent-Length: 2\r\n\r\nok",  # control byte in the reason phrase
-], ids=["ws-before-colon", "space-in-name", "empty-name", "nul-in-reason", "ctl-in-reason"])
+    b"HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok",  # status below 100: not an interim response
+    b"HTTP/1.1 099 X\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nok",  # above 599
+], ids=["ws-before-colon", "space-in-name", "empty-name", "nul-in-reason", "ctl-in-reason", "status-000",
+        "status-099", "status-600"])
 def test_malformed_response_head_is_502_not_relayed(raw_upstream, start_proxy, response):
     up = raw_upstream(lambda sock, head: (sock.sendall(response), False)[1])
     px = proxy_for(start_proxy, up.port)

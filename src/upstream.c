@@ -584,6 +584,14 @@ static void upconn_on_flush(evutil_socket_t fd, short what, void *arg)
 		upconn_after_write(c);
 }
 
+/* A chunked body that had ended (empty: an exchange with body bytes sent is never re-sent) before this
+ * connection got the head: its last chunk follows the head. */
+static void exchange_resend_body_end(struct upstream_exchange *ex)
+{
+	if (ex->chunked_body && ex->body_done)
+		evbuffer_add(bufferevent_get_output(ex->conn->bev), "0\r\n\r\n", 5);
+}
+
 /* Writes the kept request head on the exchange's connection and tells the codec to send the body. */
 static void exchange_send_head(struct upstream_exchange *ex)
 {
@@ -596,6 +604,7 @@ static void exchange_send_head(struct upstream_exchange *ex)
 		if (ex->has_body) {
 			/* The body follows: one write for head and first bytes. */
 			evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
+			exchange_resend_body_end(ex);
 			upconn_schedule_flush(c);
 		} else {
 			struct iovec v = {ex->head, ex->head_len};
@@ -604,6 +613,7 @@ static void exchange_send_head(struct upstream_exchange *ex)
 		}
 	} else {
 		evbuffer_add(bufferevent_get_output(c->bev), ex->head, ex->head_len);
+		exchange_resend_body_end(ex);
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	}
 	ex->sink->on_ready(ex->ctx);
@@ -1268,7 +1278,9 @@ int upstream_end_body(struct upstream_exchange *ex)
 		return ex->finished ? JG_ERR_CLOSED : upstream_h2_end_body(ex);
 	if (ex->finished || ex->conn == NULL)
 		return JG_ERR_CLOSED;
-	if (ex->chunked_body && !ex->body_done) {
+	/* A connection still connecting (a retry after a stale pooled one) has no head yet: the last
+	 * chunk goes after it, from exchange_send_head. */
+	if (ex->chunked_body && !ex->body_done && ex->conn->state == UPCONN_BUSY) {
 		evbuffer_add(bufferevent_get_output(ex->conn->bev), "0\r\n\r\n", 5);
 		upconn_schedule_flush(ex->conn);
 	}

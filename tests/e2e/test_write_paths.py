@@ -14,6 +14,7 @@ never.
 """
 
 import socket
+import struct
 import threading
 import time
 
@@ -554,3 +555,76 @@ def test_malformed_response_head_is_502_not_relayed(raw_upstream, start_proxy, r
     px = proxy_for(start_proxy, up.port)
     r = jgtest.get(px.port, "/x")
     assert r.status == 502, f"a response head we could not relay faithfully was passed on: {r!r}"
+
+
+def test_empty_chunked_request_retried_after_a_stale_pooled_connection(start_proxy):
+    """The pooled upstream connection turns out dead when the next request uses it (the upstream
+    resets it on that request): the request is re-sent on a fresh connection. When its chunked body
+    was empty and had already ended, the last chunk must follow the head there, once: not be lost
+    (the upstream would wait for it) and not go before the head (the upstream would read "0" as a
+    request line)."""
+    seen = []  # (connection number, bytes received up to the end of the request)
+    lock = threading.Lock()
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def conn(n, s):
+        s.settimeout(3)
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                if n == 1 and b"POST" in buf.split(b"\r\n", 1)[0]:
+                    # The pooled connection dies under the second request: reset, no answer.
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                if b"transfer-encoding: chunked" in buf.lower():
+                    while not buf.endswith(b"0\r\n\r\n"):
+                        data = s.recv(65536)
+                        if not data:
+                            return
+                        buf += data
+                with lock:
+                    seen.append((n, buf))
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ngot")
+                buf = b""
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def serve():
+        n = 0
+        while True:
+            try:
+                s, _ = srv.accept()
+            except OSError:
+                return
+            n += 1
+            threading.Thread(target=conn, args=(n, s), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        px = proxy_for(start_proxy, srv.getsockname()[1], backend={"timeouts": {"request": "5s"}})
+        r = jgtest.get(px.port, "/warm")  # pools connection 1
+        assert r.status == 200, r
+        with RawConn(px.port, timeout=5) as c:
+            t0 = time.monotonic()
+            c.send(b"POST /chunked-empty HTTP/1.1\r\nHost: www.example.com\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            r = c.read_response(timeout=5)
+            assert (r.status, r.body) == (200, b"got"), r
+            assert time.monotonic() - t0 < 2.0, "the retried request waited for its last chunk"
+        with lock:
+            retried = [b for n, b in seen if n > 1]
+        assert len(retried) == 1, seen
+        assert retried[0].startswith(b"POST /chunked-empty HTTP/1.1\r\n"), retried[0][:80]
+        assert retried[0].split(b"\r\n\r\n", 1)[1] == b"0\r\n\r\n", retried[0]  # the last chunk, once
+    finally:
+        srv.close()

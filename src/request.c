@@ -104,22 +104,37 @@ bool request_field_name_ok(const char *name, size_t len)
 	return true;
 }
 
+/* A byte below 0x20 or equal to 0x7f among the eight in x (0x80 bits set where one is; a tab counts). */
+static inline uint64_t field_ctl8(uint64_t x)
+{
+	uint64_t lo = (x - 0x2020202020202020ull) & ~x & 0x8080808080808080ull;
+	uint64_t d = x ^ 0x7f7f7f7f7f7f7f7full;
+
+	return lo | ((d - 0x0101010101010101ull) & ~d & 0x8080808080808080ull);
+}
+
 bool request_field_value_ok(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	uint64_t x;
 	size_t i = 0;
 
-	/* Eight bytes at a time while none is below 0x20 or is 0x7f (plain printable text), byte by byte
-	 * from the first block that has one (a tab, or a bad byte). */
-	for (; i + 8 <= len; i += 8) {
-		uint64_t x, lo, del;
-
-		memcpy(&x, p + i, 8);
-		lo = (x - 0x2020202020202020ull) & ~x & 0x8080808080808080ull; /* a byte < 0x20 */
-		del = ((x ^ 0x7f7f7f7f7f7f7f7full) - 0x0101010101010101ull) & ~(x ^ 0x7f7f7f7f7f7f7f7full) &
-		      0x8080808080808080ull; /* a byte == 0x7f */
-		if (lo | del)
-			break;
+	/* Eight bytes at a time while none is a control byte or DEL (plain printable text), the last
+	 * eight overlapping what was checked; byte by byte from the first block that has one (a tab, or a
+	 * bad byte). */
+	if (len >= 8) {
+		for (; i + 8 <= len; i += 8) {
+			memcpy(&x, p + i, 8);
+			if (field_ctl8(x))
+				break;
+		}
+		if (i + 8 > len) {
+			if (i == len)
+				return true;
+			memcpy(&x, p + len - 8, 8);
+			if (!field_ctl8(x))
+				return true;
+		}
 	}
 	for (; i < len; i++)
 		if (field_value_bad[p[i]])

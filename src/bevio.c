@@ -17,13 +17,26 @@ bool bevio_is_plain(struct bufferevent *bev)
 
 #define BEVIO_WRITE_VECS 8 /* chains handed to one sendmsg; the rest go in the next turn of the loop */
 
-/* Writes what out holds to the socket: send() for one chain, sendmsg() for several. Socket calls
- * rather than evbuffer_write's writev(): they skip the file layer (fdget_pos, vfs_writev) on every
- * write. Returns what send/sendmsg returned. */
+/* One send() for one piece, sendmsg() for several: socket calls rather than writev(), which skip the
+ * file layer (fdget_pos, vfs_writev) on every write. Retries EINTR. Returns what the call returned. */
+static ssize_t bevio_sendv(evutil_socket_t fd, const struct iovec *iov, int n)
+{
+	struct msghdr msg = {0};
+	ssize_t sent;
+
+	msg.msg_iov = (struct iovec *)iov;
+	msg.msg_iovlen = (size_t)n;
+	do
+		sent = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+		              : sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (sent == -1 && errno == EINTR);
+	return sent;
+}
+
+/* Writes what out holds to the socket (up to BEVIO_WRITE_VECS chains). Returns what the call returned. */
 static ssize_t bevio_send(evutil_socket_t fd, struct evbuffer *out)
 {
 	struct evbuffer_iovec vec[BEVIO_WRITE_VECS];
-	struct msghdr msg = {0};
 	int nvec = evbuffer_peek(out, -1, NULL, vec, BEVIO_WRITE_VECS);
 	ssize_t n;
 
@@ -31,13 +44,7 @@ static ssize_t bevio_send(evutil_socket_t fd, struct evbuffer *out)
 		return 0;
 	if (nvec > BEVIO_WRITE_VECS)
 		nvec = BEVIO_WRITE_VECS;
-	if (nvec == 1) {
-		n = send(fd, vec[0].iov_base, vec[0].iov_len, MSG_NOSIGNAL);
-	} else {
-		msg.msg_iov = (struct iovec *)vec;
-		msg.msg_iovlen = (size_t)nvec;
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	}
+	n = bevio_sendv(fd, (const struct iovec *)vec, nvec);
 	if (n > 0)
 		evbuffer_drain(out, (size_t)n);
 	return n;
@@ -58,8 +65,6 @@ bool bevio_flush(struct bufferevent *bev)
 
 		if (n > 0)
 			continue;
-		if (n == -1 && errno == EINTR)
-			continue;
 		/* EAGAIN: the socket is full; anything else: let libevent see the error and report it. */
 		bufferevent_enable(bev, EV_WRITE);
 		return false;
@@ -70,7 +75,6 @@ bool bevio_flush(struct bufferevent *bev)
 bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
-	struct msghdr msg = {0};
 	size_t skip;
 	ssize_t sent;
 	int i;
@@ -82,12 +86,7 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 				break;
 		return bevio_flush(bev);
 	}
-	msg.msg_iov = (struct iovec *)iov;
-	msg.msg_iovlen = (size_t)n;
-	do
-		sent = n == 1 ? send(bufferevent_getfd(bev), iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-		              : sendmsg(bufferevent_getfd(bev), &msg, MSG_NOSIGNAL);
-	while (sent == -1 && errno == EINTR);
+	sent = bevio_sendv(bufferevent_getfd(bev), iov, n);
 	/* EAGAIN or an error: everything is queued; libevent writes it or reports the error. */
 	skip = sent > 0 ? (size_t)sent : 0;
 	for (i = 0; i < n; i++) {

@@ -314,7 +314,7 @@ static int64_t h2_parse_content_length(const char *v, size_t len)
 static bool h2_field_value_ok(const char **v, size_t *len)
 {
 	const char *p = *v;
-	size_t n = *len, i;
+	size_t n = *len;
 
 	while (n > 0 && (p[0] == ' ' || p[0] == '\t')) {
 		p++;
@@ -322,9 +322,8 @@ static bool h2_field_value_ok(const char **v, size_t *len)
 	}
 	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
 		n--;
-	for (i = 0; i < n; i++)
-		if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
-			return false;
+	if (!request_field_value_ok(p, n)) /* the HTTP/1.1 codecs' rule: no CTL but HTAB, no DEL */
+		return false;
 	*v = p;
 	*len = n;
 	return true;

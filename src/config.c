@@ -38,7 +38,9 @@ struct cfg_ctx {
 	long budget;
 	bool over_budget;
 	int next_provider;
-	const struct config_policy **gateway_by_listener; /* conflict detection for Gateway targets */
+	const struct config_policy **gateway_by_listener;       /* conflict detection for Gateway targets */
+	const struct config_client_policy **client_by_listener; /* clientTrafficPolicy by sectionName */
+	const struct config_client_policy *client_gateway;      /* clientTrafficPolicy on the whole Gateway */
 };
 
 /* ---------------------------------------------------------------- messages ---- */
@@ -1909,6 +1911,177 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	}
 }
 
+/* ------------------------------------------------------- client traffic ---- */
+
+static const struct config_client_traffic client_traffic_defaults = {
+        .underscores = CONFIG_UNDERSCORES_REJECT,
+        .escaped_slashes = CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_REDIRECT,
+        .merge_slashes = true,
+};
+
+/* One targetRef of a clientTrafficPolicy: only the Gateway (every listener) or one listener of it
+ * (sectionName). Records the listener index in *listener (-1 = all); returns -1 when refused. */
+static int parse_client_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_target_ref *t,
+                               int *listener)
+{
+	static const char *const keys[] = {"group", "kind", "name", "sectionName", NULL};
+	static const char *const kinds[] = {"Gateway", NULL};
+	char show[CONFIG_SHOW_MAX + 4];
+	char *group = NULL;
+	int kind = -1;
+
+	if (!check_map(c, n, kp, keys))
+		return -1;
+	if (get_str(c, n, kp, "group", false, 0, &group) == 0 && group != NULL && group[0] != '\0' &&
+	    strcmp(group, "gateway.networking.k8s.io") != 0)
+		cfg_error(c, map_find(c, n, "group"), kp,
+		          "unsupported group \"%s\" (expected gateway.networking.k8s.io)",
+		          cfg_show(group, show));
+	free(group);
+	if (map_find(c, n, "kind") == NULL) {
+		cfg_error(c, n, kp, "missing required key \"kind\" (Gateway)");
+		return -1;
+	}
+	if (get_enum(c, n, kp, "kind", kinds, &kind) != 0)
+		return -1;
+	t->kind = CONFIG_TARGET_GATEWAY;
+	get_str(c, n, kp, "name", false, S_NONEMPTY, &t->name);
+	get_str(c, n, kp, "sectionName", false, S_NONEMPTY, &t->section_name);
+	*listener = -1;
+	if (t->section_name != NULL) {
+		struct config_listener *l = find_listener(c->cfg, t->section_name);
+
+		if (l == NULL) {
+			cfg_error(c, map_find(c, n, "sectionName"), kp,
+			          "sectionName names no listener \"%s\"", cfg_show(t->section_name, show));
+			return -1;
+		}
+		*listener = l->index;
+	}
+	return 0;
+}
+
+/* A clientTrafficPolicy (Envoy Gateway's ClientTrafficPolicy, the parts jwtgate has: headers and
+ * path). Settings left out keep their defaults. The policy is applied to listeners afterwards by
+ * apply_client_policies(), where a sectionName target overrides a whole-Gateway one. */
+static void parse_client_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
+                                struct config_client_policy *cp)
+{
+	static const char *const keys[] = {"name", "targetRef", "targetRefs", "headers", "path", NULL};
+	static const char *const header_keys[] = {"withUnderscoresAction", NULL};
+	static const char *const path_keys[] = {"escapedSlashesAction", "disableMergeSlashes", NULL};
+	static const char *const underscores[] = {"RejectRequest", "Allow", "DropHeader", NULL};
+	static const char *const slashes[] = {"UnescapeAndRedirect", "KeepUnchanged", "RejectRequest",
+	                                      "UnescapeAndForward", NULL};
+	struct config *cfg = c->cfg;
+	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
+	char show[CONFIG_SHOW_MAX + 4];
+	yaml_node_t *one, *many, *v, *s;
+	size_t cnt, i;
+	int e;
+	bool disable_merge = false;
+
+	cp->settings = client_traffic_defaults;
+	if (!check_map(c, n, kp, keys))
+		return;
+	if (get_str(c, n, kp, "name", true, S_NONEMPTY, &cp->name) == 0) {
+		for (i = 0; i < (size_t)cp->index; i++) {
+			if (cfg->client_policies[i].name != NULL &&
+			    strcmp(cfg->client_policies[i].name, cp->name) == 0)
+				cfg_error(c, map_find(c, n, "name"), kp,
+				          "duplicate clientTrafficPolicy name \"%s\"",
+				          cfg_show(cp->name, show));
+		}
+	}
+	cp->settings.policy_name = cp->name;
+	v = field(c, n, kp, "headers", false, ckp);
+	if (v != NULL && check_map(c, v, ckp, header_keys)) {
+		cp->has_headers = true;
+		e = (int)cp->settings.underscores;
+		if (get_enum(c, v, ckp, "withUnderscoresAction", underscores, &e) == 0)
+			cp->settings.underscores = (enum config_underscores_action)e;
+	}
+	v = field(c, n, kp, "path", false, ckp);
+	if (v != NULL && check_map(c, v, ckp, path_keys)) {
+		cp->has_path = true;
+		e = (int)cp->settings.escaped_slashes;
+		if (get_enum(c, v, ckp, "escapedSlashesAction", slashes, &e) == 0)
+			cp->settings.escaped_slashes = (enum config_escaped_slashes_action)e;
+		if (get_bool(c, v, ckp, "disableMergeSlashes", &disable_merge) == 0)
+			cp->settings.merge_slashes = !disable_merge;
+	}
+	one = field(c, n, kp, "targetRef", false, ckp);
+	many = map_find(c, n, "targetRefs");
+	if (one != NULL && many != NULL) {
+		cfg_error(c, n, kp, "\"targetRef\" and \"targetRefs\" are exclusive");
+		return;
+	}
+	if (one == NULL && many == NULL) {
+		cfg_error(c, n, kp, "missing required key \"targetRefs\" (or \"targetRef\")");
+		return;
+	}
+	if (one != NULL) {
+		cp->targets = jg_xcalloc(1, sizeof(*cp->targets));
+		cp->n_targets = 1;
+		s = NULL;
+		cnt = 1;
+	} else {
+		s = get_seq(c, n, kp, "targetRefs", true, ckp, &cnt);
+		if (s == NULL)
+			return;
+		cp->targets = jg_xcalloc(cnt, sizeof(*cp->targets));
+		cp->n_targets = cnt;
+	}
+	for (i = 0; i < cnt; i++) {
+		yaml_node_t *tn = one;
+		int li;
+
+		if (s != NULL) {
+			kp_idx(ikp, ckp, i);
+			tn = seq_item(c, s, i);
+		} else {
+			snprintf(ikp, sizeof(ikp), "%s", ckp);
+		}
+		if (parse_client_target(c, tn, ikp, &cp->targets[i], &li) != 0)
+			continue;
+		if (li < 0) {
+			if (c->client_gateway != NULL && c->client_gateway != cp) {
+				cfg_error(c, tn, ikp, "the Gateway already has clientTrafficPolicy \"%s\"",
+				          c->client_gateway->name ? c->client_gateway->name : "?");
+				continue;
+			}
+			c->client_gateway = cp;
+		} else {
+			if (c->client_by_listener[li] != NULL && c->client_by_listener[li] != cp) {
+				cfg_error(c, tn, ikp,
+				          "listener \"%s\" already has clientTrafficPolicy \"%s\"",
+				          cfg->listeners[li].name ? cfg->listeners[li].name : "?",
+				          c->client_by_listener[li]->name ? c->client_by_listener[li]->name
+				                                          : "?");
+				continue;
+			}
+			c->client_by_listener[li] = cp;
+		}
+	}
+}
+
+/* Gives each listener its client traffic settings: the policy naming it by sectionName, else the
+ * Gateway-wide one, else the defaults. */
+static void apply_client_policies(struct cfg_ctx *c)
+{
+	struct config *cfg = c->cfg;
+	size_t i;
+
+	for (i = 0; i < cfg->n_listeners; i++) {
+		const struct config_client_policy *cp =
+		        c->client_by_listener != NULL ? c->client_by_listener[i] : NULL;
+
+		if (cp == NULL)
+			cp = c->client_gateway;
+		cfg->listeners[i].client = cp != NULL ? cp->settings : client_traffic_defaults;
+	}
+}
+
 /* ---------------------------------------------------------------- top level ---- */
 
 static void parse_limits(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_limits *l)
@@ -2048,9 +2221,19 @@ static void config_set_defaults(struct config *cfg)
  * policies (need routes and listeners), whatever the order of keys in the file. */
 static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {
-	        "listeners", "backends",  "httpRoutes", "grpcRoutes", "securityPolicies", "workers",
-	        "admin",     "accessLog", "log",        "tokenCache", "limits",           NULL};
+	static const char *const keys[] = {"listeners",
+	                                   "backends",
+	                                   "httpRoutes",
+	                                   "grpcRoutes",
+	                                   "securityPolicies",
+	                                   "clientTrafficPolicies",
+	                                   "workers",
+	                                   "admin",
+	                                   "accessLog",
+	                                   "log",
+	                                   "tokenCache",
+	                                   "limits",
+	                                   NULL};
 	struct config *cfg = c->cfg;
 	char kp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	yaml_node_t *s, *hs, *gs;
@@ -2072,6 +2255,7 @@ static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 		cfg->listeners = jg_xcalloc(cnt, sizeof(*cfg->listeners));
 		cfg->n_listeners = cnt;
 		c->gateway_by_listener = jg_xcalloc(cnt, sizeof(*c->gateway_by_listener));
+		c->client_by_listener = jg_xcalloc(cnt, sizeof(*c->client_by_listener));
 		for (i = 0; i < cnt; i++) {
 			cfg->listeners[i].index = (int)i;
 			kp_idx(ikp, kp, i);
@@ -2122,6 +2306,18 @@ static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 		}
 	}
 	cfg->n_providers = (size_t)c->next_provider;
+
+	s = get_seq(c, root, "", "clientTrafficPolicies", false, kp, &cnt);
+	if (s != NULL && cnt > 0) {
+		cfg->client_policies = jg_xcalloc(cnt, sizeof(*cfg->client_policies));
+		cfg->n_client_policies = cnt;
+		for (i = 0; i < cnt; i++) {
+			cfg->client_policies[i].index = (int)i;
+			kp_idx(ikp, kp, i);
+			parse_client_policy(c, seq_item(c, s, i), ikp, &cfg->client_policies[i]);
+		}
+	}
+	apply_client_policies(c);
 }
 
 /* Reads the whole file (bounded by CONFIG_MAX_FILE_BYTES) into a new buffer. */
@@ -2231,6 +2427,7 @@ int config_load(const char *path, FILE *err, struct config **out)
 	}
 cleanup:
 	free(c.gateway_by_listener);
+	free(c.client_by_listener);
 	config_free(c.cfg);
 	free(text);
 	return rc;
@@ -2361,6 +2558,17 @@ void config_free(struct config *cfg)
 		free(pol->name);
 	}
 	free(cfg->policies);
+	for (i = 0; i < cfg->n_client_policies; i++) {
+		struct config_client_policy *cp = &cfg->client_policies[i];
+
+		for (j = 0; j < cp->n_targets; j++) {
+			free(cp->targets[j].name);
+			free(cp->targets[j].section_name);
+		}
+		free(cp->targets);
+		free(cp->name);
+	}
+	free(cfg->client_policies);
 	free(cfg->access_log_path);
 	free(cfg->path);
 	free(cfg->dir);

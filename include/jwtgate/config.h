@@ -214,6 +214,41 @@ struct config_policy {
 	int index;
 };
 
+/* ---- client traffic (Envoy Gateway ClientTrafficPolicy: headers, path) ---- */
+
+/* headers.withUnderscoresAction: what a request header whose name contains '_' gets. */
+enum config_underscores_action {
+	CONFIG_UNDERSCORES_REJECT = 0, /* RejectRequest (Envoy Gateway's default): 400 */
+	CONFIG_UNDERSCORES_ALLOW,      /* Allow: forwarded as received */
+	CONFIG_UNDERSCORES_DROP,       /* DropHeader: removed before routing, auth and forwarding */
+};
+
+/* path.escapedSlashesAction: what %2F / %5C (any case) in the path get. */
+enum config_escaped_slashes_action {
+	CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_REDIRECT = 0, /* Envoy Gateway's default */
+	CONFIG_ESCAPED_SLASHES_KEEP_UNCHANGED,
+	CONFIG_ESCAPED_SLASHES_REJECT_REQUEST,
+	CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_FORWARD,
+};
+
+/* The settings a listener applies to every request it receives, from the clientTrafficPolicy that
+ * targets it (sectionName) or the whole Gateway, else these defaults (Envoy Gateway's). */
+struct config_client_traffic {
+	enum config_underscores_action underscores;         /* default RejectRequest */
+	enum config_escaped_slashes_action escaped_slashes; /* default UnescapeAndRedirect */
+	bool merge_slashes;                                 /* !disableMergeSlashes, default true */
+	const char *policy_name;                            /* the policy in force, NULL = defaults */
+};
+
+struct config_client_policy {
+	char *name;
+	struct config_target_ref *targets;
+	size_t n_targets;
+	struct config_client_traffic settings;
+	bool has_headers, has_path;
+	int index;
+};
+
 /* ---- listeners and top level ---- */
 
 struct config_listener {
@@ -224,6 +259,7 @@ struct config_listener {
 	bool has_tls;
 	char *tls_cert_file;
 	char *tls_key_file;
+	struct config_client_traffic client; /* clientTrafficPolicies in force, or the defaults */
 	int index;
 };
 
@@ -263,6 +299,8 @@ struct config {
 	struct config_policy *policies;
 	size_t n_policies;
 	size_t n_providers; /* across all policies */
+	struct config_client_policy *client_policies;
+	size_t n_client_policies;
 };
 
 /* Loads and validates the file. On success returns 0 and *out owns a new config. On failure writes

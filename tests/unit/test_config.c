@@ -627,6 +627,77 @@ static void test_gateway_policy_all_listeners(void **state)
 	config_free(cfg);
 }
 
+/* clientTrafficPolicies: Envoy Gateway's defaults without one; a sectionName policy overrides the
+ * Gateway-wide one on its listener; conflicts and other target kinds are errors. */
+static void test_client_traffic_policies(void **state)
+{
+	static const char base[] =
+	        "listeners: [{name: a, address: 127.0.0.1:1}, {name: b, address: 127.0.0.1:2}]\n"
+	        "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}]}]\n"
+	        "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n";
+	char yaml[2048];
+	struct config *cfg = NULL;
+
+	JG_UNUSED(state);
+	if (t_load(base, &cfg) != 0)
+		fail_msg("%s", t_errbuf);
+	assert_int_equal(cfg->listeners[0].client.underscores, CONFIG_UNDERSCORES_REJECT);
+	assert_int_equal(cfg->listeners[0].client.escaped_slashes,
+	                 CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_REDIRECT);
+	assert_true(cfg->listeners[0].client.merge_slashes);
+	assert_null(cfg->listeners[0].client.policy_name);
+	config_free(cfg);
+
+	snprintf(yaml, sizeof(yaml),
+	         "%sclientTrafficPolicies:\n"
+	         "  - name: gw\n"
+	         "    targetRef: {group: gateway.networking.k8s.io, kind: Gateway, name: eg}\n"
+	         "    headers: {withUnderscoresAction: DropHeader}\n"
+	         "  - name: only-b\n"
+	         "    targetRefs: [{kind: Gateway, name: eg, sectionName: b}]\n"
+	         "    headers: {withUnderscoresAction: Allow}\n"
+	         "    path: {escapedSlashesAction: KeepUnchanged, disableMergeSlashes: true}\n",
+	         base);
+	if (t_load(yaml, &cfg) != 0)
+		fail_msg("%s", t_errbuf);
+	assert_int_equal(cfg->listeners[0].client.underscores, CONFIG_UNDERSCORES_DROP);
+	assert_int_equal(cfg->listeners[0].client.escaped_slashes,
+	                 CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_REDIRECT);
+	assert_true(cfg->listeners[0].client.merge_slashes);
+	assert_string_equal(cfg->listeners[0].client.policy_name, "gw");
+	assert_int_equal(cfg->listeners[1].client.underscores, CONFIG_UNDERSCORES_ALLOW);
+	assert_int_equal(cfg->listeners[1].client.escaped_slashes, CONFIG_ESCAPED_SLASHES_KEEP_UNCHANGED);
+	assert_false(cfg->listeners[1].client.merge_slashes);
+	assert_string_equal(cfg->listeners[1].client.policy_name, "only-b");
+	config_free(cfg);
+
+	snprintf(yaml, sizeof(yaml),
+	         "%sclientTrafficPolicies:\n"
+	         "  - name: x\n"
+	         "    targetRef: {kind: Gateway, sectionName: a}\n"
+	         "  - name: y\n"
+	         "    targetRef: {kind: Gateway, sectionName: a}\n",
+	         base);
+	t_fails(yaml, 1, 8, 16, "listener \"a\" already has clientTrafficPolicy \"x\"");
+	snprintf(yaml, sizeof(yaml),
+	         "%sclientTrafficPolicies:\n"
+	         "  - name: x\n"
+	         "    targetRef: {kind: HTTPRoute, name: r}\n"
+	         "    path: {escapedSlashesAction: Unescape}\n",
+	         base);
+	t_fails(yaml, 2, 6, 23, "invalid value \"HTTPRoute\" (expected one of Gateway)");
+	t_expect(7, 34,
+	         "invalid value \"Unescape\" (expected one of UnescapeAndRedirect, KeepUnchanged, "
+	         "RejectRequest, "
+	         "UnescapeAndForward)");
+	snprintf(yaml, sizeof(yaml),
+	         "%sclientTrafficPolicies:\n"
+	         "  - name: x\n"
+	         "    targetRef: {kind: Gateway, sectionName: c}\n",
+	         base);
+	t_fails(yaml, 1, 6, 45, "sectionName names no listener \"c\"");
+}
+
 static void test_remote_defaults(void **state)
 {
 	struct config *cfg = NULL;
@@ -1096,6 +1167,7 @@ int main(void)
 	        T(test_shipped_configs_load),
 	        T(test_full_options_and_normalisation),
 	        T(test_gateway_policy_all_listeners),
+	        T(test_client_traffic_policies),
 	        T(test_remote_defaults),
 	        T(test_remote_http_uri),
 	        T(test_err_unknown_key),

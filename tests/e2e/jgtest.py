@@ -39,8 +39,11 @@ from http.server import BaseHTTPRequestHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get("JWTGATE_SOURCE_ROOT", os.path.abspath(os.path.join(HERE, "..", "..")))
-SHARED = os.environ.get("JWTGATE_SHARED", os.path.abspath(os.path.join(SOURCE_ROOT, "..", "shared")))
-BIN = os.environ.get("JWTGATE_BIN", "/work/main/build/jwtgate")
+# The repository's own test data (tests/data/PROVENANCE); tests never read outside the repository.
+DATA = os.path.abspath(os.path.join(HERE, "..", "data"))
+SEED_DIR = os.path.join(DATA, "envoy-gateway-jwt")  # the seed scenario's jwks.json, key.json, tokens
+BIN = os.environ.get("JWTGATE_BIN", os.path.join(SOURCE_ROOT, "build", "jwtgate"))
+TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", os.path.join(SOURCE_ROOT, "build", "jwtgate-token"))
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 

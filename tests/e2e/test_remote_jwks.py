@@ -329,7 +329,7 @@ def test_reload_keeps_keys_and_fetches_for_the_new_configuration(start_proxy, up
 # ---------------------------------------------------------------------------------------------------
 # The seed's second scenario, plain HTTP, fail-closed paths, several tokens, and the counters line.
 
-SEED = os.path.join(jgtest.SHARED, "conformance", "envoy-gateway-jwt")  # env JWTGATE_SHARED
+SEED = jgtest.SEED_DIR
 SEED_RETRY = {"numRetries": 3, "perRetry": {"backOff": {"baseInterval": "1s", "maxInterval": "5s"}},
               "retryOn": {"triggers": ["5xx", "gateway-error", "reset"]}}
 STATS_RE = re.compile(r"jwks (\S+): fetch (ok|failed) \(keys=(\d+), ok=(\d+) fail\{([^}]*)\} "

@@ -3,7 +3,7 @@
  * invalid_token), extraction, optional / failOpen, several providers and several tokens
  * (security.md section 2 row 24), claim headers (row 25 included), forwarding, the verified-token
  * cache (exp re-checked on a hit, key rotation), remote JWKS without keys, WWW-Authenticate.
- * Tokens are minted here with OpenSSL (jwt_testutil.h); the seed files come from JWTGATE_SHARED. */
+ * Tokens are minted here with OpenSSL (jwt_testutil.h); the seed files come from tests/data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -110,12 +110,11 @@ static int group_setup(void **state)
 	free(m);
 	write_file("k1.json", fx.k1_json);
 	write_file("k2.json", fx.k2_json);
-	seed = tu_read_shared("conformance/envoy-gateway-jwt/jwks.json", NULL);
+	seed = tu_read_data("envoy-gateway-jwt/jwks.json", NULL);
 	write_file("seed.json", seed);
 	free(seed);
-	fx.seed_jwt = trim_dup(tu_read_shared("conformance/envoy-gateway-jwt/test.jwt", NULL));
-	fx.seed_claim_jwt =
-	        trim_dup(tu_read_shared("conformance/envoy-gateway-jwt/with-different-claim.jwt", NULL));
+	fx.seed_jwt = trim_dup(tu_read_data("envoy-gateway-jwt/test.jwt", NULL));
+	fx.seed_claim_jwt = trim_dup(tu_read_data("envoy-gateway-jwt/with-different-claim.jwt", NULL));
 	return 0;
 }
 

@@ -101,13 +101,6 @@ static const char *t_source_root(void)
 	return r != NULL ? r : ".";
 }
 
-static const char *t_shared(void)
-{
-	const char *r = getenv("JWTGATE_SHARED");
-
-	return r != NULL ? r : "../shared";
-}
-
 /* Loads path; keeps the err output in t_errbuf; returns config_load's result. */
 static int t_load_path(const char *path, struct config **out)
 {
@@ -153,26 +146,14 @@ static void t_fails(const char *yaml, int n_errors, int line, int col, const cha
 	t_expect(line, col, msg);
 }
 
-/* The n-th (0-based) ```yaml block of CONFIG.md, as a new string. */
-static char *t_config_md_block(int n)
+/* One of CONFIG.md's ```yaml examples, kept verbatim in tests/data/config-md/ (tests/data/PROVENANCE),
+ * as a new string. */
+static char *t_config_md_block(const char *name)
 {
 	char p[512];
-	char *md, *s, *e, *r;
-	int i;
 
-	snprintf(p, sizeof(p), "%s/CONFIG.md", t_shared());
-	md = t_read(p, NULL);
-	s = md;
-	for (i = 0; i <= n; i++) {
-		s = strstr(s, "```yaml\n");
-		assert_non_null(s);
-		s += 8;
-	}
-	e = strstr(s, "```");
-	assert_non_null(e);
-	r = strndup(s, (size_t)(e - s));
-	free(md);
-	return r;
+	snprintf(p, sizeof(p), "%s/config-md/%s", JWTGATE_TEST_DATA, name);
+	return t_read(p, NULL);
 }
 
 static void t_copy_jwks(const char *rel)
@@ -207,7 +188,7 @@ static const char *t_ip(const struct sockaddr_storage *ss, char *buf, uint16_t *
 
 static void test_seed_scenario_from_config_md(void **state)
 {
-	char *yaml = t_config_md_block(0);
+	char *yaml = t_config_md_block("seed-scenario.yaml");
 	struct config *cfg = NULL;
 	const struct config_policy *pol;
 	char ip[64], p[512];
@@ -321,7 +302,7 @@ static void test_seed_scenario_from_config_md(void **state)
 
 static void test_remote_scenario_from_config_md(void **state)
 {
-	char *block = t_config_md_block(1);
+	char *block = t_config_md_block("remote-jwks.yaml");
 	const char *extra = "listeners: [{name: http, address: \"[::1]:8080\"}]\n"
 	                    "httpRoutes:\n"
 	                    "  - name: foo\n"

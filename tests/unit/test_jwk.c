@@ -358,7 +358,7 @@ static void test_refcount(void **state)
 static void test_seed_jwks(void **state)
 {
 	size_t len;
-	char *text = tu_read_shared("conformance/envoy-gateway-jwt/jwks.json", &len);
+	char *text = tu_read_data("envoy-gateway-jwt/jwks.json", &len);
 	struct jwks *ks = NULL;
 
 	(void)state;

@@ -220,6 +220,20 @@ def test_unknown_kid_refetch_with_kidless_key_in_set(start_proxy, upstream, jwks
     assert jwksutil.stderr_text(p).count("refetching now") == 1, jwksutil.stderr_text(p)
 
 
+def test_fetched_key_refused_with_its_reason(start_proxy, upstream, jwks_server, pki, keys):
+    """issue 10 section 4: a fetched key that is refused is logged with its index, kid and own reason; the
+    other keys serve."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    n = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_numbers().n
+    weak = {"kty": "RSA", "kid": "weak", "e": "AQAB", "n": jwksutil.b64u(n.to_bytes(128, "big"))}
+    srv = jwks_server()
+    srv.serve_bytes(json.dumps({"keys": [weak, keys["k1"].public]}).encode())
+    p = start(start_proxy, upstream, srv, pki)
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert ('key #0 kid "weak" skipped: RSA modulus is 1024 bits; at least 2048 are required'
+            in jwksutil.stderr_text(p)), jwksutil.stderr_text(p)
+
+
 def test_unknown_kid_storm_is_one_fetch(start_proxy, upstream, jwks_server, pki, keys):
     srv = jwks_server()
     srv.serve(keys["k1"])

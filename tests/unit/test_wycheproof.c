@@ -84,7 +84,7 @@ static void run_file(const struct wycheproof_file *wf)
 			free(y);
 		}
 		assert_non_null(jwk);
-		kst = jwk_from_json(jwk, &key);
+		kst = jwk_from_json(jwk, &key, NULL, 0);
 		json_decref(built);
 		for (ti = 0; ti < json_array_size(tests); ti++) {
 			json_t *t = json_array_get(tests, ti);

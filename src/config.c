@@ -2102,6 +2102,7 @@ static void parse_limits(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	                                   "drainTimeout",
 	                                   "maxConnections",
 	                                   "http2MaxConcurrentStreams",
+	                                   "listenBacklog",
 	                                   NULL};
 	uint64_t v;
 
@@ -2120,6 +2121,7 @@ static void parse_limits(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	get_duration(c, n, kp, "drainTimeout", 0, &l->drain_timeout_ms);
 	get_u32(c, n, kp, "maxConnections", 1, 10000000, &l->max_connections);
 	get_u32(c, n, kp, "http2MaxConcurrentStreams", 1, 1u << 20, &l->h2_max_concurrent_streams);
+	get_u32(c, n, kp, "listenBacklog", 1, 1u << 20, &l->listen_backlog);
 	if (l->max_request_line > l->max_header_bytes)
 		cfg_error(c, n, kp, "maxRequestLine is larger than maxHeaderBytes");
 }
@@ -2222,6 +2224,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->limits.drain_timeout_ms = 10000;
 	cfg->limits.max_connections = 10000;
 	cfg->limits.h2_max_concurrent_streams = 100;
+	cfg->limits.listen_backlog = 4096;
 }
 
 /* Walks the whole document in dependency order: listeners, backends, routes (need backends),

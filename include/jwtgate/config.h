@@ -278,6 +278,7 @@ struct config_limits {
 	uint64_t drain_timeout_ms;          /* SIGTERM drain bound, default 10s */
 	uint32_t max_connections;           /* per process, default 10000 */
 	uint32_t h2_max_concurrent_streams; /* default 100 */
+	uint32_t listen_backlog;            /* listen(2) backlog, default 4096, capped by somaxconn */
 };
 
 struct config {

@@ -4,6 +4,7 @@ HTTP/2 client is cut off at once, a half-closed HTTP/1.1 client still gets its a
 HTTP/2 connection lives by idleTimeout."""
 
 import re
+import subprocess
 import time
 
 import jgtest
@@ -87,3 +88,38 @@ def test_panic_threshold_spreads_over_all_endpoints(start_proxy, make_upstream):
         assert jgtest.wait_for(lambda: get(px.port, "/p").json()["upstream"] == "back", 1.0, 0.02), px.logs()
     finally:
         up.stop()
+
+
+# ---- listen backlog ----
+
+def somaxconn():
+    with open("/proc/sys/net/core/somaxconn") as f:
+        return int(f.read())
+
+
+def listen_queues(port):
+    """Send-Q of every listening socket on port (for a listener it is the accept backlog)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[2]) for line in out.splitlines() if line.strip()]
+
+
+def test_listen_backlog_default_is_4096(start_proxy):
+    # Before, libevent called listen() again with 128 and thousands of SYNs of a burst were dropped.
+    px = start_proxy(lambda port: jgtest.base_config(port, {"b": [jgtest.free_port()]},
+                                                    [jgtest.catch_all_route("b")], workers=2))
+    want = min(4096, somaxconn())
+    assert listen_queues(px.port) == [want, want]
+    assert f"backlog {want} (limits.listenBacklog 4096, net.core.somaxconn {somaxconn()})" in px.logs()
+
+
+def test_listen_backlog_configured_and_capped(start_proxy):
+    px = start_proxy(lambda port: jgtest.base_config(port, {"b": [jgtest.free_port()]},
+                                                    [jgtest.catch_all_route("b")], workers=1,
+                                                    limits={"listenBacklog": 1000}))
+    assert listen_queues(px.port) == [min(1000, somaxconn())]
+    huge = 1 << 20
+    px2 = start_proxy(lambda port: jgtest.base_config(port, {"b": [jgtest.free_port()]},
+                                                     [jgtest.catch_all_route("b")], workers=1,
+                                                     limits={"listenBacklog": huge}), name="capped")
+    assert listen_queues(px2.port) == [min(huge, somaxconn())]
+    assert f"backlog {somaxconn()} (limits.listenBacklog {huge}, net.core.somaxconn" in px2.logs()

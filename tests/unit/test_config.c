@@ -439,7 +439,7 @@ static void test_full_options_and_normalisation(void **state)
 	           "limits: {maxHeaderBytes: 64KiB, maxHeaderCount: 50, maxRequestLine: 4096, maxBodySize: "
 	           "1MiB,\n"
 	           "         headerTimeout: 500ms, idleTimeout: 1h30m, drainTimeout: 0s, maxConnections: 7,\n"
-	           "         http2MaxConcurrentStreams: 9}\n"
+	           "         http2MaxConcurrentStreams: 9, listenBacklog: 512}\n"
 	           "listeners: [{name: a, address: 127.0.0.1:0}, {name: b, address: 127.0.0.2:0}]\n"
 	           "backends:\n"
 	           "  - name: be\n"
@@ -530,6 +530,7 @@ static void test_full_options_and_normalisation(void **state)
 	assert_int_equal(cfg->limits.drain_timeout_ms, 0);
 	assert_int_equal(cfg->limits.max_connections, 7);
 	assert_int_equal(cfg->limits.h2_max_concurrent_streams, 9);
+	assert_int_equal(cfg->limits.listen_backlog, 512);
 
 	assert_int_equal(cfg->backends[0].lb, CONFIG_LB_LEAST_REQUEST);
 	assert_int_equal(cfg->backends[0].connect_timeout_ms, 1000);

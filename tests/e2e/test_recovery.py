@@ -123,3 +123,55 @@ def test_listen_backlog_configured_and_capped(start_proxy):
                                                      limits={"listenBacklog": huge}), name="capped")
     assert listen_queues(px2.port) == [min(huge, somaxconn())]
     assert f"backlog {somaxconn()} (limits.listenBacklog {huge}, net.core.somaxconn" in px2.logs()
+
+
+# ---- HTTP/2: a flooder is cut off at once ----
+
+def test_continuation_flood_stops_reading_and_closes_at_once(start_proxy, make_upstream):
+    # After the GOAWAY for a CONTINUATION flood the proxy must not go on reading (before, it read
+    # and dropped for a second after its FIN: about 2 GB from a client that keeps writing). The
+    # client keeps writing: it must find the connection closed soon after the GOAWAY, having got
+    # only a bounded amount (socket buffers) in.
+    import socket
+
+    import hyperframe.frame as hf
+
+    import h2util
+
+    up = make_upstream("U")
+    px = start_proxy(lambda port: jgtest.base_config(port, {"b": [up.port]}, [jgtest.catch_all_route("b")],
+                                                    workers=1))
+    with h2util.RawH2(px.port, timeout=5) as c:
+        h = hf.HeadersFrame(1, data=c.enc.encode(c.request_headers("/cont")))  # no END_HEADERS
+        out = bytearray(h.serialize())
+        for _ in range(100):
+            out += hf.ContinuationFrame(1, data=c.enc.encode([("x-filler", "a" * 10)])).serialize()
+        c.send(bytes(out))
+        assert c.wait(lambda x: x.goaway is not None, timeout=5), "no GOAWAY for the flood"
+        assert c.goaway[0] != 0
+        t0 = time.monotonic()
+        junk = hf.PingFrame(0, opaque_data=b"12345678").serialize() * (256 * 1024 // 17)
+        sent, closed_after = 0, None
+        c.sock.settimeout(0.05)
+        while time.monotonic() - t0 < 3.0:
+            try:
+                sent += c.sock.send(junk)
+            except socket.timeout:
+                # the proxy stopped reading and the buffers are full; a closed socket shows in
+                # the next send or here
+                try:
+                    if c.sock.recv(65536, socket.MSG_DONTWAIT) == b"":
+                        closed_after = time.monotonic() - t0
+                        break
+                except BlockingIOError:
+                    pass
+                except (ConnectionResetError, BrokenPipeError):
+                    closed_after = time.monotonic() - t0
+                    break
+            except (ConnectionResetError, BrokenPipeError):
+                closed_after = time.monotonic() - t0
+                break
+    assert closed_after is not None, f"connection still open 3 s after the GOAWAY ({sent} bytes taken)"
+    assert closed_after < 0.6, f"closed {closed_after:.2f} s after the GOAWAY ({sent} bytes taken)"
+    assert sent < 64 * 1024 * 1024, f"{sent} bytes taken after the GOAWAY"
+    assert "closing: " in px.logs()

@@ -22,7 +22,8 @@
  *   never exceed the windows;
  * - response bodies: H2_STREAM_OUT_HIGH per stream (then the upstream is paused) and H2_OUT_HIGH in
  *   the socket's output buffer (then no more frames are serialised);
- * - time: limits.headerTimeout until the first request HEADERS, limits.idleTimeout without I/O;
+ * - time: limits.headerTimeout for the client preface and for each header block, limits.idleTimeout
+ *   without I/O (also before the first request: a gRPC channel may connect long before its call);
  * - a client that flooded or broke the protocol: not read any more, closed H2_ABORT_MS after GOAWAY.
  */
 #include "jwtgate/http2.h"
@@ -77,7 +78,7 @@
 #define H2_ABORT_POLL_MS           5    /* while the kernel still holds our GOAWAY (SIOCOUTQ) */
 
 enum h2_conn_state {
-	H2C_PREFACE = 0, /* waiting for the client preface and the first request HEADERS */
+	H2C_PREFACE = 0, /* waiting for the client preface (magic and SETTINGS): limits.headerTimeout */
 	H2C_OPEN,        /* serving streams */
 	H2C_DRAINING,    /* shutdown notice / GOAWAY sent: in-flight streams finish */
 	H2C_CLOSING,     /* session over: flushing the last frames, then FIN and linger */
@@ -995,8 +996,19 @@ static int h2_on_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 
 static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
+	struct h2_conn *c = user_data;
 	struct h2_stream *s;
 
+	if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+	    c->state == H2C_PREFACE) {
+		/* The client preface is complete (RFC 9113 section 3.4: magic, then SETTINGS). From here
+		 * a connection without a request is idle, not slow: a gRPC channel may connect long
+		 * before its first call. limits.idleTimeout bounds it; headerTimeout bounds each header
+		 * block (head_block_since_ms). */
+		h2_set_state(c, H2C_OPEN);
+		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		return 0;
+	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -1293,7 +1305,7 @@ static void h2_on_timer(void *arg)
 	}
 	switch (c->state) {
 	case H2C_PREFACE:
-		h2_terminate(c, NGHTTP2_NO_ERROR, "no request within the header timeout");
+		h2_terminate(c, NGHTTP2_NO_ERROR, "no client preface within the header timeout");
 		h2_set_state(c, H2C_DRAINING);
 		h2_arm_timer(c, H2_FLUSH_MS);
 		break;
@@ -1484,7 +1496,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	/* The preface and the first request must arrive within the header timeout. */
+	/* The client preface must arrive within the header timeout; then the idle timeout applies. */
 	h2_arm_timer(c, w->cfg->limits.header_timeout_ms);
 	if (w->draining)
 		h2_conn_drain(&c->wc);

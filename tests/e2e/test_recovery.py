@@ -175,3 +175,27 @@ def test_continuation_flood_stops_reading_and_closes_at_once(start_proxy, make_u
     assert closed_after < 0.6, f"closed {closed_after:.2f} s after the GOAWAY ({sent} bytes taken)"
     assert sent < 64 * 1024 * 1024, f"{sent} bytes taken after the GOAWAY"
     assert "closing: " in px.logs()
+
+
+# ---- HTTP/2: a connection without a request is idle, not slow ----
+
+def test_h2_connection_waiting_for_its_first_call_lives_by_idle_timeout(start_proxy, make_upstream):
+    # A gRPC channel connects (preface + SETTINGS) long before its first call. headerTimeout (1 s)
+    # bounds header blocks, not that wait; idleTimeout (3 s) does.
+    import h2util
+
+    up = make_upstream("U")
+    px = start_proxy(lambda port: jgtest.base_config(port, {"b": [up.port]}, [jgtest.catch_all_route("b")],
+                                                    workers=1, limits={"headerTimeout": "1s",
+                                                                       "idleTimeout": "3s"}))
+    with h2util.RawH2(px.port, timeout=10) as c:
+        assert not c.wait(lambda x: x.closed or x.goaway is not None, timeout=2.0), \
+            f"cut before the idle timeout: goaway={c.goaway}\n{px.logs()}"
+        c.send(c.headers_frame(1, c.request_headers("/first-call")))
+        assert c.wait(lambda x: 1 in x.ended, timeout=5)
+        assert c.headers[1][0][":status"] == "200"
+        t0 = time.monotonic()
+        assert c.wait(lambda x: x.closed, timeout=8), "idle connection never closed"
+        waited = time.monotonic() - t0
+        assert c.goaway is not None and c.goaway[0] == 0, c.goaway
+        assert 2.0 < waited < 6.0, f"closed {waited:.2f} s after the last response (idleTimeout 3 s)"

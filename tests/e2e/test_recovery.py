@@ -199,3 +199,74 @@ def test_h2_connection_waiting_for_its_first_call_lives_by_idle_timeout(start_pr
         waited = time.monotonic() - t0
         assert c.goaway is not None and c.goaway[0] == 0, c.goaway
         assert 2.0 < waited < 6.0, f"closed {waited:.2f} s after the last response (idleTimeout 3 s)"
+
+
+# ---- HTTP/1.1: a client that half-closes after its request still gets the answer ----
+
+def half_close_exchange(port, data, timeout=5.0):
+    """Sends data, then FIN (shutdown(SHUT_WR), as `nc -N` does); returns everything the proxy sent
+    until it closed."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        return bytes(got)
+
+
+def statuses_in(raw):
+    # status lines, also where one follows the previous body without a line break
+    return [int(m) for m in re.findall(rb"HTTP/1\.[01] (\d{3}) [A-Z]", raw)]
+
+
+def half_close_env(start_proxy, make_upstream):
+    up = make_upstream("U")
+    routes = [{"name": "known", "hostnames": ["known.example.com"], "rules": [{"backendRefs": [{"name": "b"}]}]}]
+    return start_proxy(lambda port: jgtest.base_config(port, {"b": [up.port]}, routes, workers=1))
+
+
+def test_half_closed_client_gets_local_404(start_proxy, make_upstream):
+    px = half_close_env(start_proxy, make_upstream)
+    raw = half_close_exchange(px.port, b"GET /x HTTP/1.1\r\nHost: unknown.example.com\r\n\r\n")
+    assert statuses_in(raw) == [404], raw
+
+
+def test_half_closed_client_gets_proxied_200(start_proxy, make_upstream):
+    px = half_close_env(start_proxy, make_upstream)
+    raw = half_close_exchange(px.port, b"GET /slow/200 HTTP/1.0\r\nHost: known.example.com\r\n\r\n")
+    assert statuses_in(raw) == [200], raw
+    assert b'"upstream": "U"' in raw or b'"upstream":"U"' in raw, raw
+
+
+def test_half_closed_client_gets_every_pipelined_answer(start_proxy, make_upstream):
+    px = half_close_env(start_proxy, make_upstream)
+    raw = half_close_exchange(px.port, b"GET /one HTTP/1.1\r\nHost: known.example.com\r\n\r\n"
+                                       b"GET /two HTTP/1.1\r\nHost: unknown.example.com\r\n\r\n"
+                                       b"POST /three HTTP/1.1\r\nHost: known.example.com\r\n"
+                                       b"Content-Length: 5\r\n\r\nhello")
+    assert statuses_in(raw) == [200, 404, 200], raw
+    assert raw.index(b"/one") < raw.index(b"/three")
+
+
+def test_half_close_inside_a_body_is_not_forwarded_as_complete(start_proxy, make_upstream):
+    # The FIN cuts the announced body: the exchange cannot complete and the connection closes,
+    # without the upstream ever seeing a complete request.
+    up = make_upstream("U")
+    px = start_proxy(lambda port: jgtest.base_config(port, {"b": [up.port]}, [jgtest.catch_all_route("b")],
+                                                    workers=1))
+    m = jgtest.marker()
+    raw = half_close_exchange(px.port, f"POST /{m} HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello".encode())
+    assert 200 not in statuses_in(raw), raw
+    time.sleep(0.2)
+    assert all(r["state"] != "complete" for r in up.matching(m)), up.matching(m)
+    assert get(px.port, "/after").status == 200

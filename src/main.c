@@ -86,6 +86,10 @@ static void main_reload(struct main_state *st)
 	}
 	if (cfg->workers != st->current->cfg->workers)
 		log_warn("reload: workers changes need a restart; keeping %d", st->n_workers);
+	if (cfg->limits.listen_backlog != st->current->cfg->limits.listen_backlog)
+		log_warn("reload: limits.listenBacklog changes need a restart (the sockets listen once); "
+		         "keeping %u",
+		         st->current->cfg->limits.listen_backlog);
 	auth = auth_shared_new(cfg, stderr);
 	if (auth == NULL) {
 		log_error(

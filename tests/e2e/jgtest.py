@@ -318,14 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
 class Upstream:
     """A real HTTP/1.1 upstream on an ephemeral loopback port that records what reached it."""
 
-    def __init__(self, name="up"):
+    def __init__(self, name="up", port=0):
         self.name = name
         self.lock = threading.Lock()
         self.requests = []
         self.connections = []  # client ports, one per accepted connection
         self.conn_seq = 0
         self.stopping = threading.Event()
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.upstream = self
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -420,13 +420,14 @@ static void test_full_options_and_normalisation(void **state)
 	           "limits: {maxHeaderBytes: 64KiB, maxHeaderCount: 50, maxRequestLine: 4096, maxBodySize: "
 	           "1MiB,\n"
 	           "         headerTimeout: 500ms, idleTimeout: 1h30m, drainTimeout: 0s, maxConnections: 7,\n"
-	           "         http2MaxConcurrentStreams: 9}\n"
+	           "         http2MaxConcurrentStreams: 9, listenBacklog: 512}\n"
 	           "listeners: [{name: a, address: 127.0.0.1:0}, {name: b, address: 127.0.0.2:0}]\n"
 	           "backends:\n"
 	           "  - name: be\n"
 	           "    loadBalancer: {type: LeastRequest}\n"
 	           "    timeouts: {connect: 1s, request: 0s, idle: 5m}\n"
 	           "    circuitBreaker: {maxConnections: 10, maxPendingRequests: 0, maxParallelRequests: 3}\n"
+	           "    healthCheck: {panicThreshold: 0}\n"
 	           "    endpoints: [{ip: {address: \"::1\", port: 81}}]\n"
 	           "  - name: h2\n"
 	           "    protocol: H2\n"
@@ -478,7 +479,7 @@ static void test_full_options_and_normalisation(void **state)
 	           &cfg) != 1)
 		fail_msg("%s", t_errbuf);
 	/* the last line is a deliberate typo: a single error, and nothing else is wrong */
-	t_expect(58, 11, "unknown key \"remoteJWKSx\" (at securityPolicies[1].jwt.providers[0])");
+	t_expect(59, 11, "unknown key \"remoteJWKSx\" (at securityPolicies[1].jwt.providers[0])");
 
 	/* same file without the typo */
 	{
@@ -510,6 +511,7 @@ static void test_full_options_and_normalisation(void **state)
 	assert_int_equal(cfg->limits.drain_timeout_ms, 0);
 	assert_int_equal(cfg->limits.max_connections, 7);
 	assert_int_equal(cfg->limits.h2_max_concurrent_streams, 9);
+	assert_int_equal(cfg->limits.listen_backlog, 512);
 
 	assert_int_equal(cfg->backends[0].lb, CONFIG_LB_LEAST_REQUEST);
 	assert_int_equal(cfg->backends[0].connect_timeout_ms, 1000);
@@ -518,6 +520,8 @@ static void test_full_options_and_normalisation(void **state)
 	assert_int_equal(cfg->backends[0].max_connections, 10);
 	assert_int_equal(cfg->backends[0].max_pending, 0);
 	assert_int_equal(cfg->backends[0].max_requests, 3);
+	assert_int_equal(cfg->backends[0].panic_threshold, 0);
+	assert_int_equal(cfg->backends[1].panic_threshold, 50); /* Envoy's default */
 	assert_int_equal(cfg->backends[0].endpoints[0].addr.ss_family, AF_INET6);
 	assert_true(cfg->backends[1].tls.well_known_system);
 	assert_string_equal(cfg->backends[1].tls.hostname, "api.example.com");
@@ -753,6 +757,10 @@ static void test_err_wrong_types(void **state)
 	t_fails(MINI_HEAD "workers: lots\n", 1, 3, 10,
 	        "expected a number or \"auto\", found \"lots\" (at workers)");
 	t_fails(MINI_HEAD "workers: 0\n", 1, 3, 10, "0 out of range 1..1024 (at workers)");
+	t_fails("listeners: [{name: l, address: 127.0.0.1:8080}]\n"
+	        "backends: [{name: b, healthCheck: {panicThreshold: 101}, endpoints: [{ip: {address: "
+	        "127.0.0.1, port: 80}}]}]\n",
+	        1, 2, 52, "101 out of range 0..100 (at backends[0].healthCheck.panicThreshold)");
 	t_fails(MINI_HEAD "limits: {headerTimeout: 10}\n", 1, 3, 25,
 	        "invalid duration \"10\" (expected e.g. 500ms, 10s, 5m, 1h30m) (at limits.headerTimeout)");
 	t_fails(MINI_HEAD "limits: {maxBodySize: 1MB}\n", 1, 3, 23,

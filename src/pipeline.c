@@ -84,6 +84,12 @@ static bool pipeline_client_traffic(const struct config_client_traffic *ct, stru
 			pipeline_respond(out, 400, "path with escaped slash");
 			return false;
 		}
+		/* With disableMergeSlashes, "/%2F/evil.example" unescapes to "//evil.example": as a
+		 * Location that is a network-path reference (RFC 3986 section 4.2) to another host. */
+		if (req->path_len > 1 && req->path[1] == '/') {
+			pipeline_respond(out, 400, "path with escaped slash");
+			return false;
+		}
 		pipeline_respond(out, 307, "redirect to the normalised path");
 		out->location = req->target;
 		out->location_len = req->target_len;

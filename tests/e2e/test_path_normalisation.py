@@ -15,6 +15,7 @@ recording jgtest.Upstream and the python3-grpcio echo server. One proxy has four
   fwd      escapedSlashesAction UnescapeAndForward, withUnderscoresAction DropHeader
   keep     escapedSlashesAction KeepUnchanged, withUnderscoresAction Allow, disableMergeSlashes
   reject   escapedSlashesAction RejectRequest
+  nomerge  disableMergeSlashes (escaped slashes redirected)
 """
 
 import json
@@ -45,7 +46,7 @@ def env(make_upstream_module, start_proxy_module, tmp_path_factory):
     key_path = os.path.join(keydir, "rsa.private.json")
     with open(key_path, "w") as f:
         json.dump(priv, f)
-    ports = {name: jgtest.free_port() for name in ("fwd", "keep", "reject")}
+    ports = {name: jgtest.free_port() for name in ("fwd", "keep", "reject", "nomerge")}
 
     def config(port):
         ports["default"] = port
@@ -69,7 +70,7 @@ def env(make_upstream_module, start_proxy_module, tmp_path_factory):
                               "endpoints": [{"ip": {"address": "127.0.0.1", "port": srv.port}}]}}
         cfg = jgtest.base_config(port, backends, routes, grpcRoutes=grpc_routes, securityPolicies=policies)
         cfg["listeners"] = [{"name": "default", "address": f"127.0.0.1:{port}"}] + [
-            {"name": n, "address": f"127.0.0.1:{ports[n]}"} for n in ("fwd", "keep", "reject")]
+            {"name": n, "address": f"127.0.0.1:{ports[n]}"} for n in ("fwd", "keep", "reject", "nomerge")]
         cfg["clientTrafficPolicies"] = [
             {"name": "fwd", "targetRef": {"kind": "Gateway", "name": "eg", "sectionName": "fwd"},
              "headers": {"withUnderscoresAction": "DropHeader"},
@@ -79,11 +80,13 @@ def env(make_upstream_module, start_proxy_module, tmp_path_factory):
              "path": {"escapedSlashesAction": "KeepUnchanged", "disableMergeSlashes": True}},
             {"name": "reject", "targetRef": {"kind": "Gateway", "name": "eg", "sectionName": "reject"},
              "path": {"escapedSlashesAction": "RejectRequest"}},
+            {"name": "nomerge", "targetRef": {"kind": "Gateway", "name": "eg", "sectionName": "nomerge"},
+             "path": {"disableMergeSlashes": True}},
         ]
         return cfg
 
     proxy = start_proxy_module(config, "paths")
-    for n in ("fwd", "keep", "reject"):
+    for n in ("fwd", "keep", "reject", "nomerge"):
         assert jgtest.wait_port(ports[n], 10.0), proxy.logs()
     proc = subprocess.run([TOKEN_BIN, "--key", key_path], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -187,6 +190,15 @@ def test_escaped_backslash_is_a_slash(env):
     assert r.status == 401 and recs == [], r
     r, recs, _ = h1(env, "fwd", "/bar\\..\\foo")  # a raw backslash too
     assert r.status == 401 and recs == [], r
+
+
+@pytest.mark.parametrize("path", ["/%2F/evil.example/x", "/%5cevil.example", "/\\%2fevil.example"])
+def test_redirect_never_leaves_the_host(env, path):
+    # without merging, an unescaped "//host" as Location would send the client to another host
+    r, recs, _ = h1(env, "nomerge", path)
+    assert r.status == 400 and r.header("location") is None and recs == [], r
+    r, recs, m = h1(env, "nomerge", "/bar/%2Fx")
+    assert r.status == 307 and r.header("location") == f"/bar//x?m={m}", r
 
 
 def test_escaped_slash_kept_unchanged_is_forwarded_encoded(env):

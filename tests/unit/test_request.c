@@ -430,6 +430,71 @@ static void test_path_normalisation_table(void **state)
 	}
 }
 
+/* The fast scan reads eight bytes at a time: whatever needs work is found at every offset of a long
+ * path (and a plain "/.a" segment is not mistaken for a dot segment). */
+static void test_path_normalisation_every_offset(void **state)
+{
+	static const struct {
+		const char *piece;
+		bool is_bad; /* refused, else changed */
+	} pieces[] = {
+	        {"//", false},  {"/./", false}, {"/../", false}, {"/.", false},  {"/..", false},
+	        {"%41", false}, {"\\", false},  {" ", true},     {"\x7f", true}, {"\x01", true},
+	        {"%2f", false}, {"%", true},    {"%0", true},
+	};
+	size_t k, off, total;
+
+	(void)state;
+	for (k = 0; k < JG_ARRAY_SIZE(pieces); k++) {
+		size_t plen = strlen(pieces[k].piece);
+
+		for (total = 1 + plen; total <= 40; total++) {
+			for (off = 1; off + plen <= total; off++) {
+				struct arena arena;
+				struct request req;
+				char t[48];
+				bool at_end = off + plen == total;
+				int rc;
+
+				/* "/." and "/.." are dot segments only at the end here ('z' follows them
+				 * otherwise); 'z' is no hex digit, so "%" and "%0" stay broken anywhere */
+				if (!at_end && (strcmp(pieces[k].piece, "/.") == 0 ||
+				                strcmp(pieces[k].piece, "/..") == 0))
+					continue;
+				memset(t, 'z', total);
+				t[0] = '/';
+				memcpy(t + off, pieces[k].piece, plen);
+				t[total] = '\0';
+				arena_init(&arena, 256, 1 << 16);
+				request_init(&req, &arena);
+				assert_int_equal(finish(&req, "h", t), 0);
+				rc = request_normalise_path(&req, REQUEST_SLASHES_UNESCAPE, true);
+				if (pieces[k].is_bad ? rc != JG_ERR_INVAL : rc <= 0)
+					fail_msg("\"%s\" at %zu of %zu: rc %d", pieces[k].piece, off, total,
+					         rc);
+				arena_free(&arena);
+			}
+		}
+	}
+	for (total = 4; total <= 40; total++) {
+		for (off = 0; off + 3 <= total; off++) {
+			struct arena arena;
+			struct request req;
+			char t[48];
+
+			memset(t, 'a', total);
+			t[0] = '/';
+			memcpy(t + off, "/.a", 3);
+			t[total] = '\0';
+			arena_init(&arena, 256, 1 << 16);
+			request_init(&req, &arena);
+			assert_int_equal(finish(&req, "h", t), 0);
+			assert_int_equal(request_normalise_path(&req, REQUEST_SLASHES_UNESCAPE, false), 0);
+			arena_free(&arena);
+		}
+	}
+}
+
 /* The arena's bound holds for a path being normalised: a failed allocation is an error, not a crash. */
 static void test_path_normalisation_out_of_memory(void **state)
 {
@@ -497,6 +562,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_response_headers, setup, teardown),
 	        cmocka_unit_test(test_path_normalisation_table),
+	        cmocka_unit_test(test_path_normalisation_every_offset),
 	        cmocka_unit_test(test_path_normalisation_out_of_memory),
 	        cmocka_unit_test_setup_teardown(test_header_names_with_underscores, setup, teardown),
 	};

@@ -269,6 +269,17 @@ def test_underscore_header_rejected_by_default(env, hdr):
     assert status == 400 and recs == []
 
 
+def test_underscore_rejection_keeps_the_connection(env):
+    # the head was framed without doubt, so the 400 needs no close: the next request is served
+    m = jgtest.marker()
+    with RawConn(env["ports"]["default"]) as c:
+        r = c.request("GET", "/bar", HOST, headers=[("X_Forwarded_For", "10.9.9.9")])
+        assert r.status == 400 and r.body == b"header name with underscore\n", r
+        r = c.request("GET", f"/bar?m={m}", HOST)
+        assert r.status == 200, r
+    assert len(env["up"].matching(m)) == 1
+
+
 @pytest.mark.parametrize("hdr", UNDERSCORE_HEADERS)
 def test_underscore_header_dropped(env, hdr):
     r, recs, _ = h1(env, "fwd", "/bar", headers=[hdr, ("X-Kept", "1")])

@@ -233,6 +233,8 @@ static const char *h1_reason(int status)
 		return "Continue";
 	case 200:
 		return "OK";
+	case 307:
+		return "Temporary Redirect";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -696,13 +698,27 @@ static void h1_dispatch(struct h1_conn *c)
 	c->rule = po.rule;
 	if (po.result == PIPELINE_RESPOND) {
 		char body[160], hdr[600];
+		const char *hdrs = NULL;
 
 		snprintf(body, sizeof(body), "%s\n", po.message);
-		if (po.www_authenticate[0])
+		if (po.www_authenticate[0]) {
 			snprintf(hdr, sizeof(hdr), "www-authenticate: %s\r\n", po.www_authenticate);
+			hdrs = hdr;
+		} else if (po.location != NULL) {
+			/* The normalised target: as long as the request line allowed, so in the arena. */
+			char *loc = arena_alloc(&c->arena, po.location_len + 13);
+
+			if (loc == NULL) {
+				h1_fail(c, 503, "out of memory");
+				return;
+			}
+			memcpy(loc, "location: ", 10);
+			memcpy(loc + 10, po.location, po.location_len);
+			memcpy(loc + 10 + po.location_len, "\r\n", 3);
+			hdrs = loc;
+		}
 		h1_respond_local(c, po.status, h1_reason(po.status),
-		                 po.status == 401 || po.status == 403 ? po.message : body,
-		                 po.www_authenticate[0] ? hdr : NULL, false);
+		                 po.status == 401 || po.status == 403 ? po.message : body, hdrs, false);
 		h1_local_done(c);
 		return;
 	}

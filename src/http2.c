@@ -412,10 +412,10 @@ static void h2_stream_resume(struct h2_stream *s)
 }
 
 /* Renders a local answer: for gRPC a trailers-only response (:status 200, grpc-status, the message
- * percent-encoded in grpc-message); otherwise status, text/plain and the message as body. An
- * upstream exchange still running is abandoned. */
-static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, const char *message,
-                              const char *www_authenticate)
+ * percent-encoded in grpc-message); otherwise status, text/plain and the message as body, with
+ * WWW-Authenticate and Location when given. An upstream exchange still running is abandoned. */
+static void h2_stream_respond_with(struct h2_stream *s, int status, int grpc_status, const char *message,
+                                   const char *www_authenticate, const char *location, size_t location_len)
 {
 	struct h2_conn *c = s->conn;
 	nghttp2_data_provider prd;
@@ -466,6 +466,8 @@ static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, 
 		if (www_authenticate != NULL && www_authenticate[0] != '\0')
 			nva[n++] = (nghttp2_nv)H2_NV("www-authenticate", www_authenticate,
 			                             strlen(www_authenticate));
+		if (location != NULL)
+			nva[n++] = (nghttp2_nv)H2_NV("location", location, location_len);
 		if (is_head) {
 			evbuffer_drain(s->resp_body, blen);
 			rc = nghttp2_submit_response(c->session, s->id, nva, n, NULL);
@@ -482,6 +484,12 @@ done:
 	if (s->state != H2S_RESPONDED)
 		h2_stream_set_state(s, H2S_RESPONDED);
 	h2_schedule_flush(c);
+}
+
+static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, const char *message,
+                              const char *www_authenticate)
+{
+	h2_stream_respond_with(s, status, grpc_status, message, www_authenticate, NULL, 0);
 }
 
 /* ---- request body towards the upstream ---- */
@@ -788,7 +796,8 @@ static void h2_stream_dispatch(struct h2_stream *s)
 	s->gen = po.gen;
 	s->rule = po.rule;
 	if (po.result == PIPELINE_RESPOND) {
-		h2_stream_respond(s, po.status, po.grpc_status, po.message, po.www_authenticate);
+		h2_stream_respond_with(s, po.status, po.grpc_status, po.message, po.www_authenticate,
+		                       po.location, po.location_len);
 		return;
 	}
 	if (c->w->cfg->limits.max_body_bytes > 0 && s->req_content_length > 0 &&

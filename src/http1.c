@@ -1588,6 +1588,10 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	}
 	c->w = w;
 	c->is_tls = is_tls;
+	/* h2c prior knowledge is for cleartext only (RFC 9113 section 3.3). On TLS, ALPN has decided
+	 * (tls.c): a connection that agreed on http/1.1, or on nothing, speaks HTTP/1.1 to the end, and
+	 * the HTTP/2 preface is then an HTTP/1.1 request that llhttp refuses. */
+	c->sniffed = is_tls;
 	c->listener_index = listener_index;
 	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
 	c->peer_len = peer_len;

@@ -920,7 +920,8 @@ static int h1_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 
-	if (jg_piece_len(&c->field) == 0 && h1_check_line_start(c, at) < 0)
+	/* (llhttp may report empty spans, at other positions: only a name's first byte is checked) */
+	if (len > 0 && jg_piece_len(&c->field) == 0 && h1_check_line_start(c, at) < 0)
 		return -1;
 	if (h1_head_add(c, len) < 0)
 		return -1;
@@ -935,7 +936,11 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 
 	/* llhttp 8 unfolds obs-fold silently: a span of a value that follows LF [OWS] is a
 	 * continuation line. RFC 9112 section 5.2 allows rejecting it; a proxy must. (A span that
-	 * only continues the value into a new read buffer follows a byte of the value.) */
+	 * only continues the value into a new read buffer follows a byte of the value.) An empty
+	 * value is reported as an empty span at the start of the next line: nothing to check there; a
+	 * fold that adds only whitespace is found at the next line start or at the end of the head. */
+	if (len == 0)
+		return 0;
 	h1_look_back(c, at, lb, sizeof(lb));
 	if (h1_before_ows(lb) == '\n') {
 		c->error_text = "obsolete line folding";

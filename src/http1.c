@@ -1,7 +1,8 @@
 /* http1.c: the HTTP/1.1 downstream codec.
  *
- * One struct h1_conn per accepted socket. llhttp (strict: no lenient flag is ever set) decodes the
- * request head into a protocol-neutral struct request; the pipeline (router, auth, upstream) runs
+ * One struct h1_conn per accepted socket. llhttp (built with LLHTTP_STRICT_MODE, no lenient flag ever
+ * set, plus the line-end, obs-fold and framing checks below) decodes the request head into a
+ * protocol-neutral struct request; the pipeline (router, auth, upstream) runs
  * on it; the response comes back through the upstream sink and is encoded here. One exchange at a
  * time per connection, so pipelined requests are answered in order: the parser is paused after
  * each request and resumed once its response is complete.

@@ -339,3 +339,24 @@ def test_malformed_chunked_response_not_relayed_as_complete(start_proxy, chunked
         assert jgtest.wait_for(lambda: all(x["eof"] for x in up.snapshot()), 3.0), up.snapshot()
     finally:
         up.stop()
+
+
+def test_response_obs_fold_is_unfolded_before_relaying(start_proxy):
+    # RFC 9112 section 5.2: a proxy replaces a response's obs-fold with whitespace (or answers 502);
+    # it never relays the fold, which a client could read as a field line of its own.
+    def answer(sock, head):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nX-F: a\r\n b\r\nX-G:\r\n\tc\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    up = jgtest.RawUpstream(answer)
+    try:
+        px = start_proxy(lambda port: jgtest.base_config(
+            port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1))
+        with RawConn(px.port) as c:
+            c.send(b"GET /r HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+            r = c.read_response(timeout=5)
+        assert r.status == 200 and r.body == b"ok", r
+        assert r.header("x-f") == "a b" and r.header("x-g") == "c", r
+        assert b"\r\n " not in r.raw_head and b"\r\n\t" not in r.raw_head
+    finally:
+        up.stop()

@@ -98,6 +98,7 @@ struct upstream_exchange {
 	int tries;
 	bool has_body, chunked_body, body_started, body_done;
 	bool is_head;
+	bool te_chunked;       /* HTTP/1.1 response: our reading of Transfer-Encoding ends in "chunked" */
 	bool response_started; /* a response byte arrived */
 	bool head_delivered;   /* final head passed to the sink */
 	bool response_paused;

@@ -187,7 +187,8 @@ static void upstream_on_resolve_timer(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&pool->resolve_ev, &tv);
 }
 
-struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg)
+struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg,
+                                            struct ssl_ctx_st *const *backend_tls)
 {
 	struct upstream_worker *uw = jg_xcalloc(1, sizeof(*uw));
 	size_t i, j;
@@ -220,10 +221,11 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			else
 				pool->has_fqdn = need_dns = true;
 		}
-		/* A CA bundle that cannot be loaded leaves the pool without a context: its connects
-		 * fail (502) rather than talk to a backend we cannot authenticate. */
-		if (pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2)
-			upstream_tls_pool_init(pool);
+		/* A TLS backend without a context (none given) gets none: its connects fail (502) rather
+		 * than talk to a backend we cannot authenticate (upstream_bev_new). */
+		if ((pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2) && backend_tls != NULL &&
+		    backend_tls[i] != NULL && SSL_CTX_up_ref(backend_tls[i]) == 1)
+			pool->ssl_ctx = backend_tls[i];
 	}
 	if (need_dns) {
 		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |

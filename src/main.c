@@ -15,6 +15,7 @@
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
+#include "jwtgate/health.h"
 #include "jwtgate/jwks_fetch.h"
 #include "jwtgate/log.h"
 #include "jwtgate/router.h"
@@ -42,7 +43,8 @@ struct main_state {
 	bool waiting_first_fetches; /* main_wait_first_fetches is running the control loop */
 	const char *path;
 	struct snapshot *current;
-	struct jwks_fetch *jwks; /* remote JWKS fetchers of `current` (and the sets they replaced) */
+	struct jwks_fetch *jwks;     /* remote JWKS fetchers of `current` (and the sets they replaced) */
+	struct health_check *health; /* active health checkers of `current` */
 };
 
 /* Listeners cannot change on reload: their sockets are bound once (a restart applies such a change). */
@@ -71,6 +73,7 @@ static void main_reload(struct main_state *st)
 	struct auth_shared *auth;
 	struct snapshot *snap;
 	struct jwks_fetch *jwks;
+	struct health_check *health;
 	int rc, i;
 
 	rc = config_load(st->path, stderr, &cfg);
@@ -106,6 +109,13 @@ static void main_reload(struct main_state *st)
 	jwks_fetch_replace(jwks, st->jwks);
 	st->jwks = jwks;
 	jwks_fetch_start(jwks, NULL, NULL);
+	/* Checkers for the new configuration write into its verdicts, starting from the old verdicts of
+	 * the same endpoints; the old checkers stop (the old verdicts stay with the old snapshot for the
+	 * requests still on it). */
+	health = health_check_new(st->base, cfg, snap->health);
+	health_check_replace(health, st->health);
+	st->health = health;
+	health_check_start(health);
 	for (i = 0; i < st->n_workers; i++)
 		worker_reload(&st->workers[i], snapshot_ref(snap));
 	snapshot_unref(st->current);
@@ -296,6 +306,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* One checker per endpoint for the whole process, on this thread; the first checks go out with
+	 * the listeners opening (endpoints count as healthy until a check says otherwise). */
+	st.health = health_check_new(st.base, cfg, st.current->health);
+	health_check_start(st.health);
+
 	st.n_workers = cfg->workers;
 	st.workers = jg_xcalloc((size_t)st.n_workers, sizeof(*st.workers));
 	fds = jg_xcalloc((size_t)st.n_workers, sizeof(*fds));
@@ -338,6 +353,7 @@ out:
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
 	jwks_fetch_free(st.jwks);
+	health_check_free(st.health);
 	if (st.base != NULL)
 		event_base_free(st.base);
 	for (i = 0; i < n_fds; i++) {

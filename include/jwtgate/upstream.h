@@ -56,8 +56,13 @@ struct upstream_sink {
 struct upstream_worker;
 struct worker;
 
-/* Per-worker state: pools per backend and endpoint, resolver for FQDN endpoints. */
-struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg);
+struct health_shared;
+
+/* Per-worker state: pools per backend and endpoint, resolver for FQDN endpoints. `health` (may be
+ * NULL) holds the active health check verdicts of cfg's endpoints: an unhealthy one gets no new
+ * request. Both must outlive the result. */
+struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg,
+                                            const struct health_shared *health);
 void upstream_worker_free(struct upstream_worker *uw);
 /* Closes idle pooled connections (drain on shutdown). */
 void upstream_worker_close_idle(struct upstream_worker *uw);

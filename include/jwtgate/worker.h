@@ -29,6 +29,7 @@ struct worker_conn {
 	void (*abort)(struct worker_conn *wc); /* the drain bound passed: close now */
 };
 struct h2_conn;
+struct health_shared;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* An immutable configuration with what is built from it once for all workers. Reference-counted
@@ -38,9 +39,10 @@ struct snapshot {
 	struct config *cfg;
 	struct router *router;
 	struct auth_shared *auth;
+	struct health_shared *health; /* active health check verdicts of cfg's endpoints (health.h) */
 };
 
-/* Takes ownership of the three parts; refs = 1. */
+/* Takes ownership of the three parts and builds the health verdicts of cfg; refs = 1. */
 struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct auth_shared *auth);
 struct snapshot *snapshot_ref(struct snapshot *s);
 /* The last reference frees router, key sets and config, on whatever thread drops it. */

@@ -15,6 +15,7 @@
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
+#include "jwtgate/health.h"
 #include "jwtgate/jwks_fetch.h"
 #include "jwtgate/log.h"
 #include "jwtgate/reload.h"
@@ -233,6 +234,11 @@ int main(int argc, char **argv)
 		exit_code = 0;
 		goto out;
 	}
+
+	/* One checker per endpoint for the whole process, on this thread; the first checks go out with
+	 * the listeners opening (endpoints count as healthy until a check says otherwise). */
+	st.reload.health = health_check_new(st.base, cfg, st.reload.current->health);
+	health_check_start(st.reload.health);
 
 	st.n_workers = cfg->workers;
 	st.workers = jg_xcalloc((size_t)st.n_workers, sizeof(*st.workers));

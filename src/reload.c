@@ -26,6 +26,7 @@
 
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
+#include "jwtgate/health.h"
 #include "jwtgate/jwks_fetch.h"
 #include "jwtgate/log.h"
 #include "jwtgate/router.h"
@@ -409,6 +410,7 @@ int reload_run(struct reload *r, const char *trigger)
 	struct config *cfg = NULL;
 	struct snapshot *snap = NULL;
 	struct jwks_fetch *jwks;
+	struct health_check *health;
 	unsigned char before[32];
 	bool has_before, is_same_files;
 	char *text;
@@ -471,6 +473,13 @@ int reload_run(struct reload *r, const char *trigger)
 	jwks_fetch_replace(jwks, r->jwks);
 	r->jwks = jwks;
 	jwks_fetch_start(jwks, NULL, NULL);
+	/* Checkers for the new configuration write into its verdicts, starting from the old verdicts of
+	 * the same endpoints; the old checkers stop (the old verdicts stay with the old snapshot for the
+	 * requests still on it). */
+	health = health_check_new(r->base, cfg, snap->health);
+	health_check_replace(health, r->health);
+	r->health = health;
+	health_check_start(health);
 	for (i = 0; i < r->n_workers; i++)
 		worker_reload(&r->workers[i], snapshot_ref(snap));
 	snapshot_unref(r->current);
@@ -747,6 +756,8 @@ void reload_set_workers(struct reload *r, struct worker *workers, int n_workers)
 void reload_fini(struct reload *r)
 {
 	reload_watch_stop(r);
+	health_check_free(r->health);
+	r->health = NULL;
 	jwks_fetch_free(r->jwks);
 	r->jwks = NULL;
 	snapshot_unref(r->current);

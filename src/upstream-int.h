@@ -17,6 +17,7 @@
 
 #include "jwtgate/common.h"
 #include "jwtgate/bevio.h"
+#include "jwtgate/health.h"
 #include "jwtgate/upstream.h"
 
 #define UPSTREAM_EJECT_AFTER  3    /* consecutive connect failures before ejection */
@@ -44,6 +45,7 @@ struct upstream_endpoint {
 	unsigned failures; /* consecutive connect failures */
 	uint64_t ejected_until_ms;
 	uint64_t eject_ms;
+	const struct health_endpoint *health; /* active health check verdict; NULL: not checked */
 	struct upstream_conn *idle;       /* HTTP/1.1: idle connections, most recently used first */
 	struct upstream_h2_conn *h2_list; /* HTTP/2: every open connection to this endpoint */
 	struct evdns_getaddrinfo_request *dns_req;

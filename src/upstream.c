@@ -188,7 +188,8 @@ static void upstream_on_resolve_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg,
-                                            struct ssl_ctx_st *const *backend_tls)
+                                            struct ssl_ctx_st *const *backend_tls,
+                                            const struct health_shared *health)
 {
 	struct upstream_worker *uw = jg_xcalloc(1, sizeof(*uw));
 	size_t i, j;
@@ -214,6 +215,7 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			ep->pool = pool;
 			ep->cfg = &pool->be->endpoints[j];
 			ep->eject_ms = UPSTREAM_EJECT_MS;
+			ep->health = health_shared_endpoint(health, i, j);
 			snprintf(ep->text, sizeof(ep->text), "%s:%u", ep->cfg->host, ep->cfg->port);
 			if (ep->cfg->kind == CONFIG_ENDPOINT_IP)
 				endpoint_set_addr(ep, (const struct sockaddr *)&ep->cfg->addr,
@@ -306,10 +308,18 @@ void upstream_worker_free(struct upstream_worker *uw)
 	free(uw);
 }
 
-/* True when too few of the pool's resolved endpoints are outside ejection: then ejection is ignored
- * and traffic goes to all of them (Envoy's panic threshold, healthy_panic_threshold, 50% by
- * default). Ejecting the last endpoints of a backend only turns a short outage into a long one: a
- * one-endpoint backend would answer 503 for the whole ejection after its upstream came back. */
+/* Whether ep may take new requests outside panic: not ejected (passive) and not marked unhealthy by
+ * its active health check (one relaxed atomic load, health.h). */
+static bool endpoint_is_available(const struct upstream_endpoint *ep, uint64_t now)
+{
+	return ep->ejected_until_ms <= now && health_endpoint_is_healthy(ep->health);
+}
+
+/* True when too few of the pool's resolved endpoints are available (outside ejection and healthy):
+ * then ejection and health are ignored and traffic goes to all of them (Envoy's panic threshold,
+ * healthy_panic_threshold, 50% by default; Envoy counts actively unhealthy hosts as not healthy). Ejecting
+ * the last endpoints of a backend only turns a short outage into a long one: a one-endpoint backend would
+ * answer 503 for the whole ejection after its upstream came back. */
 static bool pool_in_panic(const struct upstream_pool *pool, uint64_t now)
 {
 	size_t i, resolved = 0, available = 0;
@@ -318,14 +328,14 @@ static bool pool_in_panic(const struct upstream_pool *pool, uint64_t now)
 		if (!pool->eps[i].resolved)
 			continue;
 		resolved++;
-		if (pool->eps[i].ejected_until_ms <= now)
+		if (endpoint_is_available(&pool->eps[i], now))
 			available++;
 	}
 	return available * 100 < (size_t)pool->be->panic_threshold * resolved;
 }
 
-/* Chooses an endpoint that is resolved, not ejected (unless the pool is in panic) and not yet tried
- * by this exchange. Returns NULL when there is none. */
+/* Chooses an endpoint that is resolved, not ejected and healthy (unless the pool is in panic) and not yet
+ * tried by this exchange. Returns NULL when there is none. */
 struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct upstream_exchange *ex)
 {
 	uint64_t now = jg_now_ms();
@@ -351,7 +361,7 @@ struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct 
 		size_t k = (start + i) % n;
 		struct upstream_endpoint *ep = &pool->eps[k];
 
-		if (!ep->resolved || (!panic && ep->ejected_until_ms > now) ||
+		if (!ep->resolved || (!panic && !endpoint_is_available(ep, now)) ||
 		    (k < 64 && (ex->tried & (1ull << k))))
 			continue;
 		if (pool->be->lb != CONFIG_LB_LEAST_REQUEST)

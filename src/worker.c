@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "jwtgate/common.h"
+#include "jwtgate/health.h"
 #include "jwtgate/http1.h"
 #include "jwtgate/http2.h"
 #include "jwtgate/log.h"
@@ -83,6 +84,7 @@ struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct 
 	s->auth = auth;
 	s->listener_tls = jg_xcalloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*s->listener_tls));
 	s->backend_tls = jg_xcalloc(cfg->n_backends ? cfg->n_backends : 1, sizeof(*s->backend_tls));
+	s->health = health_shared_new(cfg);
 	return s;
 }
 
@@ -106,6 +108,7 @@ void snapshot_unref(struct snapshot *s)
 	free(s->backend_tls);
 	router_free(s->router);
 	auth_shared_free(s->auth);
+	health_shared_free(s->health);
 	config_free(s->cfg);
 	free(s);
 }
@@ -126,7 +129,7 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct snapshot *snap
 	g->cfg = snap->cfg;
 	g->router = snap->router;
 	g->auth = auth_worker_new(snap->auth, snap->cfg->token_cache_size);
-	g->upstream = upstream_worker_new(w->base, snap->cfg, snap->backend_tls);
+	g->upstream = upstream_worker_new(w->base, snap->cfg, snap->backend_tls, snap->health);
 	g->refs = 1;
 	event_assign(&g->free_ev, w->base, -1, 0, worker_on_gen_free, g);
 	return g;

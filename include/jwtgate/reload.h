@@ -22,6 +22,7 @@
 struct snapshot;
 struct worker;
 struct jwks_fetch;
+struct health_check;
 
 enum reload_outcome {
 	RELOAD_OUTCOME_NONE = 0, /* no reload attempted yet */
@@ -66,6 +67,7 @@ struct reload {
 	int n_workers;
 	struct snapshot *current;      /* the configuration in force (one reference) */
 	struct jwks_fetch *jwks;       /* remote JWKS fetchers of `current` (and the sets they replaced) */
+	struct health_check *health;   /* active health checkers of `current` (NULL until started) */
 	unsigned char fingerprint[32]; /* SHA-256 of the file and every file it names, as loaded */
 	/* watch */
 	int inotify_fd; /* -1 when not watching */

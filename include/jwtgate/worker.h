@@ -29,6 +29,7 @@ struct worker_conn {
 	void (*abort)(struct worker_conn *wc); /* the drain bound passed: close now */
 };
 struct h2_conn;
+struct health_shared;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* An immutable configuration with what is built from it once for all workers. Reference-counted
@@ -44,10 +45,11 @@ struct snapshot {
 	 * connection keeps the certificate it was accepted with after the snapshot is gone. */
 	struct ssl_ctx_st **listener_tls; /* cfg->n_listeners entries, NULL for a plaintext listener */
 	struct ssl_ctx_st **backend_tls;  /* cfg->n_backends entries, NULL for a cleartext backend */
+	struct health_shared *health;     /* active health check verdicts of cfg's endpoints (health.h) */
 };
 
-/* Takes ownership of the three parts; refs = 1, no TLS contexts yet (the caller fills both arrays,
- * which snapshot_new allocates, before the snapshot is published). */
+/* Takes ownership of the three parts and builds the health verdicts of cfg; refs = 1, no TLS contexts
+ * yet (the caller fills both arrays, which snapshot_new allocates, before the snapshot is published). */
 struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct auth_shared *auth);
 struct snapshot *snapshot_ref(struct snapshot *s);
 /* The last reference frees router, key sets, TLS contexts and config, on whatever thread drops it. */

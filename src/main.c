@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "jwtgate/admin.h"
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
@@ -42,8 +43,28 @@ struct main_state {
 	bool waiting_first_fetches; /* main_wait_first_fetches is running the control loop */
 	const char *path;
 	struct snapshot *current;
-	struct jwks_fetch *jwks; /* remote JWKS fetchers of `current` (and the sets they replaced) */
+	struct jwks_fetch *jwks;  /* remote JWKS fetchers of `current` (and the sets they replaced) */
+	struct admin_state adm;   /* what the admin endpoint reports (kept current here) */
+	struct admin *admin;      /* NULL without an admin block */
+	struct event *drain_poll; /* while draining: ends the control loop once every worker is done */
+	uint64_t reloads[2];      /* applied, refused */
 };
+
+/* jwtgate_reloads_total{outcome}: SIGHUP reloads applied or refused (the running configuration
+ * stays). */
+static void main_collect_reloads(struct evbuffer *out, void *arg)
+{
+	struct main_state *st = arg;
+	struct stats_labels l;
+
+	stats_family(out, "jwtgate_reloads_total", "counter", "Configuration reloads (SIGHUP), by outcome.");
+	stats_labels_init(&l);
+	stats_labels_add(&l, "outcome", "applied");
+	stats_sample_u64(out, "jwtgate_reloads_total", &l, st->reloads[0]);
+	stats_labels_init(&l);
+	stats_labels_add(&l, "outcome", "refused");
+	stats_sample_u64(out, "jwtgate_reloads_total", &l, st->reloads[1]);
+}
 
 /* Listeners cannot change on reload: their sockets are bound once (a restart applies such a change). */
 static bool main_listeners_equal(const struct config *a, const struct config *b)
@@ -77,11 +98,13 @@ static void main_reload(struct main_state *st)
 	if (rc != 0) {
 		log_error("reload refused: %s has %d error%s; the running configuration stays", st->path,
 		          rc > 0 ? rc : 1, rc == 1 ? "" : "s");
+		st->reloads[1]++;
 		return;
 	}
 	if (!main_listeners_equal(cfg, st->current->cfg)) {
 		log_error("reload refused: listeners changed; restart jwtgate to apply that");
 		config_free(cfg);
+		st->reloads[1]++;
 		return;
 	}
 	if (cfg->workers != st->current->cfg->workers)
@@ -95,10 +118,13 @@ static void main_reload(struct main_state *st)
 		log_error(
 		        "reload refused: JWT key sets could not be loaded; the running configuration stays");
 		config_free(cfg);
+		st->reloads[1]++;
 		return;
 	}
 	router = router_new(cfg);
 	snap = snapshot_new(cfg, router, auth);
+	/* Counters of the new generation start at zero (stats.h). */
+	snap->stats = stats_gen_new(cfg, st->n_workers);
 	log_set_level((enum log_level)cfg->log_level);
 	/* New fetchers for the new key sets, seeded with the keys already fetched; the old set stops
 	 * before the old snapshot can go away. Done before any worker sees the new snapshot. */
@@ -110,6 +136,10 @@ static void main_reload(struct main_state *st)
 		worker_reload(&st->workers[i], snapshot_ref(snap));
 	snapshot_unref(st->current);
 	st->current = snap;
+	st->adm.current = snap;
+	st->adm.jwks = jwks;
+	st->adm.generation++;
+	st->reloads[0]++;
 	log_info("configuration reloaded from %s", st->path);
 }
 
@@ -128,8 +158,33 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 		exit(0);
 	}
 	log_info("signal %d: draining", (int)sig);
+	/* /ready says 503 from now on, while the admin listener stays open, so that a balancer stops
+	 * sending before the connections close. */
+	st->adm.is_draining = true;
 	for (i = 0; i < st->n_workers; i++)
 		worker_request_stop(&st->workers[i]);
+	if (st->workers == NULL || st->drain_poll == NULL) {
+		event_base_loopexit(st->base, NULL);
+		return;
+	}
+	{
+		struct timeval tv = {0, 50 * 1000};
+
+		event_add(st->drain_poll, &tv);
+	}
+}
+
+/* While draining: the control loop (admin endpoint included) runs until every worker's loop has
+ * returned; each worker's own drain is bounded by limits.drainTimeout. */
+static void main_on_drain_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_state *st = arg;
+	int i;
+
+	for (i = 0; i < st->n_workers; i++)
+		if (!atomic_load(&st->workers[i].is_exited))
+			return;
+	event_del(st->drain_poll);
 	event_base_loopexit(st->base, NULL);
 }
 
@@ -262,6 +317,13 @@ int main(int argc, char **argv)
 	log_hook_libevent();
 	st.path = path;
 	st.current = snapshot_new(cfg, router_new(cfg), auth);
+	st.current->stats = stats_gen_new(cfg, cfg->workers);
+	st.adm.config_path = path;
+	st.adm.current = st.current;
+	st.adm.generation = 1;
+	st.adm.start_time = jg_wall_time();
+	st.adm.start_ms = jg_now_ms();
+	stats_registry_add(&st.adm.extra, main_collect_reloads, &st);
 	if (cfg->access_log_path != NULL) {
 		if (strcmp(cfg->access_log_path, "stdout") == 0)
 			access_log = stdout;
@@ -286,10 +348,16 @@ int main(int argc, char **argv)
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
 	}
-	if (cfg->has_admin)
-		log_warn("admin: the admin endpoint (readiness, metrics) is not served by this version; the "
-		         "block is validated and ignored");
+	/* The admin endpoint opens first: during the first JWKS fetches /ready already says why the
+	 * process is not ready, and /live that it runs. */
+	if (cfg->has_admin) {
+		st.admin = admin_new(st.base, cfg, &st.adm, stderr);
+		if (st.admin == NULL)
+			goto out;
+	}
+	st.drain_poll = event_new(st.base, -1, EV_PERSIST, main_on_drain_poll, &st);
 	st.jwks = jwks_fetch_new(st.base, cfg, auth);
+	st.adm.jwks = st.jwks;
 	main_wait_first_fetches(&st, st.jwks);
 	if (st.signalled) {
 		exit_code = 0;
@@ -317,6 +385,9 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < st.n_workers; i++)
 		worker_start(&st.workers[i]);
+	st.adm.workers = st.workers;
+	st.adm.n_workers = st.n_workers;
+	st.adm.is_listening = true;
 	backlog = worker_listen_backlog(cfg, &somaxconn);
 	for (k = 0; k < cfg->n_listeners; k++)
 		log_info("listening on %s (%s) with %d worker%s, backlog %d (limits.listenBacklog %u, "
@@ -337,6 +408,9 @@ out:
 	for (i = 0; signums[i] != 0; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
+	admin_free(st.admin);
+	if (st.drain_poll != NULL)
+		event_free(st.drain_poll);
 	jwks_fetch_free(st.jwks);
 	if (st.base != NULL)
 		event_base_free(st.base);

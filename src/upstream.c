@@ -514,7 +514,6 @@ void upstream_exchange_use_endpoint(struct upstream_exchange *ex, struct upstrea
 	ex->tries++;
 	if (k < 64)
 		ex->tried |= 1ull << k;
-	upstream_endpoint_count(ep, STATS_EP_REQUESTS, 1);
 	upstream_exchange_set_endpoint(ex, ep);
 }
 
@@ -535,6 +534,7 @@ void upstream_exchange_set_endpoint(struct upstream_exchange *ex, struct upstrea
 	ex->is_ep_active = true;
 	ep->active++;
 	upstream_endpoint_count(ep, STATS_EP_ACTIVE, 1);
+	upstream_endpoint_count(ep, STATS_EP_REQUESTS, 1); /* one per endpoint an exchange tries */
 }
 
 void upstream_exchange_fail(struct upstream_exchange *ex, enum upstream_error err)

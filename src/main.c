@@ -107,6 +107,9 @@ static void main_reload(struct main_state *st)
 		st->reloads[1]++;
 		return;
 	}
+	if (cfg->has_admin != st->current->cfg->has_admin || cfg->admin_addr_len != st->current->cfg->admin_addr_len ||
+	    memcmp(&cfg->admin_addr, &st->current->cfg->admin_addr, cfg->admin_addr_len) != 0)
+		log_warn("reload: admin changes need a restart; the admin endpoint stays as it was");
 	if (cfg->workers != st->current->cfg->workers)
 		log_warn("reload: workers changes need a restart; keeping %d", st->n_workers);
 	if (cfg->limits.listen_backlog != st->current->cfg->limits.listen_backlog)

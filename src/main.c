@@ -107,7 +107,8 @@ static void main_reload(struct main_state *st)
 		st->reloads[1]++;
 		return;
 	}
-	if (cfg->has_admin != st->current->cfg->has_admin || cfg->admin_addr_len != st->current->cfg->admin_addr_len ||
+	if (cfg->has_admin != st->current->cfg->has_admin ||
+	    cfg->admin_addr_len != st->current->cfg->admin_addr_len ||
 	    memcmp(&cfg->admin_addr, &st->current->cfg->admin_addr, cfg->admin_addr_len) != 0)
 		log_warn("reload: admin changes need a restart; the admin endpoint stays as it was");
 	if (cfg->workers != st->current->cfg->workers)

@@ -22,6 +22,7 @@
 #include "jwtgate/jwk.h"
 #include "jwtgate/jwt.h"
 #include "jwtgate/log.h"
+#include "jwtgate/stats.h"
 #include "jwtgate/token_cache.h"
 
 #define AUTH_MAX_TOKENS      8    /* tokens per provider and request; more is JwtMultipleTokens */
@@ -50,6 +51,7 @@ struct auth_worker {
 	const struct auth_shared *shared;
 	struct auth_worker_keys *keys; /* this worker's references, per provider */
 	struct token_cache *cache;
+	struct stats_shard *stats; /* JWT outcomes per provider, or NULL */
 };
 
 struct auth_token {
@@ -140,6 +142,27 @@ struct auth_worker *auth_worker_new(const struct auth_shared *s, uint32_t cache_
 	w->keys = jg_xcalloc(s->n_slots ? s->n_slots : 1, sizeof(*w->keys));
 	w->cache = token_cache_new(cache_size);
 	return w;
+}
+
+void auth_worker_set_stats(struct auth_worker *w, struct stats_shard *shard, struct stats_worker *sw)
+{
+	w->stats = shard;
+	if (sw != NULL)
+		token_cache_set_counters(w->cache, &sw->cache_hits, &sw->cache_misses, &sw->cache_evictions);
+}
+
+struct jwks *auth_shared_keys(struct auth_shared *s, int provider)
+{
+	struct auth_keyslot *slot;
+	struct jwks *ks;
+
+	if (provider < 0 || (size_t)provider >= s->n_slots)
+		return NULL;
+	slot = &s->slots[provider];
+	pthread_mutex_lock(&slot->lock);
+	ks = slot->keys != NULL ? jwks_ref(slot->keys) : NULL;
+	pthread_mutex_unlock(&slot->lock);
+	return ks;
 }
 
 void auth_worker_free(struct auth_worker *w)
@@ -564,6 +587,8 @@ void auth_check(struct auth_worker *w, const struct config_policy *policy, struc
 	for (i = 0; i < policy->n_providers; i++) {
 		const struct config_provider *p = &policy->providers[i];
 		enum jwt_status st = auth_run_provider(w, p, req, now);
+
+		stats_count_jwt(w->stats, p->index, stats_jwt_reason((int)st));
 
 		if (st == JWT_STATUS_OK) {
 			out->recompute_route = p->recompute_route;

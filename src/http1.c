@@ -102,8 +102,8 @@ struct h1_conn {
 	struct worker_gen *gen; /* configuration generation of the current request */
 	struct upstream_exchange *ex;
 	const struct config_rule *rule;
-	uint64_t start_ms;
-	bool keepalive; /* the client allows another request on this connection */
+	uint64_t start_us; /* jg_now_us() at the request's first byte */
+	bool keepalive;    /* the client allows another request on this connection */
 	bool expect_continue;
 	bool req_has_body;
 	bool req_chunked;
@@ -305,7 +305,9 @@ static void h1_fail(struct h1_conn *c, int status, const char *text)
 static void h1_log_exchange(struct h1_conn *c)
 {
 	struct access_log_entry e;
+	uint64_t now_us = jg_now_us(); /* the one clock read at the end of a request */
 
+	worker_count_request(c->w, c->gen, c->listener_index, c->rule, c->status, c->start_us, now_us);
 	if (c->w->access_log == NULL)
 		return;
 	memset(&e, 0, sizeof(e));
@@ -317,7 +319,7 @@ static void h1_log_exchange(struct h1_conn *c)
 	e.upstream = upstream_exchange_peer(c->ex);
 	e.status = c->status;
 	e.bytes = c->resp_bytes;
-	e.duration_ms = jg_now_ms() - c->start_ms;
+	e.duration_ms = (now_us - c->start_us) / 1000;
 	e.request_id = c->request_id[0] ? c->request_id : NULL;
 	e.protocol = c->req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
 	access_log_write(c->w->access_log, c->w->access_log_format, &e);
@@ -871,7 +873,7 @@ static int h1_on_message_begin(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
 
-	c->start_ms = jg_now_ms();
+	c->start_us = jg_now_us();
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
 	return 0;
@@ -1726,6 +1728,8 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	c->keepalive = true;
 	c->wc.drain = h1_conn_drain;
 	c->wc.abort = h1_conn_abort;
+	c->wc.listener_index = listener_index;
+	c->wc.proto = STATS_PROTO_HTTP1;
 	worker_conn_added(w, &c->wc);
 	/* The first request must arrive within the header timeout. */
 	h1_arm_timer(c, w->cfg->limits.header_timeout_ms);

@@ -157,7 +157,7 @@ struct h2_stream {
 	struct arena arena;
 	struct request req;
 	struct h2_stream *next, *prev;
-	uint64_t start_ms;
+	uint64_t start_us; /* jg_now_us() when its HEADERS began */
 	/* request head decoding */
 	size_t header_bytes;
 	unsigned header_count;
@@ -349,8 +349,13 @@ static void h2_stream_log(struct h2_stream *s)
 {
 	struct h2_conn *c = s->conn;
 	struct access_log_entry e;
+	uint64_t now_us;
 
-	if (c->w->access_log == NULL || s->req.method == NULL)
+	if (s->req.method == NULL)
+		return;
+	now_us = jg_now_us(); /* the one clock read at the end of a request */
+	worker_count_request(c->w, s->gen, c->listener_index, s->rule, s->status, s->start_us, now_us);
+	if (c->w->access_log == NULL)
 		return;
 	memset(&e, 0, sizeof(e));
 	e.client = c->peer_ip;
@@ -361,7 +366,7 @@ static void h2_stream_log(struct h2_stream *s)
 	e.upstream = s->upstream_peer[0] ? s->upstream_peer : upstream_exchange_peer(s->ex);
 	e.status = s->status;
 	e.bytes = s->resp_bytes;
-	e.duration_ms = jg_now_ms() - s->start_ms;
+	e.duration_ms = (now_us - s->start_us) / 1000;
 	e.request_id = s->request_id[0] ? s->request_id : NULL;
 	e.protocol = "HTTP/2";
 	access_log_write(c->w->access_log, c->w->access_log_format, &e);
@@ -907,8 +912,9 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
 	s->conn = c;
+	stats_add(&c->w->stats->h2_streams_open, 1);
 	s->id = frame->hd.stream_id;
-	s->start_ms = jg_now_ms();
+	s->start_us = jg_now_us();
 	s->req_content_length = -1;
 	arena_init(&s->arena, H2_ARENA_CHUNK, H2_ARENA_LIMIT);
 	request_init(&s->req, &s->arena);
@@ -1058,6 +1064,7 @@ static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *fr
 /* Frees a stream whose exchange is over; drops its generation reference. */
 static void h2_stream_free(struct h2_stream *s)
 {
+	stats_add(&s->conn->w->stats->h2_streams_open, (uint64_t)-1);
 	worker_gen_release(s->conn->w, s->gen);
 	s->gen = NULL;
 	evbuffer_free(s->req_body);
@@ -1187,7 +1194,13 @@ static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
  * write and the connection closes once the output is out. */
 static void h2_terminate(struct h2_conn *c, uint32_t code, const char *why)
 {
+	enum stats_goaway g = code == NGHTTP2_NO_ERROR            ? STATS_GOAWAY_NO_ERROR
+	                      : code == NGHTTP2_PROTOCOL_ERROR    ? STATS_GOAWAY_PROTOCOL_ERROR
+	                      : code == NGHTTP2_ENHANCE_YOUR_CALM ? STATS_GOAWAY_ENHANCE_YOUR_CALM
+	                                                          : STATS_GOAWAY_OTHER;
+
 	log_info("http2 %s: closing: %s", c->peer_ip, why);
+	stats_add(&c->w->stats->h2_goaways[g], 1);
 	nghttp2_session_terminate_session(c->session, code);
 	h2_schedule_flush(c);
 }
@@ -1499,6 +1512,8 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	c->state = H2C_PREFACE;
 	c->wc.drain = h2_conn_drain;
 	c->wc.abort = h2_conn_abort;
+	c->wc.listener_index = listener_index;
+	c->wc.proto = STATS_PROTO_HTTP2;
 	worker_conn_added(w, &c->wc);
 	bufferevent_setcb(bev, h2_on_read, h2_on_write, h2_on_event, c);
 	bufferevent_setwatermark(bev, EV_READ, 0, H2_IN_HIGH);
@@ -1530,6 +1545,7 @@ static void h2_conn_drain(struct worker_conn *wc)
 	/* RFC 9113 section 6.8: GOAWAY(2^31-1) first, so that requests already on the wire are not
 	 * lost; the final GOAWAY with the last stream id follows after about a round trip. */
 	nghttp2_submit_shutdown_notice(c->session);
+	stats_add(&c->w->stats->h2_goaways[STATS_GOAWAY_DRAIN], 1); /* one per connection drained */
 	evtimer_add(&c->goaway_ev, &tv);
 	h2_schedule_flush(c);
 }

@@ -426,6 +426,8 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 
 	jwks_fetch_close_attempt(f);
 	f->stats.failures[failure]++;
+	f->stats.last_attempt_time = jg_wall_time();
+	f->stats.last_outcome = failure;
 	if (failure == JWKS_FETCH_FAIL_STATUS)
 		snprintf(reason, sizeof(reason), "status %d", f->status);
 	else
@@ -474,6 +476,8 @@ static void jwks_fetch_succeed(struct jwks_fetcher *f, const char *body, size_t 
 	f->keys = jwks_ref(ks);
 	f->keys_at_ms = jg_now_ms();
 	f->stats.successes++;
+	f->stats.last_attempt_time = jg_wall_time();
+	f->stats.last_outcome = JWKS_FETCH_OK;
 	f->stats.has_keys = true;
 	f->stats.n_keys = ks->n_keys;
 	next = r->cache_duration_ms > 2 * JWKS_FETCH_REFRESH_EARLY_MS
@@ -854,9 +858,30 @@ int jwks_fetch_get_stats(const struct jwks_fetch *jf, size_t i, const char **uri
 	f = &jf->fetchers[i];
 	*out = f->stats;
 	out->keys_age_ms = f->stats.has_keys ? jg_now_ms() - f->keys_at_ms : 0;
+	out->next_fetch_ms = -1;
+	{
+		struct timeval when, now;
+
+		/* libevent reports the deadline on the clock of event_base_gettimeofday_cached. */
+		if (event_initialized(&f->timer_ev) && event_pending(&f->timer_ev, EV_TIMEOUT, &when) &&
+		    event_base_gettimeofday_cached(jf->base, &now) == 0) {
+			int64_t ms = ((int64_t)when.tv_sec - now.tv_sec) * 1000 +
+			             ((int64_t)when.tv_usec - now.tv_usec) / 1000;
+
+			out->next_fetch_ms = ms > 0 ? ms : 0;
+		}
+	}
 	if (uri != NULL)
 		*uri = f->cfg->uri;
 	return 0;
+}
+
+int jwks_fetch_index_of_provider(const struct jwks_fetch *jf, int provider)
+{
+	if (jf == NULL || provider < 0 || (size_t)provider >= jf->n_providers ||
+	    jf->by_provider[provider] == NULL)
+		return -1;
+	return (int)(jf->by_provider[provider] - jf->fetchers);
 }
 
 void jwks_fetch_start(struct jwks_fetch *jf, void (*on_first_done)(void *arg), void *arg)

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "jwtgate/admin.h"
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
@@ -43,7 +44,74 @@ struct main_state {
 	int signalled;
 	bool waiting_first_fetches; /* main_wait_first_fetches is running the control loop */
 	struct reload reload;       /* the configuration in force, its fetchers, reload and watch */
+	struct admin_state adm;     /* what the admin endpoint reports (kept current here) */
+	struct admin *admin;        /* NULL without an admin block */
+	struct event *drain_poll;   /* while draining: ends the control loop once every worker is done */
 };
+
+/* jwtgate_reloads_total{outcome}: reloads (SIGHUP or reload.watch) applied or refused (the running
+ * configuration stays), from the reload status. */
+static void main_collect_reloads(struct evbuffer *out, void *arg)
+{
+	struct reload_status rs;
+	struct stats_labels l;
+
+	reload_status_get(&rs);
+	stats_family(out, "jwtgate_reloads_total", "counter",
+	             "Configuration reloads (SIGHUP or watch), by outcome.");
+	stats_labels_init(&l);
+	stats_labels_add(&l, "outcome", "applied");
+	stats_sample_u64(out, "jwtgate_reloads_total", &l, rs.n_ok);
+	stats_labels_init(&l);
+	stats_labels_add(&l, "outcome", "refused");
+	stats_sample_u64(out, "jwtgate_reloads_total", &l, rs.n_refused);
+}
+
+/* jwtgate_upstream_healthy and jwtgate_health_checks_total: the active health checks' verdicts and
+ * counts (health.h) for the endpoints of backends with healthCheck.active, from the configuration in
+ * force. */
+static void main_collect_health(struct evbuffer *out, void *arg)
+{
+	struct main_state *st = arg;
+	const struct snapshot *snap = st->reload.current;
+	const struct config *cfg = snap->cfg;
+	struct health_endpoint_stats hs;
+	struct stats_labels l;
+	size_t b, e;
+	int o;
+
+	stats_family(out, "jwtgate_upstream_healthy", "gauge",
+	             "Active health check verdict of a backend endpoint (1 healthy, 0 unhealthy).");
+	for (b = 0; b < cfg->n_backends; b++)
+		for (e = 0; e < cfg->backends[b].n_endpoints; e++)
+			if (health_endpoint_get_stats(snap->health, b, e, &hs) == 0 && hs.is_checked) {
+				stats_endpoint_labels(&l, &cfg->backends[b], &cfg->backends[b].endpoints[e]);
+				stats_sample_u64(out, "jwtgate_upstream_healthy", &l, hs.is_healthy ? 1 : 0);
+			}
+	stats_family(out, "jwtgate_health_checks_total", "counter",
+	             "Active health checks of a backend endpoint, by outcome (ok, status, timeout, connect, "
+	             "reset).");
+	for (b = 0; b < cfg->n_backends; b++)
+		for (e = 0; e < cfg->backends[b].n_endpoints; e++) {
+			if (health_endpoint_get_stats(snap->health, b, e, &hs) != 0 || !hs.is_checked)
+				continue;
+			for (o = 0; o < HEALTH_OUTCOMES; o++) {
+				stats_endpoint_labels(&l, &cfg->backends[b], &cfg->backends[b].endpoints[e]);
+				stats_labels_add(&l, "outcome", health_outcome_key((enum health_outcome)o));
+				stats_sample_u64(out, "jwtgate_health_checks_total", &l, hs.checks[o]);
+			}
+		}
+}
+
+/* reload_run applied a new configuration (SIGHUP or reload.watch): the admin endpoint reports it. */
+static void main_on_reload_applied(void *arg)
+{
+	struct main_state *st = arg;
+
+	st->adm.current = st->reload.current;
+	st->adm.jwks = st->reload.jwks;
+	st->adm.generation = st->reload.current->generation;
+}
 
 static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -64,8 +132,33 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 		exit(0);
 	}
 	log_info("signal %d: draining", (int)sig);
+	/* /ready says 503 from now on, while the admin listener stays open, so that a balancer stops
+	 * sending before the connections close. */
+	st->adm.is_draining = true;
 	for (i = 0; i < st->n_workers; i++)
 		worker_request_stop(&st->workers[i]);
+	if (st->workers == NULL || st->drain_poll == NULL) {
+		event_base_loopexit(st->base, NULL);
+		return;
+	}
+	{
+		struct timeval tv = {0, 50 * 1000};
+
+		event_add(st->drain_poll, &tv);
+	}
+}
+
+/* While draining: the control loop (admin endpoint included) runs until every worker's loop has
+ * returned; each worker's own drain is bounded by limits.drainTimeout. */
+static void main_on_drain_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_state *st = arg;
+	int i;
+
+	for (i = 0; i < st->n_workers; i++)
+		if (!atomic_load(&st->workers[i].is_exited))
+			return;
+	event_del(st->drain_poll);
 	event_base_loopexit(st->base, NULL);
 }
 
@@ -184,6 +277,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	cfg = snap->cfg; /* the start-up configuration: valid until the first reload replaces it */
+	snap->stats = stats_gen_new(cfg, cfg->workers);
 	n_listeners = cfg->n_listeners;
 	if (check) {
 		printf("jwtgate: %s: configuration OK\n", path);
@@ -222,13 +316,28 @@ int main(int argc, char **argv)
 	}
 	reload_init(&st.reload, st.base, path, snap, jwks_fetch_new(st.base, cfg, snap->auth));
 	snap = NULL; /* st.reload.current */
+	st.reload.on_applied = main_on_reload_applied;
+	st.reload.on_applied_arg = &st;
+	st.adm.config_path = path;
+	st.adm.current = st.reload.current;
+	st.adm.jwks = st.reload.jwks;
+	st.adm.generation = st.reload.current->generation;
+	st.adm.start_time = jg_wall_time();
+	st.adm.start_ms = jg_now_ms();
+	stats_registry_add(&st.adm.extra, main_collect_reloads, &st);
+	stats_registry_add(&st.adm.extra, main_collect_health, &st);
 	for (i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
 	}
-	if (cfg->has_admin)
-		log_warn("admin: the admin endpoint (readiness, metrics) is not served by this version; the "
-		         "block is validated and ignored");
+	/* The admin endpoint opens first: during the first JWKS fetches /ready already says why the
+	 * process is not ready, and /live that it runs. */
+	if (cfg->has_admin) {
+		st.admin = admin_new(st.base, cfg, &st.adm, stderr);
+		if (st.admin == NULL)
+			goto out;
+	}
+	st.drain_poll = event_new(st.base, -1, EV_PERSIST, main_on_drain_poll, &st);
 	main_wait_first_fetches(&st, st.reload.jwks);
 	if (st.signalled) {
 		exit_code = 0;
@@ -263,6 +372,9 @@ int main(int argc, char **argv)
 		worker_start(&st.workers[i]);
 	/* From here on a reload has workers to hand its snapshot to (and the watch may trigger one). */
 	reload_set_workers(&st.reload, st.workers, st.n_workers);
+	st.adm.workers = st.workers;
+	st.adm.n_workers = st.n_workers;
+	st.adm.is_listening = true;
 	backlog = worker_listen_backlog(cfg, &somaxconn);
 	for (k = 0; k < cfg->n_listeners; k++)
 		log_info("listening on %s (%s) with %d worker%s, backlog %d (limits.listenBacklog %u, "
@@ -289,6 +401,9 @@ out:
 	for (i = 0; signums[i] != 0; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
+	admin_free(st.admin);
+	if (st.drain_poll != NULL)
+		event_free(st.drain_poll);
 	if (st.base != NULL) {
 		reload_fini(&st.reload); /* fetchers, watches, the snapshot in force (cfg with it) */
 		event_base_free(st.base);

@@ -27,6 +27,7 @@
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/health.h"
+#include "jwtgate/stats.h"
 #include "jwtgate/jwks_fetch.h"
 #include "jwtgate/log.h"
 #include "jwtgate/router.h"
@@ -300,6 +301,12 @@ static int reload_check_restart_only(const struct config *run, const struct conf
 		        run->limits.listen_backlog, next->limits.listen_backlog);
 		bad++;
 	}
+	if (next->has_admin != run->has_admin || next->admin_addr_len != run->admin_addr_len ||
+	    memcmp(&next->admin_addr, &run->admin_addr, next->admin_addr_len) != 0) {
+		fprintf(err,
+		        "admin: the admin endpoint's address needs a restart; running configuration kept\n");
+		bad++;
+	}
 	if (!reload_str_equal(run->access_log_path, next->access_log_path)) {
 		fprintf(err, "accessLog.path: %s -> %s needs a restart; running configuration kept\n",
 		        run->access_log_path ? run->access_log_path : "(none)",
@@ -466,6 +473,8 @@ int reload_run(struct reload *r, const char *trigger)
 	free(text);
 	snap->generation = r->current->generation + 1;
 	cfg = snap->cfg;
+	/* Counters of the new generation start at zero (stats.h). */
+	snap->stats = stats_gen_new(cfg, r->n_workers);
 	log_set_level((enum log_level)cfg->log_level);
 	/* New fetchers for the new key sets, seeded with the keys already fetched; the old set stops
 	 * before the old snapshot can go away. Done before any worker sees the new snapshot. */
@@ -484,6 +493,8 @@ int reload_run(struct reload *r, const char *trigger)
 		worker_reload(&r->workers[i], snapshot_ref(snap));
 	snapshot_unref(r->current);
 	r->current = snap;
+	if (r->on_applied != NULL)
+		r->on_applied(r->on_applied_arg);
 	if (is_same_files && has_before)
 		memcpy(r->fingerprint, before, sizeof(before));
 	else

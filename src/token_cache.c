@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "jwtgate/common.h"
+#include "jwtgate/stats.h"
 
 struct token_cache {
 	uint32_t capacity;
@@ -16,6 +17,8 @@ struct token_cache {
 	struct token_cache_entry **buckets;
 	struct token_cache_entry *head, *tail; /* LRU: head = most recent */
 	uint64_t k0, k1;                       /* SipHash key */
+	/* /metrics counters (stats.h single-writer rule: the owning worker only), or NULL */
+	_Atomic uint64_t *hits, *misses, *evictions;
 };
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -154,6 +157,8 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
 			token_cache_entry_free(e);
 			return NULL;
 		}
+		if (tc->hits != NULL)
+			stats_add(tc->hits, 1);
 		if (e != tc->head) { /* move to front */
 			e->prev->next = e->next;
 			if (e->next != NULL)
@@ -167,7 +172,19 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
 		}
 		return e;
 	}
+	if (tc->misses != NULL)
+		stats_add(tc->misses, 1);
 	return NULL;
+}
+
+void token_cache_set_counters(struct token_cache *tc, _Atomic uint64_t *hits, _Atomic uint64_t *misses,
+                              _Atomic uint64_t *evictions)
+{
+	if (tc == NULL)
+		return;
+	tc->hits = hits;
+	tc->misses = misses;
+	tc->evictions = evictions;
 }
 
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
@@ -183,6 +200,8 @@ int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version,
 		e = tc->tail;
 		token_cache_unlink(tc, e);
 		token_cache_entry_free(e);
+		if (tc->evictions != NULL)
+			stats_add(tc->evictions, 1);
 	}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)

@@ -18,6 +18,7 @@
 #include "jwtgate/common.h"
 #include "jwtgate/bevio.h"
 #include "jwtgate/health.h"
+#include "jwtgate/stats.h"
 #include "jwtgate/upstream.h"
 
 #define UPSTREAM_EJECT_AFTER  3    /* consecutive connect failures before ejection */
@@ -49,7 +50,15 @@ struct upstream_endpoint {
 	struct upstream_conn *idle;       /* HTTP/1.1: idle connections, most recently used first */
 	struct upstream_h2_conn *h2_list; /* HTTP/2: every open connection to this endpoint */
 	struct evdns_getaddrinfo_request *dns_req;
+	_Atomic uint64_t *stats; /* its STATS_EP_* slots in the worker's shard, or NULL (stats.h) */
 };
+
+/* Adds n to one of ep's /metrics slots (single writer: the worker that owns ep). */
+static inline void upstream_endpoint_count(struct upstream_endpoint *ep, int slot, uint64_t n)
+{
+	if (ep->stats != NULL)
+		stats_add(&ep->stats[slot], n);
+}
 
 struct upstream_pool {
 	struct upstream_worker *uw;
@@ -114,6 +123,8 @@ struct upstream_exchange {
 	size_t n_extra;
 	int64_t content_length; /* -1: unknown */
 	bool ready_sent;        /* on_ready was called (a retried stream does not call it again) */
+	bool failure_counted;   /* the endpoint's failure is already in /metrics (bad response) */
+	bool is_ep_active;      /* counted in ep->active (in flight there) */
 };
 
 /* ---- shared by both protocols (upstream.c) ---- */
@@ -123,6 +134,9 @@ struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct 
 /* A connect to ep failed / succeeded: counts towards (or resets) ejection. */
 void upstream_endpoint_on_failure(struct upstream_endpoint *ep);
 void upstream_endpoint_on_success(struct upstream_endpoint *ep);
+/* ex now runs on ep (NULL: none): moves the in-flight count (LeastRequest, /metrics) from the
+ * endpoint it ran on before. */
+void upstream_exchange_set_endpoint(struct upstream_exchange *ex, struct upstream_endpoint *ep);
 /* Records that ex tries ep (the tried bitmap, the try count and LeastRequest accounting). */
 void upstream_exchange_use_endpoint(struct upstream_exchange *ex, struct upstream_endpoint *ep);
 /* Ends ex without a callback; its memory is freed from a deferred event. */

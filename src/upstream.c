@@ -308,6 +308,15 @@ void upstream_worker_free(struct upstream_worker *uw)
 	free(uw);
 }
 
+void upstream_worker_set_stats(struct upstream_worker *uw, struct stats_shard *shard)
+{
+	size_t i, j;
+
+	for (i = 0; i < uw->n_pools; i++)
+		for (j = 0; j < uw->pools[i].n_eps; j++)
+			uw->pools[i].eps[j].stats = stats_endpoint(shard, uw->pools[i].be->index, j);
+}
+
 /* Whether ep may take new requests outside panic: not ejected (passive) and not marked unhealthy by
  * its active health check (one relaxed atomic load, health.h). */
 static bool endpoint_is_available(const struct upstream_endpoint *ep, uint64_t now)
@@ -380,11 +389,15 @@ void upstream_endpoint_on_failure(struct upstream_endpoint *ep)
 {
 	uint64_t now = jg_now_ms();
 
+	upstream_endpoint_count(ep, STATS_EP_FAILURES + STATS_UP_CONNECT, 1);
 	if (ep->ejected_until_ms > now)
 		return;
 	if (++ep->failures < UPSTREAM_EJECT_AFTER)
 		return;
 	ep->ejected_until_ms = now + ep->eject_ms;
+	upstream_endpoint_count(ep, STATS_EP_EJECTIONS, 1);
+	if (ep->stats != NULL)
+		stats_set(&ep->stats[STATS_EP_EJECTED_UNTIL_MS], ep->ejected_until_ms);
 	log_warn("upstream %s: ejected for %llu ms after %u connect failures", ep->text,
 	         (unsigned long long)ep->eject_ms, ep->failures);
 	ep->failures = 0;
@@ -400,6 +413,8 @@ void upstream_endpoint_on_success(struct upstream_endpoint *ep)
 	ep->failures = 0;
 	ep->ejected_until_ms = 0;
 	ep->eject_ms = UPSTREAM_EJECT_MS;
+	if (ep->stats != NULL)
+		stats_set(&ep->stats[STATS_EP_EJECTED_UNTIL_MS], 0);
 }
 
 /* ---- exchange lifecycle ---- */
@@ -467,8 +482,7 @@ void upstream_exchange_finish(struct upstream_exchange *ex)
 		return;
 	ex->finished = true;
 	bevio_timer_clear(&ex->timer);
-	if (ex->ep != NULL && ex->ep->active > 0)
-		ex->ep->active--;
+	upstream_exchange_set_endpoint(ex, NULL);
 	bevio_defer(&ex->uw->defer, &ex->done, exchange_on_done);
 }
 
@@ -512,12 +526,27 @@ void upstream_exchange_use_endpoint(struct upstream_exchange *ex, struct upstrea
 	ex->tries++;
 	if (k < 64)
 		ex->tried |= 1ull << k;
-	if (ex->ep != ep) {
-		if (ex->ep != NULL && ex->ep->active > 0)
+	upstream_exchange_set_endpoint(ex, ep);
+}
+
+void upstream_exchange_set_endpoint(struct upstream_exchange *ex, struct upstream_endpoint *ep)
+{
+	if (ex->ep == ep && (ep == NULL || ex->is_ep_active))
+		return;
+	if (ex->ep != NULL && ex->is_ep_active) {
+		if (ex->ep->active > 0)
 			ex->ep->active--;
-		ex->ep = ep;
-		ep->active++;
+		upstream_endpoint_count(ex->ep, STATS_EP_ACTIVE, (uint64_t)-1);
+		ex->is_ep_active = false;
 	}
+	/* An exchange that ended keeps ex->ep for the access log, no longer in flight there. */
+	if (ep == NULL)
+		return;
+	ex->ep = ep;
+	ex->is_ep_active = true;
+	ep->active++;
+	upstream_endpoint_count(ep, STATS_EP_ACTIVE, 1);
+	upstream_endpoint_count(ep, STATS_EP_REQUESTS, 1); /* one per endpoint an exchange tries */
 }
 
 void upstream_exchange_fail(struct upstream_exchange *ex, enum upstream_error err)
@@ -526,6 +555,13 @@ void upstream_exchange_fail(struct upstream_exchange *ex, enum upstream_error er
 		return;
 	if (ex->pending)
 		upstream_pool_remove_pending(ex->pool, ex);
+	/* Connect failures are counted per attempt in upstream_endpoint_on_failure. */
+	if (ex->ep != NULL && !ex->failure_counted &&
+	    (err == UPSTREAM_ERR_RESET || err == UPSTREAM_ERR_TIMEOUT))
+		upstream_endpoint_count(
+		        ex->ep,
+		        STATS_EP_FAILURES + (err == UPSTREAM_ERR_RESET ? STATS_UP_RESET : STATS_UP_TIMEOUT),
+		        1);
 	upstream_exchange_finish(ex);
 	ex->sink->on_error(ex->ctx, err, ex->head_delivered);
 }
@@ -560,6 +596,7 @@ static void idle_unlink(struct upstream_conn *c)
 	if (c->next_idle != NULL)
 		c->next_idle->prev_idle = c->prev_idle;
 	c->next_idle = c->prev_idle = NULL;
+	upstream_endpoint_count(c->ep, STATS_EP_IDLE, (uint64_t)-1);
 }
 
 static void pool_kick_pending(struct upstream_pool *pool);
@@ -672,12 +709,7 @@ static void exchange_attach(struct upstream_exchange *ex, struct upstream_conn *
 {
 	ex->conn = c;
 	c->ex = ex;
-	if (ex->ep != c->ep) {
-		if (ex->ep != NULL && ex->ep->active > 0)
-			ex->ep->active--;
-		ex->ep = c->ep;
-		c->ep->active++;
-	}
+	upstream_exchange_set_endpoint(ex, c->ep);
 	if (!c->plain) {
 		bufferevent_set_timeouts(c->bev, NULL, NULL); /* the idle bound of upconn_release */
 		bufferevent_setwatermark(c->bev, EV_READ, 0, UPSTREAM_IN_HIGH);
@@ -800,6 +832,7 @@ static void upconn_release(struct upstream_conn *c, bool reusable)
 	if (ep->idle != NULL)
 		ep->idle->prev_idle = c;
 	ep->idle = c;
+	upstream_endpoint_count(ep, STATS_EP_IDLE, 1);
 	/* While idle, a read means the upstream closed (or sent garbage): either way it is dropped. */
 	tv.tv_sec = (time_t)(c->pool->be->idle_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(c->pool->be->idle_timeout_ms % 1000) * 1000;
@@ -980,6 +1013,8 @@ static void upconn_on_read(struct bufferevent *bev, void *arg)
 		}
 		log_info("upstream %s: bad response: %s", c->ep->text,
 		         out_of_memory ? "out of memory" : llhttp_get_error_reason(&c->parser));
+		upstream_endpoint_count(c->ep, STATS_EP_FAILURES + STATS_UP_BAD_RESPONSE, 1);
+		ex->failure_counted = true;
 		ex->conn = NULL;
 		c->ex = NULL;
 		upconn_free(c);

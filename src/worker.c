@@ -109,6 +109,7 @@ void snapshot_unref(struct snapshot *s)
 	router_free(s->router);
 	auth_shared_free(s->auth);
 	health_shared_free(s->health);
+	stats_gen_free(s->stats);
 	config_free(s->cfg);
 	free(s);
 }
@@ -130,6 +131,9 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct snapshot *snap
 	g->router = snap->router;
 	g->auth = auth_worker_new(snap->auth, snap->cfg->token_cache_size);
 	g->upstream = upstream_worker_new(w->base, snap->cfg, snap->backend_tls, snap->health);
+	g->stats = stats_gen_shard(snap->stats, w->id);
+	auth_worker_set_stats(g->auth, g->stats, w->stats);
+	upstream_worker_set_stats(g->upstream, g->stats);
 	g->refs = 1;
 	event_assign(&g->free_ev, w->base, -1, 0, worker_on_gen_free, g);
 	return g;
@@ -203,8 +207,21 @@ uint64_t worker_random(struct worker *w)
 	return jg_rng_next(&w->rng);
 }
 
+void worker_count_request(struct worker *w, struct worker_gen *g, int listener,
+                          const struct config_rule *rule, int status, uint64_t start_us, uint64_t now_us)
+{
+	if (g == NULL)
+		g = w->gen;
+	if (g == NULL)
+		return;
+	stats_count_request(g->stats, listener, rule != NULL ? rule->route->index : -1, status,
+	                    start_us != 0 && now_us > start_us ? now_us - start_us : 0);
+}
+
 void worker_conn_added(struct worker *w, struct worker_conn *wc)
 {
+	if (wc->listener_index >= 0 && (size_t)wc->listener_index < w->stats->n_listeners)
+		stats_add(stats_worker_open(w->stats, wc->listener_index, wc->proto), 1);
 	wc->prev = NULL;
 	wc->next = w->conns;
 	if (w->conns != NULL)
@@ -223,6 +240,8 @@ void worker_conn_removed(struct worker *w, struct worker_conn *wc)
 		wc->next->prev = wc->prev;
 	wc->next = wc->prev = NULL;
 	w->n_conns--;
+	if (wc->listener_index >= 0 && (size_t)wc->listener_index < w->stats->n_listeners)
+		stats_add(stats_worker_open(w->stats, wc->listener_index, wc->proto), (uint64_t)-1);
 	atomic_fetch_sub(&worker_open_conns, 1);
 	if (w->draining && w->n_conns == 0)
 		event_base_loopexit(w->base, NULL);
@@ -247,6 +266,8 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
 		close(fd);
 		return;
 	}
+	if (listener_index >= 0)
+		stats_add(stats_worker_accepted(w->stats, listener_index), 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* The current snapshot's context: a reload that renewed the certificate applies from the next
 	 * handshake on (listeners are the same in every snapshot, reload.c makes sure). */
@@ -321,6 +342,8 @@ static void worker_on_notify(evutil_socket_t fd, short what, void *arg)
 
 	if (read(fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
 		log_error("worker %d: notify read: %s", w->id, strerror(errno));
+	/* Every wake-up answers the heartbeat: reaching this callback proves the loop turns. */
+	atomic_store_explicit(&w->heartbeat_ms, jg_now_ms(), memory_order_relaxed);
 	worker_on_reload(-1, 0, w);
 	if (atomic_load(&w->stop_requested)) {
 		event_del(&w->notify_ev);
@@ -340,6 +363,8 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	w->access_log = access_log;
 	w->access_log_format = cfg->access_log_format;
 	jg_rng_seed(&w->rng, (uint64_t)id + 1);
+	w->stats = stats_worker_new(cfg->n_listeners);
+	atomic_store(&w->heartbeat_ms, jg_now_ms());
 	{
 		/* No lock on the worker's base: only its own thread touches it (see worker_notify). */
 		struct event_config *ec = event_config_new();
@@ -384,6 +409,7 @@ static void *worker_main(void *arg)
 	/* Run what the last callbacks deferred (frees of connections and exchanges). */
 	event_base_loop(w->base, EVLOOP_NONBLOCK);
 	event_base_loop(w->base, EVLOOP_NONBLOCK);
+	atomic_store(&w->is_exited, true);
 	return NULL;
 }
 
@@ -397,6 +423,11 @@ int worker_start(struct worker *w)
 void worker_request_stop(struct worker *w)
 {
 	atomic_store(&w->stop_requested, true);
+	worker_notify(w);
+}
+
+void worker_heartbeat(struct worker *w)
+{
 	worker_notify(w);
 }
 
@@ -425,4 +456,6 @@ void worker_free(struct worker *w)
 	}
 	if (w->notify_fd > 0)
 		close(w->notify_fd);
+	free(w->stats);
+	w->stats = NULL;
 }

@@ -47,6 +47,14 @@ void auth_shared_set_keys(struct auth_shared *s, int provider, struct jwks *keys
 void auth_shared_set_refetch_hook(struct auth_shared *s, void (*hook)(void *arg, int provider), void *arg);
 
 struct auth_worker *auth_worker_new(const struct auth_shared *s, uint32_t cache_size);
+struct stats_shard;
+struct stats_worker;
+/* Where the worker counts JWT outcomes per provider (shard) and its token cache lookups (sw); either
+ * may be NULL. Both belong to the thread that uses w (stats.h). */
+void auth_worker_set_stats(struct auth_worker *w, struct stats_shard *shard, struct stats_worker *sw);
+/* The key set provider `provider` uses now, with one reference (jwks_unref it), or NULL when it has
+ * none yet (remote JWKS not fetched). Any thread; takes the slot's lock (not for the request path). */
+struct jwks *auth_shared_keys(struct auth_shared *s, int provider);
 void auth_worker_free(struct auth_worker *w);
 
 /* Runs the policy on the request; `now` is wall-clock seconds. Never returns ALLOW for a token that

@@ -39,6 +39,7 @@ void jg_lower_copy(char *dst, const char *src, size_t n);
 
 /* Monotonic and wall clocks in milliseconds / seconds. */
 uint64_t jg_now_ms(void);
+uint64_t jg_now_us(void); /* monotonic, microseconds (request durations) */
 int64_t jg_wall_time(void);
 
 /* ASCII case-insensitive compare of two byte ranges of equal length (HTTP header names). */

@@ -69,6 +69,9 @@ struct jwks_fetch_stats {
 	bool has_keys;                               /* a key set is in use */
 	size_t n_keys;                               /* its number of keys */
 	uint64_t keys_age_ms;                        /* its age (jwks_fetch_get_stats) */
+	int64_t last_attempt_time;                   /* wall clock s of the last attempt's end, 0: none */
+	enum jwks_fetch_failure last_outcome;        /* of that attempt (JWKS_FETCH_OK: success) */
+	int64_t next_fetch_ms; /* until the next scheduled fetch (jwks_fetch_get_stats); -1: in flight */
 };
 
 struct jwks_fetch; /* every fetcher of one configuration */
@@ -90,6 +93,9 @@ size_t jwks_fetch_count(const struct jwks_fetch *jf);
 int jwks_fetch_get_stats(const struct jwks_fetch *jf, size_t i, const char **uri,
                          struct jwks_fetch_stats *out);
 
+/* The fetcher index (for jwks_fetch_get_stats) that serves provider index `provider`, or -1 when the
+ * provider has no remote JWKS in this set. */
+int jwks_fetch_index_of_provider(const struct jwks_fetch *jf, int provider);
 /* Starts the first fetch of every fetcher. on_first_done(arg) is called once, on the control thread,
  * when every fetcher has finished its first fetch cycle (success, or failure with its retries spent);
  * right away when there is no fetcher. */

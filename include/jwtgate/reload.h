@@ -68,6 +68,8 @@ struct reload {
 	struct snapshot *current;      /* the configuration in force (one reference) */
 	struct jwks_fetch *jwks;       /* remote JWKS fetchers of `current` (and the sets they replaced) */
 	struct health_check *health;   /* active health checkers of `current` (NULL until started) */
+	void (*on_applied)(void *arg); /* called after a new configuration went into force (may be NULL) */
+	void *on_applied_arg;
 	unsigned char fingerprint[32]; /* SHA-256 of the file and every file it names, as loaded */
 	/* watch */
 	int inotify_fd; /* -1 when not watching */

@@ -3,6 +3,7 @@
 #ifndef JWTGATE_TOKEN_CACHE_H
 #define JWTGATE_TOKEN_CACHE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,12 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
                     size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
                     int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len);
+
+/* Points the cache's counters at /metrics counters owned by the worker that uses the cache (stats.h):
+ * a lookup that finds a token (hits), one that does not, the cache being on (misses), an entry pushed
+ * out to make room (evictions). Any may be NULL. */
+void token_cache_set_counters(struct token_cache *tc, _Atomic uint64_t *hits, _Atomic uint64_t *misses,
+                              _Atomic uint64_t *evictions);
 
 /* Entries in use (tests, metrics). */
 uint32_t token_cache_count(const struct token_cache *tc);

@@ -73,6 +73,10 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
                                             struct ssl_ctx_st *const *backend_tls,
                                             const struct health_shared *health);
 void upstream_worker_free(struct upstream_worker *uw);
+struct stats_shard;
+/* Counts per endpoint (requests, failures, in flight, idle, ejections) in the worker's shard of the
+ * same configuration (stats.h); NULL: not counted. */
+void upstream_worker_set_stats(struct upstream_worker *uw, struct stats_shard *shard);
 /* Closes idle pooled connections (drain on shutdown). */
 void upstream_worker_close_idle(struct upstream_worker *uw);
 

@@ -17,6 +17,7 @@
 #include "jwtgate/bevio.h"
 #include "jwtgate/config.h"
 #include "jwtgate/router.h"
+#include "jwtgate/stats.h"
 #include "jwtgate/upstream.h"
 
 struct h1_conn;
@@ -27,6 +28,8 @@ struct worker_conn {
 	struct worker_conn *prev, *next;
 	void (*drain)(struct worker_conn *wc); /* close when idle; finish what is in flight */
 	void (*abort)(struct worker_conn *wc); /* the drain bound passed: close now */
+	int listener_index;                    /* set by the codec before worker_conn_added */
+	enum stats_proto proto;                /* likewise: jwtgate_connections_open{protocol} */
 };
 struct h2_conn;
 struct health_shared;
@@ -46,6 +49,7 @@ struct snapshot {
 	struct ssl_ctx_st **listener_tls; /* cfg->n_listeners entries, NULL for a plaintext listener */
 	struct ssl_ctx_st **backend_tls;  /* cfg->n_backends entries, NULL for a cleartext backend */
 	struct health_shared *health;     /* active health check verdicts of cfg's endpoints (health.h) */
+	struct stats_gen *stats; /* per-worker counters of this generation (NULL: none); freed with it */
 };
 
 /* Takes ownership of the three parts and builds the health verdicts of cfg; refs = 1, no TLS contexts
@@ -64,8 +68,9 @@ struct worker_gen {
 	const struct router *router;
 	struct auth_worker *auth;
 	struct upstream_worker *upstream;
-	unsigned refs;        /* 1 while current, plus one per request in flight */
-	struct event free_ev; /* the last release frees from here, never inside an upstream callback */
+	struct stats_shard *stats; /* this worker's counters in snap->stats, or NULL */
+	unsigned refs;             /* 1 while current, plus one per request in flight */
+	struct event free_ev;      /* the last release frees from here, never inside an upstream callback */
 };
 
 struct worker {
@@ -89,6 +94,10 @@ struct worker {
 	struct bevio_defer_queue defer; /* end-of-batch work of its connections (bevio.h) */
 	FILE *access_log;
 	enum config_log_format access_log_format;
+	struct stats_worker *stats; /* lifetime counters; written by this worker only (stats.h) */
+	/* jg_now_ms() when the worker last answered the control thread's heartbeat (admin /live) */
+	_Atomic uint64_t heartbeat_ms;
+	atomic_bool is_exited; /* its loop has returned (set by the worker, read by the control thread) */
 };
 
 /* Process-wide count of open downstream connections (limits.maxConnections). */
@@ -118,10 +127,18 @@ int worker_start(struct worker *w);
 /* Thread-safe: asks the worker to stop accepting and to exit once its connections are done (or
  * the drain timeout passes). */
 void worker_request_stop(struct worker *w);
+/* Thread-safe: asks the worker to stamp heartbeat_ms (the control thread does it every second). */
+void worker_heartbeat(struct worker *w);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
 
 uint64_t worker_random(struct worker *w);
+
+/* Counts a finished request in the shard of g (the generation that handled it), else of the
+ * worker's current one: listener and route index (rule NULL: none), final status, and the time since
+ * start_us (jg_now_us() at its first byte; 0: unknown) up to now_us. Once per request. */
+void worker_count_request(struct worker *w, struct worker_gen *g, int listener,
+                          const struct config_rule *rule, int status, uint64_t start_us, uint64_t now_us);
 
 /* Called by codecs when a connection starts and when it is gone. */
 void worker_conn_added(struct worker *w, struct worker_conn *wc);

@@ -289,7 +289,7 @@ static void h1_log_exchange(struct h1_conn *c)
 {
 	struct access_log_entry e;
 
-	if (c->w->access_log == NULL)
+	if (!c->w->has_access_log)
 		return;
 	memset(&e, 0, sizeof(e));
 	e.client = c->peer_ip;
@@ -303,7 +303,9 @@ static void h1_log_exchange(struct h1_conn *c)
 	e.duration_ms = jg_now_ms() - c->start_ms;
 	e.request_id = c->request_id[0] ? c->request_id : NULL;
 	e.protocol = c->req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-	access_log_write(c->w->access_log, c->w->access_log_format, &e);
+	e.jwt = auth_reason_str((enum auth_reason)c->req.jwt_reason);
+	e.jwt_sub = c->req.jwt_sub;
+	access_log_write(c->w->cfg, &e);
 }
 
 /* Resets per-request state and, when the client keeps the connection, goes back to IDLE and

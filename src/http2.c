@@ -350,7 +350,7 @@ static void h2_stream_log(struct h2_stream *s)
 	struct h2_conn *c = s->conn;
 	struct access_log_entry e;
 
-	if (c->w->access_log == NULL || s->req.method == NULL)
+	if (!c->w->has_access_log || s->req.method == NULL)
 		return;
 	memset(&e, 0, sizeof(e));
 	e.client = c->peer_ip;
@@ -364,7 +364,9 @@ static void h2_stream_log(struct h2_stream *s)
 	e.duration_ms = jg_now_ms() - s->start_ms;
 	e.request_id = s->request_id[0] ? s->request_id : NULL;
 	e.protocol = "HTTP/2";
-	access_log_write(c->w->access_log, c->w->access_log_format, &e);
+	e.jwt = auth_reason_str((enum auth_reason)s->req.jwt_reason);
+	e.jwt_sub = s->req.jwt_sub;
+	access_log_write(c->w->cfg, &e);
 }
 
 /* ---- response side ---- */

@@ -16,7 +16,10 @@
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
 #include "jwtgate/jwks_fetch.h"
+#include "jwtgate/access_log.h"
 #include "jwtgate/log.h"
+#include "jwtgate/log_writer.h"
+#include "jwtgate/notify.h"
 #include "jwtgate/router.h"
 #include "jwtgate/worker.h"
 
@@ -31,7 +34,8 @@ static void main_usage(FILE *f)
 	           "  -h, --help         print this help and exit\n"
 	           "\n"
 	           "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (limits.drainTimeout), "
-	           "exit 0.\n");
+	           "exit 0.\n"
+	           "         SIGHUP reloads the configuration; SIGUSR1 reopens the access log file.\n");
 }
 
 struct main_state {
@@ -60,6 +64,21 @@ static bool main_listeners_equal(const struct config *a, const struct config *b)
 			return false;
 	}
 	return true;
+}
+
+/* How long the log writer may take at exit to write what is still queued (a blocked sink is not
+ * waited for longer: those lines are counted as dropped). */
+#define MAIN_LOG_FLUSH_MS 2000
+
+static void main_reload(struct main_state *st);
+
+/* SIGHUP under a service manager: RELOADING=1 before, READY=1 after, whatever the outcome (a refused
+ * reload leaves the running configuration in force, so the service is ready again). */
+static void main_reload_notified(struct main_state *st)
+{
+	notify_send("RELOADING=1");
+	main_reload(st);
+	notify_send("READY=1");
 }
 
 /* SIGHUP: load and check the file; a file with errors is refused and the running configuration
@@ -120,7 +139,13 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 
 	if (sig == SIGHUP) {
 		if (!st->signalled)
-			main_reload(st);
+			main_reload_notified(st);
+		return;
+	}
+	if (sig == SIGUSR1) {
+		/* logrotate: the writer thread reopens the file between two lines. */
+		log_info("SIGUSR1: reopening the access log");
+		log_writer_reopen();
 		return;
 	}
 	if (st->signalled++) {
@@ -128,6 +153,7 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 		exit(0);
 	}
 	log_info("signal %d: draining", (int)sig);
+	notify_send("STOPPING=1");
 	for (i = 0; i < st->n_workers; i++)
 		worker_request_stop(&st->workers[i]);
 	event_base_loopexit(st->base, NULL);
@@ -196,9 +222,8 @@ int main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct auth_shared *auth = NULL;
 	struct main_state st;
-	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
-	int signums[4] = {SIGTERM, SIGINT, SIGHUP, 0};
-	FILE *access_log = NULL;
+	struct event *sigs[5] = {NULL, NULL, NULL, NULL, NULL};
+	int signums[5] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, 0};
 	int **fds = NULL;
 	int opt, rc, i, n_fds = 0, exit_code = 1, backlog, somaxconn;
 	size_t k;
@@ -263,17 +288,11 @@ int main(int argc, char **argv)
 	st.path = path;
 	st.current = snapshot_new(cfg, router_new(cfg), auth);
 	if (cfg->access_log_path != NULL) {
-		if (strcmp(cfg->access_log_path, "stdout") == 0)
-			access_log = stdout;
-		else if (strcmp(cfg->access_log_path, "stderr") == 0)
-			access_log = stderr;
-		else
-			access_log = fopen(cfg->access_log_path, "a");
-		if (access_log == NULL) {
-			fprintf(stderr, "jwtgate: accessLog %s: %s\n", cfg->access_log_path, strerror(errno));
+		rc = log_writer_open_access(cfg->access_log_path);
+		if (rc < 0) {
+			fprintf(stderr, "jwtgate: accessLog %s: %s\n", cfg->access_log_path, strerror(-rc));
 			goto out;
 		}
-		setvbuf(access_log, NULL, _IOLBF, 0);
 	}
 
 	/* The control base comes first: the remote JWKS fetchers run on it before any listener opens. */
@@ -310,11 +329,18 @@ int main(int argc, char **argv)
 		}
 	}
 	for (i = 0; i < st.n_workers; i++) {
-		if (worker_init(&st.workers[i], i, st.current, fds[i], access_log) < 0) {
+		if (worker_init(&st.workers[i], i, st.current, fds[i], cfg->access_log_path != NULL) < 0) {
 			fprintf(stderr, "jwtgate: worker %d: initialisation failed\n", i);
 			goto out;
 		}
 	}
+	/* From here on nothing waits for stderr or the access log sink: lines are queued per thread and
+	 * one writer thread writes them (log_writer.h). Start-up errors above were written at once. */
+	fflush(stdout);
+	fflush(stderr);
+	rc = log_writer_start(st.n_workers, (size_t)cfg->access_log_buffer);
+	if (rc < 0)
+		log_warn("log writer: %s; logging synchronously", strerror(-rc));
 	for (i = 0; i < st.n_workers; i++)
 		worker_start(&st.workers[i]);
 	backlog = worker_listen_backlog(cfg, &somaxconn);
@@ -324,11 +350,21 @@ int main(int argc, char **argv)
 		         cfg->listeners[k].address_text, cfg->listeners[k].name, st.n_workers,
 		         st.n_workers == 1 ? "" : "s", backlog, cfg->limits.listen_backlog, somaxconn);
 
+	/* Readiness (Type=notify): every listener is bound and listening, and the first JWKS fetches
+	 * are done (or their bound passed). */
+	notify_send("READY=1");
+
 	event_base_dispatch(st.base);
 
 	for (i = 0; i < st.n_workers; i++)
 		worker_join(&st.workers[i]);
 	log_info("stopped");
+	log_writer_stop(MAIN_LOG_FLUSH_MS);
+	/* After the stop, so that lines the exit bound cut off are counted too. */
+	if (log_writer_has_access())
+		log_info("access log: %llu lines dropped", (unsigned long long)access_log_dropped_total());
+	if (log_dropped_total() > 0)
+		log_warn("log: %llu lines dropped", (unsigned long long)log_dropped_total());
 	for (i = 0; i < st.n_workers; i++)
 		worker_free(&st.workers[i]);
 	exit_code = 0;
@@ -348,10 +384,7 @@ out:
 	}
 	free(fds);
 	free(st.workers);
-	if (access_log != NULL)
-		fflush(access_log);
-	if (access_log != NULL && access_log != stdout && access_log != stderr)
-		fclose(access_log);
+	log_writer_close();
 	snapshot_unref(st.current);
 	return exit_code;
 }

@@ -92,7 +92,7 @@ static void main_reload(struct main_state *st)
 	struct jwks_fetch *jwks;
 	int rc, i;
 
-	rc = config_load(st->path, stderr, &cfg);
+	rc = config_load(st->path, log_file(), &cfg);
 	if (rc != 0) {
 		log_error("reload refused: %s has %d error%s; the running configuration stays", st->path,
 		          rc > 0 ? rc : 1, rc == 1 ? "" : "s");
@@ -109,7 +109,7 @@ static void main_reload(struct main_state *st)
 		log_warn("reload: limits.listenBacklog changes need a restart (the sockets listen once); "
 		         "keeping %u",
 		         st->current->cfg->limits.listen_backlog);
-	auth = auth_shared_new(cfg, stderr);
+	auth = auth_shared_new(cfg, log_file());
 	if (auth == NULL) {
 		log_error(
 		        "reload refused: JWT key sets could not be loaded; the running configuration stays");

@@ -283,3 +283,31 @@ def test_sd_notify_ready_reloading_stopping(make_upstream, tmp_path):
     finally:
         p.kill()
         s.close()
+
+
+def test_reload_errors_with_unread_stderr_do_not_block_the_main_loop(make_upstream, tmp_path):
+    """Configuration errors at reload go through the log writer too: with stderr a full pipe, a
+    refused reload must not block the main loop, so a later good reload still applies."""
+    up = make_upstream("backend")
+    port = jgtest.free_port()
+    cfg = config(port, up.port, workers=1, log={"level": "debug"})
+    p = PipedProxy(tmp_path, cfg, stdout_pipe=False, stderr_pipe=True).start(port)
+    try:
+        assert hammer(port, 1000, per_conn=1) == [200] * 1000  # debug lines fill the pipe
+        with open(p.conf_path, "w") as f:
+            f.write("listeners: [\n" + "unknownKey: 1\n" * 2000)  # many error lines
+        for _ in range(5):
+            p.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+        good = config(port, up.port, workers=1, log={"level": "debug"})
+        good["httpRoutes"][0]["rules"][0]["matches"] = [{"path": {"type": "PathPrefix", "value": "/only"}}]
+        with open(p.conf_path, "w") as f:
+            f.write(jgtest.dump_yaml(good))
+        p.proc.send_signal(signal.SIGHUP)
+        assert jgtest.wait_for(lambda: get(port, "/elsewhere", HOST).status == 404, 5.0), \
+            "the good reload was not applied: the main loop is stuck"
+        assert get(port, "/only", HOST).status == 200
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.proc.wait(15.0) == 0
+    finally:
+        p.kill()

@@ -593,6 +593,8 @@ int log_writer_start(int n_slots, size_t access_ring)
 	if (access_ring > LOG_WRITER_RING_MAX)
 		access_ring = LOG_WRITER_RING_MAX;
 	lw.n_slots = n_slots > 0 ? n_slots : 0;
+	atomic_store(&lw.stop_requested, false);
+	atomic_store(&lw.reopen_requested, false);
 	lw.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (lw.efd == -1)
 		return -errno;

@@ -2159,6 +2159,7 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 	static const char *const log_keys[] = {"level", NULL};
 	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 	static const char *const tc_keys[] = {"size", NULL};
+	static const char *const reload_keys[] = {"watch", NULL};
 	struct config *cfg = c->cfg;
 	char kp[CONFIG_KP_MAX], akp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -2212,6 +2213,9 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 	n = field(c, root, "", "limits", false, kp);
 	if (n != NULL)
 		parse_limits(c, n, kp, &cfg->limits);
+	n = field(c, root, "", "reload", false, kp);
+	if (n != NULL && check_map(c, n, kp, reload_keys))
+		get_bool(c, n, kp, "watch", &cfg->reload_watch);
 }
 
 static void config_set_defaults(struct config *cfg)
@@ -2236,19 +2240,15 @@ static void config_set_defaults(struct config *cfg)
  * policies (need routes and listeners), whatever the order of keys in the file. */
 static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"listeners",
-	                                   "backends",
-	                                   "httpRoutes",
-	                                   "grpcRoutes",
-	                                   "securityPolicies",
-	                                   "clientTrafficPolicies",
-	                                   "workers",
-	                                   "admin",
-	                                   "accessLog",
-	                                   "log",
-	                                   "tokenCache",
-	                                   "limits",
-	                                   NULL};
+	static const char *const keys[] = {
+	        "listeners",        "backends",
+	        "httpRoutes",       "grpcRoutes",
+	        "securityPolicies", "clientTrafficPolicies",
+	        "workers",          "admin",
+	        "accessLog",        "log",
+	        "tokenCache",       "limits",
+	        "reload",           NULL,
+	};
 	struct config *cfg = c->cfg;
 	char kp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	yaml_node_t *s, *hs, *gs;

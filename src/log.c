@@ -3,7 +3,6 @@
 #include "jwtgate/log.h"
 
 #include <event2/event.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -69,47 +68,6 @@ void log_write(enum log_level level, const char *fmt, ...)
 uint64_t log_dropped_total(void)
 {
 	return log_writer_dropped(LOG_STREAM_PROCESS);
-}
-
-/* log_file(): lines written to the stream become error log lines. stdio calls the write hook under
- * the stream's lock, so the line being assembled needs no lock of its own. */
-static char log_file_line[2048]; /* a longer line is cut into several */
-static size_t log_file_len;
-static FILE *log_file_stream;
-static pthread_once_t log_file_once = PTHREAD_ONCE_INIT;
-
-static ssize_t log_file_on_write(void *cookie, const char *buf, size_t size)
-{
-	size_t i;
-
-	(void)cookie;
-	for (i = 0; i < size; i++) {
-		if (buf[i] != '\n' && log_file_len < sizeof(log_file_line) - 1) {
-			log_file_line[log_file_len++] = buf[i];
-			continue;
-		}
-		if (log_current_level >= LOG_LEVEL_ERROR)
-			log_write(LOG_LEVEL_ERROR, "%.*s", (int)log_file_len, log_file_line);
-		log_file_len = 0;
-		if (buf[i] != '\n')
-			log_file_line[log_file_len++] = buf[i];
-	}
-	return (ssize_t)size;
-}
-
-static void log_file_open(void)
-{
-	cookie_io_functions_t io = {.write = log_file_on_write};
-
-	log_file_stream = fopencookie(NULL, "w", io);
-	if (log_file_stream != NULL)
-		setvbuf(log_file_stream, NULL, _IOLBF, 0);
-}
-
-FILE *log_file(void)
-{
-	pthread_once(&log_file_once, log_file_open);
-	return log_file_stream != NULL ? log_file_stream : stderr;
 }
 
 static void log_on_libevent(int severity, const char *msg)

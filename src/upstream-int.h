@@ -98,6 +98,7 @@ struct upstream_exchange {
 	int tries;
 	bool has_body, chunked_body, body_started, body_done;
 	bool is_head;
+	bool te_chunked;       /* HTTP/1.1 response: our reading of Transfer-Encoding ends in "chunked" */
 	bool response_started; /* a response byte arrived */
 	bool head_delivered;   /* final head passed to the sink */
 	bool response_paused;
@@ -133,9 +134,6 @@ void upstream_pool_remove_pending(struct upstream_pool *pool, struct upstream_ex
 
 /* ---- TLS towards backends (upstream_h2.c) ---- */
 
-/* Builds the pool's SSL_CTX from the backend's tls validation (CA files / inline PEM / system
- * store), with ALPN h2 (protocol H2) or http/1.1. Start-up tier: returns 0 or JG_ERR_*, logging why. */
-int upstream_tls_pool_init(struct upstream_pool *pool);
 /* A bufferevent for a new connection to ep: TLS (SNI, hostname verification) when the pool has an
  * SSL_CTX, plain otherwise; not yet connected (fd -1: bufferevent_socket_connect creates the socket).
  * NULL on failure. */

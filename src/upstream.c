@@ -187,7 +187,8 @@ static void upstream_on_resolve_timer(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&pool->resolve_ev, &tv);
 }
 
-struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg)
+struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg,
+                                            struct ssl_ctx_st *const *backend_tls)
 {
 	struct upstream_worker *uw = jg_xcalloc(1, sizeof(*uw));
 	size_t i, j;
@@ -220,10 +221,11 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			else
 				pool->has_fqdn = need_dns = true;
 		}
-		/* A CA bundle that cannot be loaded leaves the pool without a context: its connects
-		 * fail (502) rather than talk to a backend we cannot authenticate. */
-		if (pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2)
-			upstream_tls_pool_init(pool);
+		/* A TLS backend without a context (none given) gets none: its connects fail (502) rather
+		 * than talk to a backend we cannot authenticate (upstream_bev_new). */
+		if ((pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2) && backend_tls != NULL &&
+		    backend_tls[i] != NULL && SSL_CTX_up_ref(backend_tls[i]) == 1)
+			pool->ssl_ctx = backend_tls[i];
 	}
 	if (need_dns) {
 		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -990,6 +992,7 @@ static int up_on_message_begin(llhttp_t *p)
 	struct upstream_exchange *ex = c->ex;
 
 	response_init(&ex->resp, ex->req->arena);
+	ex->te_chunked = false;
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
 	return 0;
@@ -1039,6 +1042,19 @@ static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
 	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
 }
 
+/* Does the Transfer-Encoding value v[0..len) (trailing OWS removed) end in the coding "chunked"? The
+ * last field decides, as its codings were applied last (RFC 9112 section 6.1). */
+static bool up_te_ends_chunked(const char *v, size_t len)
+{
+	size_t start = len;
+
+	while (start > 0 && v[start - 1] != ',')
+		start--;
+	while (start < len && (v[start] == ' ' || v[start] == '\t'))
+		start++;
+	return jg_case_eq(v + start, len - start, "chunked", 7);
+}
+
 static int up_on_header_value_complete(llhttp_t *p)
 {
 	struct upstream_conn *c = p->data;
@@ -1054,6 +1070,8 @@ static int up_on_header_value_complete(llhttp_t *p)
 		return -1;
 	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
 		len--; /* OWS after the value is not part of it (llhttp leaves it) */
+	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "transfer-encoding", 17))
+		c->ex->te_chunked = up_te_ends_chunked(v, len);
 	rc = response_header_add(&c->ex->resp, jg_piece_data(&c->field), jg_piece_len(&c->field), v, len);
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
@@ -1064,6 +1082,12 @@ static int up_on_headers_complete(llhttp_t *p)
 {
 	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
 	int status = llhttp_get_status_code(p);
+
+	/* A response we would cut where its upstream did not mean it to end must not be relayed: llhttp 8
+	 * does not read "chunked<HTAB>" (legal OWS, RFC 9110 section 5.5) as chunked and would take the
+	 * chunked body as the content up to the close. Same rule as for requests (http1.c): 502. */
+	if (ex->te_chunked != ((p->flags & F_CHUNKED) != 0))
+		return -1;
 
 	ex->resp.status = status;
 	ex->resp.chunked = (p->flags & F_CHUNKED) != 0;

@@ -295,6 +295,7 @@ struct config {
 	int log_level;              /* enum log_level */
 	uint32_t token_cache_size;  /* per worker verified-token cache entries; 0 = off; default 4096 */
 	struct config_limits limits;
+	bool reload_watch; /* reload.watch: reload when the file or a file it names changes (inotify) */
 
 	struct config_listener *listeners;
 	size_t n_listeners;

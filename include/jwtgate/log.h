@@ -5,7 +5,6 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
@@ -21,12 +20,6 @@ void log_hook_libevent(void);
 
 /* Process log lines dropped because stderr could not keep up (log_writer.h; /metrics). */
 uint64_t log_dropped_total(void);
-
-/* A stdio stream for functions that report to a FILE (config_load, auth_shared_new) once the
- * proxy runs: each line written becomes an error log line, queued like any other instead of a
- * direct write to stderr that could block the main loop or tear a line the log writer is writing.
- * (Falls back to stderr if the stream cannot be made.) */
-FILE *log_file(void);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -340,6 +340,8 @@ struct auth_verified {
 	json_t *payload; /* borrowed (cache entry) or owned by `tok` */
 	const char *payload_b64;
 	size_t payload_b64_len;
+	const char *sub; /* borrowed like the payload; NULL when the token has none */
+	size_t sub_len;
 };
 
 /* Whether a failed token may name a key published after the set was fetched, so that a remote
@@ -388,6 +390,8 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 			out->payload = e->payload;
 			out->payload_b64 = e->token + e->payload_b64_off;
 			out->payload_b64_len = e->payload_b64_len;
+			out->sub = e->sub;
+			out->sub_len = e->sub_len;
 		}
 		return st;
 	}
@@ -400,9 +404,11 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 	out->payload = tok->payload;
 	out->payload_b64 = tok->payload_b64;
 	out->payload_b64_len = tok->payload_b64_len;
+	out->sub = tok->sub;
+	out->sub_len = tok->sub_len;
 	token_cache_put(w->cache, p->index, k->version, t->s, t->len, tok->has_iat, tok->iat, tok->has_nbf,
 	                tok->nbf, tok->has_exp, tok->exp, tok->payload, (size_t)(tok->payload_b64 - t->s),
-	                tok->payload_b64_len);
+	                tok->payload_b64_len, tok->sub, tok->sub_len);
 	return JWT_STATUS_OK;
 }
 
@@ -530,9 +536,10 @@ static void auth_deny(struct auth_decision *out, enum jwt_status st)
 	out->invalid_token = st != JWT_STATUS_MISSED;
 }
 
-/* Runs one provider over its tokens. Returns OK (claim headers added), MISSED, or the first failure. */
+/* Runs one provider over its tokens. Returns OK (claim headers added, *sub set to the first token's
+ * sub copied into the arena, or NULL), MISSED, or the first failure. */
 static enum jwt_status auth_run_provider(struct auth_worker *w, const struct config_provider *p,
-                                         struct request *req, int64_t now)
+                                         struct request *req, int64_t now, const char **sub)
 {
 	struct auth_token toks[AUTH_MAX_TOKENS];
 	struct auth_verified first = {0};
@@ -549,6 +556,9 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 
 		jwt_init(&tok);
 		st = auth_verify_token(w, p, &toks[i], now, &tok, &v);
+		if (st == JWT_STATUS_OK && i == 0 && v.sub != NULL)
+			*sub = arena_strndup(req->arena, v.sub,
+			                     v.sub_len < AUTH_SUB_MAX ? v.sub_len : AUTH_SUB_MAX);
 		if (st == JWT_STATUS_OK && i == 0 &&
 		    (p->n_claim_to_headers > 0 || p->forward_payload_header != NULL)) {
 			/* Claims come from the first token. Later tokens may evict its cache entry: hold a
@@ -562,6 +572,8 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 		}
 		jwt_release(&tok);
 	}
+	if (st != JWT_STATUS_OK)
+		*sub = NULL;
 	if (st == JWT_STATUS_OK) {
 		if (first.payload_b64 != NULL)
 			auth_add_claim_headers(p, req, &first);
@@ -586,18 +598,24 @@ void auth_check(struct auth_worker *w, const struct config_policy *policy, struc
 	auth_strip_claim_headers(policy, req);
 	for (i = 0; i < policy->n_providers; i++) {
 		const struct config_provider *p = &policy->providers[i];
-		enum jwt_status st = auth_run_provider(w, p, req, now);
+		const char *sub = NULL;
+		enum jwt_status st = auth_run_provider(w, p, req, now, &sub);
 
 		stats_count_jwt(w->stats, p->index, stats_jwt_reason((int)st));
 
 		if (st == JWT_STATUS_OK) {
 			out->recompute_route = p->recompute_route;
+			out->reason = AUTH_REASON_OK;
+			req->jwt_reason = AUTH_REASON_OK;
+			req->jwt_sub = sub;
 			return;
 		}
 		/* The first real failure is reported; "missing" only when every provider found nothing. */
 		if (failure == JWT_STATUS_MISSED && st != JWT_STATUS_MISSED)
 			failure = st;
 	}
+	out->reason = auth_reason_of((int)failure);
+	req->jwt_reason = (uint8_t)out->reason;
 	if (failure == JWT_STATUS_MISSED && (policy->optional || policy->fail_open))
 		return;
 	if (failure != JWT_STATUS_MISSED && policy->fail_open) {
@@ -606,6 +624,57 @@ void auth_check(struct auth_worker *w, const struct config_policy *policy, struc
 		return;
 	}
 	auth_deny(out, failure);
+}
+
+const char *auth_reason_str(enum auth_reason r)
+{
+	static const char *const names[AUTH_REASON_COUNT] = {
+	        [AUTH_REASON_NONE] = "none",
+	        [AUTH_REASON_OK] = "ok",
+	        [AUTH_REASON_MISSING] = "missing",
+	        [AUTH_REASON_EXPIRED] = "expired",
+	        [AUTH_REASON_NOT_YET_VALID] = "not_yet_valid",
+	        [AUTH_REASON_BAD_SIGNATURE] = "bad_signature",
+	        [AUTH_REASON_BAD_ISSUER] = "bad_issuer",
+	        [AUTH_REASON_BAD_AUDIENCE] = "bad_audience",
+	        [AUTH_REASON_UNKNOWN_KEY] = "unknown_key",
+	        [AUTH_REASON_MALFORMED] = "malformed",
+	        [AUTH_REASON_NO_KEY_SET] = "no_key_set",
+	};
+
+	return (unsigned)r < AUTH_REASON_COUNT ? names[r] : "none";
+}
+
+/* jwt_verify_lib's 73 statuses folded into what an operator acts on: the time claims, the three
+ * verification steps (signature, iss, aud), key selection, key set availability; everything about
+ * the token's form (encoding, JSON, header, claim types, alg, several tokens) is `malformed`. */
+enum auth_reason auth_reason_of(int jwt_status)
+{
+	switch ((enum jwt_status)jwt_status) {
+	case JWT_STATUS_OK:
+		return AUTH_REASON_OK;
+	case JWT_STATUS_MISSED:
+		return AUTH_REASON_MISSING;
+	case JWT_STATUS_EXPIRED:
+		return AUTH_REASON_EXPIRED;
+	case JWT_STATUS_NOT_YET_VALID:
+		return AUTH_REASON_NOT_YET_VALID;
+	case JWT_STATUS_VERIFICATION_FAIL:
+	case JWT_STATUS_ED25519_SIGNATURE_WRONG_LENGTH:
+		return AUTH_REASON_BAD_SIGNATURE;
+	case JWT_STATUS_UNKNOWN_ISSUER:
+		return AUTH_REASON_BAD_ISSUER;
+	case JWT_STATUS_AUDIENCE_NOT_ALLOWED:
+		return AUTH_REASON_BAD_AUDIENCE;
+	case JWT_STATUS_JWKS_KID_ALG_MISMATCH:
+		return AUTH_REASON_UNKNOWN_KEY;
+	default:
+		break;
+	}
+	/* The remaining JWKS statuses (28 and up) say the key set itself is unusable or absent. */
+	if (jwt_status >= JWT_STATUS_JWKS_PARSE_ERROR)
+		return AUTH_REASON_NO_KEY_SET;
+	return AUTH_REASON_MALFORMED;
 }
 
 size_t auth_www_authenticate(const struct request *req, const struct auth_decision *d, char *buf, size_t cap)

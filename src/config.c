@@ -9,6 +9,7 @@
 #include "jwtgate/config.h"
 #include "jwtgate/common.h"
 #include "jwtgate/log.h"
+#include "jwtgate/log_writer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -2262,7 +2263,7 @@ static void parse_workers(struct cfg_ctx *c, yaml_node_t *root)
 static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 {
 	static const char *const admin_keys[] = {"address", NULL};
-	static const char *const al_keys[] = {"path", "format", NULL};
+	static const char *const al_keys[] = {"path", "format", "includeSub", "bufferSize", NULL};
 	static const char *const formats[] = {"text", "json", NULL};
 	static const char *const log_keys[] = {"level", NULL};
 	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
@@ -2304,6 +2305,9 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 		}
 		get_enum(c, n, kp, "format", formats, &f);
 		cfg->access_log_format = (enum config_log_format)f;
+		get_bool(c, n, kp, "includeSub", &cfg->access_log_sub);
+		get_size(c, n, kp, "bufferSize", LOG_WRITER_RING_MIN, LOG_WRITER_RING_MAX,
+		         &cfg->access_log_buffer);
 	}
 	n = field(c, root, "", "log", false, kp);
 	if (n != NULL && check_map(c, n, kp, log_keys)) {
@@ -2328,6 +2332,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->token_cache_size = 4096;
 	cfg->access_log_format = CONFIG_LOG_TEXT;
+	cfg->access_log_buffer = LOG_WRITER_RING_DEFAULT;
 	cfg->limits.max_header_bytes = 60 * 1024;
 	cfg->limits.max_header_count = 100;
 	cfg->limits.max_request_line = 8 * 1024;

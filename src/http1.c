@@ -308,7 +308,7 @@ static void h1_log_exchange(struct h1_conn *c)
 	uint64_t now_us = jg_now_us(); /* the one clock read at the end of a request */
 
 	worker_count_request(c->w, c->gen, c->listener_index, c->rule, c->status, c->start_us, now_us);
-	if (c->w->access_log == NULL)
+	if (!c->w->has_access_log)
 		return;
 	memset(&e, 0, sizeof(e));
 	e.client = c->peer_ip;
@@ -322,7 +322,9 @@ static void h1_log_exchange(struct h1_conn *c)
 	e.duration_ms = (now_us - c->start_us) / 1000;
 	e.request_id = c->request_id[0] ? c->request_id : NULL;
 	e.protocol = c->req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-	access_log_write(c->w->access_log, c->w->access_log_format, &e);
+	e.jwt = auth_reason_str((enum auth_reason)c->req.jwt_reason);
+	e.jwt_sub = c->req.jwt_sub;
+	access_log_write(c->w->cfg, &e);
 }
 
 /* Resets per-request state and, when the client keeps the connection, goes back to IDLE and

@@ -355,7 +355,7 @@ static void h2_stream_log(struct h2_stream *s)
 		return;
 	now_us = jg_now_us(); /* the one clock read at the end of a request */
 	worker_count_request(c->w, s->gen, c->listener_index, s->rule, s->status, s->start_us, now_us);
-	if (c->w->access_log == NULL)
+	if (!c->w->has_access_log)
 		return;
 	memset(&e, 0, sizeof(e));
 	e.client = c->peer_ip;
@@ -369,7 +369,9 @@ static void h2_stream_log(struct h2_stream *s)
 	e.duration_ms = (now_us - s->start_us) / 1000;
 	e.request_id = s->request_id[0] ? s->request_id : NULL;
 	e.protocol = "HTTP/2";
-	access_log_write(c->w->access_log, c->w->access_log_format, &e);
+	e.jwt = auth_reason_str((enum auth_reason)s->req.jwt_reason);
+	e.jwt_sub = s->req.jwt_sub;
+	access_log_write(c->w->cfg, &e);
 }
 
 /* ---- response side ---- */

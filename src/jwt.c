@@ -310,6 +310,8 @@ static enum jwt_status jwt_parse_claims(struct jwt *tok, const struct jwt_obj *o
 	jwt_obj_get(o, "sub", &v);
 	if (v.kind != JWT_KIND_ABSENT && v.kind != JWT_KIND_STRING)
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_SUB_NOT_STRING;
+	tok->sub = v.str.s;
+	tok->sub_len = v.str.len;
 	switch (jwt_read_time(o, "iat", &tok->has_iat, &tok->iat)) {
 	case 1:
 		return JWT_STATUS_PAYLOAD_PARSE_ERROR_IAT_NOT_INTEGER;

@@ -1,4 +1,5 @@
-/* log.c: error log with levels, written to stderr with a timestamp; libevent's log routed here. */
+/* log.c: error log with levels, written to stderr with a timestamp through the log writer (never
+ * blocking a worker once it runs: log_writer.h); libevent's log routed here. */
 #include "jwtgate/log.h"
 
 #include <event2/event.h>
@@ -6,6 +7,8 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+
+#include "jwtgate/log_writer.h"
 
 _Atomic(enum log_level) log_current_level = LOG_LEVEL_INFO;
 
@@ -26,8 +29,8 @@ void log_set_level(enum log_level level)
 	log_current_level = level;
 }
 
-/* Formats the whole line first and writes it with one fwrite so lines of different workers do not
- * interleave. CR and LF coming from peer-controlled text are replaced (no log injection). */
+/* Formats the whole line first and hands it to the log writer whole, so lines of different threads
+ * never interleave. CR and LF coming from peer-controlled text are replaced (no log injection). */
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -50,7 +53,7 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 		if (line[i] == '\n' || line[i] == '\r' || line[i] == '\0')
 			line[i] = ' ';
 	line[n + m] = '\n';
-	fwrite(line, 1, (size_t)(n + m + 1), stderr);
+	log_writer_put(LOG_STREAM_PROCESS, line, (size_t)(n + m + 1));
 }
 
 void log_write(enum log_level level, const char *fmt, ...)
@@ -60,6 +63,11 @@ void log_write(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(level, fmt, ap);
 	va_end(ap);
+}
+
+uint64_t log_dropped_total(void)
+{
+	return log_writer_dropped(LOG_STREAM_PROCESS);
 }
 
 static void log_on_libevent(int severity, const char *msg)

@@ -18,7 +18,10 @@
 #include "jwtgate/config.h"
 #include "jwtgate/health.h"
 #include "jwtgate/jwks_fetch.h"
+#include "jwtgate/access_log.h"
 #include "jwtgate/log.h"
+#include "jwtgate/log_writer.h"
+#include "jwtgate/notify.h"
 #include "jwtgate/reload.h"
 #include "jwtgate/router.h"
 #include "jwtgate/worker.h"
@@ -34,7 +37,8 @@ static void main_usage(FILE *f)
 	           "  -h, --help         print this help and exit\n"
 	           "\n"
 	           "Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests (limits.drainTimeout), "
-	           "exit 0.\n");
+	           "exit 0.\n"
+	           "         SIGHUP reloads the configuration; SIGUSR1 reopens the access log file.\n");
 }
 
 struct main_state {
@@ -48,6 +52,10 @@ struct main_state {
 	struct admin *admin;        /* NULL without an admin block */
 	struct event *drain_poll;   /* while draining: ends the control loop once every worker is done */
 };
+
+/* How long the log writer may take at exit to write what is still queued (a blocked sink is not
+ * waited for longer: those lines are counted as dropped). */
+#define MAIN_LOG_FLUSH_MS 2000
 
 /* jwtgate_reloads_total{outcome}: reloads (SIGHUP or reload.watch) applied or refused (the running
  * configuration stays), from the reload status. */
@@ -103,6 +111,22 @@ static void main_collect_health(struct evbuffer *out, void *arg)
 		}
 }
 
+/* jwtgate_log_dropped_lines_total{log}: access and process log lines dropped because their sink
+ * did not keep up (log_writer.h); a worker never waits for a log sink. */
+static void main_collect_log_drops(struct evbuffer *out, void *arg)
+{
+	struct stats_labels l;
+
+	stats_family(out, "jwtgate_log_dropped_lines_total", "counter",
+	             "Log lines dropped because the sink did not keep up, by log (access, error).");
+	stats_labels_init(&l);
+	stats_labels_add(&l, "log", "access");
+	stats_sample_u64(out, "jwtgate_log_dropped_lines_total", &l, access_log_dropped_total());
+	stats_labels_init(&l);
+	stats_labels_add(&l, "log", "error");
+	stats_sample_u64(out, "jwtgate_log_dropped_lines_total", &l, log_dropped_total());
+}
+
 /* reload_run applied a new configuration (SIGHUP or reload.watch): the admin endpoint reports it. */
 static void main_on_reload_applied(void *arg)
 {
@@ -120,11 +144,21 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 
 	if (sig == SIGHUP) {
 		/* Not during the start-up wait for the first JWKS fetches (no worker runs yet) nor a drain.
-		 */
-		if (!st->signalled && !st->waiting_first_fetches)
+		 * Under a service manager: RELOADING=1 before, READY=1 after, whatever the outcome (a
+		 * refused reload leaves the running configuration in force, so the service is ready). */
+		if (!st->signalled && !st->waiting_first_fetches) {
+			notify_send("RELOADING=1");
 			reload_run(&st->reload, "SIGHUP");
-		else
+			notify_send("READY=1");
+		} else {
 			log_warn("SIGHUP ignored: %s", st->signalled ? "draining" : "still starting");
+		}
+		return;
+	}
+	if (sig == SIGUSR1) {
+		/* logrotate: the writer thread reopens the file between two lines. */
+		log_info("SIGUSR1: reopening the access log");
+		log_writer_reopen();
 		return;
 	}
 	if (st->signalled++) {
@@ -135,6 +169,7 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 	/* /ready says 503 from now on, while the admin listener stays open, so that a balancer stops
 	 * sending before the connections close. */
 	st->adm.is_draining = true;
+	notify_send("STOPPING=1");
 	for (i = 0; i < st->n_workers; i++)
 		worker_request_stop(&st->workers[i]);
 	if (st->workers == NULL || st->drain_poll == NULL) {
@@ -225,9 +260,8 @@ int main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct snapshot *snap = NULL;
 	struct main_state st;
-	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
-	int signums[4] = {SIGTERM, SIGINT, SIGHUP, 0};
-	FILE *access_log = NULL;
+	struct event *sigs[5] = {NULL, NULL, NULL, NULL, NULL};
+	int signums[5] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, 0};
 	int **fds = NULL;
 	int opt, rc, i, n_fds = 0, exit_code = 1, backlog, somaxconn;
 	size_t k, n_listeners = 0;
@@ -295,17 +329,11 @@ int main(int argc, char **argv)
 	evthread_use_pthreads();
 	log_hook_libevent();
 	if (cfg->access_log_path != NULL) {
-		if (strcmp(cfg->access_log_path, "stdout") == 0)
-			access_log = stdout;
-		else if (strcmp(cfg->access_log_path, "stderr") == 0)
-			access_log = stderr;
-		else
-			access_log = fopen(cfg->access_log_path, "a");
-		if (access_log == NULL) {
-			fprintf(stderr, "jwtgate: accessLog %s: %s\n", cfg->access_log_path, strerror(errno));
+		rc = log_writer_open_access(cfg->access_log_path);
+		if (rc < 0) {
+			fprintf(stderr, "jwtgate: accessLog %s: %s\n", cfg->access_log_path, strerror(-rc));
 			goto out;
 		}
-		setvbuf(access_log, NULL, _IOLBF, 0);
 	}
 
 	/* The control base comes first: the remote JWKS fetchers run on it before any listener opens. */
@@ -326,6 +354,7 @@ int main(int argc, char **argv)
 	st.adm.start_ms = jg_now_ms();
 	stats_registry_add(&st.adm.extra, main_collect_reloads, &st);
 	stats_registry_add(&st.adm.extra, main_collect_health, &st);
+	stats_registry_add(&st.adm.extra, main_collect_log_drops, &st);
 	for (i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
@@ -363,11 +392,19 @@ int main(int argc, char **argv)
 		}
 	}
 	for (i = 0; i < st.n_workers; i++) {
-		if (worker_init(&st.workers[i], i, st.reload.current, fds[i], access_log) < 0) {
+		if (worker_init(&st.workers[i], i, st.reload.current, fds[i], cfg->access_log_path != NULL) <
+		    0) {
 			fprintf(stderr, "jwtgate: worker %d: initialisation failed\n", i);
 			goto out;
 		}
 	}
+	/* From here on nothing waits for stderr or the access log sink: lines are queued per thread and
+	 * one writer thread writes them (log_writer.h). Start-up errors above were written at once. */
+	fflush(stdout);
+	fflush(stderr);
+	rc = log_writer_start(st.n_workers, (size_t)cfg->access_log_buffer);
+	if (rc < 0)
+		log_warn("log writer: %s; logging synchronously", strerror(-rc));
 	for (i = 0; i < st.n_workers; i++)
 		worker_start(&st.workers[i]);
 	/* From here on a reload has workers to hand its snapshot to (and the watch may trigger one). */
@@ -382,11 +419,21 @@ int main(int argc, char **argv)
 		         cfg->listeners[k].address_text, cfg->listeners[k].name, st.n_workers,
 		         st.n_workers == 1 ? "" : "s", backlog, cfg->limits.listen_backlog, somaxconn);
 
+	/* Readiness (Type=notify): every listener is bound and listening, and the first JWKS fetches
+	 * are done (or their bound passed). */
+	notify_send("READY=1");
+
 	event_base_dispatch(st.base);
 
 	for (i = 0; i < st.n_workers; i++)
 		worker_join(&st.workers[i]);
 	log_info("stopped");
+	log_writer_stop(MAIN_LOG_FLUSH_MS);
+	/* After the stop, so that lines the exit bound cut off are counted too. */
+	if (log_writer_has_access())
+		log_info("access log: %llu lines dropped", (unsigned long long)access_log_dropped_total());
+	if (log_dropped_total() > 0)
+		log_warn("log: %llu lines dropped", (unsigned long long)log_dropped_total());
 	for (i = 0; i < st.n_workers; i++)
 		worker_free(&st.workers[i]);
 	exit_code = 0;
@@ -411,9 +458,6 @@ out:
 	snapshot_unref(snap); /* not handed to st.reload */
 	free(fds);
 	free(st.workers);
-	if (access_log != NULL)
-		fflush(access_log);
-	if (access_log != NULL && access_log != stdout && access_log != stderr)
-		fclose(access_log);
+	log_writer_close();
 	return exit_code;
 }

@@ -313,6 +313,14 @@ static int reload_check_restart_only(const struct config *run, const struct conf
 		        next->access_log_path ? next->access_log_path : "(none)");
 		bad++;
 	}
+	if (run->access_log_path != NULL && next->access_log_buffer != run->access_log_buffer) {
+		/* The log writer's per-worker buffers are allocated once, at start (log_writer.h). */
+		fprintf(err,
+		        "accessLog.bufferSize: %llu -> %llu needs a restart; running configuration kept\n",
+		        (unsigned long long)run->access_log_buffer,
+		        (unsigned long long)next->access_log_buffer);
+		bad++;
+	}
 	for (i = 0; i < next->n_listeners; i++) {
 		const struct config_listener *y = &next->listeners[i];
 		const struct config_listener *x = reload_find_listener(run, y->name);

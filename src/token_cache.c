@@ -189,7 +189,8 @@ void token_cache_set_counters(struct token_cache *tc, _Atomic uint64_t *hits, _A
 
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
                     size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
-                    int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len)
+                    int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len,
+                    const char *sub, size_t sub_len)
 {
 	struct token_cache_entry *e;
 	size_t b;
@@ -206,13 +207,23 @@ int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version,
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return JG_ERR_NOMEM;
-	e->token = malloc(len + 1);
+	if (sub_len > TOKEN_CACHE_SUB_MAX)
+		sub_len = TOKEN_CACHE_SUB_MAX;
+	e->token = malloc(len + 1 + (sub != NULL ? sub_len + 1 : 0));
 	if (e->token == NULL) {
 		free(e);
 		return JG_ERR_NOMEM;
 	}
 	memcpy(e->token, token, len);
 	e->token[len] = '\0';
+	if (sub != NULL) {
+		char *copy = e->token + len + 1;
+
+		memcpy(copy, sub, sub_len);
+		copy[sub_len] = '\0';
+		e->sub = copy;
+		e->sub_len = sub_len;
+	}
 	e->token_len = len;
 	e->provider = provider;
 	e->keys_version = keys_version;

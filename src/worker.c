@@ -20,6 +20,7 @@
 #include "jwtgate/http1.h"
 #include "jwtgate/http2.h"
 #include "jwtgate/log.h"
+#include "jwtgate/log_writer.h"
 #include "jwtgate/tls.h"
 
 atomic_uint worker_open_conns;
@@ -176,7 +177,6 @@ static void worker_on_reload(evutil_socket_t fd, short what, void *arg)
 		return;
 	w->gen = worker_gen_new(w, snap);
 	w->cfg = snap->cfg;
-	w->access_log_format = snap->cfg->access_log_format;
 	/* Idle pooled connections of the old generation go now; busy ones end with their request. */
 	upstream_worker_close_idle(old->upstream);
 	worker_gen_release(w, old);
@@ -351,7 +351,7 @@ static void worker_on_notify(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, FILE *access_log)
+int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, bool has_access_log)
 {
 	const struct config *cfg = snap->cfg;
 	size_t i;
@@ -360,8 +360,7 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	w->id = id;
 	w->cfg = cfg;
 	w->listen_fds = listen_fds;
-	w->access_log = access_log;
-	w->access_log_format = cfg->access_log_format;
+	w->has_access_log = has_access_log;
 	jg_rng_seed(&w->rng, (uint64_t)id + 1);
 	w->stats = stats_worker_new(cfg->n_listeners);
 	atomic_store(&w->heartbeat_ms, jg_now_ms());
@@ -405,6 +404,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
+	log_writer_attach(w->id); /* this thread's own log rings: it never waits for a sink */
 	event_base_dispatch(w->base);
 	/* Run what the last callbacks deferred (frees of connections and exchanges). */
 	event_base_loop(w->base, EVLOOP_NONBLOCK);

@@ -15,14 +15,40 @@ enum auth_verdict {
 	AUTH_DENY,      /* render the decision */
 };
 
+/* The JWT outcome of a request in a bounded set (access log `jwt`, metrics labels): what the policy
+ * found, whatever the verdict (an `optional` policy lets a missing token pass as `missing`, failOpen
+ * an invalid one with its reason). */
+enum auth_reason {
+	AUTH_REASON_NONE = 0,      /* no JWT policy on the route */
+	AUTH_REASON_OK,            /* a token was verified */
+	AUTH_REASON_MISSING,       /* no token where the providers look */
+	AUTH_REASON_EXPIRED,       /* exp passed, or lifetime rules (requireExpiration, maxLifetime) */
+	AUTH_REASON_NOT_YET_VALID, /* nbf in the future */
+	AUTH_REASON_BAD_SIGNATURE, /* the signature does not verify with the key it names */
+	AUTH_REASON_BAD_ISSUER,    /* iss is not the provider's issuer */
+	AUTH_REASON_BAD_AUDIENCE,  /* no aud is one of the provider's audiences (403) */
+	AUTH_REASON_UNKNOWN_KEY,   /* no key of the set fits the token's kid and alg */
+	AUTH_REASON_MALFORMED,  /* not a JWS the stage accepts: encoding, JSON, alg, claim types, too many */
+	AUTH_REASON_NO_KEY_SET, /* the provider has no usable key set (remote JWKS not fetched) */
+	AUTH_REASON_COUNT,
+};
+
+/* Lower-case name of a reason ("ok", "not_yet_valid"...); "none" for AUTH_REASON_NONE. */
+const char *auth_reason_str(enum auth_reason r);
+/* The reason of a jwt_verify_lib status. */
+enum auth_reason auth_reason_of(int jwt_status);
+
+#define AUTH_SUB_MAX 256 /* bytes of a sub kept for the access log */
+
 struct auth_decision {
 	enum auth_verdict verdict;
-	int http_status;      /* 401 or 403 on deny */
-	int grpc_status;      /* 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) on deny */
-	int jwt_status;       /* jwt_verify_lib status number (jwt-behaviour.md) */
-	const char *message;  /* static text, e.g. "Jwt is missing" */
-	bool invalid_token;   /* WWW-Authenticate gets error="invalid_token" */
-	bool recompute_route; /* a provider with recomputeRoute added headers */
+	enum auth_reason reason; /* set whatever the verdict (also in req->jwt_reason) */
+	int http_status;         /* 401 or 403 on deny */
+	int grpc_status;         /* 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) on deny */
+	int jwt_status;          /* jwt_verify_lib status number (jwt-behaviour.md) */
+	const char *message;     /* static text, e.g. "Jwt is missing" */
+	bool invalid_token;      /* WWW-Authenticate gets error="invalid_token" */
+	bool recompute_route;    /* a provider with recomputeRoute added headers */
 };
 
 struct auth_shared; /* immutable key sets for every provider of a config; shared by workers */
@@ -58,7 +84,8 @@ struct jwks *auth_shared_keys(struct auth_shared *s, int provider);
 void auth_worker_free(struct auth_worker *w);
 
 /* Runs the policy on the request; `now` is wall-clock seconds. Never returns ALLOW for a token that
- * failed unless the policy says failOpen. */
+ * failed unless the policy says failOpen. Sets req->jwt_reason, and req->jwt_sub when a token was
+ * verified and carries a sub. */
 void auth_check(struct auth_worker *w, const struct config_policy *policy, struct request *req, int64_t now,
                 struct auth_decision *out);
 

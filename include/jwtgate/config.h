@@ -307,8 +307,10 @@ struct config {
 	socklen_t admin_addr_len;
 	char *access_log_path; /* NULL = off; "stdout" / "stderr" / file */
 	enum config_log_format access_log_format;
-	int log_level;             /* enum log_level */
-	uint32_t token_cache_size; /* per worker verified-token cache entries; 0 = off; default 4096 */
+	bool access_log_sub;        /* accessLog.includeSub: JSON lines carry the verified token's sub */
+	uint64_t access_log_buffer; /* accessLog.bufferSize: bytes queued per worker; default 256 KiB */
+	int log_level;              /* enum log_level */
+	uint32_t token_cache_size;  /* per worker verified-token cache entries; 0 = off; default 4096 */
 	struct config_limits limits;
 	bool reload_watch; /* reload.watch: reload when the file or a file it names changes (inotify) */
 

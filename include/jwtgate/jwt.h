@@ -83,6 +83,8 @@ struct jwt {
 	size_t kid_len;
 	const char *iss; /* borrowed from the decoded payload; NULL when absent; not NUL-terminated */
 	size_t iss_len;
+	const char *sub; /* the same for sub (the access log's subject) */
+	size_t sub_len;
 	const struct jwt_str *aud; /* n_aud values (a string aud is one value); NULL when there is no aud */
 	size_t n_aud;
 	bool has_iat, has_nbf, has_exp;

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
@@ -16,6 +17,9 @@ int log_level_parse(const char *name);
 void log_set_level(enum log_level level);
 /* Route libevent's own messages into this module. */
 void log_hook_libevent(void);
+
+/* Process log lines dropped because stderr could not keep up (log_writer.h; /metrics). */
+uint64_t log_dropped_total(void);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -45,6 +45,10 @@ struct request {
 	int listener_index;
 	const struct sockaddr *peer;
 	socklen_t peer_len;
+	/* What the JWT stage found, for the access log: an enum auth_reason (auth.h; 0 = no policy
+	 * ran), and the sub of the token it verified (arena, cut at 256 bytes; NULL otherwise). */
+	uint8_t jwt_reason;
+	const char *jwt_sub;
 };
 
 /* Prepares an empty request whose allocations come from arena. */

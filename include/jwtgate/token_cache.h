@@ -12,6 +12,8 @@
 
 struct token_cache;
 
+#define TOKEN_CACHE_SUB_MAX 256 /* bytes of sub kept per entry (the access log shows no more) */
+
 /* What the cache keeps of a verified token. The entry owns `token` (a copy) and one reference on
  * `payload`. */
 struct token_cache_entry {
@@ -25,6 +27,9 @@ struct token_cache_entry {
 	json_t *payload;
 	size_t payload_b64_off; /* payload segment inside token */
 	size_t payload_b64_len;
+	const char
+	        *sub; /* the token's sub, cut at TOKEN_CACHE_SUB_MAX (same allocation as token); NULL: none */
+	size_t sub_len;
 	struct token_cache_entry *hnext;       /* hash chain */
 	struct token_cache_entry *prev, *next; /* LRU list, most recent first */
 };
@@ -39,10 +44,12 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
                                                 const char *token, size_t len);
 
 /* Stores a verified token (evicting the least recently used entry when full). payload is
- * referenced, not copied. Returns 0 or JG_ERR_NOMEM (then nothing is cached). */
+ * referenced, not copied; sub (may be NULL) is copied. Returns 0 or JG_ERR_NOMEM (then nothing is
+ * cached). */
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
                     size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
-                    int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len);
+                    int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len,
+                    const char *sub, size_t sub_len);
 
 /* Points the cache's counters at /metrics counters owned by the worker that uses the cache (stats.h):
  * a lookup that finds a token (hits), one that does not, the cache being on (misses), an entry pushed

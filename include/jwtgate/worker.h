@@ -92,9 +92,8 @@ struct worker {
 	uint64_t rng;                   /* xorshift state for load balancing and request ids */
 	struct bevio_timeouts timeouts; /* common-timeout queues of this worker's base */
 	struct bevio_defer_queue defer; /* end-of-batch work of its connections (bevio.h) */
-	FILE *access_log;
-	enum config_log_format access_log_format;
-	struct stats_worker *stats; /* lifetime counters; written by this worker only (stats.h) */
+	bool has_access_log;            /* accessLog is on (lines go to the log writer, log_writer.h) */
+	struct stats_worker *stats;     /* lifetime counters; written by this worker only (stats.h) */
 	/* jg_now_ms() when the worker last answered the control thread's heartbeat (admin /live) */
 	_Atomic uint64_t heartbeat_ms;
 	atomic_bool is_exited; /* its loop has returned (set by the worker, read by the control thread) */
@@ -113,8 +112,8 @@ int worker_listen_backlog(const struct config *cfg, int *somaxconn);
 int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err);
 
 /* Creates the worker's event_base, pools and listeners; does not start the thread. Takes a
- * reference on snap. */
-int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, FILE *access_log);
+ * reference on snap. The worker's thread logs through log writer slot `id`. */
+int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds, bool has_access_log);
 
 /* Thread-safe: hands a new snapshot to the worker (takes over the caller's reference). */
 void worker_reload(struct worker *w, struct snapshot *snap);

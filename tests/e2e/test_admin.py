@@ -345,3 +345,73 @@ def test_ready_is_503_from_the_start_of_a_drain(start_proxy, upstream):
     # The admin listener closed with the process.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", admin), timeout=1).close()
+
+
+def test_health_verdicts_and_refused_reloads_are_reported(start_proxy, tmp_path):
+    """Active health check verdicts reach /metrics (jwtgate_upstream_healthy, jwtgate_health_checks_total)
+    and /status (each endpoint's health); a refused reload (SIGHUP with a broken file) keeps the running
+    configuration and shows in /metrics (jwtgate_reloads_total{outcome="refused"}) and /status (the
+    reload block with the reason); an applied one moves the generation in both."""
+    from test_health_checks import HealthUpstream
+
+    a, b = HealthUpstream("A"), HealthUpstream("B")
+    admin = jgtest.free_port()
+    try:
+        a.health_status = 503
+        hc = {"type": "HTTP", "interval": "200ms", "timeout": "500ms", "unhealthyThreshold": 1,
+              "healthyThreshold": 1, "http": {"path": "/healthz"}}
+        backends = {"pair": {"endpoints": [{"ip": {"address": "127.0.0.1", "port": u.port}} for u in (a, b)],
+                             "healthCheck": {"panicThreshold": 0, "active": hc}}}
+
+        def config(port):
+            return jgtest.base_config(port, backends, [jgtest.catch_all_route("pair")], workers=1,
+                                      admin={"address": f"127.0.0.1:{admin}"})
+
+        px = start_proxy(config, "healthreload")
+        ea, eb = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
+        assert jgtest.wait_for(lambda: val(metrics(admin)[0], "jwtgate_upstream_healthy", backend="pair",
+                                           endpoint=ea) == 0 and
+                               val(metrics(admin)[0], "jwtgate_health_checks_total", backend="pair",
+                                   endpoint=ea, outcome="status") >= 1, timeout=5.0), px.logs()
+        m, _ = metrics(admin)
+        assert val(m, "jwtgate_upstream_healthy", backend="pair", endpoint=eb) == 1
+        assert val(m, "jwtgate_health_checks_total", backend="pair", endpoint=eb, outcome="ok") >= 1
+        assert val(m, "jwtgate_health_checks_total", backend="pair", endpoint=ea, outcome="ok") == 0
+        st = json.loads(admin_get(admin, "/status")[2])
+        eps = {f"{e['host']}:{e['port']}": e["health"] for e in st["backends"][0]["endpoints"]}
+        assert eps == {ea: "unhealthy", eb: "healthy"}, eps
+        assert st["reload"]["generation"] == 1 and st["reload"]["refused"] == 0
+
+        # A broken file: refused, counted, the reason kept; the running configuration still serves.
+        good = open(px.conf_path).read()
+        with open(px.conf_path, "w") as f:
+            f.write(good + "\nnoSuchKey: 1\n")
+        px.signal(signal.SIGHUP)
+        assert jgtest.wait_for(lambda: val(metrics(admin)[0], "jwtgate_reloads_total", outcome="refused") == 1,
+                               timeout=5.0), px.logs()
+        m, _ = metrics(admin)
+        assert val(m, "jwtgate_reloads_total", outcome="applied") == 0
+        assert val(m, "jwtgate_config_generation") == 1
+        st = json.loads(admin_get(admin, "/status")[2])
+        assert st["reload"]["lastOutcome"] == "refused" and st["reload"]["lastTrigger"] == "SIGHUP"
+        assert 'unknown key "noSuchKey"' in st["reload"]["lastReason"], st["reload"]
+        assert st["generation"] == 1
+        assert jgtest.get(px.port, "/x").body == b"B"
+
+        # The fixed file applies: generation 2 in both, verdicts carried over.
+        with open(px.conf_path, "w") as f:
+            f.write(good)
+        px.signal(signal.SIGHUP)
+        assert jgtest.wait_for(lambda: val(metrics(admin)[0], "jwtgate_reloads_total", outcome="applied") == 1,
+                               timeout=5.0), px.logs()
+        m, _ = metrics(admin)
+        assert val(m, "jwtgate_config_generation") == 2
+        assert val(m, "jwtgate_upstream_healthy", backend="pair", endpoint=ea) == 0
+        st = json.loads(admin_get(admin, "/status")[2])
+        assert st["generation"] == 2 and st["reload"]["lastOutcome"] == "applied"
+        # Both log-drop series exist (nothing blocked here, so nothing was dropped).
+        assert ("jwtgate_log_dropped_lines_total", frozenset({("log", "access")})) in m
+        assert val(m, "jwtgate_log_dropped_lines_total", log="error") == 0
+    finally:
+        a.stop()
+        b.stop()

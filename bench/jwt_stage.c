@@ -22,12 +22,12 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "jwtgate/arena.h"
-#include "jwtgate/auth.h"
-#include "jwtgate/config.h"
-#include "jwtgate/jwt.h"
-#include "jwtgate/log.h"
-#include "jwtgate/request.h"
+#include "core/arena.h"
+#include "jwt/auth.h"
+#include "config/config.h"
+#include "jwt/jwt.h"
+#include "core/log.h"
+#include "core/request.h"
 
 #define STAGE_MAX_TOKENS 100000
 #define STAGE_MAX_ROUNDS 99

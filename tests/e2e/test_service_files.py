@@ -19,7 +19,7 @@ yaml = pytest.importorskip("yaml")  # python3-yaml (tools/debian-packages)
 CONTRIB = os.path.join(jgtest.SOURCE_ROOT, "contrib")
 UNIT = os.path.join(CONTRIB, "systemd", "jwtgate.service")
 K8S = os.path.join(CONTRIB, "kubernetes")
-LOG_FLUSH_S = 2  # the log writer's exit bound (src/main.c MAIN_LOG_FLUSH_MS)
+LOG_FLUSH_S = 2  # the log writer's exit bound (src/server/main.c MAIN_LOG_FLUSH_MS)
 
 
 def seconds(text):

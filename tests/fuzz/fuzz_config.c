@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "jwtgate/config.h"
+#include "config/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

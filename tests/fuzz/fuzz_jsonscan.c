@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "jwtgate/jsonscan.h"
+#include "jwt/jsonscan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jwtgate/b64url.h"
-#include "jwtgate/jwt.h"
-#include "jwtgate/log.h"
+#include "jwt/b64url.h"
+#include "jwt/jwt.h"
+#include "core/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jwtgate/common.h"
-#include "jwtgate/request.h"
+#include "core/common.h"
+#include "core/request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

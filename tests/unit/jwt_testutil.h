@@ -19,9 +19,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "jwtgate/b64url.h"
-#include "jwtgate/common.h"
-#include "jwtgate/jwt.h"
+#include "jwt/b64url.h"
+#include "core/common.h"
+#include "jwt/jwt.h"
 
 #define TU_CHECK(x)                                                                                          \
 	do {                                                                                                 \

@@ -11,9 +11,9 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 
-#include "jwtgate/admin.h"
-#include "jwtgate/stats.h"
-#include "jwtgate/worker.h"
+#include "admin/admin.h"
+#include "telemetry/stats.h"
+#include "server/worker.h"
 
 static char *drain_text(struct evbuffer *b)
 {

@@ -16,12 +16,12 @@
 #include <cmocka.h>
 
 #include "jwt_testutil.h"
-#include "jwtgate/arena.h"
-#include "jwtgate/auth.h"
-#include "jwtgate/config.h"
-#include "jwtgate/jwk.h"
-#include "jwtgate/log.h"
-#include "jwtgate/request.h"
+#include "core/arena.h"
+#include "jwt/auth.h"
+#include "config/config.h"
+#include "jwt/jwk.h"
+#include "core/log.h"
+#include "core/request.h"
 
 #define NOW 1700000000
 

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/b64url.h"
-#include "jwtgate/common.h"
+#include "jwt/b64url.h"
+#include "core/common.h"
 
 static int decode_str(const char *in, uint8_t *out, size_t cap, size_t *n)
 {

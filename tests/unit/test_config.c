@@ -16,9 +16,9 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/common.h"
-#include "jwtgate/config.h"
-#include "jwtgate/log.h"
+#include "core/common.h"
+#include "config/config.h"
+#include "core/log.h"
 
 static char t_dir[64];   /* per-test temporary folder */
 static char t_path[128]; /* t_dir/c.yaml */

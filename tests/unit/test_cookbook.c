@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "jwt_testutil.h"
-#include "jwtgate/jwt.h"
+#include "jwt/jwt.h"
 
 struct cookbook_case {
 	json_t *root;

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/common.h"
-#include "jwtgate/health.h"
+#include "core/common.h"
+#include "upstream/health.h"
 
 static void test_grpc_request(void **state)
 {

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/common.h"
-#include "jwtgate/jsonscan.h"
+#include "core/common.h"
+#include "jwt/jsonscan.h"
 
 static struct jsonscan_object obj;
 

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "jwt_testutil.h"
-#include "jwtgate/jwk.h"
+#include "jwt/jwk.h"
 
 static struct {
 	EVP_PKEY *rsa, *ec;

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "../../src/jwks_fetch.c" /* statics: jwks_fetch_parse_uri */
+#include "../../src/jwt/jwks_fetch.c" /* statics: jwks_fetch_parse_uri */
 
 static void test_should_retry(void **state)
 {

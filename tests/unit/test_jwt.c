@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "jwt_testutil.h"
-#include "jwtgate/jwt.h"
+#include "jwt/jwt.h"
 
 #define NOW       1700000000
 #define HS_SECRET "0123456789abcdef0123456789abcdef" /* 32 bytes */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "../../src/log_writer.c"
+#include "../../src/core/log_writer.c"
 
 static struct log_ring *ring_new(size_t cap)
 {

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "../../src/reload.c" /* statics: reload_check_restart_only, reload_status_record */
+#include "../../src/server/reload.c" /* statics: reload_check_restart_only, reload_status_record */
 
 static struct config *load(const char *text)
 {

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/common.h"
-#include "jwtgate/request.h"
+#include "core/common.h"
+#include "core/request.h"
 
 struct t_req {
 	struct arena arena;

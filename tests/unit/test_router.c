@@ -10,10 +10,10 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/arena.h"
-#include "jwtgate/config.h"
-#include "jwtgate/request.h"
-#include "jwtgate/router.h"
+#include "core/arena.h"
+#include "config/config.h"
+#include "core/request.h"
+#include "route/router.h"
 
 #define T_MAX_ROUTES  16
 #define T_MAX_RULES   8

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "jwtgate/common.h"
-#include "jwtgate/token_cache.h"
+#include "core/common.h"
+#include "jwt/token_cache.h"
 
 /* Stores token with exp = exp and a fresh payload {"sub": token}; the cache's reference is the only
  * one left after the call. */

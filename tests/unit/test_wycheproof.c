@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "jwt_testutil.h"
-#include "jwtgate/jwk.h"
+#include "jwt/jwk.h"
 
 /* "acceptable" cases and what jwtgate does with them. */
 static const struct {

@@ -332,6 +332,9 @@ def test_ready_is_503_from_the_start_of_a_drain(start_proxy, upstream):
     assert jgtest.wait_for(lambda: val(metrics(admin)[0], "jwtgate_connections_open", listener="http",
                                        protocol="http1") == 1)
     p.signal(signal.SIGTERM)
+    # The signal and an admin request can be ready in the same turn of the control loop: the drain
+    # starts when the loop handles the signal, so /ready turns 503 within that turn, not before it.
+    assert jgtest.wait_for(lambda: admin_get(admin, "/ready")[0] == 503, timeout=2.0)
     status, _, body = admin_get(admin, "/ready")
     assert status == 503 and b"draining" in body, body
     assert admin_get(admin, "/live")[0] == 200

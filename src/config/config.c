@@ -1734,7 +1734,7 @@ static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 	size_t cnt, i;
 
 	p->index = c->next_provider++;
-	p->clock_skew_s = 60;
+	p->clock_skew_s = CONFIG_CLOCK_SKEW_DEFAULT_S;
 	p->forward = true;
 	if (!check_map(c, n, kp, keys))
 		return;

@@ -186,6 +186,9 @@ struct config_remote_jwks {
 
 enum config_jwks_source { CONFIG_JWKS_LOCAL = 0, CONFIG_JWKS_REMOTE };
 
+/* clockSkew of a provider without one (Envoy's jwt_authn default); jwtgate-token verify uses it too. */
+#define CONFIG_CLOCK_SKEW_DEFAULT_S 60
+
 struct config_provider {
 	char *name;
 	char *issuer; /* NULL: not checked */
@@ -206,7 +209,7 @@ struct config_provider {
 	size_t n_extract_cookies;
 	char **extract_params;
 	size_t n_extract_params;
-	uint64_t clock_skew_s;        /* default 60 */
+	uint64_t clock_skew_s;        /* default CONFIG_CLOCK_SKEW_DEFAULT_S */
 	bool forward;                 /* default true */
 	char *forward_payload_header; /* lower-cased, NULL = none */
 	bool require_expiration;      /* default false */

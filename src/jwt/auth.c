@@ -536,6 +536,14 @@ static void auth_deny(struct auth_decision *out, enum jwt_status st)
 	out->invalid_token = st != JWT_STATUS_MISSED;
 }
 
+/* See auth.h. */
+void auth_decision_deny(struct auth_decision *out, int jwt_status)
+{
+	memset(out, 0, sizeof(*out));
+	auth_deny(out, (enum jwt_status)jwt_status);
+	out->reason = auth_reason_of(jwt_status);
+}
+
 /* Runs one provider over its tokens. Returns OK (claim headers added, *sub set to the first token's
  * sub copied into the arena, or NULL), MISSED, or the first failure. */
 static enum jwt_status auth_run_provider(struct auth_worker *w, const struct config_provider *p,

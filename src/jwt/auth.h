@@ -51,6 +51,11 @@ struct auth_decision {
 	bool recompute_route;    /* a provider with recomputeRoute added headers */
 };
 
+/* Fills out with the denial the stage answers for a failed token (jwt_status != OK): the message
+ * (jwt_status_message), 403 / gRPC 7 for JwtAudienceNotAllowed and 401 / 16 otherwise, invalid_token
+ * except for a missing token. jwtgate-token verify prints this, so it says what the proxy would. */
+void auth_decision_deny(struct auth_decision *out, int jwt_status);
+
 struct auth_shared; /* immutable key sets for every provider of a config; shared by workers */
 struct auth_worker; /* per-worker state (verified-token cache); used by one thread only */
 

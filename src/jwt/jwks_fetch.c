@@ -29,9 +29,9 @@
 #include "jwt/jwt.h"
 #include "core/log.h"
 
-#define JWKS_FETCH_HOST_MAX   255              /* DNS name or IP literal of the URI */
-#define JWKS_FETCH_TARGET_MAX 4096             /* path and query of the URI */
-#define JWKS_FETCH_DETAIL_MAX HTTPC_DETAIL_MAX /* failure detail kept for the log line */
+#define JWKS_FETCH_HOST_MAX   HTTPC_URI_HOST_MAX   /* DNS name or IP literal of the URI */
+#define JWKS_FETCH_TARGET_MAX HTTPC_URI_TARGET_MAX /* path and query of the URI */
+#define JWKS_FETCH_DETAIL_MAX HTTPC_DETAIL_MAX     /* failure detail kept for the log line */
 
 enum jwks_fetch_state {
 	JWKS_FETCH_IDLE = 0,   /* not fetching: waiting for the refresh or refetch timer (or not started) */
@@ -250,109 +250,22 @@ uint64_t jwks_fetch_backoff_ms(const struct config_retry *r, unsigned retry, uin
 	return cap == UINT64_MAX ? rnd : rnd % (cap + 1);
 }
 
-/* Splits an https:// or http:// URI into f->is_https, host, port, authority and target. Returns 0, or
- * JG_ERR_INVAL with a reason in f->detail for another scheme, userinfo, a bad port, an over-long host or
- * target, or bytes that cannot go on a request line. The config loader has already checked the scheme and
- * that there is a host. */
+/* Splits the URI (httpc_uri_parse) into f->is_https, host, port, authority and target. Returns 0, or
+ * JG_ERR_INVAL with the reason in f->detail. The config loader has already checked the scheme and that
+ * there is a host. */
 static int jwks_fetch_parse_uri(struct jwks_fetcher *f, const char *uri)
 {
-	const char *p, *auth_end, *host, *host_end, *port_s = NULL, *q;
-	struct in6_addr a6;
-	struct in_addr a4;
-	size_t hlen, tlen;
+	struct httpc_uri u;
 
-	if (strncmp(uri, "https://", 8) == 0)
-		f->is_https = true;
-	else if (strncmp(uri, "http://", 7) == 0)
-		f->is_https = false;
-	else
-		goto bad_scheme;
-	p = uri + (f->is_https ? 8 : 7);
-	auth_end = p + strcspn(p, "/?#");
-	if (memchr(p, '@', (size_t)(auth_end - p)) != NULL) {
-		snprintf(f->detail, sizeof(f->detail), "userinfo in the URI is not supported");
+	if (httpc_uri_parse(uri, &u, f->detail, sizeof(f->detail)) < 0)
 		return JG_ERR_INVAL;
-	}
-	if ((size_t)(auth_end - p) >= sizeof(f->authority)) {
-		snprintf(f->detail, sizeof(f->detail), "URI host too long");
-		return JG_ERR_INVAL;
-	}
-	if (*p == '[') {
-		host = p + 1;
-		host_end = memchr(host, ']', (size_t)(auth_end - host));
-		if (host_end == NULL)
-			goto bad_host;
-		if (host_end + 1 < auth_end) {
-			if (host_end[1] != ':')
-				goto bad_host;
-			port_s = host_end + 2;
-		}
-	} else {
-		host = p;
-		host_end = memchr(host, ':', (size_t)(auth_end - host));
-		if (host_end != NULL)
-			port_s = host_end + 1;
-		else
-			host_end = auth_end;
-	}
-	hlen = (size_t)(host_end - host);
-	if (hlen == 0 || hlen > JWKS_FETCH_HOST_MAX)
-		goto bad_host;
-	memcpy(f->host, host, hlen);
-	f->host[hlen] = '\0';
-	for (q = f->host; *q != '\0'; q++)
-		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
-			goto bad_host;
-	f->port = f->is_https ? 443 : 80;
-	if (port_s != NULL) {
-		unsigned long v = 0;
-
-		if (port_s == auth_end || auth_end - port_s > 5)
-			goto bad_port;
-		for (q = port_s; q < auth_end; q++) {
-			if (*q < '0' || *q > '9')
-				goto bad_port;
-			v = v * 10 + (unsigned long)(*q - '0');
-		}
-		if (v == 0 || v > 65535)
-			goto bad_port;
-		f->port = (uint16_t)v;
-	}
-	memcpy(f->authority, p, (size_t)(auth_end - p));
-	f->authority[auth_end - p] = '\0';
-	f->is_host_ip = inet_pton(AF_INET, f->host, &a4) == 1 || inet_pton(AF_INET6, f->host, &a6) == 1;
-	if (*p == '[' && inet_pton(AF_INET6, f->host, &a6) != 1)
-		goto bad_host;
-	/* target: path and query; the fragment never goes on the wire (RFC 9110 section 4.2.4). */
-	tlen = strcspn(auth_end, "#");
-	if (tlen >= JWKS_FETCH_TARGET_MAX) {
-		snprintf(f->detail, sizeof(f->detail), "URI path too long");
-		return JG_ERR_INVAL;
-	}
-	for (q = auth_end; q < auth_end + tlen; q++)
-		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) {
-			snprintf(f->detail, sizeof(f->detail), "URI path has a byte that cannot be sent");
-			return JG_ERR_INVAL;
-		}
-	f->target = jg_xmalloc(tlen + 2);
-	if (tlen == 0 || auth_end[0] == '?') {
-		f->target[0] = '/';
-		memcpy(f->target + 1, auth_end, tlen);
-		f->target[tlen + 1] = '\0';
-	} else {
-		memcpy(f->target, auth_end, tlen);
-		f->target[tlen] = '\0';
-	}
+	f->is_https = u.is_https;
+	memcpy(f->host, u.host, sizeof(f->host));
+	memcpy(f->authority, u.authority, sizeof(f->authority));
+	f->port = u.port;
+	f->is_host_ip = u.is_host_ip;
+	f->target = u.target; /* taken over: freed with the fetcher */
 	return 0;
-bad_scheme:
-	snprintf(f->detail, sizeof(f->detail), "not an https:// or http:// URI");
-	return JG_ERR_INVAL;
-bad_host:
-	snprintf(f->detail, sizeof(f->detail), "bad host in the URI");
-	return JG_ERR_INVAL;
-bad_port:
-	snprintf(f->detail, sizeof(f->detail), "bad port in the URI");
-	return JG_ERR_INVAL;
 }
 
 /* ---- end of an attempt ---- */

@@ -866,3 +866,114 @@ fail:
 	SSL_CTX_free(ctx);
 	return NULL;
 }
+
+/* See httpc.h. Moved here from jwks_fetch.c so that every client of httpc (jwks_fetch, jwtgate-token
+ * verify) reads a URI the same way. */
+int httpc_uri_parse(const char *uri, struct httpc_uri *u, char *detail, size_t detail_cap)
+{
+	const char *p, *auth_end, *host, *host_end, *port_s = NULL, *q;
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t hlen, tlen;
+
+	memset(u, 0, sizeof(*u));
+	if (strncmp(uri, "https://", 8) == 0)
+		u->is_https = true;
+	else if (strncmp(uri, "http://", 7) == 0)
+		u->is_https = false;
+	else
+		goto bad_scheme;
+	p = uri + (u->is_https ? 8 : 7);
+	auth_end = p + strcspn(p, "/?#");
+	if (memchr(p, '@', (size_t)(auth_end - p)) != NULL) {
+		snprintf(detail, detail_cap, "userinfo in the URI is not supported");
+		return JG_ERR_INVAL;
+	}
+	if ((size_t)(auth_end - p) >= sizeof(u->authority)) {
+		snprintf(detail, detail_cap, "URI host too long");
+		return JG_ERR_INVAL;
+	}
+	if (*p == '[') {
+		host = p + 1;
+		host_end = memchr(host, ']', (size_t)(auth_end - host));
+		if (host_end == NULL)
+			goto bad_host;
+		if (host_end + 1 < auth_end) {
+			if (host_end[1] != ':')
+				goto bad_host;
+			port_s = host_end + 2;
+		}
+	} else {
+		host = p;
+		host_end = memchr(host, ':', (size_t)(auth_end - host));
+		if (host_end != NULL)
+			port_s = host_end + 1;
+		else
+			host_end = auth_end;
+	}
+	hlen = (size_t)(host_end - host);
+	if (hlen == 0 || hlen > HTTPC_URI_HOST_MAX)
+		goto bad_host;
+	memcpy(u->host, host, hlen);
+	u->host[hlen] = '\0';
+	for (q = u->host; *q != '\0'; q++)
+		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
+			goto bad_host;
+	u->port = u->is_https ? 443 : 80;
+	if (port_s != NULL) {
+		unsigned long v = 0;
+
+		if (port_s == auth_end || auth_end - port_s > 5)
+			goto bad_port;
+		for (q = port_s; q < auth_end; q++) {
+			if (*q < '0' || *q > '9')
+				goto bad_port;
+			v = v * 10 + (unsigned long)(*q - '0');
+		}
+		if (v == 0 || v > 65535)
+			goto bad_port;
+		u->port = (uint16_t)v;
+	}
+	memcpy(u->authority, p, (size_t)(auth_end - p));
+	u->authority[auth_end - p] = '\0';
+	u->is_host_ip = inet_pton(AF_INET, u->host, &a4) == 1 || inet_pton(AF_INET6, u->host, &a6) == 1;
+	if (*p == '[' && inet_pton(AF_INET6, u->host, &a6) != 1)
+		goto bad_host;
+	/* target: path and query; the fragment never goes on the wire (RFC 9110 section 4.2.4). */
+	tlen = strcspn(auth_end, "#");
+	if (tlen >= HTTPC_URI_TARGET_MAX) {
+		snprintf(detail, detail_cap, "URI path too long");
+		return JG_ERR_INVAL;
+	}
+	for (q = auth_end; q < auth_end + tlen; q++)
+		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) {
+			snprintf(detail, detail_cap, "URI path has a byte that cannot be sent");
+			return JG_ERR_INVAL;
+		}
+	u->target = jg_xmalloc(tlen + 2);
+	if (tlen == 0 || auth_end[0] == '?') {
+		u->target[0] = '/';
+		memcpy(u->target + 1, auth_end, tlen);
+		u->target[tlen + 1] = '\0';
+	} else {
+		memcpy(u->target, auth_end, tlen);
+		u->target[tlen] = '\0';
+	}
+	return 0;
+bad_scheme:
+	snprintf(detail, detail_cap, "not an https:// or http:// URI");
+	return JG_ERR_INVAL;
+bad_host:
+	snprintf(detail, detail_cap, "bad host in the URI");
+	return JG_ERR_INVAL;
+bad_port:
+	snprintf(detail, detail_cap, "bad port in the URI");
+	return JG_ERR_INVAL;
+}
+
+/* See httpc.h. */
+void httpc_uri_clear(struct httpc_uri *u)
+{
+	free(u->target);
+	u->target = NULL;
+}

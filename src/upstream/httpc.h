@@ -72,6 +72,27 @@ struct httpc_result {
 	const char *detail; /* why it failed (empty on success) */
 };
 
+/* An http:// or https:// URI split for a request (httpc_uri_parse). */
+#define HTTPC_URI_HOST_MAX   255  /* DNS name or IP literal */
+#define HTTPC_URI_TARGET_MAX 4096 /* path and query */
+
+struct httpc_uri {
+	char host[HTTPC_URI_HOST_MAX + 1];       /* brackets removed from an IPv6 literal */
+	char authority[HTTPC_URI_HOST_MAX + 16]; /* Host header: host[:port] as in the URI */
+	char *target;                            /* path and query, "/" at least; owned */
+	uint16_t port;                           /* the URI's, else 443 (https) or 80 (http) */
+	bool is_host_ip;
+	bool is_https;
+};
+
+/* Splits uri into u. Returns 0, or JG_ERR_INVAL with a reason in detail[0..detail_cap) for another
+ * scheme, userinfo, a bad port, an over-long host or target, or bytes that cannot go on a request line;
+ * u->target is then NULL. The fragment is dropped (it never goes on the wire, RFC 9110 section 4.2.4).
+ * Start-up tier: aborts on allocation failure. Release with httpc_uri_clear. */
+int httpc_uri_parse(const char *uri, struct httpc_uri *u, char *detail, size_t detail_cap);
+/* Frees what u owns. */
+void httpc_uri_clear(struct httpc_uri *u);
+
 struct httpc;
 
 /* Called exactly once per started request, always from the event loop (never from inside

@@ -8,6 +8,8 @@
  * minting is where it is safe: we choose the algorithm, we hold the key.
  *
  * Exit status: 0 tokens written, 1 signing failed, 2 bad usage or bad key.
+ *
+ * `inspect` and `verify` (token_verify.c) decode and verify tokens with the proxy's own code.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -37,6 +39,7 @@
 #include <openssl/rsa.h>
 
 #include "core/common.h"
+#include "tools/token_verify.h"
 
 #define TOKEN_EXIT_OK    0
 #define TOKEN_EXIT_FAIL  1
@@ -115,7 +118,9 @@ static const char *token_progname = "jwtgate-token";
 static void token_usage(FILE *out)
 {
 	fprintf(out,
-	        "Usage: %s --key FILE [options]\n"
+	        "Usage: %s [mint] --key FILE [options]\n"
+	        "       %s inspect [TOKEN|-]                   (decode, not verified; see inspect --help)\n"
+	        "       %s verify --jwks FILE|URL [...] [TOKEN|-]  (verify as jwtgate; see verify --help)\n"
 	        "Mint a signed JWT (compact JWS) and print it on stdout.\n"
 	        "\n"
 	        "  --key FILE             private key: JWK (RSA, EC, OKP Ed25519/Ed448, oct), JWKS (pick "
@@ -146,7 +151,7 @@ static void token_usage(FILE *out)
 	        "seconds.\n"
 	        "Every token has \"iat\" and a random \"jti\" unless a --claim replaces them.\n"
 	        "Exit status: 0 done, 1 signing failed, 2 bad usage or bad key.\n",
-	        token_progname);
+	        token_progname, token_progname, token_progname);
 }
 
 static void token_die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -1210,6 +1215,15 @@ int main(int argc, char **argv)
 	unsigned long i;
 	int status = TOKEN_EXIT_USAGE;
 
+	/* Subcommands; without one (or with "mint") the arguments mint, as they always did. */
+	if (argc > 1 && strcmp(argv[1], "inspect") == 0)
+		return token_inspect_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "verify") == 0)
+		return token_verify_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "mint") == 0) {
+		argc--;
+		argv++;
+	}
 	token_parse_args(argc, argv, &o);
 	if (token_key_load(o.key_file, o.kid, &key, &jwk_alg) != 0) {
 		fprintf(stderr, "%s: %s: unusable key\n", token_progname, o.key_file);

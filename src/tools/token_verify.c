@@ -602,7 +602,8 @@ static bool tv_verify_one(const struct jwt_verify_params *vp, const struct jwks 
 		printf("kid=");
 		tv_print_safe(stdout, keys->keys[ki].kid, keys->keys[ki].kid_len, false);
 	} else {
-		printf("#%ld without kid", ki + 1);
+		/* Counted among the valid keys: the ones jwks_parse kept, in document order. */
+		printf("without kid, valid key %ld of %zu", ki + 1, keys->n_keys);
 	}
 	printf(" (%s, %s)\n", ki >= 0 ? tv_kty_name(keys->keys[ki].kty) : "?", jwt_alg_name(tok.alg));
 	if (is_single)

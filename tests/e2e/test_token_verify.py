@@ -231,7 +231,17 @@ def test_seed_token_verifies_with_the_kidless_key(env):
     assert env.proxy_answer("/seed", token) == ("OK", "")
     proc = run("verify", "--jwks", os.path.join(SEED_DIR, "jwks.json"), token)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0] == "OK: verified by key #1 without kid (RSA, RS256)"
+    assert proc.stdout.splitlines()[0] == "OK: verified by key without kid, valid key 1 of 2 (RSA, RS256)"
+    # an invalid key is skipped (named on stderr), and the count is of the keys kept
+    with open(os.path.join(SEED_DIR, "jwks.json")) as f:
+        jwks = json.load(f)
+    jwks["keys"].insert(0, {"kty": "RSA", "kid": "weak", "n": "AQAB", "e": "AQAB"})
+    mixed = os.path.join(env.keydir, "mixed.json")
+    with open(mixed, "w") as f:
+        json.dump(jwks, f)
+    proc = run("verify", "--jwks", mixed, token)
+    assert proc.stdout.splitlines()[0] == "OK: verified by key without kid, valid key 1 of 2 (RSA, RS256)"
+    assert 'kid "weak" skipped' in proc.stderr
     # "Bearer " as pasted from a curl line is accepted, like the proxy's default extraction
     proc = run("verify", "--jwks", os.path.join(SEED_DIR, "jwks.json"), "Bearer " + token)
     assert proc.returncode == 0, proc.stdout

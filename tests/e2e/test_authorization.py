@@ -257,9 +257,11 @@ def test_grpc_denial_on_the_wire(env):
 
 def test_gateway_policy_applies_to_every_route(make_upstream, start_proxy):
     up = make_upstream("backend")
+    admin = jgtest.free_port()
 
     def config(port):
-        cfg = jgtest.base_config(port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1)
+        cfg = jgtest.base_config(port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1,
+                                 admin={"address": f"127.0.0.1:{admin}"})
         cfg["securityPolicies"] = [{"name": "gw", "targetRefs": [{"kind": "Gateway", "name": "eg"}],
                                     "authorization": {"rules": [
                                         {"action": "Allow", "principal": {"headers": [{"name": "x-k", "values": ["1"]}]}}]}}]
@@ -270,3 +272,7 @@ def test_gateway_policy_applies_to_every_route(make_upstream, start_proxy):
     assert r.status == 403 and r.body == DENIED.encode()
     r = get(px.port, "/any", host=HOST, headers=[("x-k", "1")])
     assert r.status == 200
+    # /metrics: one series per rule and one for defaultAction (rule=""), bounded by the config
+    m = get(admin, "/metrics", host="127.0.0.1").body.decode()
+    assert 'jwtgate_authz_decisions_total{policy="gw",rule="rule-0",action="allow"} 1' in m, m
+    assert 'jwtgate_authz_decisions_total{policy="gw",rule="",action="deny"} 1' in m, m

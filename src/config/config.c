@@ -1958,9 +1958,264 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	}
 }
 
+/* ---------------------------------------------------------------- authorization ---- */
+
+/* "a.b.c.d/n" or "v6/n" into *out, host bits cleared (as Envoy's CidrRange and Go's net.ParseCIDR
+ * do). Returns 0 or -1 (reported). */
+static int parse_cidr(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, struct config_cidr *out)
+{
+	char show[CONFIG_SHOW_MAX + 4], addr[INET6_ADDRSTRLEN];
+	const char *s = as_str(c, n, kp, S_NONEMPTY), *slash;
+	uint64_t prefix;
+	unsigned i, max;
+
+	if (s == NULL)
+		return -1;
+	slash = strchr(s, '/');
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(addr) || parse_u64(slash + 1, &prefix) < 0) {
+		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (address/prefix length)", cfg_show(s, show));
+		return -1;
+	}
+	memcpy(addr, s, (size_t)(slash - s));
+	addr[slash - s] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, addr, out->net) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, out->net) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (bad address)", cfg_show(s, show));
+		return -1;
+	}
+	if (prefix > max || (slash[1] == '0' && slash[2] != '\0')) {
+		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (prefix length 0 to %u)", cfg_show(s, show),
+		          max);
+		return -1;
+	}
+	out->prefix = (unsigned)prefix;
+	for (i = 0; i < max / 8; i++) {
+		if (i * 8 >= prefix)
+			out->net[i] = 0;
+		else if (i * 8 + 8 > prefix)
+			out->net[i] &= (uint8_t)(0xff00u >> (prefix - i * 8));
+	}
+	return 0;
+}
+
+static void parse_authz_claim(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
+                              struct config_authz_claim *cl)
+{
+	static const char *const keys[] = {"name", "valueType", "values", NULL};
+	static const char *const types[] = {"String", "StringArray", NULL};
+	char vkp[CONFIG_KP_MAX];
+	int type = 0;
+	size_t i, cnt;
+	const char *p;
+
+	if (!check_map(c, n, kp, keys))
+		return;
+	if (get_str(c, n, kp, "name", true, S_NONEMPTY, &cl->name) == 0) {
+		/* Envoy Gateway splits the name at every '.' into metadata keys: an empty segment
+		 * ("a..b", ".a") can never name a claim. */
+		cl->n_segments = 1;
+		for (p = cl->name; *p != '\0'; p++)
+			cl->n_segments += *p == '.';
+		cl->segments = jg_xcalloc(cl->n_segments, sizeof(char *));
+		for (i = 0, p = cl->name; i < cl->n_segments; i++) {
+			const char *dot = strchr(p, '.');
+			size_t len = dot != NULL ? (size_t)(dot - p) : strlen(p);
+
+			if (len == 0 && !c->over_budget) {
+				cfg_error(c, map_find(c, n, "name"), kp,
+				          "claim name \"%s\" has an empty segment", cl->name);
+				break;
+			}
+			cl->segments[i] = jg_xstrndup(p, len);
+			p += len + 1;
+		}
+	}
+	get_enum(c, n, kp, "valueType", types, &type);
+	cl->string_array = type == 1;
+	if (get_seq(c, n, kp, "values", true, vkp, &cnt) != NULL)
+		get_str_list(c, n, kp, "values", 0, &cl->values, &cl->n_values);
+}
+
+static void parse_authz_jwt(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol,
+                            struct config_authz_rule *r)
+{
+	static const char *const keys[] = {"provider", "claims", "scopes", NULL};
+	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX], show[CONFIG_SHOW_MAX + 4];
+	yaml_node_t *s;
+	size_t i, cnt;
+
+	if (!check_map(c, n, kp, keys))
+		return;
+	r->has_jwt = true;
+	r->jwt_provider_index = -1;
+	if (get_str(c, n, kp, "provider", true, S_NONEMPTY, &r->jwt_provider) == 0) {
+		/* Envoy Gateway reads the claims a provider of the same policy put in metadata: any other
+		 * name could never match, which for an Allow rule silently locks everyone out and for a
+		 * Deny rule silently lets everyone through. */
+		for (i = 0; i < pol->n_providers; i++)
+			if (pol->providers[i].name != NULL &&
+			    strcmp(pol->providers[i].name, r->jwt_provider) == 0)
+				r->jwt_provider_index = pol->providers[i].index;
+		if (r->jwt_provider_index < 0)
+			cfg_error(c, map_find(c, n, "provider"), kp,
+			          "unknown provider \"%s\" (not a jwt provider of this policy)",
+			          cfg_show(r->jwt_provider, show));
+	}
+	s = get_seq(c, n, kp, "claims", false, ckp, &cnt);
+	if (s != NULL && cnt > 0) {
+		r->claims = jg_xcalloc(cnt, sizeof(*r->claims));
+		r->n_claims = cnt;
+		for (i = 0; i < cnt; i++) {
+			kp_idx(ikp, ckp, i);
+			parse_authz_claim(c, seq_item(c, s, i), ikp, &r->claims[i]);
+		}
+	}
+	get_str_list(c, n, kp, "scopes", S_NONEMPTY, &r->scopes, &r->n_scopes);
+	for (i = 0; i < r->n_scopes; i++)
+		if (strchr(r->scopes[i], ' ') != NULL)
+			cfg_error(c, map_find(c, n, "scopes"), kp, "scope \"%s\" contains a space",
+			          cfg_show(r->scopes[i], show));
+	if (r->n_claims == 0 && r->n_scopes == 0 && !c->over_budget)
+		cfg_error(c, n, kp, "a jwt principal needs \"claims\" or \"scopes\"");
+}
+
+static void parse_authz_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol,
+                             size_t idx)
+{
+	static const char *const keys[] = {"name", "action", "principal", "operation", NULL};
+	static const char *const pkeys[] = {"clientCIDRs", "jwt", "headers", NULL};
+	static const char *const hkeys[] = {"name", "values", NULL};
+	static const char *const okeys[] = {"methods", NULL};
+	static const char *const actions[] = {"Allow", "Deny", NULL};
+	struct config_authz_rule *r = &pol->authz.rules[idx];
+	char pkp[CONFIG_KP_MAX], ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX], show[CONFIG_SHOW_MAX + 4];
+	yaml_node_t *pr, *op, *s, *v;
+	size_t i, j, cnt;
+	int action = -1;
+
+	if (!check_map(c, n, kp, keys))
+		return;
+	get_str(c, n, kp, "name", false, S_NONEMPTY, &r->name);
+	if (r->name == NULL) {
+		char gen[32];
+
+		snprintf(gen, sizeof(gen), "rule-%zu", idx);
+		r->name = jg_xstrdup(gen);
+	} else {
+		/* names label /metrics series: two rules of a policy with one name would be one series */
+		for (i = 0; i < idx; i++)
+			if (pol->authz.rules[i].name != NULL &&
+			    strcmp(pol->authz.rules[i].name, r->name) == 0)
+				cfg_error(c, map_find(c, n, "name"), kp, "duplicate rule name \"%s\"",
+				          cfg_show(r->name, show));
+	}
+	if (map_find(c, n, "action") == NULL)
+		cfg_error(c, n, kp, "missing required key \"action\"");
+	get_enum(c, n, kp, "action", actions, &action);
+	r->allow = action == 0;
+	pr = field(c, n, kp, "principal", true, pkp);
+	if (pr != NULL && check_map(c, pr, pkp, pkeys)) {
+		s = get_seq(c, pr, pkp, "clientCIDRs", false, ckp, &cnt);
+		if (s != NULL && cnt > 0) {
+			r->cidrs = jg_xcalloc(cnt, sizeof(*r->cidrs));
+			for (i = 0; i < cnt; i++) {
+				kp_idx(ikp, ckp, i);
+				if (parse_cidr(c, seq_item(c, s, i), ikp, &r->cidrs[r->n_cidrs]) == 0)
+					r->n_cidrs++;
+			}
+		}
+		v = field(c, pr, pkp, "jwt", false, ckp);
+		if (v != NULL) {
+			parse_authz_jwt(c, v, ckp, pol, r);
+			pol->authz.needs_claims = true;
+		}
+		s = get_seq(c, pr, pkp, "headers", false, ckp, &cnt);
+		if (s != NULL && cnt > 0) {
+			r->headers = jg_xcalloc(cnt, sizeof(*r->headers));
+			r->n_headers = cnt;
+			for (i = 0; i < cnt; i++) {
+				struct config_authz_header *h = &r->headers[i];
+				yaml_node_t *hn = seq_item(c, s, i);
+				char vkp[CONFIG_KP_MAX];
+
+				kp_idx(ikp, ckp, i);
+				if (!check_map(c, hn, ikp, hkeys))
+					continue;
+				get_str(c, hn, ikp, "name", true, S_TOKEN | S_LOWER, &h->name);
+				if (get_seq(c, hn, ikp, "values", true, vkp, &j) != NULL)
+					get_str_list(c, hn, ikp, "values", 0, &h->values, &h->n_values);
+			}
+		}
+		if (map_find(c, pr, "clientCIDRs") == NULL && map_find(c, pr, "jwt") == NULL &&
+		    map_find(c, pr, "headers") == NULL)
+			cfg_error(c, pr, pkp, "empty principal: at least one of clientCIDRs, jwt or headers");
+	}
+	op = field(c, n, kp, "operation", false, ckp);
+	if (op != NULL && check_map(c, op, ckp, okeys)) {
+		s = get_seq(c, op, ckp, "methods", true, ikp, &cnt);
+		for (i = 0; s != NULL && i < cnt; i++) {
+			char mkp[CONFIG_KP_MAX];
+			const char *m;
+			unsigned bit;
+
+			kp_idx(mkp, ikp, i);
+			m = as_str(c, seq_item(c, s, i), mkp, S_TOKEN);
+			if (m == NULL)
+				continue;
+			/* Gateway API HTTPMethod is an enum of upper-case names */
+			bit = config_method_bit(m, strlen(m));
+			if (strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(m))
+				bit = 0;
+			if (bit == 0)
+				cfg_error(c, seq_item(c, s, i), mkp,
+				          "invalid method \"%s\" (expected one of GET, HEAD, POST, PUT, "
+				          "DELETE, "
+				          "CONNECT, OPTIONS, TRACE, PATCH)",
+				          cfg_show(m, show));
+			r->methods |= bit;
+		}
+	}
+}
+
+static void parse_authorization(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol)
+{
+	static const char *const keys[] = {"defaultAction", "rules", NULL};
+	static const char *const actions[] = {"Allow", "Deny", NULL};
+	char rkp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
+	int action = 1; /* Envoy Gateway: Deny when unset */
+	yaml_node_t *s;
+	size_t i, cnt;
+
+	if (!check_map(c, n, kp, keys))
+		return;
+	pol->has_authz = true;
+	get_enum(c, n, kp, "defaultAction", actions, &action);
+	pol->authz.default_allow = action == 0;
+	s = get_seq(c, n, kp, "rules", false, rkp, &cnt);
+	if (s == NULL || cnt == 0)
+		return;
+	if (cnt > CONFIG_AUTHZ_MAX_RULES) {
+		cfg_error(c, s, rkp, "%zu rules: a policy takes at most %d", cnt, CONFIG_AUTHZ_MAX_RULES);
+		return;
+	}
+	pol->authz.rules = jg_xcalloc(cnt, sizeof(*pol->authz.rules));
+	pol->authz.n_rules = cnt;
+	for (i = 0; i < cnt; i++) {
+		pol->authz.rules[i].jwt_provider_index = -1;
+		kp_idx(ikp, rkp, i);
+		parse_authz_rule(c, seq_item(c, s, i), ikp, pol, i);
+	}
+}
+
 static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol)
 {
-	static const char *const keys[] = {"name", "targetRef", "targetRefs", "jwt", NULL};
+	static const char *const keys[] = {"name", "targetRef", "targetRefs", "jwt", "authorization", NULL};
 	static const char *const jwt_keys[] = {"providers", "optional", "failOpen", NULL};
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
@@ -1978,7 +2233,9 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 		}
 	}
 	/* jwt first: targets attach the policy, and a policy is whole before anything points at it */
-	jwt = field(c, n, kp, "jwt", true, ckp);
+	jwt = field(c, n, kp, "jwt", false, ckp);
+	if (jwt == NULL && map_find(c, n, "authorization") == NULL)
+		cfg_error(c, n, kp, "missing required key \"jwt\" (or \"authorization\")");
 	if (jwt != NULL && check_map(c, jwt, ckp, jwt_keys)) {
 		pol->has_jwt = true;
 		s = get_seq(c, jwt, ckp, "providers", true, ikp, &cnt);
@@ -2001,6 +2258,10 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 		if (pol->optional && pol->fail_open)
 			cfg_error(c, jwt, ckp, "\"optional\" and \"failOpen\" cannot be combined");
 	}
+	/* after jwt: rules name its providers */
+	s = field(c, n, kp, "authorization", false, ckp);
+	if (s != NULL)
+		parse_authorization(c, s, ckp, pol);
 	one = field(c, n, kp, "targetRef", false, ckp);
 	many = map_find(c, n, "targetRefs");
 	if (one != NULL && many != NULL) {
@@ -2623,6 +2884,27 @@ static void free_provider(struct config_provider *p)
 	free(p->forward_payload_header);
 }
 
+static void free_authz_rule(struct config_authz_rule *r)
+{
+	size_t i;
+
+	free(r->name);
+	free(r->cidrs);
+	free(r->jwt_provider);
+	for (i = 0; i < r->n_claims; i++) {
+		free(r->claims[i].name);
+		free_strv(r->claims[i].segments, r->claims[i].n_segments);
+		free_strv(r->claims[i].values, r->claims[i].n_values);
+	}
+	free(r->claims);
+	free_strv(r->scopes, r->n_scopes);
+	for (i = 0; i < r->n_headers; i++) {
+		free(r->headers[i].name);
+		free_strv(r->headers[i].values, r->headers[i].n_values);
+	}
+	free(r->headers);
+}
+
 /* Frees cfg and everything it owns (compiled regexes included). NULL is a no-op. */
 void config_free(struct config *cfg)
 {
@@ -2683,6 +2965,9 @@ void config_free(struct config *cfg)
 		for (j = 0; j < pol->n_providers; j++)
 			free_provider(&pol->providers[j]);
 		free(pol->providers);
+		for (j = 0; j < pol->authz.n_rules; j++)
+			free_authz_rule(&pol->authz.rules[j]);
+		free(pol->authz.rules);
 		free(pol->name);
 	}
 	free(cfg->policies);

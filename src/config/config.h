@@ -225,6 +225,84 @@ struct config_target_ref {
 	char *section_name; /* listener name or NULL */
 };
 
+/* ---- authorization (Envoy Gateway SecurityPolicy `authorization`), compiled at load time ---- */
+
+#define CONFIG_AUTHZ_MAX_RULES 256 /* per policy (jwtgate's bound; a verified token keeps 1 bit per rule) */
+
+/* Operation methods as bits (Gateway API HTTPMethod); 0 = every method. */
+#define CONFIG_METHOD_GET     (1u << 0)
+#define CONFIG_METHOD_HEAD    (1u << 1)
+#define CONFIG_METHOD_POST    (1u << 2)
+#define CONFIG_METHOD_PUT     (1u << 3)
+#define CONFIG_METHOD_DELETE  (1u << 4)
+#define CONFIG_METHOD_CONNECT (1u << 5)
+#define CONFIG_METHOD_OPTIONS (1u << 6)
+#define CONFIG_METHOD_TRACE   (1u << 7)
+#define CONFIG_METHOD_PATCH   (1u << 8)
+
+/* The CONFIG_METHOD_* bit of a method name, compared case-insensitively as Envoy Gateway's RBAC
+ * matcher does (ignore_case on :method); 0 for any other method. Inline: the request path calls it. */
+static inline unsigned config_method_bit(const char *name, size_t len)
+{
+	static const char *const names[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+	                                    "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+	size_t i, j;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		for (j = 0; j < len && names[i][j] != '\0'; j++)
+			if ((name[j] & ~0x20) != names[i][j])
+				break;
+		if (j == len && names[i][j] == '\0')
+			return 1u << i;
+	}
+	return 0;
+}
+
+struct config_cidr {
+	int family;      /* AF_INET or AF_INET6 */
+	unsigned prefix; /* 0..32 or 0..128 */
+	uint8_t net[16]; /* address with the host bits cleared (network order) */
+};
+
+struct config_authz_claim {
+	char *name;      /* dot path as written ("user.roles") */
+	char **segments; /* name split at '.' (Envoy Gateway: one metadata key per segment) */
+	size_t n_segments;
+	bool string_array; /* valueType StringArray: the claim is an array with one element in values */
+	char **values;     /* valueType String: the claim is a string equal to one of them */
+	size_t n_values;
+};
+
+struct config_authz_header {
+	char *name; /* lower-cased */
+	char **values;
+	size_t n_values;
+};
+
+struct config_authz_rule {
+	char *name; /* given, or "rule-<index>" */
+	bool allow; /* action */
+	struct config_cidr *cidrs;
+	size_t n_cidrs;
+	bool has_jwt;
+	char *jwt_provider;     /* principal.jwt.provider */
+	int jwt_provider_index; /* its config_provider.index */
+	struct config_authz_claim *claims;
+	size_t n_claims;
+	char **scopes;
+	size_t n_scopes;
+	struct config_authz_header *headers;
+	size_t n_headers;
+	unsigned methods; /* CONFIG_METHOD_* bits, 0 = any */
+};
+
+struct config_authz {
+	bool default_allow; /* defaultAction; Envoy Gateway's default is Deny */
+	struct config_authz_rule *rules;
+	size_t n_rules;
+	bool needs_claims; /* some rule has a jwt principal */
+};
+
 struct config_policy {
 	char *name;
 	struct config_target_ref *targets;
@@ -234,6 +312,8 @@ struct config_policy {
 	size_t n_providers;
 	bool optional;
 	bool fail_open;
+	bool has_authz;
+	struct config_authz authz;
 	int index;
 };
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwt/authz.h"
 #include "jwt/b64url.h"
 #include "core/common.h"
 #include "jwt/jwk.h"
@@ -321,7 +322,8 @@ static int auth_extract(const struct config_provider *p, struct request *req, st
 
 /* ---- verification ---- */
 
-static void auth_params(const struct config_provider *p, struct jwt_verify_params *vp)
+static void auth_params(const struct config_policy *pol, const struct config_provider *p,
+                        struct jwt_verify_params *vp)
 {
 	memset(vp, 0, sizeof(*vp));
 	vp->issuer = p->issuer;
@@ -331,8 +333,9 @@ static void auth_params(const struct config_provider *p, struct jwt_verify_param
 	vp->require_expiration = p->require_expiration;
 	vp->max_lifetime_s = p->max_lifetime_s;
 	/* The claims as jansson objects only for the provider that copies claims to headers; the cache
-	 * keeps them per provider, so a hit finds them too. */
-	vp->payload_json = p->n_claim_to_headers > 0;
+	 * keeps them per provider, so a hit finds them too. Authorization rules on claims read them once
+	 * per verified token (authz_match_claims) and the cache keeps their answer. */
+	vp->payload_json = p->n_claim_to_headers > 0 || pol->authz.needs_claims;
 }
 
 /* What a verified token leaves for the claim headers. */
@@ -342,6 +345,7 @@ struct auth_verified {
 	size_t payload_b64_len;
 	const char *sub; /* borrowed like the payload; NULL when the token has none */
 	size_t sub_len;
+	uint64_t authz_bits[AUTHZ_WORDS]; /* the policy's rules whose jwt principal this token matches */
 };
 
 /* Whether a failed token may name a key published after the set was fetched, so that a remote
@@ -361,16 +365,17 @@ static bool auth_key_may_be_new(enum jwt_status st, const struct jwks *keys, con
 
 /* Verifies one token for provider p, through the cache. On OK fills *out; `tok` must be released by
  * the caller whatever the result. */
-static enum jwt_status auth_verify_token(struct auth_worker *w, const struct config_provider *p,
-                                         const struct auth_token *t, int64_t now, struct jwt *tok,
-                                         struct auth_verified *out)
+static enum jwt_status auth_verify_token(struct auth_worker *w, const struct config_policy *pol,
+                                         const struct config_provider *p, const struct auth_token *t,
+                                         int64_t now, struct jwt *tok, struct auth_verified *out)
 {
+	size_t words = authz_words(&pol->authz);
 	struct auth_worker_keys *k = auth_worker_keys(w, p->index);
 	const struct token_cache_entry *e;
 	struct jwt_verify_params vp;
 	enum jwt_status st;
 
-	auth_params(p, &vp);
+	auth_params(pol, p, &vp);
 	e = token_cache_get(w->cache, p->index, k->version, t->s, t->len);
 	if (e != NULL) {
 		/* Issuer, audience and signature are properties of the bytes: only time moves. The rule is
@@ -392,6 +397,8 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 			out->payload_b64_len = e->payload_b64_len;
 			out->sub = e->sub;
 			out->sub_len = e->sub_len;
+			if (words > 0 && e->n_authz_words == words)
+				memcpy(out->authz_bits, e->authz_bits, words * sizeof(uint64_t));
 		}
 		return st;
 	}
@@ -406,9 +413,11 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 	out->payload_b64_len = tok->payload_b64_len;
 	out->sub = tok->sub;
 	out->sub_len = tok->sub_len;
+	if (words > 0)
+		authz_match_claims(&pol->authz, p->index, tok->payload, out->authz_bits);
 	token_cache_put(w->cache, p->index, k->version, t->s, t->len, tok->has_iat, tok->iat, tok->has_nbf,
 	                tok->nbf, tok->has_exp, tok->exp, tok->payload, (size_t)(tok->payload_b64 - t->s),
-	                tok->payload_b64_len, tok->sub, tok->sub_len);
+	                tok->payload_b64_len, tok->sub, tok->sub_len, out->authz_bits, words);
 	return JWT_STATUS_OK;
 }
 
@@ -545,9 +554,11 @@ void auth_decision_deny(struct auth_decision *out, int jwt_status)
 }
 
 /* Runs one provider over its tokens. Returns OK (claim headers added, *sub set to the first token's
- * sub copied into the arena, or NULL), MISSED, or the first failure. */
-static enum jwt_status auth_run_provider(struct auth_worker *w, const struct config_provider *p,
-                                         struct request *req, int64_t now, const char **sub)
+ * sub copied into the arena, or NULL, and authz_bits to the first token's authorization bits), MISSED,
+ * or the first failure. Claims speak for the request from the first token, as for claimToHeaders. */
+static enum jwt_status auth_run_provider(struct auth_worker *w, const struct config_policy *pol,
+                                         const struct config_provider *p, struct request *req, int64_t now,
+                                         const char **sub, uint64_t *authz_bits)
 {
 	struct auth_token toks[AUTH_MAX_TOKENS];
 	struct auth_verified first = {0};
@@ -563,7 +574,9 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 		struct auth_verified v = {0};
 
 		jwt_init(&tok);
-		st = auth_verify_token(w, p, &toks[i], now, &tok, &v);
+		st = auth_verify_token(w, pol, p, &toks[i], now, &tok, &v);
+		if (st == JWT_STATUS_OK && i == 0)
+			memcpy(authz_bits, v.authz_bits, sizeof(v.authz_bits));
 		if (st == JWT_STATUS_OK && i == 0 && v.sub != NULL)
 			*sub = arena_strndup(req->arena, v.sub,
 			                     v.sub_len < AUTH_SUB_MAX ? v.sub_len : AUTH_SUB_MAX);
@@ -595,19 +608,50 @@ static enum jwt_status auth_run_provider(struct auth_worker *w, const struct con
 	return st;
 }
 
+/* The authorization rules after authentication let the request through (jwt_bits: the verified
+ * token's rule bits, NULL without one): Envoy Gateway's RBAC filter runs after jwt_authn, and denies
+ * with 403 "RBAC: access denied" (gRPC: PERMISSION_DENIED), without WWW-Authenticate. */
+static void auth_authorize(struct auth_worker *w, const struct config_policy *policy, struct request *req,
+                           const uint64_t *jwt_bits, struct auth_decision *out)
+{
+	bool allow = false;
+	int rule;
+
+	if (!policy->has_authz)
+		return;
+	rule = authz_decide(&policy->authz, jwt_bits, req, &allow);
+	out->authz_rule = rule;
+	stats_count_authz(w->stats, policy->index, rule);
+	if (allow)
+		return;
+	out->verdict = AUTH_DENY;
+	out->authz_denied = true;
+	out->jwt_status = JWT_STATUS_OK;
+	out->message = AUTHZ_DENIED_MESSAGE;
+	out->http_status = 403;
+	out->grpc_status = 7;
+	out->invalid_token = false;
+}
+
 void auth_check(struct auth_worker *w, const struct config_policy *policy, struct request *req, int64_t now,
                 struct auth_decision *out)
 {
 	enum jwt_status failure = JWT_STATUS_MISSED;
+	uint64_t bits[AUTHZ_WORDS];
 	size_t i;
 
 	memset(out, 0, sizeof(*out));
 	out->verdict = AUTH_ALLOW;
+	out->authz_rule = -1;
+	if (!policy->has_jwt) { /* authorization alone: clientCIDRs and headers principals */
+		auth_authorize(w, policy, req, NULL, out);
+		return;
+	}
 	auth_strip_claim_headers(policy, req);
 	for (i = 0; i < policy->n_providers; i++) {
 		const struct config_provider *p = &policy->providers[i];
 		const char *sub = NULL;
-		enum jwt_status st = auth_run_provider(w, p, req, now, &sub);
+		enum jwt_status st = auth_run_provider(w, policy, p, req, now, &sub, bits);
 
 		stats_count_jwt(w->stats, p->index, stats_jwt_reason((int)st));
 
@@ -616,6 +660,7 @@ void auth_check(struct auth_worker *w, const struct config_policy *policy, struc
 			out->reason = AUTH_REASON_OK;
 			req->jwt_reason = AUTH_REASON_OK;
 			req->jwt_sub = sub;
+			auth_authorize(w, policy, req, bits, out);
 			return;
 		}
 		/* The first real failure is reported; "missing" only when every provider found nothing. */
@@ -624,11 +669,14 @@ void auth_check(struct auth_worker *w, const struct config_policy *policy, struc
 	}
 	out->reason = auth_reason_of((int)failure);
 	req->jwt_reason = (uint8_t)out->reason;
-	if (failure == JWT_STATUS_MISSED && (policy->optional || policy->fail_open))
+	if (failure == JWT_STATUS_MISSED && (policy->optional || policy->fail_open)) {
+		auth_authorize(w, policy, req, NULL, out);
 		return;
+	}
 	if (failure != JWT_STATUS_MISSED && policy->fail_open) {
 		log_debug("jwt policy %s: failOpen lets an invalid token pass: %s", policy->name,
 		          jwt_status_message(failure));
+		auth_authorize(w, policy, req, NULL, out);
 		return;
 	}
 	auth_deny(out, failure);

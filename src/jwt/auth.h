@@ -49,6 +49,9 @@ struct auth_decision {
 	const char *message;     /* static text, e.g. "Jwt is missing" */
 	bool invalid_token;      /* WWW-Authenticate gets error="invalid_token" */
 	bool recompute_route;    /* a provider with recomputeRoute added headers */
+	bool authz_denied;       /* the policy's authorization rules denied (403 "RBAC: access denied",
+	                            no WWW-Authenticate) */
+	int authz_rule;          /* the authorization rule that decided, -1: defaultAction or none */
 };
 
 /* Fills out with the denial the stage answers for a failed token (jwt_status != OK): the message
@@ -88,9 +91,9 @@ void auth_worker_set_stats(struct auth_worker *w, struct stats_shard *shard, str
 struct jwks *auth_shared_keys(struct auth_shared *s, int provider);
 void auth_worker_free(struct auth_worker *w);
 
-/* Runs the policy on the request; `now` is wall-clock seconds. Never returns ALLOW for a token that
- * failed unless the policy says failOpen. Sets req->jwt_reason, and req->jwt_sub when a token was
- * verified and carries a sub. */
+/* Runs the policy on the request: its jwt providers, then its authorization rules (authz.h); `now` is
+ * wall-clock seconds. Never returns ALLOW for a token that failed unless the policy says failOpen.
+ * Sets req->jwt_reason, and req->jwt_sub when a token was verified and carries a sub. */
 void auth_check(struct auth_worker *w, const struct config_policy *policy, struct request *req, int64_t now,
                 struct auth_decision *out);
 

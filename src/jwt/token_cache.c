@@ -190,7 +190,7 @@ void token_cache_set_counters(struct token_cache *tc, _Atomic uint64_t *hits, _A
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
                     size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
                     int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len,
-                    const char *sub, size_t sub_len)
+                    const char *sub, size_t sub_len, const uint64_t *authz_bits, size_t authz_words)
 {
 	struct token_cache_entry *e;
 	size_t b;
@@ -204,9 +204,12 @@ int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version,
 		if (tc->evictions != NULL)
 			stats_add(tc->evictions, 1);
 	}
-	e = calloc(1, sizeof(*e));
+	e = calloc(1, sizeof(*e) + authz_words * sizeof(uint64_t));
 	if (e == NULL)
 		return JG_ERR_NOMEM;
+	e->n_authz_words = authz_words;
+	if (authz_words > 0)
+		memcpy(e->authz_bits, authz_bits, authz_words * sizeof(uint64_t));
 	if (sub_len > TOKEN_CACHE_SUB_MAX)
 		sub_len = TOKEN_CACHE_SUB_MAX;
 	e->token = malloc(len + 1 + (sub != NULL ? sub_len + 1 : 0));

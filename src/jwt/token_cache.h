@@ -32,6 +32,10 @@ struct token_cache_entry {
 	size_t sub_len;
 	struct token_cache_entry *hnext;       /* hash chain */
 	struct token_cache_entry *prev, *next; /* LRU list, most recent first */
+	/* What the policy's authorization rules concluded from the claims, computed once when the token
+	 * was verified (authz.h: one bit per rule whose jwt principal matches); n_authz_words words. */
+	size_t n_authz_words;
+	uint64_t authz_bits[];
 };
 
 /* capacity 0 disables the cache (token_cache_new returns NULL, and the functions accept NULL). */
@@ -44,12 +48,12 @@ const struct token_cache_entry *token_cache_get(struct token_cache *tc, int prov
                                                 const char *token, size_t len);
 
 /* Stores a verified token (evicting the least recently used entry when full). payload is
- * referenced, not copied; sub (may be NULL) is copied. Returns 0 or JG_ERR_NOMEM (then nothing is
- * cached). */
+ * referenced, not copied; sub (may be NULL) and the authz_words words of authz_bits are copied.
+ * Returns 0 or JG_ERR_NOMEM (then nothing is cached). */
 int token_cache_put(struct token_cache *tc, int provider, uint64_t keys_version, const char *token,
                     size_t len, bool has_iat, int64_t iat, bool has_nbf, int64_t nbf, bool has_exp,
                     int64_t exp, json_t *payload, size_t payload_b64_off, size_t payload_b64_len,
-                    const char *sub, size_t sub_len);
+                    const char *sub, size_t sub_len, const uint64_t *authz_bits, size_t authz_words);
 
 /* Points the cache's counters at /metrics counters owned by the worker that uses the cache (stats.h):
  * a lookup that finds a token (hits), one that does not, the cache being on (misses), an entry pushed

@@ -112,14 +112,17 @@ void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome
 		return;
 	}
 	policy = config_route_policy(out->rule->route, req->listener_index);
-	if (policy != NULL && policy->has_jwt) {
+	if (policy != NULL && (policy->has_jwt || policy->has_authz)) {
 		struct auth_decision d;
 
 		auth_check(out->gen->auth, policy, req, jg_wall_time(), &d);
 		if (d.verdict == AUTH_DENY) {
+			/* One rendering for both codecs: text body, or gRPC trailers-only with the message */
 			pipeline_respond(out, d.http_status, d.message);
 			out->grpc_status = d.grpc_status;
-			auth_www_authenticate(req, &d, out->www_authenticate, sizeof(out->www_authenticate));
+			if (!d.authz_denied) /* Envoy's RBAC denial carries no challenge */
+				auth_www_authenticate(req, &d, out->www_authenticate,
+				                      sizeof(out->www_authenticate));
 			return;
 		}
 		if (d.recompute_route) {

@@ -60,6 +60,13 @@ struct stats_gen *stats_gen_new(const struct config *cfg, int n_workers)
 	n += l->n_route_slots * STATS_DURATION_SLOTS;
 	l->off_jwt = n;
 	n += l->n_providers * STATS_JWT_REASONS;
+	l->n_policies = cfg->n_policies;
+	l->authz_first = jg_xcalloc(cfg->n_policies ? cfg->n_policies : 1, sizeof(size_t));
+	for (i = 0; i < cfg->n_policies; i++) {
+		l->authz_first[i] = n;
+		if (cfg->policies[i].has_authz)
+			n += cfg->policies[i].authz.n_rules + 1;
+	}
 	l->off_endpoints = n;
 	n += l->n_endpoints * STATS_EP_SLOTS;
 	l->n_counters = n;
@@ -82,6 +89,7 @@ void stats_gen_free(struct stats_gen *g)
 		free(g->shards[w]);
 	free(g->shards);
 	free(g->layout.backend_first_ep);
+	free(g->layout.authz_first);
 	free(g);
 }
 
@@ -462,6 +470,35 @@ static void stats_write_jwt(struct evbuffer *out, const struct config *cfg, cons
 	}
 }
 
+/* jwtgate_authz_decisions_total{policy, rule, action}: one series per rule of every policy with an
+ * `authorization` block, and one with rule="" for its defaultAction (a rule name is never empty), so
+ * the label set is bounded by the configuration. */
+static void stats_write_authz(struct evbuffer *out, const struct config *cfg, const struct stats_gen *g)
+{
+	const struct stats_layout *L = &g->layout;
+	struct stats_labels l;
+	size_t i, j;
+
+	stats_family(out, "jwtgate_authz_decisions_total", "counter",
+	             "Authorization decisions, by policy and the rule that decided (\"\" = defaultAction).");
+	for (i = 0; i < cfg->n_policies && i < L->n_policies; i++) {
+		const struct config_policy *pol = &cfg->policies[i];
+
+		if (!pol->has_authz)
+			continue;
+		for (j = 0; j <= pol->authz.n_rules; j++) {
+			bool allow = j == 0 ? pol->authz.default_allow : pol->authz.rules[j - 1].allow;
+
+			stats_labels_init(&l);
+			stats_labels_add(&l, "policy", pol->name);
+			stats_labels_add(&l, "rule", j == 0 ? "" : pol->authz.rules[j - 1].name);
+			stats_labels_add(&l, "action", allow ? "allow" : "deny");
+			stats_sample_u64(out, "jwtgate_authz_decisions_total", &l,
+			                 stats_gen_sum(g, L->authz_first[i] + j));
+		}
+	}
+}
+
 void stats_endpoint_labels(struct stats_labels *l, const struct config_backend *be,
                            const struct config_endpoint *ep)
 {
@@ -556,6 +593,7 @@ void stats_write_workers(struct evbuffer *out, const struct config *cfg, const s
 	if (g != NULL && g->n_workers > 0) {
 		stats_write_requests(out, cfg, g);
 		stats_write_jwt(out, cfg, g);
+		stats_write_authz(out, cfg, g);
 		stats_write_endpoints(out, cfg, g, now_ms);
 	}
 }

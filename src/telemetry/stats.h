@@ -128,7 +128,9 @@ struct stats_layout {
 	size_t off_requests;      /* [listener][route slot][class 1xx..5xx] */
 	size_t off_duration;      /* [route slot][bucket.. +Inf, sum_us, count] */
 	size_t off_jwt;           /* [provider][reason] */
-	size_t off_endpoints;     /* [endpoint][STATS_EP_*] */
+	size_t n_policies;
+	size_t *authz_first;  /* [policy]: slot of its defaultAction, then one per rule (has_authz only) */
+	size_t off_endpoints; /* [endpoint][STATS_EP_*] */
 	size_t n_counters;
 };
 
@@ -167,6 +169,13 @@ struct stats_shard *stats_gen_shard(const struct stats_gen *g, int w);
 /* Counts a finished request: listener index (-1: none), route index (-1: none), final status, and
  * its duration. Called once per request by the codec that answered it. */
 void stats_count_request(struct stats_shard *s, int listener, int route, int status, uint64_t dur_us);
+
+/* Counts an authorization decision of policy index `policy`: rule index, or -1 for defaultAction. */
+static inline void stats_count_authz(struct stats_shard *s, int policy, int rule)
+{
+	if (s != NULL && policy >= 0 && (size_t)policy < s->layout->n_policies)
+		stats_add(&s->c[s->layout->authz_first[policy] + (size_t)(rule + 1)], 1);
+}
 
 static inline void stats_count_jwt(struct stats_shard *s, int provider, enum stats_jwt_reason r)
 {

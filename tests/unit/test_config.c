@@ -979,6 +979,176 @@ static void test_err_jwks_files(void **state)
 	                                 "securityPolicies[0].jwt.providers[0].localJWKS.file)"));
 }
 
+/* ---- authorization (issue 12 section 1) ---- */
+
+#define AUTHZ_HEAD                                                                                           \
+	MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"                           \
+	          "securityPolicies:\n"                                                                      \
+	          "  - name: p\n"                                                                            \
+	          "    targetRef: {kind: HTTPRoute, name: r}\n"                                              \
+	          "    jwt: {providers: [{name: example, remoteJWKS: {uri: \"https://a/j\"}}]}\n"
+
+/* Rules are compiled at load time: claim paths split, CIDRs parsed with host bits cleared, methods as
+ * bits, the provider resolved to its index; defaults as Envoy Gateway's (defaultAction Deny, rule
+ * names generated, valueType String). */
+static void test_authorization_compiled(void **state)
+{
+	struct config *cfg = NULL;
+	const struct config_authz *a;
+	const struct config_authz_rule *r;
+	char ip[64];
+
+	JG_UNUSED(state);
+	assert_int_equal(t_load(AUTHZ_HEAD "    authorization:\n"
+	                                   "      defaultAction: Allow\n"
+	                                   "      rules:\n"
+	                                   "        - name: admins\n"
+	                                   "          action: Allow\n"
+	                                   "          principal:\n"
+	                                   "            clientCIDRs: [\"10.1.2.3/8\", \"2001:db8::1/32\"]\n"
+	                                   "            jwt:\n"
+	                                   "              provider: example\n"
+	                                   "              claims: [{name: user.roles, valueType: StringArray,"
+	                                   " values: [admin, ops]}, {name: sub, values: [x]}]\n"
+	                                   "              scopes: [read, write]\n"
+	                                   "            headers: [{name: X-Team, values: [a, b]}]\n"
+	                                   "          operation: {methods: [GET, POST]}\n"
+	                                   "        - action: Deny\n"
+	                                   "          principal: {clientCIDRs: [\"0.0.0.0/0\"]}\n",
+	                        &cfg),
+	                 0);
+	a = &cfg->policies[0].authz;
+	assert_true(cfg->policies[0].has_authz);
+	assert_true(a->default_allow);
+	assert_true(a->needs_claims);
+	assert_int_equal(a->n_rules, 2);
+	r = &a->rules[0];
+	assert_string_equal(r->name, "admins");
+	assert_true(r->allow);
+	assert_int_equal(r->n_cidrs, 2);
+	assert_int_equal(r->cidrs[0].family, AF_INET);
+	assert_int_equal(r->cidrs[0].prefix, 8);
+	assert_string_equal(inet_ntop(AF_INET, r->cidrs[0].net, ip, sizeof(ip)), "10.0.0.0");
+	assert_int_equal(r->cidrs[1].family, AF_INET6);
+	assert_int_equal(r->cidrs[1].prefix, 32);
+	assert_string_equal(inet_ntop(AF_INET6, r->cidrs[1].net, ip, sizeof(ip)), "2001:db8::");
+	assert_true(r->has_jwt);
+	assert_int_equal(r->jwt_provider_index, cfg->policies[0].providers[0].index);
+	assert_int_equal(r->n_claims, 2);
+	assert_int_equal(r->claims[0].n_segments, 2);
+	assert_string_equal(r->claims[0].segments[0], "user");
+	assert_string_equal(r->claims[0].segments[1], "roles");
+	assert_true(r->claims[0].string_array);
+	assert_int_equal(r->claims[0].n_values, 2);
+	assert_false(r->claims[1].string_array);
+	assert_int_equal(r->n_scopes, 2);
+	assert_string_equal(r->headers[0].name, "x-team");
+	assert_int_equal(r->methods, CONFIG_METHOD_GET | CONFIG_METHOD_POST);
+	r = &a->rules[1];
+	assert_string_equal(r->name, "rule-1");
+	assert_false(r->allow);
+	assert_false(r->has_jwt);
+	assert_int_equal(r->methods, 0);
+	config_free(cfg);
+	cfg = NULL;
+
+	/* authorization alone (no jwt), without defaultAction: Deny */
+	assert_int_equal(t_load(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	                                  "securityPolicies:\n"
+	                                  "  - name: p\n"
+	                                  "    targetRef: {kind: HTTPRoute, name: r}\n"
+	                                  "    authorization: {rules: [{action: Allow, principal: {headers: "
+	                                  "[{name: x, values: [y]}]}}]}\n",
+	                        &cfg),
+	                 0);
+	assert_false(cfg->policies[0].has_jwt);
+	assert_true(cfg->policies[0].has_authz);
+	assert_false(cfg->policies[0].authz.default_allow);
+	assert_false(cfg->policies[0].authz.needs_claims);
+	config_free(cfg);
+}
+
+static void test_err_authorization(void **state)
+{
+	JG_UNUSED(state);
+	t_fails(AUTHZ_HEAD "    authorization:\n"
+	                   "      rules:\n"
+	                   "        - action: Allow\n"
+	                   "          principal: {jwt: {provider: nope, claims: [{name: a, values: [b]}]}}\n",
+	        1, 11, 39,
+	        "unknown provider \"nope\" (not a jwt provider of this policy) "
+	        "(at securityPolicies[0].authorization.rules[0].principal.jwt)");
+	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow, principal: {}}]}\n", 1, 8, 56,
+	        "empty principal: at least one of clientCIDRs, jwt or headers "
+	        "(at securityPolicies[0].authorization.rules[0].principal)");
+	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow}]}\n", 1, 8, 29,
+	        "missing required key \"principal\" (at securityPolicies[0].authorization.rules[0])");
+	t_fails(AUTHZ_HEAD "    authorization: {rules: [{principal: {clientCIDRs: [10.0.0.0/8]}}]}\n", 1, 8,
+	        29, "missing required key \"action\" (at securityPolicies[0].authorization.rules[0])");
+	t_fails(AUTHZ_HEAD
+	        "    authorization:\n"
+	        "      rules:\n"
+	        "        - action: Deny\n"
+	        "          principal:\n"
+	        "            clientCIDRs: [10.0.0.0/33, 10.0.0/8, 10.0.0.1, \"::/129\", 1.2.3.4/08]\n",
+	        5, 12, 27,
+	        "\"10.0.0.0/33\" is not a CIDR range (prefix length 0 to 32) "
+	        "(at securityPolicies[0].authorization.rules[0].principal.clientCIDRs[0])");
+	t_expect(12, 40,
+	         "\"10.0.0/8\" is not a CIDR range (bad address) "
+	         "(at securityPolicies[0].authorization.rules[0].principal.clientCIDRs[1])");
+	t_expect(12, 50,
+	         "\"10.0.0.1\" is not a CIDR range (address/prefix length) "
+	         "(at securityPolicies[0].authorization.rules[0].principal.clientCIDRs[2])");
+	t_expect(12, 60,
+	         "\"::/129\" is not a CIDR range (prefix length 0 to 128) "
+	         "(at securityPolicies[0].authorization.rules[0].principal.clientCIDRs[3])");
+	t_expect(12, 70,
+	         "\"1.2.3.4/08\" is not a CIDR range (prefix length 0 to 32) "
+	         "(at securityPolicies[0].authorization.rules[0].principal.clientCIDRs[4])");
+	t_fails(AUTHZ_HEAD "    authorization:\n"
+	                   "      rules:\n"
+	                   "        - action: Allow\n"
+	                   "          principal: {jwt: {provider: example}}\n"
+	                   "          operation: {methods: [GET, get, PURGE]}\n",
+	        3, 11, 28,
+	        "a jwt principal needs \"claims\" or \"scopes\" "
+	        "(at securityPolicies[0].authorization.rules[0].principal.jwt)");
+	t_expect(12, 38,
+	         "invalid method \"get\" (expected one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, "
+	         "TRACE, PATCH) (at securityPolicies[0].authorization.rules[0].operation.methods[1])");
+	t_expect(12, 43,
+	         "invalid method \"PURGE\" (expected one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, "
+	         "TRACE, PATCH) (at securityPolicies[0].authorization.rules[0].operation.methods[2])");
+	t_fails(AUTHZ_HEAD "    authorization:\n"
+	                   "      defaultAction: allow\n"
+	                   "      rules:\n"
+	                   "        - {name: a, action: Allow, principal: {jwt: {provider: example, claims: "
+	                   "[{name: \"x..y\", values: [z]}, {name: w, valueType: Number, values: []}]}}}\n"
+	                   "        - {name: a, action: Allow, principal: {headers: [{name: \"bad name\", "
+	                   "values: [v]}]}}\n",
+	        6, 9, 22,
+	        "invalid value \"allow\" (expected one of Allow, Deny) "
+	        "(at securityPolicies[0].authorization.defaultAction)");
+	t_expect(11, 89,
+	         "claim name \"x..y\" has an empty segment "
+	         "(at securityPolicies[0].authorization.rules[0].principal.jwt.claims[0])");
+	t_expect(11, 132,
+	         "invalid value \"Number\" (expected one of String, StringArray) "
+	         "(at securityPolicies[0].authorization.rules[0].principal.jwt.claims[1].valueType)");
+	t_expect(11, 148,
+	         "list must not be empty "
+	         "(at securityPolicies[0].authorization.rules[0].principal.jwt.claims[1].values)");
+	t_expect(12, 18, "duplicate rule name \"a\" (at securityPolicies[0].authorization.rules[1])");
+	t_expect(12, 65,
+	         "\"bad name\" is not a valid HTTP token (RFC 9110 section 5.6.2) "
+	         "(at securityPolicies[0].authorization.rules[1].principal.headers[0].name)");
+	/* neither jwt nor authorization: nothing to enforce */
+	t_fails(MINI_HEAD "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n"
+	                  "securityPolicies: [{name: p, targetRef: {kind: HTTPRoute, name: r}}]\n",
+	        1, 4, 20, "missing required key \"jwt\" (or \"authorization\") (at securityPolicies[0])");
+}
+
 static void test_err_yaml_syntax(void **state)
 {
 	JG_UNUSED(state);
@@ -1263,6 +1433,8 @@ int main(void)
 	        T(test_err_impossible_combinations),
 	        T(test_err_headers_and_wire_values),
 	        T(test_err_jwks_files),
+	        T(test_authorization_compiled),
+	        T(test_err_authorization),
 	        T(test_err_yaml_syntax),
 	        T(test_all_errors_reported_in_one_run),
 	        T(test_alias_bomb_is_bounded),

@@ -22,7 +22,7 @@ static void put(struct token_cache *tc, int provider, uint64_t version, const ch
 
 	assert_non_null(payload);
 	assert_int_equal(token_cache_put(tc, provider, version, token, strlen(token), true, 100, false, 0,
-	                                 true, exp, payload, 0, strlen(token), NULL, 0),
+	                                 true, exp, payload, 0, strlen(token), NULL, 0, NULL, 0),
 	                 0);
 	json_decref(payload);
 }
@@ -45,7 +45,7 @@ static void test_put_get(void **state)
 	assert_non_null(tc);
 	assert_null(get(tc, 0, 1, token));
 	assert_int_equal(token_cache_put(tc, 0, 1, token, strlen(token), true, 10, true, 20, true, 30,
-	                                 payload, 4, 4, NULL, 0),
+	                                 payload, 4, 4, NULL, 0, NULL, 0),
 	                 0);
 	assert_int_equal(token_cache_count(tc), 1);
 	/* the cache keeps its own copy of the bytes: the caller's buffer may change afterwards */
@@ -171,9 +171,9 @@ static void test_capacity_zero_disabled(void **state)
 
 	JG_UNUSED(state);
 	assert_null(tc);
-	assert_int_equal(
-	        token_cache_put(tc, 0, 1, "a.b.c", 5, false, 0, false, 0, false, 0, payload, 2, 1, NULL, 0),
-	        0);
+	assert_int_equal(token_cache_put(tc, 0, 1, "a.b.c", 5, false, 0, false, 0, false, 0, payload, 2, 1,
+	                                 NULL, 0, NULL, 0),
+	                 0);
 	assert_null(token_cache_get(tc, 0, 1, "a.b.c", 5));
 	assert_int_equal(token_cache_count(tc), 0);
 	/* nothing kept a reference */
@@ -192,15 +192,18 @@ static void test_payload_refcount(void **state)
 	json_t *p3 = json_pack("{s:s}", "sub", "three");
 
 	JG_UNUSED(state);
-	assert_int_equal(token_cache_put(tc, 0, 1, "t1", 2, false, 0, false, 0, false, 0, p1, 0, 2, NULL, 0),
-	                 0);
+	assert_int_equal(
+	        token_cache_put(tc, 0, 1, "t1", 2, false, 0, false, 0, false, 0, p1, 0, 2, NULL, 0, NULL, 0),
+	        0);
 	assert_int_equal(p1->refcount, 2);
 	assert_ptr_equal(get(tc, 0, 1, "t1")->payload, p1);
 	assert_int_equal(p1->refcount, 2); /* a get takes no reference */
-	assert_int_equal(token_cache_put(tc, 0, 1, "t2", 2, false, 0, false, 0, false, 0, p2, 0, 2, NULL, 0),
-	                 0);
-	assert_int_equal(token_cache_put(tc, 0, 1, "t3", 2, false, 0, false, 0, false, 0, p3, 0, 2, NULL, 0),
-	                 0);
+	assert_int_equal(
+	        token_cache_put(tc, 0, 1, "t2", 2, false, 0, false, 0, false, 0, p2, 0, 2, NULL, 0, NULL, 0),
+	        0);
+	assert_int_equal(
+	        token_cache_put(tc, 0, 1, "t3", 2, false, 0, false, 0, false, 0, p3, 0, 2, NULL, 0, NULL, 0),
+	        0);
 	assert_int_equal(p1->refcount, 1); /* t1 evicted */
 	assert_int_equal(p2->refcount, 2);
 	assert_null(get(tc, 0, 2, "t2")); /* stale drop */
@@ -278,10 +281,12 @@ static void test_edge_lengths(void **state)
 	assert_non_null(big);
 	memset(big, 'q', n);
 	big[n] = '\0';
-	assert_int_equal(
-	        token_cache_put(tc, 0, 1, big, n, false, 0, false, 0, false, 0, payload, 0, 0, NULL, 0), 0);
-	assert_int_equal(
-	        token_cache_put(tc, 0, 1, "", 0, false, 0, false, 0, false, 0, payload, 0, 0, NULL, 0), 0);
+	assert_int_equal(token_cache_put(tc, 0, 1, big, n, false, 0, false, 0, false, 0, payload, 0, 0, NULL,
+	                                 0, NULL, 0),
+	                 0);
+	assert_int_equal(token_cache_put(tc, 0, 1, "", 0, false, 0, false, 0, false, 0, payload, 0, 0, NULL,
+	                                 0, NULL, 0),
+	                 0);
 	assert_non_null(token_cache_get(tc, 0, 1, big, n));
 	big[n - 1] = 'r';
 	assert_null(token_cache_get(tc, 0, 1, big, n));

@@ -2725,10 +2725,12 @@ static int config_load_impl(const char *const *paths, size_t n_paths, FILE *err,
 		goto cleanup;
 	/* One native document in one file keeps its meaning (and its relative paths); anything with a
 	 * Kubernetes object in it is manifests, every document of them. */
-	is_native = c.cfg->n_sources == 1 && n_srcs >= 1 && !manifest_doc_is_object(&srcs[0].doc);
+	is_native = c.cfg->n_sources == 1 && (n_srcs == 0 || !manifest_doc_is_object(&srcs[0].doc));
 	if (is_native) {
-		c.doc = srcs[0].doc;
-		memset(&srcs[0].doc, 0, sizeof(srcs[0].doc));
+		if (n_srcs > 0) {
+			c.doc = srcs[0].doc;
+			memset(&srcs[0].doc, 0, sizeof(srcs[0].doc));
+		}
 		if (n_srcs > 1) {
 			/* a second document would be silently ignored: refuse it (c.doc's nodes are not
 			 * srcs[1]'s, so the position is printed here) */

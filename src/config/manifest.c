@@ -1242,8 +1242,10 @@ static void mf_parent_refs(struct mf_ctx *c, const struct mf_obj *o)
 		if (c->gateway != NULL &&
 		    (strcmp(name, c->gateway->name) != 0 || strcmp(o->ns, c->gateway->ns) != 0))
 			mf_error(c, o, NULL, mf_find(o, pr, "name"), kp,
-			         "no Gateway \"%s\" in the input (the Gateway is %s)", name,
-			         c->gateway->label);
+			         "no Gateway \"%s\" in namespace \"%s\" in the input (the Gateway is \"%s\" "
+			         "in "
+			         "namespace \"%s\")",
+			         name, o->ns, c->gateway->name, c->gateway->ns);
 	}
 }
 

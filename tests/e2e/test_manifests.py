@@ -279,3 +279,67 @@ spec:
     c = run("--check", "-c", jwt, "-c", cluster, "-c", str(bad))
     assert c.returncode == 1
     assert '%s:12:5: unknown key "filters" (at HTTPRoute/baz spec.rules[0])' % bad in c.stderr, c.stderr
+
+
+def test_https_listener_from_a_tls_secret(tmp_path, upstream):
+    """An HTTPS listener's certificateRefs -> a kubernetes.io/tls Secret (base64 data), served inline."""
+    if seed_host_resolves():
+        pytest.skip("%s resolves here: the seed's unchanged JWKS URI would be contacted" % SEED_HOST)
+    import base64
+    import ssl
+
+    ca = jwksutil.CA()
+    cert, key = ca.issue(tmp_path, hostnames=("www.example.com",))
+    b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()
+    port = jgtest.free_port()
+    jwt = seed_copy(tmp_path, "jwt.yaml")
+    cluster = user_file(tmp_path, "cluster.yaml", port, {3000: upstream.port})
+    text = open(cluster).read().replace(
+        "    - name: http\n      protocol: HTTP\n      port: %d\n" % port,
+        "    - name: https\n      protocol: HTTPS\n      port: %d\n      tls:\n        certificateRefs:\n"
+        "          - {kind: Secret, name: eg-cert}\n" % port)
+    text += "\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: eg-cert}\ntype: kubernetes.io/tls\n" \
+            "data:\n  tls.crt: %s\n  tls.key: %s\n" % (b64(cert), b64(key))
+    open(cluster, "w").write(text)
+    g = Gate(tmp_path, [jwt, cluster], port)
+    try:
+        ctx = ssl.create_default_context(cafile=None)
+        ca_path = str(tmp_path / "ca.pem")
+        ca.write(ca_path)
+        ctx.load_verify_locations(ca_path)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="www.example.com") as t:
+                t.sendall(b"GET /bar HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = t.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    finally:
+        assert g.stop() == 0, g.logs()
+
+
+def test_sighup_reads_every_c_argument_again(tmp_path, upstream):
+    """reload re-reads each -c file and folder: a route file added to a -c folder is served after SIGHUP."""
+    if seed_host_resolves():
+        pytest.skip("%s resolves here: the seed's unchanged JWKS URI would be contacted" % SEED_HOST)
+    d = tmp_path / "routes"
+    d.mkdir()
+    port = jgtest.free_port()
+    cluster = user_file(tmp_path, "cluster.yaml", port, {3000: upstream.port})
+    with open(os.path.join(MANIFESTS, "jwt.yaml")) as f:
+        bar = f.read().split("\n---\n")[-1]  # the HTTPRoute bar
+    (d / "jwt.yaml").write_text(open(os.path.join(MANIFESTS, "jwt.yaml")).read().rsplit("\n---\n", 1)[0] + "\n")
+    g = Gate(tmp_path, [cluster, str(d)], port)
+    try:
+        assert get(port, "/bar").status == 404
+        (d / "bar.yaml").write_text(bar)
+        g.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while get(port, "/bar").status != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert get(port, "/bar").status == 200, g.logs()
+    finally:
+        assert g.stop() == 0, g.logs()

@@ -7,16 +7,19 @@
  * the memory a small hostile file can cause ("billion laughs").
  */
 #include "config/config.h"
+#include "config/manifest.h"
 #include "core/common.h"
 #include "core/log.h"
 #include "core/log_writer.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -29,6 +32,8 @@
 #define CONFIG_MAX_WORKERS     1024
 #define CONFIG_MAX_WEIGHT      1000000u /* Gateway API backendRef weight bound */
 #define CONFIG_SHOW_MAX        64       /* user text quoted in a message */
+#define CONFIG_MAX_FILES       256      /* -c files, folders expanded */
+#define CONFIG_MAX_DOCUMENTS   4096     /* YAML documents across them */
 
 struct cfg_ctx {
 	const char *path;
@@ -42,6 +47,10 @@ struct cfg_ctx {
 	const struct config_policy **gateway_by_listener;       /* conflict detection for Gateway targets */
 	const struct config_client_policy **client_by_listener; /* clientTrafficPolicy by sectionName */
 	const struct config_client_policy *client_gateway;      /* clientTrafficPolicy on the whole Gateway */
+	/* Manifests (NULL for a native file): the file of each node and the object each top-level item
+	 * came from, so that a message names the manifest's file, position and object. */
+	const struct manifest_result *mf;
+	const char *const *files;
 };
 
 /* ---------------------------------------------------------------- messages ---- */
@@ -65,6 +74,30 @@ static const char *cfg_show(const char *s, char *buf)
 static void cfg_error(struct cfg_ctx *c, const yaml_node_t *node, const char *kp, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+/* " (at key.path)"; with manifests a path under a top-level list names the object the item came from
+ * instead ("httpRoutes[1].rules[0]" -> "HTTPRoute/bar spec.rules[0]"). */
+static void cfg_print_kp(struct cfg_ctx *c, const char *kp)
+{
+	static const char *const sections[MANIFEST_N_SECTIONS] = {"listeners", "backends", "httpRoutes",
+	                                                          "grpcRoutes", "securityPolicies"};
+	size_t s, len;
+
+	for (s = 0; c->mf != NULL && s < MANIFEST_N_SECTIONS; s++) {
+		char *end;
+		unsigned long i;
+
+		len = strlen(sections[s]);
+		if (strncmp(kp, sections[s], len) != 0 || kp[len] != '[')
+			continue;
+		i = strtoul(kp + len + 1, &end, 10);
+		if (*end != ']' || i >= c->mf->n_labels[s])
+			break;
+		fprintf(c->err, " (at %s%s)", c->mf->labels[s][i], end + 1);
+		return;
+	}
+	fprintf(c->err, " (at %s)", kp);
+}
+
 /* Prints one error at node's start mark (libyaml marks are 0-based, messages 1-based). */
 static void cfg_error(struct cfg_ctx *c, const yaml_node_t *node, const char *kp, const char *fmt, ...)
 {
@@ -72,12 +105,20 @@ static void cfg_error(struct cfg_ctx *c, const yaml_node_t *node, const char *kp
 	unsigned long line = node != NULL ? (unsigned long)node->start_mark.line + 1 : 1;
 	unsigned long col = node != NULL ? (unsigned long)node->start_mark.column + 1 : 1;
 
-	fprintf(c->err, "%s:%lu:%lu: ", c->path, line, col);
+	const char *path = c->path;
+
+	if (c->mf != NULL && node != NULL) {
+		size_t id = (size_t)(node - c->doc.nodes.start);
+
+		if (id < c->mf->n_node_file)
+			path = c->files[c->mf->node_file[id]];
+	}
+	fprintf(c->err, "%s:%lu:%lu: ", path, line, col);
 	va_start(ap, fmt);
 	vfprintf(c->err, fmt, ap);
 	va_end(ap);
 	if (kp != NULL && kp[0] != '\0')
-		fprintf(c->err, " (at %s)", kp);
+		cfg_print_kp(c, kp);
 	fputc('\n', c->err);
 	c->n_errors++;
 }
@@ -828,7 +869,8 @@ int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *
 static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_listener *l)
 {
 	static const char *const keys[] = {"name", "address", "tls", NULL};
-	static const char *const tls_keys[] = {"certificateFile", "privateKeyFile", NULL};
+	static const char *const tls_keys[] = {"certificateFile", "privateKeyFile", "certificate",
+	                                       "privateKey", NULL};
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -867,9 +909,23 @@ static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 	}
 	v = field(c, n, kp, "tls", false, ckp);
 	if (v != NULL && check_map(c, v, ckp, tls_keys)) {
+		/* files, or the PEM text inline (what a Kubernetes TLS Secret holds) */
+		bool is_inline =
+		        map_find(c, v, "certificate") != NULL || map_find(c, v, "privateKey") != NULL;
+
 		l->has_tls = true;
-		get_path(c, v, ckp, "certificateFile", true, true, &l->tls_cert_file);
-		get_path(c, v, ckp, "privateKeyFile", true, true, &l->tls_key_file);
+		if (is_inline &&
+		    (map_find(c, v, "certificateFile") != NULL || map_find(c, v, "privateKeyFile") != NULL)) {
+			cfg_error(c, v, ckp,
+			          "\"certificate\"/\"privateKey\" (inline PEM) and \"certificateFile\"/"
+			          "\"privateKeyFile\" are exclusive");
+		} else if (is_inline) {
+			get_str(c, v, ckp, "certificate", true, S_MULTILINE | S_NONEMPTY, &l->tls_cert_pem);
+			get_str(c, v, ckp, "privateKey", true, S_MULTILINE | S_NONEMPTY, &l->tls_key_pem);
+		} else {
+			get_path(c, v, ckp, "certificateFile", true, true, &l->tls_cert_file);
+			get_path(c, v, ckp, "privateKeyFile", true, true, &l->tls_key_file);
+		}
 	}
 }
 
@@ -2738,83 +2794,278 @@ cleanup:
 	return rc;
 }
 
-/* Loads and validates path (see config.h). All errors go to err; *out is set only on success. */
-int config_load(const char *path, FILE *err, struct config **out)
+/* The files of the -c arguments: a file as given, a folder's regular *.yaml / *.yml files in name
+ * order (hidden names skipped: Kubernetes' ConfigMap folders keep "..data" links there). Appends to
+ * cfg->sources and cfg->source_dirs. Returns 0 or a negative JG_ERR_* after a message. */
+static int config_expand_paths(const char *const *paths, size_t n_paths, FILE *err, struct config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < n_paths; i++) {
+		struct stat st;
+		struct dirent **ents = NULL;
+		int n, j, rc = 0;
+
+		if (stat(paths[i], &st) == -1) {
+			fprintf(err, "%s: cannot open: %s\n", paths[i], strerror(errno));
+			return JG_ERR_IO;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			if (cfg->n_sources == CONFIG_MAX_FILES)
+				goto too_many;
+			cfg->sources = jg_xrealloc(cfg->sources, (cfg->n_sources + 1) * sizeof(char *));
+			cfg->sources[cfg->n_sources++] = jg_xstrdup(paths[i]);
+			continue;
+		}
+		cfg->source_dirs = jg_xrealloc(cfg->source_dirs, (cfg->n_source_dirs + 1) * sizeof(char *));
+		cfg->source_dirs[cfg->n_source_dirs++] = jg_xstrdup(paths[i]);
+		n = scandir(paths[i], &ents, NULL, alphasort);
+		if (n == -1) {
+			fprintf(err, "%s: cannot read the folder: %s\n", paths[i], strerror(errno));
+			return JG_ERR_IO;
+		}
+		for (j = 0; j < n; j++) {
+			const char *name = ents[j]->d_name;
+			size_t len = strlen(name), pl = strlen(paths[i]);
+			char *full;
+			struct stat fst;
+
+			if (rc == 0 && name[0] != '.' &&
+			    ((len > 5 && strcmp(name + len - 5, ".yaml") == 0) ||
+			     (len > 4 && strcmp(name + len - 4, ".yml") == 0))) {
+				full = jg_xmalloc(pl + len + 2);
+				snprintf(full, pl + len + 2, "%s%s%s", paths[i],
+				         pl > 0 && paths[i][pl - 1] == '/' ? "" : "/", name);
+				if (stat(full, &fst) == 0 && S_ISREG(fst.st_mode) &&
+				    cfg->n_sources < CONFIG_MAX_FILES) {
+					cfg->sources = jg_xrealloc(cfg->sources,
+					                           (cfg->n_sources + 1) * sizeof(char *));
+					cfg->sources[cfg->n_sources++] = full;
+				} else {
+					if (cfg->n_sources == CONFIG_MAX_FILES)
+						rc = JG_ERR_LIMIT;
+					free(full);
+				}
+			}
+			free(ents[j]);
+		}
+		free(ents);
+		if (rc != 0)
+			goto too_many;
+	}
+	if (cfg->n_sources == 0) {
+		fprintf(err, "%s: no *.yaml file to read\n", n_paths > 0 ? paths[0] : "-c");
+		return JG_ERR_INVAL;
+	}
+	return 0;
+too_many:
+	fprintf(err, "%s: more than %u configuration files\n", paths[i], CONFIG_MAX_FILES);
+	return JG_ERR_LIMIT;
+}
+
+/* Every YAML document of every file, parsed; syntax errors reported. Returns the error count (> 0),
+ * 0, or a negative JG_ERR_* when a file cannot be read. */
+static int config_parse_sources(struct config *cfg, FILE *err, struct manifest_src **out, size_t *n_out)
+{
+	size_t f;
+	int n_errors = 0;
+
+	for (f = 0; f < cfg->n_sources; f++) {
+		const char *path = cfg->sources[f];
+		yaml_parser_t parser;
+		unsigned char *text = NULL;
+		size_t len = 0;
+		int rc = read_file(path, err, &text, &len);
+
+		if (rc != 0)
+			return rc;
+		if (!yaml_parser_initialize(&parser)) {
+			free(text);
+			fprintf(err, "%s: cannot initialise the YAML parser\n", path);
+			return JG_ERR_NOMEM;
+		}
+		yaml_parser_set_input_string(&parser, text, len);
+		for (;;) {
+			yaml_document_t doc;
+
+			if (!yaml_parser_load(&parser, &doc)) {
+				fprintf(err, "%s:%lu:%lu: YAML syntax error: %s", path,
+				        (unsigned long)parser.problem_mark.line + 1,
+				        (unsigned long)parser.problem_mark.column + 1,
+				        parser.problem != NULL ? parser.problem : "unknown problem");
+				if (parser.context != NULL)
+					fprintf(err, " (%s)", parser.context);
+				fputc('\n', err);
+				n_errors++;
+				break;
+			}
+			if (yaml_document_get_root_node(&doc) == NULL) {
+				yaml_document_delete(&doc); /* the end of the stream */
+				break;
+			}
+			if (*n_out == CONFIG_MAX_DOCUMENTS) {
+				fprintf(err, "%s: more than %u YAML documents\n", path, CONFIG_MAX_DOCUMENTS);
+				yaml_document_delete(&doc);
+				n_errors++;
+				break;
+			}
+			*out = jg_xrealloc(*out, (*n_out + 1) * sizeof(**out));
+			(*out)[*n_out].doc = doc;
+			(*out)[*n_out].file = (int)f;
+			(*n_out)++;
+		}
+		yaml_parser_delete(&parser);
+		free(text);
+	}
+	return n_errors;
+}
+
+/* Writes the native document as YAML (libyaml's emitter). Returns 0 or JG_ERR_IO. */
+static int config_emit(yaml_document_t *doc, const struct config *cfg, FILE *out)
+{
+	yaml_emitter_t em;
+	int rc = 0;
+	size_t i;
+
+	fprintf(out, "# jwtgate.yaml(5), from");
+	for (i = 0; i < cfg->n_sources; i++)
+		fprintf(out, " %s", cfg->sources[i]);
+	fputc('\n', out);
+	if (!yaml_emitter_initialize(&em))
+		return JG_ERR_NOMEM;
+	yaml_emitter_set_output_file(&em, out);
+	yaml_emitter_set_unicode(&em, 1);
+	yaml_emitter_set_width(&em, 100);
+	/* yaml_emitter_dump takes the document's nodes (the document is empty afterwards) */
+	if (!yaml_emitter_open(&em) || !yaml_emitter_dump(&em, doc) || !yaml_emitter_close(&em) ||
+	    !yaml_emitter_flush(&em))
+		rc = JG_ERR_IO;
+	yaml_emitter_delete(&em);
+	return rc;
+}
+
+static int config_load_impl(const char *const *paths, size_t n_paths, FILE *err, FILE *print,
+                            struct config **out)
 {
 	struct cfg_ctx c;
-	yaml_parser_t parser;
-	unsigned char *text = NULL;
-	size_t len = 0;
+	struct manifest_src *srcs = NULL;
+	struct manifest_result mf;
+	size_t n_srcs = 0, i;
+	bool is_native;
 	const char *slash;
 	yaml_node_t *root;
 	int rc;
 
 	*out = NULL;
 	memset(&c, 0, sizeof(c));
-	c.path = path;
+	memset(&mf, 0, sizeof(mf));
 	c.err = err;
 	c.budget = CONFIG_MAX_NODE_VISITS;
-	rc = read_file(path, err, &text, &len);
-	if (rc != 0)
-		return rc;
+	if (n_paths == 0) {
+		fprintf(err, "no configuration file\n");
+		return JG_ERR_INVAL;
+	}
 	c.cfg = jg_xcalloc(1, sizeof(*c.cfg));
-	c.cfg->path = jg_xstrdup(path);
-	slash = strrchr(path, '/');
+	c.cfg->path = jg_xstrdup(paths[0]);
+	rc = config_expand_paths(paths, n_paths, err, c.cfg);
+	if (rc != 0)
+		goto cleanup;
+	c.path = c.cfg->sources[0];
+	c.files = (const char *const *)c.cfg->sources;
+	slash = strrchr(c.path, '/');
 	if (slash == NULL)
 		c.cfg->dir = jg_xstrdup(".");
-	else if (slash == path)
+	else if (slash == c.path)
 		c.cfg->dir = jg_xstrdup("/");
 	else
-		c.cfg->dir = jg_xstrndup(path, (size_t)(slash - path));
+		c.cfg->dir = jg_xstrndup(c.path, (size_t)(slash - c.path));
 	config_set_defaults(c.cfg);
 
-	if (!yaml_parser_initialize(&parser)) {
-		fprintf(err, "%s: cannot initialise the YAML parser\n", path);
-		rc = JG_ERR_NOMEM;
+	rc = config_parse_sources(c.cfg, err, &srcs, &n_srcs);
+	if (rc != 0)
 		goto cleanup;
-	}
-	yaml_parser_set_input_string(&parser, text, len);
-	if (!yaml_parser_load(&parser, &c.doc)) {
-		fprintf(err, "%s:%lu:%lu: YAML syntax error: %s", path,
-		        (unsigned long)parser.problem_mark.line + 1,
-		        (unsigned long)parser.problem_mark.column + 1,
-		        parser.problem != NULL ? parser.problem : "unknown problem");
-		if (parser.context != NULL)
-			fprintf(err, " (%s)", parser.context);
-		fputc('\n', err);
-		yaml_parser_delete(&parser);
-		rc = 1;
-		goto cleanup;
-	}
-	{
-		/* a second document would be silently ignored: refuse it */
-		yaml_document_t extra;
+	/* One native document in one file keeps its meaning (and its relative paths); anything with a
+	 * Kubernetes object in it is manifests, every document of them. */
+	is_native = c.cfg->n_sources == 1 && (n_srcs == 0 || !manifest_doc_is_object(&srcs[0].doc));
+	if (is_native) {
+		if (n_srcs > 0) {
+			c.doc = srcs[0].doc;
+			memset(&srcs[0].doc, 0, sizeof(srcs[0].doc));
+		}
+		if (n_srcs > 1) {
+			/* a second document would be silently ignored: refuse it (c.doc's nodes are not
+			 * srcs[1]'s, so the position is printed here) */
+			yaml_node_t *xr = yaml_document_get_root_node(&srcs[1].doc);
 
-		if (yaml_parser_load(&parser, &extra)) {
-			yaml_node_t *xr = yaml_document_get_root_node(&extra);
-
-			if (xr != NULL)
-				cfg_error(&c, xr, "", "only one YAML document is allowed");
-			yaml_document_delete(&extra);
+			fprintf(err,
+			        "%s:%lu:%lu: only one YAML document is allowed in a native configuration\n",
+			        c.path, (unsigned long)xr->start_mark.line + 1,
+			        (unsigned long)xr->start_mark.column + 1);
+			c.n_errors++;
+		}
+		root = yaml_document_get_root_node(&c.doc);
+		if (c.n_errors == 0) {
+			if (root == NULL || node_is_null(root))
+				cfg_error(&c, NULL, "",
+				          "empty configuration: at least one listener is needed");
+			else
+				parse_root(&c, root);
+		}
+	} else {
+		c.cfg->is_from_manifests = true;
+		rc = manifest_translate(srcs, n_srcs, c.files, err, &mf);
+		if (rc != 0) {
+			c.n_errors = rc;
+		} else {
+			/* the translated document is parsed as a native one, errors pointing at the
+			 * manifests */
+			c.doc = mf.doc;
+			c.mf = &mf;
+			root = yaml_document_get_root_node(&c.doc);
+			parse_root(&c, root);
 		}
 	}
-	yaml_parser_delete(&parser);
-	root = yaml_document_get_root_node(&c.doc);
-	if (root == NULL || node_is_null(root))
-		cfg_error(&c, NULL, "", "empty configuration: at least one listener is needed");
-	else
-		parse_root(&c, root);
-	yaml_document_delete(&c.doc);
 	rc = c.n_errors;
+	if (rc == 0 && print != NULL && config_emit(&c.doc, c.cfg, print) != 0) {
+		fprintf(err, "cannot write the configuration\n");
+		rc = 1;
+	}
 	if (rc == 0) {
 		*out = c.cfg;
 		c.cfg = NULL;
 	}
 cleanup:
+	if (c.mf == NULL)
+		yaml_document_delete(&c.doc); /* the native document (or a zeroed, empty one) */
+	else
+		mf.doc = c.doc; /* the same document, possibly emptied by the emitter */
+	manifest_result_free(&mf);
+	for (i = 0; i < n_srcs; i++)
+		yaml_document_delete(&srcs[i].doc);
+	free(srcs);
 	free(c.gateway_by_listener);
 	free(c.client_by_listener);
 	config_free(c.cfg);
-	free(text);
+	return rc;
+}
+
+/* Loads and validates path (see config.h). All errors go to err; *out is set only on success. */
+int config_load(const char *path, FILE *err, struct config **out)
+{
+	return config_load_many(&path, 1, err, out);
+}
+
+int config_load_many(const char *const *paths, size_t n_paths, FILE *err, struct config **out)
+{
+	return config_load_impl(paths, n_paths, err, NULL, out);
+}
+
+int config_print(const char *const *paths, size_t n_paths, FILE *out, FILE *err)
+{
+	struct config *cfg = NULL;
+	int rc = config_load_impl(paths, n_paths, err, out, &cfg);
+
+	config_free(cfg);
 	return rc;
 }
 
@@ -2917,6 +3168,8 @@ void config_free(struct config *cfg)
 		free(cfg->listeners[i].address_text);
 		free(cfg->listeners[i].tls_cert_file);
 		free(cfg->listeners[i].tls_key_file);
+		free(cfg->listeners[i].tls_cert_pem);
+		free(cfg->listeners[i].tls_key_pem);
 	}
 	free(cfg->listeners);
 	for (i = 0; i < cfg->n_backends; i++) {
@@ -2985,6 +3238,8 @@ void config_free(struct config *cfg)
 	free(cfg->access_log_path);
 	free(cfg->path);
 	free(cfg->dir);
+	free_strv(cfg->sources, cfg->n_sources);
+	free_strv(cfg->source_dirs, cfg->n_source_dirs);
 	free(cfg);
 }
 

@@ -360,8 +360,10 @@ struct config_listener {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	bool has_tls;
-	char *tls_cert_file;
+	char *tls_cert_file; /* NULL when inline */
 	char *tls_key_file;
+	char *tls_cert_pem; /* tls.certificate / tls.privateKey: PEM text inline (from a Secret) */
+	char *tls_key_pem;
 	struct config_client_traffic client; /* clientTrafficPolicies in force, or the defaults */
 	int index;
 };
@@ -382,9 +384,14 @@ struct config_limits {
 };
 
 struct config {
-	char *path;  /* the file given with -c */
-	char *dir;   /* its folder, for relative paths */
-	int workers; /* resolved: `auto` = online CPUs */
+	char *path;     /* the (first) file or folder given with -c */
+	char *dir;      /* its folder, for relative paths (a native file's) */
+	char **sources; /* every file read, folders expanded, in load order (reload watches them) */
+	size_t n_sources;
+	char **source_dirs; /* folders given with -c: a *.yaml added there is seen by reload.watch */
+	size_t n_source_dirs;
+	bool is_from_manifests; /* Kubernetes manifests translated (jwtgate.yaml(5) MANIFESTS) */
+	int workers;            /* resolved: `auto` = online CPUs */
 	bool has_admin;
 	struct sockaddr_storage admin_addr;
 	socklen_t admin_addr_len;
@@ -414,6 +421,16 @@ struct config {
  * every error as "file:line:column: message" to err (one per line), returns the error count (> 0) or a
  * negative JG_ERR_* when the file cannot be read at all. */
 int config_load(const char *path, FILE *err, struct config **out);
+
+/* Like config_load over several -c arguments: each a file or a folder (its *.yaml and *.yml files, in
+ * name order, like `kubectl apply -f dir/`). One native file, or any number of Kubernetes manifest
+ * files (multi-document streams; see jwtgate.yaml(5) MANIFESTS), which are translated into the native
+ * configuration and validated by the same parser; errors name the manifest's file:line:column. */
+int config_load_many(const char *const *paths, size_t n_paths, FILE *err, struct config **out);
+
+/* Loads like config_load_many and, when the configuration is valid, writes it to out as a native
+ * jwtgate.yaml (what --print-config shows). Returns like config_load_many. */
+int config_print(const char *const *paths, size_t n_paths, FILE *out, FILE *err);
 void config_free(struct config *cfg);
 
 /* The policy in force for a route reached through a listener: route policy, else the Gateway's. */

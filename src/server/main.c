@@ -26,13 +26,18 @@
 #include "route/router.h"
 #include "server/worker.h"
 
+/* Every -c argument, in order: reloads read them again for the life of the process. */
+static const char **main_paths;
+
 static void main_usage(FILE *f)
 {
-	fprintf(f, "usage: jwtgate -c FILE [--check]\n"
+	fprintf(f, "usage: jwtgate -c FILE|DIR [-c FILE|DIR]... [--check | --print-config]\n"
 	           "       jwtgate --version | --help\n"
 	           "\n"
-	           "  -c, --config FILE  configuration file (YAML, see jwtgate.yaml(5))\n"
+	           "  -c, --config FILE  configuration file (YAML, see jwtgate.yaml(5)), or Kubernetes\n"
+	           "                     manifests (repeat -c; a folder means its *.yaml files)\n"
 	           "  -t, --check        validate the configuration, print every error, exit 0 or 1\n"
+	           "  -p, --print-config print the configuration as a native jwtgate.yaml and exit\n"
 	           "  -v, --version      print the version and exit\n"
 	           "  -h, --help         print this help and exit\n"
 	           "\n"
@@ -249,14 +254,14 @@ static void main_wait_first_fetches(struct main_state *st, struct jwks_fetch *jf
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	        {"config", required_argument, NULL, 'c'},
-	        {"check", no_argument, NULL, 't'},
-	        {"version", no_argument, NULL, 'v'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 't'},
+	        {"print-config", no_argument, NULL, 'p'}, {"version", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
-	bool check = false;
+	const char **paths; /* main_paths */
+	size_t n_paths = 0;
+	bool check = false, print_config = false;
 	struct config *cfg = NULL;
 	struct snapshot *snap = NULL;
 	struct main_state st;
@@ -267,13 +272,20 @@ int main(int argc, char **argv)
 	size_t k, n_listeners = 0;
 
 	memset(&st, 0, sizeof(st));
-	while ((opt = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+	main_paths = jg_xcalloc((size_t)argc + 1, sizeof(*main_paths));
+	paths = main_paths;
+	while ((opt = getopt_long(argc, argv, "c:tpvh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			path = optarg;
+			if (path == NULL)
+				path = optarg;
+			paths[n_paths++] = optarg;
 			break;
 		case 't':
 			check = true;
+			break;
+		case 'p':
+			print_config = true;
 			break;
 		case 'v':
 			printf("jwtgate %s\n", JG_VERSION);
@@ -291,7 +303,20 @@ int main(int argc, char **argv)
 		main_usage(stderr);
 		return 1;
 	}
-	rc = config_load(path, stderr, &cfg);
+	if (check && print_config) {
+		fprintf(stderr, "jwtgate: --check and --print-config are exclusive\n");
+		return 1;
+	}
+	if (print_config) {
+		rc = config_print(paths, n_paths, stdout, stderr);
+		if (rc > 0)
+			fprintf(stderr, "jwtgate: %s: %d error%s\n", path, rc, rc == 1 ? "" : "s");
+		else if (rc < 0)
+			fprintf(stderr, "jwtgate: %s: cannot read: %s\n", path,
+			        strerror(rc > -1000 ? -rc : EIO));
+		return rc == 0 && fflush(stdout) == 0 ? 0 : 1;
+	}
+	rc = config_load_many(paths, n_paths, stderr, &cfg);
 	if (rc != 0) {
 		if (rc > 0)
 			fprintf(stderr, "jwtgate: %s: %d error%s\n", path, rc, rc == 1 ? "" : "s");
@@ -343,6 +368,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	reload_init(&st.reload, st.base, path, snap, jwks_fetch_new(st.base, cfg, snap->auth));
+	reload_set_paths(&st.reload, paths, n_paths);
 	snap = NULL; /* st.reload.current */
 	st.reload.on_applied = main_on_reload_applied;
 	st.reload.on_applied_arg = &st;

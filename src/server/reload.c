@@ -44,6 +44,7 @@
  * through `..data`; an update writes a new timestamped folder and renames a new `..data` over the old
  * one (atomic). That rename is the event to see. */
 #define RELOAD_K8S_DATA "..data"
+#define RELOAD_DIR_ANY  "*" /* in a watched folder's names: any *.yaml or *.yml */
 
 static pthread_mutex_t reload_status_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reload_status reload_status_now; /* under reload_status_lock */
@@ -113,10 +114,11 @@ static void reload_for_each_file(const struct config *cfg, void (*fn)(const char
 {
 	size_t i, j;
 
-	fn(cfg->path, arg);
+	for (i = 0; i < cfg->n_sources; i++)
+		fn(cfg->sources[i], arg);
 	for (i = 0; i < cfg->n_listeners; i++) {
-		if (!cfg->listeners[i].has_tls)
-			continue;
+		if (!cfg->listeners[i].has_tls || cfg->listeners[i].tls_cert_file == NULL)
+			continue; /* inline PEM: in the configuration file itself */
 		fn(cfg->listeners[i].tls_cert_file, arg);
 		fn(cfg->listeners[i].tls_key_file, arg);
 	}
@@ -434,7 +436,7 @@ int reload_run(struct reload *r, const char *trigger)
 	/* The files as they are before the load: a change that lands during the load then differs from
 	 * this fingerprint, and its event reloads again. */
 	has_before = reload_fingerprint(r->current->cfg, before) == 0;
-	rc = config_load(r->path, reload_errbuf_open(&eb), &cfg);
+	rc = config_load_many(r->paths, r->n_paths, reload_errbuf_open(&eb), &cfg);
 	text = reload_errbuf_close(&eb);
 	if (rc != 0) {
 		char what[128];
@@ -550,9 +552,17 @@ static bool reload_dir_has_name(const struct reload_watch_dir *d, const char *na
 {
 	size_t i;
 
-	for (i = 0; i < d->n_names; i++)
+	for (i = 0; i < d->n_names; i++) {
+		size_t len = strlen(name);
+
 		if (strcmp(d->names[i], name) == 0)
 			return true;
+		/* RELOAD_DIR_ANY: a -c folder, where any *.yaml / *.yml may come or go */
+		if (strcmp(d->names[i], RELOAD_DIR_ANY) == 0 && name[0] != '.' &&
+		    ((len > 5 && strcmp(name + len - 5, ".yaml") == 0) ||
+		     (len > 4 && strcmp(name + len - 4, ".yml") == 0)))
+			return true;
+	}
 	return false;
 }
 
@@ -725,6 +735,8 @@ int reload_watch_update(struct reload *r, const struct config *candidate)
 	reload_for_each_file(r->current->cfg, reload_watch_file, &b);
 	if (candidate != NULL)
 		reload_for_each_file(candidate, reload_watch_file, &b);
+	for (i = 0; i < r->current->cfg->n_source_dirs; i++)
+		reload_watch_add(&b, r->current->cfg->source_dirs[i], RELOAD_DIR_ANY);
 	for (i = 0; i < r->n_dirs; i++) {
 		bool is_kept = false;
 
@@ -746,6 +758,8 @@ void reload_init(struct reload *r, struct event_base *base, const char *path, st
 {
 	memset(r, 0, sizeof(*r));
 	r->path = path;
+	r->paths = &r->path;
+	r->n_paths = 1;
 	r->base = base;
 	r->current = current;
 	r->jwks = jwks;
@@ -759,6 +773,12 @@ void reload_init(struct reload *r, struct event_base *base, const char *path, st
 	reload_status_now.last_ok_ms = reload_wall_ms();
 	snprintf(reload_status_now.config_path, sizeof(reload_status_now.config_path), "%s", path);
 	pthread_mutex_unlock(&reload_status_lock);
+}
+
+void reload_set_paths(struct reload *r, const char *const *paths, size_t n_paths)
+{
+	r->paths = paths;
+	r->n_paths = n_paths;
 }
 
 void reload_set_workers(struct reload *r, struct worker *workers, int n_workers)

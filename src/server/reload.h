@@ -61,7 +61,9 @@ struct reload_watch_dir {
 
 /* The control thread's reload machinery. */
 struct reload {
-	const char *path; /* the -c file */
+	const char *path;         /* the first -c file or folder (messages) */
+	const char *const *paths; /* every -c argument, loaded again on each reload */
+	size_t n_paths;
 	struct event_base *base;
 	struct worker *workers;
 	int n_workers;
@@ -88,6 +90,8 @@ int reload_snapshot_build(struct config *cfg, const struct snapshot *prev, FILE 
 /* Takes over current (generation 1) and jwks; records the start-up load in the status. */
 void reload_init(struct reload *r, struct event_base *base, const char *path, struct snapshot *current,
                  struct jwks_fetch *jwks);
+/* Every -c argument (after reload_init, which sets just path); paths must outlive r. */
+void reload_set_paths(struct reload *r, const char *const *paths, size_t n_paths);
 /* The workers that get each new snapshot (after they are started); arms the watch (reload.watch). */
 void reload_set_workers(struct reload *r, struct worker *workers, int n_workers);
 /* Loads the file and everything it names, checks, builds and publishes. trigger: "SIGHUP" or "watch"

@@ -15,6 +15,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "core/common.h"
@@ -52,6 +53,53 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char
 /* The session ticket keys of an OpenSSL 3 context: name (16), HMAC secret (32), AES key (32). */
 #define TLS_TICKET_KEYS_LEN 80
 
+/* Installs the inline PEM certificate chain (leaf first, as certificateFile) and private key of l
+ * (tls.certificate / tls.privateKey, e.g. from a Kubernetes TLS Secret). Returns 0 or -1 after a
+ * message. */
+static int tls_use_inline(SSL_CTX *ctx, const struct config_listener *l, FILE *err)
+{
+	BIO *bio = BIO_new_mem_buf(l->tls_cert_pem, -1);
+	X509 *x = NULL;
+	EVP_PKEY *key = NULL;
+	int rc = -1;
+
+	if (bio == NULL)
+		goto out;
+	x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+	if (x == NULL || SSL_CTX_use_certificate(ctx, x) != 1) {
+		fprintf(err, "jwtgate: listener %s: tls.certificate: no usable PEM certificate\n", l->name);
+		goto out;
+	}
+	for (;;) {
+		X509 *ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+		if (ca == NULL)
+			break;
+		if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+			X509_free(ca);
+			fprintf(err, "jwtgate: listener %s: tls.certificate: bad chain certificate\n",
+			        l->name);
+			goto out;
+		}
+	}
+	ERR_clear_error(); /* the end of the PEM text */
+	BIO_free(bio);
+	bio = BIO_new_mem_buf(l->tls_key_pem, -1);
+	if (bio == NULL)
+		goto out;
+	key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	if (key == NULL || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+		fprintf(err, "jwtgate: listener %s: tls.privateKey: no usable PEM private key\n", l->name);
+		goto out;
+	}
+	rc = 0;
+out:
+	EVP_PKEY_free(key);
+	X509_free(x);
+	BIO_free(bio);
+	return rc;
+}
+
 struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ssl_ctx_st *prev, FILE *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -64,12 +112,14 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ss
 	/* RFC 9113 section 9.2.2: no renegotiation under HTTP/2; compression is off by default. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert_file) != 1) {
+	if (l->tls_cert_pem != NULL) {
+		if (tls_use_inline(ctx, l, err) != 0)
+			goto fail;
+	} else if (SSL_CTX_use_certificate_chain_file(ctx, l->tls_cert_file) != 1) {
 		fprintf(err, "jwtgate: listener %s: certificateFile %s: %s\n", l->name, l->tls_cert_file,
 		        ERR_reason_error_string(ERR_get_error()));
 		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key_file, SSL_FILETYPE_PEM) != 1) {
+	} else if (SSL_CTX_use_PrivateKey_file(ctx, l->tls_key_file, SSL_FILETYPE_PEM) != 1) {
 		fprintf(err, "jwtgate: listener %s: privateKeyFile %s: %s\n", l->name, l->tls_key_file,
 		        ERR_reason_error_string(ERR_get_error()));
 		goto fail;

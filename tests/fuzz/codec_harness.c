@@ -282,7 +282,9 @@ enum fh_frame fh_frame_request(const uint8_t *b, size_t len, struct fh_request *
 	i = m + 1;
 	if (i >= (size_t)e || b[i] != '/')
 		FH_BAD("target is not origin-form");
-	while (i < (size_t)e && b[i] > 0x20 && b[i] < 0x7f)
+	/* No whitespace or control byte (RFC 9112 section 3.2); bytes above 0x7f pass, as the codec lets
+	 * them (h1_on_url_complete) and upstream servers commonly do. */
+	while (i < (size_t)e && b[i] > 0x20 && b[i] != 0x7f)
 		i++;
 	if ((size_t)e - i != 9 || memcmp(b + i, " HTTP/1.1", 9) != 0)
 		FH_BAD("bad request-line tail (target byte or version)");
@@ -520,7 +522,7 @@ static void fh_up_close(struct fh_up *u)
 /* Frames what arrived; answers each complete request; a broken frame is a proxy bug. */
 static void fh_up_frame(struct fh_up *u)
 {
-	for (;;) {
+	while (u->framed < u->in.len) {
 		struct fh_request r;
 		const char *why;
 		enum fh_frame st = fh_frame_request(u->in.p + u->framed, u->in.len - u->framed, &r, &why);

@@ -27,11 +27,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* The marks x-fake-upstream: N the client received must be 1, 2, ... in order. Returns how many. */
 static unsigned fuzz_check_marks(const struct fh_result *res)
 {
-	const uint8_t *p = res->client_in.p, *end = p + res->client_in.len;
+	const uint8_t *p = res->client_in.p, *end;
 	size_t k = strlen(FH_MARK);
 	unsigned n = 0;
 
-	while (p != NULL && p + k <= end) {
+	if (p == NULL)
+		return 0;
+	end = p + res->client_in.len;
+	while (p + k <= end) {
 		const uint8_t *m = memmem(p, (size_t)(end - p), FH_MARK, k);
 		unsigned v = 0;
 
@@ -75,7 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fh_dump("client got", res.client_in.p, res.client_in.len);
 		abort();
 	}
-	close_at = memmem(res.client_in.p, res.client_in.len, "\r\nconnection: close\r\n", 21);
+	close_at = res.client_in.len == 0
+	                   ? NULL
+	                   : memmem(res.client_in.p, res.client_in.len, "\r\nconnection: close\r\n", 21);
 	if (close_at != NULL &&
 	    fh_count(close_at, res.client_in.len - (size_t)(close_at - res.client_in.p), FH_MARK) != 0) {
 		fprintf(stderr,

@@ -537,13 +537,16 @@ static void fh_up_frame(struct fh_up *u)
 		if (r.head_len > 0 && !u->head_counted) {
 			u->head_counted = true;
 			fh.res->upstream_heads++;
+			if (fh.opts->answer == FH_ANSWER_EARLY)
+				fh_answer(u, &r); /* before the body: the proxy must stop sending it */
 		}
 		if (st == FH_FRAME_PARTIAL)
 			return;
 		fh.res->upstream_requests++;
 		u->framed += r.total_len;
 		u->head_counted = false;
-		fh_answer(u, &r);
+		if (fh.opts->answer != FH_ANSWER_EARLY)
+			fh_answer(u, &r);
 	}
 }
 

@@ -33,6 +33,7 @@ enum fh_answer {
 	FH_ANSWER_NO_CONTENT, /* 204 */
 	FH_ANSWER_BYTES,      /* the first request gets opts.resp verbatim, later ones FH_ANSWER_LENGTH */
 	FH_ANSWER_SILENT,     /* no answer: the exchange is cut at the end of the input */
+	FH_ANSWER_EARLY,      /* 200 with Content-Length as soon as a head arrived, before its body */
 };
 
 struct fh_opts {

@@ -24,8 +24,9 @@
  *
  * Invariants besides the sanitizers and the harness's own (every request that reaches the upstream
  * is well framed, every connection ends, nothing leaks): what the client receives is a sequence of
- * whole HTTP/2 frames that starts with the server's SETTINGS, on a connection that was not closed, and
- * no frame exceeds the default maximum size unless the client raised it. */
+ * whole HTTP/2 frames that starts with the server's SETTINGS, no frame exceeds the default maximum
+ * size unless the client raised it, header blocks are contiguous and decode (HPACK, :status first),
+ * and each answer of the fake upstream reaches the client at most once. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,30 +146,111 @@ end:
 	nghttp2_hd_deflate_del(def);
 }
 
-/* The server's bytes: whole frames, SETTINGS first. A connection the server closed may end in a cut
- * frame only if it was cut by the close. */
+/* Decodes one header block of the server's with the connection's inflater. Returns the number of
+ * the fake upstream's mark in it (0: none), or -1 when the block does not decode or a response's
+ * first field is not :status. */
+static long fuzz_inflate(nghttp2_hd_inflater *inf, const uint8_t *p, size_t n, bool *first)
+{
+	long mark = 0;
+
+	for (;;) {
+		nghttp2_nv nv;
+		int flags = 0;
+		ssize_t k = nghttp2_hd_inflate_hd2(inf, &nv, &flags, p, n, 1);
+
+		if (k < 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+		if (flags & NGHTTP2_HD_INFLATE_EMIT) {
+			if (*first && !(nv.namelen == 7 && memcmp(nv.name, ":status", 7) == 0))
+				return -1;
+			*first = false;
+			if (nv.namelen == strlen(FH_MARK) - 2 && memcmp(nv.name, FH_MARK, nv.namelen) == 0)
+				mark = strtol((const char *)nv.value, NULL, 10);
+		}
+		if (flags & NGHTTP2_HD_INFLATE_FINAL) {
+			nghttp2_hd_inflate_end_headers(inf);
+			return mark;
+		}
+		if (k == 0 && n == 0)
+			return -1;
+	}
+}
+
+/* The server's bytes: whole frames, SETTINGS first, header blocks that decode (the first field of a
+ * response is :status), and each answer of the fake upstream at most once. */
 static void fuzz_check_server(const struct fh_result *res, const uint8_t *data, size_t size, bool raised)
 {
 	const uint8_t *b = res->client_in.p;
 	size_t pos = 0, n = res->client_in.len;
 	const char *bad = NULL;
+	nghttp2_hd_inflater *inf = NULL;
+	struct fh_bytes block = {0};
+	uint8_t seen[256] = {0}; /* answers are few: the input is bounded */
+	bool in_block = false, first = true;
 
+	if (nghttp2_hd_inflate_new(&inf) != 0)
+		abort();
 	if (n > 0 && (n < 9 || b[3] != NGHTTP2_SETTINGS || (b[4] & 1) != 0))
 		bad = "the server's first frame is not SETTINGS";
 	while (bad == NULL && pos < n) {
-		size_t len;
+		size_t len, off = 0, pad = 0; /* pad: HEADERS padding length; off: pad length and priority */
+		uint8_t type, flags;
 
 		if (n - pos < 9) {
 			bad = "a cut frame header";
 			break;
 		}
 		len = (size_t)b[pos] << 16 | (size_t)b[pos + 1] << 8 | b[pos + 2];
+		type = b[pos + 3];
+		flags = b[pos + 4];
 		if (len > 16384 && !raised)
 			bad = "a frame larger than SETTINGS_MAX_FRAME_SIZE";
-		if (n - pos - 9 < len)
+		else if (n - pos - 9 < len)
 			bad = "a cut frame";
+		else if (in_block != (type == NGHTTP2_CONTINUATION))
+			bad = "a header block interrupted, or a CONTINUATION without one";
+		if (bad != NULL)
+			break;
+		if (type == NGHTTP2_HEADERS || type == NGHTTP2_PUSH_PROMISE) {
+			if (type == NGHTTP2_PUSH_PROMISE) {
+				bad = "PUSH_PROMISE from a server whose client did not enable push";
+				break;
+			}
+			if ((flags & NGHTTP2_FLAG_PADDED) && len > 0) {
+				pad = b[pos + 9];
+				off = 1;
+			}
+			if (flags & NGHTTP2_FLAG_PRIORITY)
+				off += 5;
+			if (off + pad > len) {
+				bad = "HEADERS padding or priority longer than the frame";
+				break;
+			}
+			block.len = 0;
+			first = true;
+		}
+		if (type == NGHTTP2_HEADERS || type == NGHTTP2_CONTINUATION) {
+			fh_bytes_add(&block, b + pos + 9 + off, len - off - pad);
+			in_block = !(flags & NGHTTP2_FLAG_END_HEADERS);
+			if (!in_block) {
+				long mark = fuzz_inflate(inf, block.p, block.len, &first);
+
+				if (getenv("FH_VERBOSE") != NULL)
+					fprintf(stderr, "header block: mark %ld\n", mark);
+				if (mark < 0)
+					bad = "a header block that does not decode, or a response without "
+					      ":status first";
+				else if (mark > 0 &&
+				         (mark > (long)res->upstream_answers || mark > 255 || seen[mark]++))
+					bad = "an upstream answer the upstream did not give, or given twice";
+			}
+		}
 		pos += 9 + len;
 	}
+	fh_bytes_free(&block);
+	nghttp2_hd_inflate_del(inf);
 	if (bad != NULL) {
 		fprintf(stderr, "fuzz_http2: %s\n", bad);
 		fh_dump("input", data, size);
@@ -180,7 +262,7 @@ static void fuzz_check_server(const struct fh_result *res, const uint8_t *data, 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const enum fh_answer answers[8] = {FH_ANSWER_LENGTH,     FH_ANSWER_CHUNKED, FH_ANSWER_CLOSE,
-	                                          FH_ANSWER_NO_CONTENT, FH_ANSWER_SILENT,  FH_ANSWER_LENGTH,
+	                                          FH_ANSWER_NO_CONTENT, FH_ANSWER_SILENT,  FH_ANSWER_EARLY,
 	                                          FH_ANSWER_LENGTH,     FH_ANSWER_LENGTH};
 	struct fh_opts o = {0};
 	struct fh_bytes client = {0};

@@ -539,6 +539,10 @@ static void fh_up_frame(struct fh_up *u)
 			fh.res->upstream_heads++;
 			if (fh.opts->answer == FH_ANSWER_EARLY)
 				fh_answer(u, &r); /* before the body: the proxy must stop sending it */
+			if (fh.opts->answer == FH_ANSWER_RESET) {
+				fh_up_close(u);
+				return;
+			}
 		}
 		if (st == FH_FRAME_PARTIAL)
 			return;
@@ -718,6 +722,16 @@ void fh_run(const uint8_t *client, size_t client_len, const struct fh_opts *opts
 		}
 		fh_settle();
 	} while (off < client_len && !res->client_eof);
+	if (opts->drain) {
+		/* As worker_on_stop: every connection is asked to finish what it has and close. */
+		struct worker_conn *wc, *next;
+
+		for (wc = fh.w.conns; wc != NULL; wc = next) {
+			next = wc->next;
+			wc->drain(wc);
+		}
+		fh_settle();
+	}
 	if (opts->client_half_close && !res->client_eof) {
 		shutdown(fh.client_fd, SHUT_WR);
 		fh_settle();

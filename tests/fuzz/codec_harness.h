@@ -34,6 +34,7 @@ enum fh_answer {
 	FH_ANSWER_BYTES,      /* the first request gets opts.resp verbatim, later ones FH_ANSWER_LENGTH */
 	FH_ANSWER_SILENT,     /* no answer: the exchange is cut at the end of the input */
 	FH_ANSWER_EARLY,      /* 200 with Content-Length as soon as a head arrived, before its body */
+	FH_ANSWER_RESET,      /* the upstream closes the connection as soon as a head arrived */
 };
 
 struct fh_opts {
@@ -45,6 +46,7 @@ struct fh_opts {
 	size_t client_chunk;   /* client bytes are written in pieces of this size, the loop run between
 	                        * them (0: one write) */
 	bool client_half_close; /* shutdown(SHUT_WR) after the last client byte */
+	bool drain;             /* then the worker drains its connections (as at shutdown or reload) */
 };
 
 /* One request as the reference framer saw it at the upstream. */

@@ -4,9 +4,10 @@
  *
  * Input: byte 0 chooses the run, the rest is what the client sends.
  *   bits 0-2: how the fake upstream answers (0 length, 1 chunked, 2 close-delimited, 3 204, 4 silent,
- *             5 before the body, 6-7 length)
+ *             5 before the body, 6 reset at the head, 7 length)
  *   bits 3-5: client write size (0: all at once, k: 2^(k-1) bytes per write, the loop run between)
  *   bit 6:    the client half-closes after its last byte
+ *   bit 7:    the worker drains the connection after the last client byte (shutdown, reload)
  *
  * Invariants besides the sanitizers and the harness's own (every request that reaches the upstream
  * is well framed, every connection ends, nothing leaks):
@@ -55,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const enum fh_answer answers[8] = {FH_ANSWER_LENGTH,     FH_ANSWER_CHUNKED, FH_ANSWER_CLOSE,
 	                                          FH_ANSWER_NO_CONTENT, FH_ANSWER_SILENT,  FH_ANSWER_EARLY,
-	                                          FH_ANSWER_LENGTH,     FH_ANSWER_LENGTH};
+	                                          FH_ANSWER_RESET,      FH_ANSWER_LENGTH};
 	struct fh_opts o = {0};
 	struct fh_result res;
 	unsigned marks, chunk;
@@ -67,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	chunk = (data[0] >> 3) & 7;
 	o.client_chunk = chunk ? (size_t)1 << (chunk - 1) : 0;
 	o.client_half_close = (data[0] & 0x40) != 0;
+	o.drain = (data[0] & 0x80) != 0;
 	fh_run(data + 1, size - 1, &o, &res);
 
 	marks = fuzz_check_marks(&res);

@@ -9,7 +9,8 @@
  *
  * Input: byte 0 chooses the run:
  *   bits 0-2: how the fake upstream answers (as fuzz_http1.c)
- *   bits 3-5: client write size (0: all at once, k: 2^(k+1) bytes per write)
+ *   bits 3-4: client write size (0: all at once, k: 4^k bytes per write)
+ *   bit 5:    the worker drains the connection after the last client byte (GOAWAY: shutdown, reload)
  *   bit 6:    the client half-closes after its last byte
  *   bit 7:    raw: the rest is sent as it is after the preface (no operations)
  * then operations, each starting with a byte whose low 3 bits say what follows:
@@ -263,7 +264,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const enum fh_answer answers[8] = {FH_ANSWER_LENGTH,     FH_ANSWER_CHUNKED, FH_ANSWER_CLOSE,
 	                                          FH_ANSWER_NO_CONTENT, FH_ANSWER_SILENT,  FH_ANSWER_EARLY,
-	                                          FH_ANSWER_LENGTH,     FH_ANSWER_LENGTH};
+	                                          FH_ANSWER_RESET,      FH_ANSWER_LENGTH};
 	struct fh_opts o = {0};
 	struct fh_bytes client = {0};
 	struct fh_result res;
@@ -273,8 +274,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > 64 * 1024)
 		return 0;
 	o.answer = answers[data[0] & 7];
-	chunk = (data[0] >> 3) & 7;
-	o.client_chunk = chunk ? (size_t)1 << (chunk + 1) : 0;
+	chunk = (data[0] >> 3) & 3;
+	o.client_chunk = chunk ? (size_t)1 << (2 * chunk) : 0;
+	o.drain = (data[0] & 0x20) != 0;
 	o.client_half_close = (data[0] & 0x40) != 0;
 	fh_bytes_add(&client, HTTP2_PREFACE, HTTP2_PREFACE_LEN);
 	if (data[0] & 0x80)

@@ -76,6 +76,7 @@ def gen_http1():
         write("http1", bytes([0x01 | (2 << 3)]) + data)  # chunked answers, 2 bytes per write
         if len(data) < 600:
             write("http1", bytes([0x42 | (3 << 3)]) + data)  # close-delimited answers, half-close
+        write("http1", bytes([0x80 | 0x06 * (len(data) % 2)]) + data)  # drained; some reset upstream
         if b"Content-Length: " in data or b"chunked" in data:
             write("http1", bytes([0x05 | (4 << 3)]) + data)  # answered before the body, 8 bytes per write
 
@@ -198,7 +199,8 @@ def gen_http2():
     ]
     for i, s in enumerate(seqs):
         write("http2", bytes([0x00]) + s)
-        write("http2", bytes([0x01 | ((i % 6) + 1) << 3]) + s)
+        write("http2", bytes([0x01 | ((i % 3) + 1) << 3]) + s)  # chunked answers, 4-64 bytes per write
+        write("http2", bytes([0x20 | 0x06 * (i % 2)]) + s)  # drained (GOAWAY); every other one reset
         if b"POST" in s:
             write("http2", bytes([0x05]) + s)  # answered before the body
     write("http2", bytes([0x80]) + b"\0\0\0\x04\0\0\0\0\0")  # raw: an empty SETTINGS

@@ -319,6 +319,21 @@ struct auth_verified {
 	size_t payload_b64_len;
 };
 
+/* Whether a failed token may name a key published after the set was fetched, so that a remote
+ * provider should refetch (rate-limited by jwks_fetch): no key fits its kid or alg, or it names a kid
+ * that no key carries. The second case matters because key selection also tries keys without a kid
+ * (jwt-behaviour.md "Key selection"): with such a key in the set (the seed's jwks.json has one), a token
+ * signed with a rotated-in key fails with "Jwt verification fails" instead of JwksKidAlgMismatch. The
+ * token's answer stays the same either way; only the refetch is decided here. A token without a kid
+ * that fails its signature never asks: nothing says the set is stale. */
+static bool auth_key_may_be_new(enum jwt_status st, const struct jwks *keys, const struct jwt *tok)
+{
+	if (st == JWT_STATUS_JWKS_KID_ALG_MISMATCH)
+		return true;
+	return (st == JWT_STATUS_VERIFICATION_FAIL || st == JWT_STATUS_ED25519_SIGNATURE_WRONG_LENGTH) &&
+	       jwt_kid_unknown(keys, tok);
+}
+
 /* Verifies one token for provider p, through the cache. On OK fills *out; `tok` must be released by
  * the caller whatever the result. */
 static enum jwt_status auth_verify_token(struct auth_worker *w, const struct config_provider *p,
@@ -354,8 +369,8 @@ static enum jwt_status auth_verify_token(struct auth_worker *w, const struct con
 		return st;
 	}
 	st = jwt_check(&vp, k->keys, t->s, t->len, now, tok);
-	if (st == JWT_STATUS_JWKS_KID_ALG_MISMATCH && p->jwks_source == CONFIG_JWKS_REMOTE &&
-	    w->shared->refetch_hook != NULL)
+	if (st != JWT_STATUS_OK && p->jwks_source == CONFIG_JWKS_REMOTE && w->shared->refetch_hook != NULL &&
+	    auth_key_may_be_new(st, k->keys, tok))
 		w->shared->refetch_hook(w->shared->refetch_arg, p->index); /* rate-limited by the fetcher */
 	if (st != JWT_STATUS_OK)
 		return st;

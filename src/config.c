@@ -1011,14 +1011,16 @@ static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 
 static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_backend *b)
 {
-	static const char *const keys[] = {"name",     "protocol", "endpoints",      "loadBalancer",
-	                                   "timeouts", "tls",      "circuitBreaker", NULL};
+	static const char *const keys[] = {"name",           "protocol",    "endpoints",
+	                                   "loadBalancer",   "timeouts",    "tls",
+	                                   "circuitBreaker", "healthCheck", NULL};
 	static const char *const protos[] = {"HTTP", "H2C", "H2", NULL};
 	static const char *const lb_keys[] = {"type", NULL};
 	static const char *const lbs[] = {"RoundRobin", "LeastRequest", "Random", NULL};
 	static const char *const to_keys[] = {"connect", "request", "idle", NULL};
 	static const char *const cb_keys[] = {"maxConnections", "maxPendingRequests", "maxParallelRequests",
 	                                      NULL};
+	static const char *const hc_keys[] = {"panicThreshold", NULL};
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -1032,6 +1034,7 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 	b->max_connections = 1024;
 	b->max_pending = 1024;
 	b->max_requests = 1024;
+	b->panic_threshold = 50;
 	if (!check_map(c, n, kp, keys))
 		return;
 	if (get_str(c, n, kp, "name", true, S_NONEMPTY, &b->name) == 0) {
@@ -1069,6 +1072,10 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 		get_u32(c, v, ckp, "maxPendingRequests", 0, UINT32_MAX, &b->max_pending);
 		get_u32(c, v, ckp, "maxParallelRequests", 1, UINT32_MAX, &b->max_requests);
 	}
+	/* Envoy Gateway's BackendTrafficPolicy healthCheck.panicThreshold (a percentage). */
+	v = field(c, n, kp, "healthCheck", false, ckp);
+	if (v != NULL && check_map(c, v, ckp, hc_keys))
+		get_u32(c, v, ckp, "panicThreshold", 0, 100, &b->panic_threshold);
 	v = field(c, n, kp, "tls", false, ckp);
 	if (v != NULL)
 		parse_backend_tls(c, v, ckp, &b->tls);
@@ -2095,6 +2102,7 @@ static void parse_limits(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	                                   "drainTimeout",
 	                                   "maxConnections",
 	                                   "http2MaxConcurrentStreams",
+	                                   "listenBacklog",
 	                                   NULL};
 	uint64_t v;
 
@@ -2113,6 +2121,7 @@ static void parse_limits(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	get_duration(c, n, kp, "drainTimeout", 0, &l->drain_timeout_ms);
 	get_u32(c, n, kp, "maxConnections", 1, 10000000, &l->max_connections);
 	get_u32(c, n, kp, "http2MaxConcurrentStreams", 1, 1u << 20, &l->h2_max_concurrent_streams);
+	get_u32(c, n, kp, "listenBacklog", 1, 1u << 20, &l->listen_backlog);
 	if (l->max_request_line > l->max_header_bytes)
 		cfg_error(c, n, kp, "maxRequestLine is larger than maxHeaderBytes");
 }
@@ -2215,6 +2224,7 @@ static void config_set_defaults(struct config *cfg)
 	cfg->limits.drain_timeout_ms = 10000;
 	cfg->limits.max_connections = 10000;
 	cfg->limits.h2_max_concurrent_streams = 100;
+	cfg->limits.listen_backlog = 4096;
 }
 
 /* Walks the whole document in dependency order: listeners, backends, routes (need backends),

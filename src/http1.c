@@ -10,6 +10,9 @@
  * count (limits.maxHeaderBytes / maxHeaderCount, 431), head read time (limits.headerTimeout, 408),
  * idle keep-alive time, body size (limits.maxBodySize, 413), and buffered bytes each way (reading
  * from one side stops while the other side's output buffer is above H1_OUT_HIGH).
+ *
+ * A client's FIN is a half-close until a write fails: requests received before it are answered
+ * (h1_on_peer_eof); only an error (a write the client reset) aborts the exchange.
  */
 #include "jwtgate/http1.h"
 
@@ -109,6 +112,7 @@ struct h1_conn {
 	bool out_gated;   /* pipelined requests wait: the client is not reading our responses */
 	bool in_parse;
 	bool fin_sent;        /* closing: our FIN is out, lingering */
+	bool peer_eof;        /* the client half-closed: its requests are answered, nothing more is read */
 	bool value_started;   /* a span of the current header value was seen */
 	bool chunk_starting;  /* on_chunk_header seen: the next body span starts a chunk */
 	const char *exec_buf; /* the buffer llhttp_execute is working on (for position checks) */
@@ -165,9 +169,12 @@ static void h1_arm_timer(struct h1_conn *c, uint64_t ms)
 		bevio_timer_set(&c->timer, ms);
 }
 
-/* Reading is on in every state (a closing connection drains what the client still sends). */
+/* Reading is on in every state (a closing connection drains what the client still sends), until the
+ * client's FIN: after it there is nothing more to read. */
 static void h1_read_enable(struct h1_conn *c)
 {
+	if (c->peer_eof)
+		return;
 	if (c->plain)
 		bevio_reader_enable(&c->rd, true);
 	else
@@ -226,6 +233,8 @@ static const char *h1_reason(int status)
 		return "Continue";
 	case 200:
 		return "OK";
+	case 307:
+		return "Temporary Redirect";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -337,7 +346,8 @@ static void h1_exchange_done(struct h1_conn *c)
 	h1_set_state(c, H1_IDLE);
 	h1_read_enable(c);
 	h1_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	/* Pipelined bytes, or a half-closed client: h1_process answers the next request or closes. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || c->peer_eof)
 		h1_process(c);
 }
 
@@ -688,13 +698,27 @@ static void h1_dispatch(struct h1_conn *c)
 	c->rule = po.rule;
 	if (po.result == PIPELINE_RESPOND) {
 		char body[160], hdr[600];
+		const char *hdrs = NULL;
 
 		snprintf(body, sizeof(body), "%s\n", po.message);
-		if (po.www_authenticate[0])
+		if (po.www_authenticate[0]) {
 			snprintf(hdr, sizeof(hdr), "www-authenticate: %s\r\n", po.www_authenticate);
+			hdrs = hdr;
+		} else if (po.location != NULL) {
+			/* The normalised target: as long as the request line allowed, so in the arena. */
+			char *loc = arena_alloc(&c->arena, po.location_len + 13);
+
+			if (loc == NULL) {
+				h1_fail(c, 503, "out of memory");
+				return;
+			}
+			memcpy(loc, "location: ", 10);
+			memcpy(loc + 10, po.location, po.location_len);
+			memcpy(loc + 10 + po.location_len, "\r\n", 3);
+			hdrs = loc;
+		}
 		h1_respond_local(c, po.status, h1_reason(po.status),
-		                 po.status == 401 || po.status == 403 ? po.message : body,
-		                 po.www_authenticate[0] ? hdr : NULL, false);
+		                 po.status == 401 || po.status == 403 ? po.message : body, hdrs, false);
 		h1_local_done(c);
 		return;
 	}
@@ -1081,6 +1105,54 @@ static void h1_consumed(struct h1_conn *c, struct evbuffer *in, const char *buf,
 	evbuffer_drain(in, n);
 }
 
+/* After the client's FIN (h1_on_peer_eof), once the buffered input is parsed as far as it goes:
+ * closes when nothing the client sent can still be answered. A request already handed on keeps
+ * its exchange (the response is written, or the write fails and h1_on_event aborts it). */
+static void h1_settle_peer_eof(struct h1_conn *c)
+{
+	size_t avail;
+
+	if (!c->peer_eof || c->in_parse || c->state == H1_CLOSING || c->state == H1_CLOSED)
+		return;
+	avail = evbuffer_get_length(bufferevent_get_input(c->bev));
+	switch (c->state) {
+	case H1_IDLE:
+		/* Every request was answered (bytes still buffered wait for the client to read our
+		 * output, h1_after_write): flush the last answers, then close. */
+		if (avail == 0 && !c->head_parsed) {
+			c->keepalive = false;
+			h1_close(c);
+		}
+		break;
+	case H1_HEAD:
+		/* A head cut by the FIN can never complete: nothing to answer. */
+		if (avail == 0 && !c->head_parsed) {
+			log_info("http1 %s: client closed in the middle of a request head", c->peer_ip);
+			c->keepalive = false;
+			h1_close(c);
+		}
+		break;
+	case H1_UPSTREAM:
+		/* The body is cut short (a request body is never delimited by the close, RFC 9112
+		 * section 6.3): the exchange cannot complete. Waiting on the upstream (!h1_can_parse)
+		 * is not this: then more of the buffered body is still to come. */
+		if (avail == 0 && !c->req_done && h1_can_parse(c)) {
+			log_info("http1 %s: client closed in the middle of a request body", c->peer_ip);
+			upstream_cancel(c->ex);
+			c->ex = NULL;
+			if (!c->resp_done) {
+				c->status = c->status ? c->status : 499; /* client closed first */
+				h1_log_exchange(c);
+			}
+			c->keepalive = false;
+			h1_destroy(c);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
 /* Feeds buffered input to llhttp while the state allows, and dispatches a complete head. */
 static void h1_process(struct h1_conn *c)
 {
@@ -1174,8 +1246,11 @@ static void h1_process(struct h1_conn *c)
 	if (c->plain)
 		bevio_reader_poke(&c->rd); /* input was consumed: read again if it had stopped at the mark */
 	/* A local answer whose request body is still arriving: keep reading to drop it. */
-	if (c->state == H1_UPSTREAM && c->ex == NULL && c->resp_done && !c->req_done)
+	if (c->state == H1_UPSTREAM && c->ex == NULL && c->resp_done && !c->req_done) {
 		h1_close(c);
+		return;
+	}
+	h1_settle_peer_eof(c);
 }
 
 /* ---- socket callbacks ---- */
@@ -1276,11 +1351,36 @@ static void h1_on_flush(struct bevio_deferred *d)
 		h1_after_write(c);
 }
 
+/* The client sent FIN: a half-close (`nc -N`, `shutdown(SHUT_WR)` after an HTTP/1.0 request) or a
+ * full close, which look the same until we write. As HAProxy does by default (no abortonclose), what
+ * the client sent before it is still answered: pipelined requests included, in order. A client that
+ * closed fully makes the first write fail (RST), and that aborts the exchange (h1_on_event). */
+static void h1_on_peer_eof(struct h1_conn *c)
+{
+	log_debug("http1 %s: client half-closed in state %s", c->peer_ip, h1_state_str(c->state));
+	c->peer_eof = true;
+	if (c->plain)
+		bevio_reader_enable(&c->rd, false);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+	if (c->state == H1_CLOSING) {
+		if (c->fin_sent)
+			h1_destroy(c); /* lingering after our FIN: both sides are done */
+		return;                /* still flushing our last bytes */
+	}
+	h1_process(c); /* parses what is buffered; h1_settle_peer_eof closes when nothing is left */
+}
+
 static void h1_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct h1_conn *c = arg;
 
-	/* EOF, error or timeout from the client side: nothing more can be answered. */
+	if ((what & BEV_EVENT_READING) && (what & BEV_EVENT_EOF) && c->state != H1_CLOSED) {
+		h1_on_peer_eof(c);
+		return;
+	}
+	/* Error or timeout from the client side (a write that failed: the client is gone): nothing
+	 * more can be answered. */
 	if (c->ex != NULL) {
 		upstream_cancel(c->ex);
 		if (!c->resp_done) {
@@ -1371,13 +1471,13 @@ static void h1_close(struct h1_conn *c)
 		h1_schedule_flush(c);
 		return;
 	}
-	if (!c->fin_sent) {
+	if (!c->fin_sent && !c->peer_eof) {
 		c->fin_sent = true;
 		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 		h1_arm_timer(c, H1_LINGER_MS);
 		return;
 	}
-	h1_destroy(c);
+	h1_destroy(c); /* lingered, or the client sent its FIN already: nothing can reset our answer */
 }
 
 int http1_conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,

@@ -22,7 +22,9 @@
  *   never exceed the windows;
  * - response bodies: H2_STREAM_OUT_HIGH per stream (then the upstream is paused) and H2_OUT_HIGH in
  *   the socket's output buffer (then no more frames are serialised);
- * - time: limits.headerTimeout until the first request HEADERS, limits.idleTimeout without I/O.
+ * - time: limits.headerTimeout for the client preface and for each header block, limits.idleTimeout
+ *   without I/O (also before the first request: a gRPC channel may connect long before its call);
+ * - a client that flooded or broke the protocol: not read any more, closed H2_ABORT_MS after GOAWAY.
  */
 #include "jwtgate/http2.h"
 
@@ -32,8 +34,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -69,9 +74,11 @@
 #define H2_GOAWAY_DELAY_MS         1000 /* shutdown notice -> final GOAWAY */
 #define H2_FLUSH_MS                5000 /* bound on flushing the last frames of a closing connection */
 #define H2_LINGER_MS               1000 /* bound on reading after our FIN */
+#define H2_ABORT_MS                100  /* flood / protocol error: GOAWAY out and socket closed within */
+#define H2_ABORT_POLL_MS           5    /* while the kernel still holds our GOAWAY (SIOCOUTQ) */
 
 enum h2_conn_state {
-	H2C_PREFACE = 0, /* waiting for the client preface and the first request HEADERS */
+	H2C_PREFACE = 0, /* waiting for the client preface (magic and SETTINGS): limits.headerTimeout */
 	H2C_OPEN,        /* serving streams */
 	H2C_DRAINING,    /* shutdown notice / GOAWAY sent: in-flight streams finish */
 	H2C_CLOSING,     /* session over: flushing the last frames, then FIN and linger */
@@ -123,6 +130,10 @@ struct h2_conn {
 	bool in_recv;          /* inside nghttp2_session_mem_recv */
 	bool read_blocked;     /* parsing stopped: our output is full (the client does not read) */
 	bool fin_sent;
+	/* The client flooded or broke the protocol: nothing more is read (a flooder would have us read
+	 * and drop at memory speed), the GOAWAY is flushed and the socket closed by abort_deadline_ms. */
+	bool aborting;
+	uint64_t abort_deadline_ms;
 	const char *calm_reason; /* a flood budget was exceeded: GOAWAY ENHANCE_YOUR_CALM */
 	/* When the open header block (HEADERS without END_HEADERS, then CONTINUATIONs) began; 0 when none.
 	 * A block must end within the header timeout, like an HTTP/1.1 head (408): trickled CONTINUATION
@@ -225,9 +236,12 @@ static void h2_stream_set_state(struct h2_stream *s, enum h2_stream_state to)
 	s->state = to;
 }
 
-/* Moved on every read and write: a lazy timer (bevio.h) records the new deadline without libevent. */
+/* Moved on every read and write: a lazy timer (bevio.h) records the new deadline without libevent.
+ * An aborting connection keeps its close deadline whatever happens. */
 static void h2_arm_timer(struct h2_conn *c, uint64_t ms)
 {
+	if (c->aborting)
+		return;
 	if (ms == 0)
 		bevio_timer_clear(&c->timer);
 	else
@@ -248,7 +262,7 @@ static void h2_arm_head_block_deadline(struct h2_conn *c)
 	uint64_t deadline = c->head_block_since_ms + c->w->cfg->limits.header_timeout_ms, now = jg_now_ms();
 	uint64_t left = (deadline > now ? deadline - now : 0) + 1; /* +1: never fire before it */
 
-	if (left < c->w->cfg->limits.idle_timeout_ms)
+	if (left < c->w->cfg->limits.idle_timeout_ms && !c->aborting)
 		bevio_timer_set_odd(&c->timer, left); /* not one of the configured durations */
 }
 
@@ -398,10 +412,10 @@ static void h2_stream_resume(struct h2_stream *s)
 }
 
 /* Renders a local answer: for gRPC a trailers-only response (:status 200, grpc-status, the message
- * percent-encoded in grpc-message); otherwise status, text/plain and the message as body. An
- * upstream exchange still running is abandoned. */
-static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, const char *message,
-                              const char *www_authenticate)
+ * percent-encoded in grpc-message); otherwise status, text/plain and the message as body, with
+ * WWW-Authenticate and Location when given. An upstream exchange still running is abandoned. */
+static void h2_stream_respond_with(struct h2_stream *s, int status, int grpc_status, const char *message,
+                                   const char *www_authenticate, const char *location, size_t location_len)
 {
 	struct h2_conn *c = s->conn;
 	nghttp2_data_provider prd;
@@ -452,6 +466,8 @@ static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, 
 		if (www_authenticate != NULL && www_authenticate[0] != '\0')
 			nva[n++] = (nghttp2_nv)H2_NV("www-authenticate", www_authenticate,
 			                             strlen(www_authenticate));
+		if (location != NULL)
+			nva[n++] = (nghttp2_nv)H2_NV("location", location, location_len);
 		if (is_head) {
 			evbuffer_drain(s->resp_body, blen);
 			rc = nghttp2_submit_response(c->session, s->id, nva, n, NULL);
@@ -468,6 +484,12 @@ done:
 	if (s->state != H2S_RESPONDED)
 		h2_stream_set_state(s, H2S_RESPONDED);
 	h2_schedule_flush(c);
+}
+
+static void h2_stream_respond(struct h2_stream *s, int status, int grpc_status, const char *message,
+                              const char *www_authenticate)
+{
+	h2_stream_respond_with(s, status, grpc_status, message, www_authenticate, NULL, 0);
 }
 
 /* ---- request body towards the upstream ---- */
@@ -774,7 +796,8 @@ static void h2_stream_dispatch(struct h2_stream *s)
 	s->gen = po.gen;
 	s->rule = po.rule;
 	if (po.result == PIPELINE_RESPOND) {
-		h2_stream_respond(s, po.status, po.grpc_status, po.message, po.www_authenticate);
+		h2_stream_respond_with(s, po.status, po.grpc_status, po.message, po.www_authenticate,
+		                       po.location, po.location_len);
 		return;
 	}
 	if (c->w->cfg->limits.max_body_bytes > 0 && s->req_content_length > 0 &&
@@ -982,8 +1005,19 @@ static int h2_on_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 
 static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
+	struct h2_conn *c = user_data;
 	struct h2_stream *s;
 
+	if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+	    c->state == H2C_PREFACE) {
+		/* The client preface is complete (RFC 9113 section 3.4: magic, then SETTINGS). From here
+		 * a connection without a request is idle, not slow: a gRPC channel may connect long
+		 * before its first call. limits.idleTimeout bounds it; headerTimeout bounds each header
+		 * block (head_block_since_ms). */
+		h2_set_state(c, H2C_OPEN);
+		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		return 0;
+	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -1158,12 +1192,36 @@ static void h2_terminate(struct h2_conn *c, uint32_t code, const char *why)
 	h2_schedule_flush(c);
 }
 
+/* Like h2_terminate, for a client that flooded or broke the protocol: its further bytes are not read
+ * at all (a lingering read would drain gigabytes a second from a flooder), the GOAWAY is flushed and
+ * the socket closed within H2_ABORT_MS. The unread bytes make the close a RST, after our GOAWAY. */
+static void h2_terminate_abort(struct h2_conn *c, uint32_t code, const char *why)
+{
+	h2_terminate(c, code, why);
+	c->aborting = true;
+	c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+	bufferevent_disable(c->bev, EV_READ);
+	bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
+}
+
+/* Aborting: true while the kernel has not yet sent all of our bytes (closing with unread input sends
+ * a RST that would discard them). */
+static bool h2_abort_output_pending(const struct h2_conn *c)
+{
+	int queued = 0;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		return true;
+	return ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &queued) == 0 && queued > 0;
+}
+
 static void h2_on_read(struct bufferevent *bev, void *arg)
 {
 	struct h2_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	if (c->state == H2C_CLOSING || c->state == H2C_CLOSED) {
+	if (c->aborting || c->state == H2C_CLOSING || c->state == H2C_CLOSED) {
 		evbuffer_drain(in, evbuffer_get_length(in)); /* lingering: read and drop */
 		return;
 	}
@@ -1189,17 +1247,17 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 		if (n < 0) {
 			evbuffer_drain(in, evbuffer_get_length(in));
 			if (c->calm_reason != NULL) {
-				h2_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM, c->calm_reason);
+				h2_terminate_abort(c, NGHTTP2_ENHANCE_YOUR_CALM, c->calm_reason);
 			} else if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
 				log_info("http2 %s: bad client preface", c->peer_ip);
 				h2_destroy(c);
 				return;
 			} else {
 				/* nghttp2 queued its GOAWAY for protocol errors and floods it detects. */
-				h2_terminate(c,
-				             n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
-				                                      : NGHTTP2_PROTOCOL_ERROR,
-				             nghttp2_strerror((int)n));
+				h2_terminate_abort(c,
+				                   n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM
+				                                            : NGHTTP2_PROTOCOL_ERROR,
+				                   nghttp2_strerror((int)n));
 			}
 			break;
 		}
@@ -1220,7 +1278,7 @@ static void h2_on_write(struct bufferevent *bev, void *arg)
 	/* Frames the client sent while we had stopped go first (they may carry WINDOW_UPDATE or new
 	 * requests); h2_on_read flushes after them. Refilling the output first would keep it above the
 	 * mark for as long as a download streams, and the client's frames would wait for its end. */
-	if (c->read_blocked &&
+	if (c->read_blocked && !c->aborting &&
 	    (c->state == H2C_PREFACE || c->state == H2C_OPEN || c->state == H2C_DRAINING) &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) < H2_OUT_HIGH) {
 		c->read_blocked = false;
@@ -1243,9 +1301,20 @@ static void h2_on_timer(void *arg)
 {
 	struct h2_conn *c = arg;
 
+	if (c->aborting) {
+		/* Our GOAWAY may still sit in the kernel (the flooder does not read): wait for it, up
+		 * to the deadline, then close whatever is left. */
+		if (c->state == H2C_CLOSING && c->fin_sent && jg_now_ms() < c->abort_deadline_ms &&
+		    h2_abort_output_pending(c)) {
+			bevio_timer_set_odd(&c->timer, H2_ABORT_POLL_MS);
+			return;
+		}
+		h2_destroy(c);
+		return;
+	}
 	switch (c->state) {
 	case H2C_PREFACE:
-		h2_terminate(c, NGHTTP2_NO_ERROR, "no request within the header timeout");
+		h2_terminate(c, NGHTTP2_NO_ERROR, "no client preface within the header timeout");
 		h2_set_state(c, H2C_DRAINING);
 		h2_arm_timer(c, H2_FLUSH_MS);
 		break;
@@ -1329,16 +1398,21 @@ static void h2_destroy(struct h2_conn *c)
 
 /* Graceful close once the session is over: flush the last frames (bounded by H2_FLUSH_MS), send
  * FIN, then read and drop for up to H2_LINGER_MS so that a RST cannot destroy our GOAWAY before
- * the client read it. */
+ * the client read it. An aborting connection reads nothing: it closes as soon as the kernel sent
+ * the GOAWAY, or at its deadline (h2_on_timer). */
 static void h2_close(struct h2_conn *c)
 {
 	if (c->state == H2C_CLOSED)
 		return;
 	if (c->state != H2C_CLOSING) {
 		h2_set_state(c, H2C_CLOSING);
-		h2_arm_timer(c, H2_FLUSH_MS);
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		if (c->aborting) {
+			bufferevent_enable(c->bev, EV_WRITE);
+		} else {
+			h2_arm_timer(c, H2_FLUSH_MS);
+			bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		}
 	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
 		return;
@@ -1346,8 +1420,15 @@ static void h2_close(struct h2_conn *c)
 		c->fin_sent = true;
 		if (!c->is_tls)
 			shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-		h2_arm_timer(c, H2_LINGER_MS);
+		if (!c->aborting)
+			h2_arm_timer(c, H2_LINGER_MS);
 	}
+	if (!c->aborting)
+		return;
+	if (h2_abort_output_pending(c))
+		bevio_timer_set_odd(&c->timer, H2_ABORT_POLL_MS); /* h2_on_timer checks again */
+	else
+		h2_destroy(c);
 }
 
 /* Creates the nghttp2 server session with the protections of security.md section 4 and queues our
@@ -1424,7 +1505,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	/* The preface and the first request must arrive within the header timeout. */
+	/* The client preface must arrive within the header timeout; then the idle timeout applies. */
 	h2_arm_timer(c, w->cfg->limits.header_timeout_ms);
 	if (w->draining)
 		h2_conn_drain(&c->wc);

@@ -1,6 +1,7 @@
 /* jwk.c: JWKS parsing into OpenSSL keys, and the one signature primitive (see jwk.h for the rules). */
 #include "jwtgate/jwk.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -41,6 +42,46 @@ static const struct jwk_curve jwk_curves[] = {
         {"P-521", "secp521r1", NID_secp521r1, 66, JWT_ALG_ES512},
 };
 
+/* Why a key was refused, in words naming this key's defect ("RSA modulus is 1024 bits; at least 2048 are
+ * required"), for the log line of a skipped key and config errors; the jwt_verify_lib status alone
+ * ("... missing or has a parse error") does not tell a user what to fix. buf may be NULL (not wanted). */
+struct jwk_why {
+	char *buf;
+	size_t cap;
+};
+
+/* Writes the reason (when wanted) and returns st, so a refusal is one statement. */
+static enum jwt_status jwk_refuse(const struct jwk_why *why, enum jwt_status st, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static enum jwt_status jwk_refuse(const struct jwk_why *why, enum jwt_status st, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why->buf == NULL || why->cap == 0)
+		return st;
+	va_start(ap, fmt);
+	vsnprintf(why->buf, why->cap, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Copies s[0..n) into out (capacity cap > 4) for a log line or message: a JWKS may be peer data, so
+ * non-printable bytes and '"' become '?' (no log injection) and more than JWK_NAME_LOG_MAX characters
+ * end in "...". */
+static void jwk_safe_copy(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t j, o = 0;
+
+	for (j = 0; j < n && j < JWK_NAME_LOG_MAX && o + 4 < cap; j++)
+		out[o++] = (s[j] >= 0x20 && s[j] < 0x7f && s[j] != '"') ? s[j] : '?';
+	if (j < n && o + 4 < cap) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+}
+
 /* Returns the member when it is a string, else NULL; *is_present tells absent from present-but-not-string. */
 static const json_t *jwk_member_string(const json_t *obj, const char *name, bool *is_present)
 {
@@ -60,23 +101,86 @@ static int jwk_decode_member(const json_t *s, uint8_t *buf, size_t cap, size_t *
 	return b64url_decode(json_string_value(s), len, buf, cap, out_len);
 }
 
-/* Reads the optional "alg" of a key. Returns 0 and sets *alg (JWT_ALG_UNSET when absent), or -1 when alg
- * is present but not a supported name. */
-static int jwk_read_alg(const json_t *obj, enum jwt_alg *alg)
+/* Registered JOSE "alg" names (IANA JSON Web Signature and Encryption Algorithms; RFC 7518 sections 3.1,
+ * 4.1; RFC 8812; RFC 9864) that jwtgate does not verify with: a key naming one is refused as unsupported
+ * rather than as a misspelt name. The JWE ones name encryption keys. */
+static const char *const jwk_alg_registered_jws[] = {"none", "ES256K", "Ed25519", "Ed448"};
+static const char *const jwk_alg_registered_jwe[] = {"RSA1_5",
+                                                     "RSA-OAEP",
+                                                     "RSA-OAEP-256",
+                                                     "RSA-OAEP-384",
+                                                     "RSA-OAEP-512",
+                                                     "A128KW",
+                                                     "A192KW",
+                                                     "A256KW",
+                                                     "dir",
+                                                     "ECDH-ES",
+                                                     "ECDH-ES+A128KW",
+                                                     "ECDH-ES+A192KW",
+                                                     "ECDH-ES+A256KW",
+                                                     "A128GCMKW",
+                                                     "A192GCMKW",
+                                                     "A256GCMKW",
+                                                     "PBES2-HS256+A128KW",
+                                                     "PBES2-HS384+A192KW",
+                                                     "PBES2-HS512+A256KW"};
+
+static bool jwk_name_in(const char *name, const char *const *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(name, list[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Reads the optional "alg" of a key of type `kty` ("RSA"...), which may name only lo..hi (`allowed` says
+ * which in words). Sets key->alg (JWT_ALG_UNSET when absent) and returns JWT_STATUS_OK, or returns `bad`
+ * with the reason: not a string, not a JWA name at all (a typo such as "ES521"), a registered name
+ * jwtgate does not verify with, or a name of another key type. */
+static enum jwt_status jwk_read_alg(const json_t *obj, struct jwk *key, const char *kty, enum jwt_alg lo,
+                                    enum jwt_alg hi, const char *allowed, enum jwt_status bad,
+                                    const struct jwk_why *why)
 {
 	const json_t *v = json_object_get(obj, "alg");
+	const char *name;
+	char shown[JWK_NAME_LOG_MAX + 4];
+	bool is_plain;
 
-	*alg = JWT_ALG_UNSET;
+	key->alg = JWT_ALG_UNSET;
 	if (v == NULL)
-		return 0;
+		return JWT_STATUS_OK;
 	if (!json_is_string(v))
-		return -1;
-	*alg = jwt_alg_from_name(json_string_value(v), json_string_length(v));
-	return *alg == JWT_ALG_UNSET ? -1 : 0;
+		return jwk_refuse(why, bad, "\"alg\" is not a string");
+	name = json_string_value(v);
+	is_plain = strlen(name) == json_string_length(v); /* no NUL inside */
+	jwk_safe_copy(name, json_string_length(v), shown, sizeof(shown));
+	key->alg = jwt_alg_from_name(name, json_string_length(v));
+	if (key->alg == JWT_ALG_UNSET) {
+		if (is_plain &&
+		    jwk_name_in(name, jwk_alg_registered_jws, JG_ARRAY_SIZE(jwk_alg_registered_jws)))
+			return jwk_refuse(why, bad,
+			                  "alg \"%s\" is not supported for verification (%s key: %s)", shown,
+			                  kty, allowed);
+		if (is_plain &&
+		    jwk_name_in(name, jwk_alg_registered_jwe, JG_ARRAY_SIZE(jwk_alg_registered_jwe)))
+			return jwk_refuse(
+			        why, bad,
+			        "alg \"%s\" is an encryption algorithm, not a signature one (%s key: %s)",
+			        shown, kty, allowed);
+		return jwk_refuse(why, bad,
+		                  "alg \"%s\" is not a JWA algorithm name (RFC 7518 section 3.1; %s key: %s)",
+		                  shown, kty, allowed);
+	}
+	if (key->alg < lo || key->alg > hi)
+		return jwk_refuse(why, bad, "alg \"%s\" does not fit an %s key (%s)", shown, kty, allowed);
+	return JWT_STATUS_OK;
 }
 
 /* RSA key from n and e (RFC 7518 section 6.3.1). */
-static enum jwt_status jwk_build_rsa(const json_t *obj, struct jwk *key)
+static enum jwt_status jwk_build_rsa(const json_t *obj, struct jwk *key, const struct jwk_why *why)
 {
 	uint8_t nbuf[JWK_RSA_MAX_BITS / 8 + 8], ebuf[JWK_RSA_E_MAX];
 	size_t nlen, elen;
@@ -86,12 +190,15 @@ static enum jwt_status jwk_build_rsa(const json_t *obj, struct jwk *key)
 	OSSL_PARAM_BLD *bld = NULL;
 	OSSL_PARAM *params = NULL;
 	EVP_PKEY_CTX *ctx = NULL;
-	enum jwt_status st = JWT_STATUS_JWKS_RSA_PARSE_ERROR;
-	int bits;
+	enum jwt_status st;
+	char *e_dec = NULL;
+	int bits, rc;
 
-	if (jwk_read_alg(obj, &key->alg) != 0 ||
-	    (key->alg != JWT_ALG_UNSET && (key->alg < JWT_ALG_RS256 || key->alg > JWT_ALG_PS512)))
-		return JWT_STATUS_JWKS_RSA_KEY_BAD_ALG;
+	st = jwk_read_alg(obj, key, "RSA", JWT_ALG_RS256, JWT_ALG_PS512, "RS256..RS512, PS256..PS512",
+	                  JWT_STATUS_JWKS_RSA_KEY_BAD_ALG, why);
+	if (st != JWT_STATUS_OK)
+		return st;
+	st = JWT_STATUS_JWKS_RSA_PARSE_ERROR;
 	n = jwk_member_string(obj, "n", &has_n);
 	if (!has_n)
 		return JWT_STATUS_JWKS_RSA_KEY_MISSING_N;
@@ -102,19 +209,45 @@ static enum jwt_status jwk_build_rsa(const json_t *obj, struct jwk *key)
 		return JWT_STATUS_JWKS_RSA_KEY_MISSING_E;
 	if (e == NULL)
 		return JWT_STATUS_JWKS_RSA_KEY_BAD_E;
-	if (jwk_decode_member(n, nbuf, sizeof(nbuf), &nlen) != 0 ||
-	    jwk_decode_member(e, ebuf, sizeof(ebuf), &elen) != 0 || nlen == 0 || elen == 0)
-		return JWT_STATUS_JWKS_RSA_PARSE_ERROR;
+	rc = jwk_decode_member(n, nbuf, sizeof(nbuf), &nlen);
+	if (rc == JG_ERR_PARSE)
+		return jwk_refuse(why, st, "RSA \"n\" is not base64url");
+	if (rc != 0)
+		return jwk_refuse(why, st, "RSA modulus is longer than %d bits", JWK_RSA_MAX_BITS);
+	rc = jwk_decode_member(e, ebuf, sizeof(ebuf), &elen);
+	if (rc == JG_ERR_PARSE)
+		return jwk_refuse(why, st, "RSA \"e\" is not base64url");
+	if (rc != 0)
+		return jwk_refuse(why, st, "RSA exponent is longer than %d bytes", JWK_RSA_E_MAX);
+	if (nlen == 0 || elen == 0)
+		return jwk_refuse(why, st, "RSA \"%s\" is empty", nlen == 0 ? "n" : "e");
 	bn_n = BN_bin2bn(nbuf, (int)nlen, NULL);
 	bn_e = BN_bin2bn(ebuf, (int)elen, NULL);
 	if (bn_n == NULL || bn_e == NULL)
 		goto cleanup;
 	bits = BN_num_bits(bn_n);
 	/* Weak keys (security.md row 11): small moduli, and e = 1 or even e, which make "RSA" the identity
-	 * or not a permutation. */
-	if (bits < JWK_RSA_MIN_BITS || bits > JWK_RSA_MAX_BITS || !BN_is_odd(bn_e) || BN_is_one(bn_e) ||
-	    !BN_is_odd(bn_n))
+	 * or not a permutation. Each is refused with its own reason and numbers. */
+	if (bits < JWK_RSA_MIN_BITS) {
+		jwk_refuse(why, st, "RSA modulus is %d bits; at least %d are required", bits,
+		           JWK_RSA_MIN_BITS);
 		goto cleanup;
+	}
+	if (bits > JWK_RSA_MAX_BITS) {
+		jwk_refuse(why, st, "RSA modulus is %d bits; at most %d are accepted", bits,
+		           JWK_RSA_MAX_BITS);
+		goto cleanup;
+	}
+	if (!BN_is_odd(bn_e) || BN_is_one(bn_e)) {
+		e_dec = BN_bn2dec(bn_e); /* at most JWK_RSA_E_MAX bytes: 20 digits */
+		jwk_refuse(why, st, "RSA exponent %s is %s; it must be odd and at least 3",
+		           e_dec != NULL ? e_dec : "?", BN_is_odd(bn_e) ? "below 3" : "even");
+		goto cleanup;
+	}
+	if (!BN_is_odd(bn_n)) {
+		jwk_refuse(why, st, "RSA modulus is even (not a product of two odd primes)");
+		goto cleanup;
+	}
 	bld = OSSL_PARAM_BLD_new();
 	if (bld == NULL || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) ||
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e))
@@ -122,12 +255,15 @@ static enum jwt_status jwk_build_rsa(const json_t *obj, struct jwk *key)
 	params = OSSL_PARAM_BLD_to_param(bld);
 	ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
 	if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &key->pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+	    EVP_PKEY_fromdata(ctx, &key->pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		jwk_refuse(why, st, "OpenSSL could not build the RSA key");
 		goto cleanup;
+	}
 	key->kty = JWK_KTY_RSA;
 	key->rsa_len = (size_t)(bits + 7) / 8;
 	st = JWT_STATUS_OK;
 cleanup:
+	OPENSSL_free(e_dec);
 	EVP_PKEY_CTX_free(ctx);
 	OSSL_PARAM_free(params);
 	OSSL_PARAM_BLD_free(bld);
@@ -153,7 +289,7 @@ static int jwk_ec_coord(const json_t *s, uint8_t *out, size_t coord_len)
 }
 
 /* EC public key from crv, x, y (RFC 7518 section 6.2.1). */
-static enum jwt_status jwk_build_ec(const json_t *obj, struct jwk *key)
+static enum jwt_status jwk_build_ec(const json_t *obj, struct jwk *key, const struct jwk_why *why)
 {
 	const struct jwk_curve *curve = NULL;
 	const json_t *crv, *x, *y;
@@ -164,29 +300,38 @@ static enum jwt_status jwk_build_ec(const json_t *obj, struct jwk *key)
 	OSSL_PARAM params[3];
 	EVP_PKEY_CTX *ctx = NULL, *check = NULL;
 	EC_GROUP *group = NULL;
-	enum jwt_status st = JWT_STATUS_JWKS_EC_PARSE_ERROR;
+	enum jwt_status st;
+	const json_t *a = json_object_get(obj, "alg");
+	char shown[JWK_NAME_LOG_MAX + 4];
 
-	if (jwk_read_alg(obj, &key->alg) != 0) {
-		const json_t *a = json_object_get(obj, "alg");
-		/* An ES-prefixed name we do not know is "unsupported"; anything else is a bad alg. */
-		if (json_is_string(a) && strncmp(json_string_value(a), "ES", 2) == 0)
+	st = jwk_read_alg(obj, key, "EC", JWT_ALG_ES256, JWT_ALG_ES512, "ES256, ES384, ES512",
+	                  JWT_STATUS_JWKS_EC_KEY_BAD_ALG, why);
+	if (st != JWT_STATUS_OK) {
+		/* jwt_verify_lib: an ES-prefixed name it does not know is "unsupported"; anything else a bad
+		 * alg. The reason says which (a typo such as ES521 is not a JWA name at all). */
+		if (key->alg == JWT_ALG_UNSET && json_is_string(a) &&
+		    strncmp(json_string_value(a), "ES", 2) == 0)
 			return JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED;
-		return JWT_STATUS_JWKS_EC_KEY_BAD_ALG;
+		return st;
 	}
-	if (key->alg != JWT_ALG_UNSET && (key->alg < JWT_ALG_ES256 || key->alg > JWT_ALG_ES512))
-		return JWT_STATUS_JWKS_EC_KEY_BAD_ALG;
+	st = JWT_STATUS_JWKS_EC_PARSE_ERROR;
 	crv = jwk_member_string(obj, "crv", &has_crv);
 	if (has_crv && crv == NULL)
-		return JWT_STATUS_JWKS_EC_KEY_BAD_CRV;
+		return jwk_refuse(why, JWT_STATUS_JWKS_EC_KEY_BAD_CRV, "EC \"crv\" is not a string");
 	if (crv != NULL) {
 		for (i = 0; i < JG_ARRAY_SIZE(jwk_curves); i++) {
 			if (strcmp(json_string_value(crv), jwk_curves[i].crv) == 0)
 				curve = &jwk_curves[i];
 		}
-		if (curve == NULL)
-			return JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED;
+		if (curve == NULL) {
+			jwk_safe_copy(json_string_value(crv), json_string_length(crv), shown, sizeof(shown));
+			return jwk_refuse(why, JWT_STATUS_JWKS_EC_KEY_ALG_OR_CRV_UNSUPPORTED,
+			                  "EC curve \"%s\" is not supported (P-256, P-384, P-521)", shown);
+		}
 		if (key->alg != JWT_ALG_UNSET && key->alg != curve->alg)
-			return JWT_STATUS_JWKS_EC_KEY_ALG_NOT_COMPATIBLE_WITH_CRV;
+			return jwk_refuse(why, JWT_STATUS_JWKS_EC_KEY_ALG_NOT_COMPATIBLE_WITH_CRV,
+			                  "alg \"%s\" does not fit curve %s (%s)", jwt_alg_name(key->alg),
+			                  curve->crv, jwt_alg_name(curve->alg));
 	} else {
 		/* No crv: the alg names the curve; neither: P-256 (jwt_verify_lib's default). */
 		curve = &jwk_curves[0];
@@ -210,9 +355,11 @@ static enum jwt_status jwk_build_ec(const json_t *obj, struct jwk *key)
 	if (rc == 0)
 		rc = jwk_ec_coord(y, pub + 1 + curve->coord_len, curve->coord_len);
 	if (rc == JG_ERR_PARSE)
-		return JWT_STATUS_JWKS_EC_XOR_Y_BAD_BASE64;
+		return jwk_refuse(why, JWT_STATUS_JWKS_EC_XOR_Y_BAD_BASE64,
+		                  "EC \"x\" or \"y\" is not base64url");
 	if (rc != 0)
-		return JWT_STATUS_JWKS_EC_PARSE_ERROR;
+		return jwk_refuse(why, st, "EC \"x\" or \"y\" is empty or longer than %s's %zu bytes",
+		                  curve->crv, curve->coord_len);
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)curve->group, 0);
 	params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, 1 + 2 * curve->coord_len);
 	params[2] = OSSL_PARAM_construct_end();
@@ -221,13 +368,14 @@ static enum jwt_status jwk_build_ec(const json_t *obj, struct jwk *key)
 		st = JWT_STATUS_JWKS_EC_CREATE_KEY_FAIL;
 		goto cleanup;
 	}
-	if (EVP_PKEY_fromdata(ctx, &key->pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
-		goto cleanup;
 	/* fromdata decodes the point; the explicit check also refuses the point at infinity and points
 	 * outside the group (security.md row 10). */
-	check = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
-	if (check == NULL || EVP_PKEY_public_check(check) != 1)
+	if (EVP_PKEY_fromdata(ctx, &key->pkey, EVP_PKEY_PUBLIC_KEY, params) != 1 ||
+	    (check = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL)) == NULL ||
+	    EVP_PKEY_public_check(check) != 1) {
+		jwk_refuse(why, st, "EC point (x, y) is not on curve %s", curve->crv);
 		goto cleanup;
+	}
 	group = EC_GROUP_new_by_curve_name(curve->nid);
 	key->ec_order = BN_new();
 	if (group == NULL || key->ec_order == NULL || EC_GROUP_get_order(group, key->ec_order, NULL) != 1) {
@@ -246,23 +394,30 @@ cleanup:
 }
 
 /* Ed25519 public key (RFC 8037 section 2). */
-static enum jwt_status jwk_build_okp(const json_t *obj, struct jwk *key)
+static enum jwt_status jwk_build_okp(const json_t *obj, struct jwk *key, const struct jwk_why *why)
 {
 	const json_t *crv, *x;
 	bool has_crv, has_x;
 	uint8_t raw[64];
 	size_t len;
 	int rc;
+	enum jwt_status st;
+	char shown[JWK_NAME_LOG_MAX + 4];
 
-	if (jwk_read_alg(obj, &key->alg) != 0 || (key->alg != JWT_ALG_UNSET && key->alg != JWT_ALG_EDDSA))
-		return JWT_STATUS_JWKS_OKP_KEY_BAD_ALG;
+	st = jwk_read_alg(obj, key, "OKP", JWT_ALG_EDDSA, JWT_ALG_EDDSA, "EdDSA",
+	                  JWT_STATUS_JWKS_OKP_KEY_BAD_ALG, why);
+	if (st != JWT_STATUS_OK)
+		return st;
 	crv = jwk_member_string(obj, "crv", &has_crv);
 	if (!has_crv)
 		return JWT_STATUS_JWKS_OKP_KEY_MISSING_CRV;
 	if (crv == NULL)
 		return JWT_STATUS_JWKS_OKP_KEY_BAD_CRV;
-	if (strcmp(json_string_value(crv), "Ed25519") != 0)
-		return JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED;
+	if (strcmp(json_string_value(crv), "Ed25519") != 0) {
+		jwk_safe_copy(json_string_value(crv), json_string_length(crv), shown, sizeof(shown));
+		return jwk_refuse(why, JWT_STATUS_JWKS_OKP_KEY_CRV_UNSUPPORTED,
+		                  "OKP curve \"%s\" is not supported (Ed25519 only)", shown);
+	}
 	x = jwk_member_string(obj, "x", &has_x);
 	if (!has_x)
 		return JWT_STATUS_JWKS_OKP_KEY_MISSING_X;
@@ -270,9 +425,14 @@ static enum jwt_status jwk_build_okp(const json_t *obj, struct jwk *key)
 		return JWT_STATUS_JWKS_OKP_KEY_BAD_X;
 	rc = jwk_decode_member(x, raw, sizeof(raw), &len);
 	if (rc == JG_ERR_PARSE)
-		return JWT_STATUS_JWKS_OKP_X_BAD_BASE64;
-	if (rc != 0 || len != 32)
-		return JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH;
+		return jwk_refuse(why, JWT_STATUS_JWKS_OKP_X_BAD_BASE64, "OKP \"x\" is not base64url");
+	if (rc != 0)
+		return jwk_refuse(why, JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH,
+		                  "OKP \"x\" is longer than %zu bytes; an Ed25519 public key is 32",
+		                  sizeof(raw));
+	if (len != 32)
+		return jwk_refuse(why, JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH,
+		                  "OKP \"x\" is %zu bytes; an Ed25519 public key is 32", len);
 	key->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, len);
 	if (key->pkey == NULL)
 		return JWT_STATUS_JWKS_OKP_X_WRONG_LENGTH;
@@ -296,17 +456,19 @@ static size_t jwk_hmac_len(enum jwt_alg alg)
 }
 
 /* HMAC secret (RFC 7518 section 6.4). */
-static enum jwt_status jwk_build_oct(const json_t *obj, struct jwk *key)
+static enum jwt_status jwk_build_oct(const json_t *obj, struct jwk *key, const struct jwk_why *why)
 {
 	const json_t *k;
 	bool has_k;
 	uint8_t buf[JWK_HMAC_MAX_LEN];
 	size_t len, min = JWK_HMAC_MIN_LEN;
 	int rc;
+	enum jwt_status st;
 
-	if (jwk_read_alg(obj, &key->alg) != 0 ||
-	    (key->alg != JWT_ALG_UNSET && (key->alg < JWT_ALG_HS256 || key->alg > JWT_ALG_HS512)))
-		return JWT_STATUS_JWKS_HMAC_KEY_BAD_ALG;
+	st = jwk_read_alg(obj, key, "oct", JWT_ALG_HS256, JWT_ALG_HS512, "HS256, HS384, HS512",
+	                  JWT_STATUS_JWKS_HMAC_KEY_BAD_ALG, why);
+	if (st != JWT_STATUS_OK)
+		return st;
 	k = jwk_member_string(obj, "k", &has_k);
 	if (!has_k)
 		return JWT_STATUS_JWKS_HMAC_KEY_MISSING_K;
@@ -314,18 +476,34 @@ static enum jwt_status jwk_build_oct(const json_t *obj, struct jwk *key)
 		return JWT_STATUS_JWKS_HMAC_KEY_BAD_K;
 	rc = jwk_decode_member(k, buf, sizeof(buf), &len);
 	if (rc == JG_ERR_PARSE)
-		return JWT_STATUS_JWKS_OCT_BAD_BASE64;
+		return jwk_refuse(why, JWT_STATUS_JWKS_OCT_BAD_BASE64, "HMAC \"k\" is not base64url");
+	if (rc != 0) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return jwk_refuse(why, JWT_STATUS_JWKS_HMAC_KEY_BAD_K, "HMAC secret is longer than %d bytes",
+		                  JWK_HMAC_MAX_LEN);
+	}
 	if (key->alg != JWT_ALG_UNSET)
 		min = jwk_hmac_len(key->alg);
-	/* Security.md row 3: an empty or short secret is refused at load time. */
-	if (rc != 0 || len < min) {
+	/* Security.md row 3: an empty or short secret is refused at load time. RFC 7518 section 3.2: a key
+	 * of the same size as the hash output or larger. */
+	if (len < min) {
 		OPENSSL_cleanse(buf, sizeof(buf));
-		return JWT_STATUS_JWKS_HMAC_KEY_BAD_K;
+		if (key->alg != JWT_ALG_UNSET)
+			return jwk_refuse(
+			        why, JWT_STATUS_JWKS_HMAC_KEY_BAD_K,
+			        "HMAC secret is %zu bytes; %s requires at least %zu (its hash size, RFC "
+			        "7518 section 3.2)",
+			        len, jwt_alg_name(key->alg), min);
+		return jwk_refuse(
+		        why, JWT_STATUS_JWKS_HMAC_KEY_BAD_K,
+		        "HMAC secret is %zu bytes; at least %zu are required (HS256's hash size, RFC 7518 "
+		        "section 3.2)",
+		        len, min);
 	}
 	key->secret = malloc(len);
 	if (key->secret == NULL) {
 		OPENSSL_cleanse(buf, sizeof(buf));
-		return JWT_STATUS_JWKS_HMAC_KEY_BAD_K;
+		return jwk_refuse(why, JWT_STATUS_JWKS_HMAC_KEY_BAD_K, "out of memory");
 	}
 	memcpy(key->secret, buf, len);
 	key->secret_len = len;
@@ -351,43 +529,56 @@ void jwk_clear(struct jwk *key)
 }
 
 /* See jwk.h. */
-enum jwt_status jwk_from_json(const json_t *obj, struct jwk *key)
+enum jwt_status jwk_from_json(const json_t *obj, struct jwk *key, char *why, size_t why_cap)
 {
+	const struct jwk_why w = {why, why_cap};
 	const json_t *kty, *kid;
 	const char *t;
+	char shown[JWK_NAME_LOG_MAX + 4];
 	enum jwt_status st;
 
 	memset(key, 0, sizeof(*key));
-	if (!json_is_object(obj))
-		return JWT_STATUS_JWKS_BAD_KTY;
+	if (why != NULL && why_cap > 0)
+		why[0] = '\0';
+	if (!json_is_object(obj)) {
+		st = jwk_refuse(&w, JWT_STATUS_JWKS_BAD_KTY, "not a JSON object");
+		goto fail;
+	}
 	kty = json_object_get(obj, "kty");
-	if (kty == NULL)
-		return JWT_STATUS_JWKS_MISSING_KTY;
-	if (!json_is_string(kty))
-		return JWT_STATUS_JWKS_BAD_KTY;
+	if (kty == NULL) {
+		st = JWT_STATUS_JWKS_MISSING_KTY;
+		goto fail;
+	}
+	if (!json_is_string(kty)) {
+		st = jwk_refuse(&w, JWT_STATUS_JWKS_BAD_KTY, "\"kty\" is not a string");
+		goto fail;
+	}
 	t = json_string_value(kty);
-	if (strcmp(t, "RSA") == 0)
-		st = jwk_build_rsa(obj, key);
-	else if (strcmp(t, "EC") == 0)
-		st = jwk_build_ec(obj, key);
-	else if (strcmp(t, "OKP") == 0)
-		st = jwk_build_okp(obj, key);
-	else if (strcmp(t, "oct") == 0)
-		st = jwk_build_oct(obj, key);
-	else
-		return JWT_STATUS_JWKS_NOT_IMPLEMENTED_KTY;
+	if (strcmp(t, "RSA") == 0) {
+		st = jwk_build_rsa(obj, key, &w);
+	} else if (strcmp(t, "EC") == 0) {
+		st = jwk_build_ec(obj, key, &w);
+	} else if (strcmp(t, "OKP") == 0) {
+		st = jwk_build_okp(obj, key, &w);
+	} else if (strcmp(t, "oct") == 0) {
+		st = jwk_build_oct(obj, key, &w);
+	} else {
+		jwk_safe_copy(t, json_string_length(kty), shown, sizeof(shown));
+		st = jwk_refuse(&w, JWT_STATUS_JWKS_NOT_IMPLEMENTED_KTY,
+		                "kty \"%s\" is not supported (RSA, EC, OKP, oct)", shown);
+	}
 	if (st != JWT_STATUS_OK)
 		goto fail;
 	kid = json_object_get(obj, "kid");
 	if (kid != NULL) {
 		if (!json_is_string(kid)) {
-			st = JWT_STATUS_JWKS_PARSE_ERROR;
+			st = jwk_refuse(&w, JWT_STATUS_JWKS_PARSE_ERROR, "\"kid\" is not a string");
 			goto fail;
 		}
 		key->kid_len = json_string_length(kid);
 		key->kid = malloc(key->kid_len + 1);
 		if (key->kid == NULL) {
-			st = JWT_STATUS_JWKS_BIO_ALLOC_ERROR;
+			st = jwk_refuse(&w, JWT_STATUS_JWKS_BIO_ALLOC_ERROR, "out of memory");
 			goto fail;
 		}
 		memcpy(key->kid, json_string_value(kid), key->kid_len + 1);
@@ -395,6 +586,9 @@ enum jwt_status jwk_from_json(const json_t *obj, struct jwk *key)
 	jwk_build_verify_templates(key);
 	return JWT_STATUS_OK;
 fail:
+	/* A refusal without its own words reports the status message. */
+	if (why != NULL && why_cap > 0 && why[0] == '\0')
+		snprintf(why, why_cap, "%s", jwt_status_message(st));
 	jwk_clear(key);
 	return st;
 }
@@ -425,24 +619,14 @@ bool jwk_json_is_for_verify(const json_t *obj)
 static void jwk_log_name(const json_t *obj, size_t i, char *buf, size_t cap)
 {
 	const json_t *kid = json_object_get(obj, "kid");
-	const char *s;
-	size_t n, j, o = 0;
+	char shown[JWK_NAME_LOG_MAX + 4];
 
 	if (!json_is_string(kid)) {
 		snprintf(buf, cap, "#%zu", i);
 		return;
 	}
-	s = json_string_value(kid);
-	n = json_string_length(kid);
-	o += (size_t)snprintf(buf, cap, "#%zu kid \"", i);
-	for (j = 0; j < n && j < JWK_NAME_LOG_MAX && o + 5 < cap; j++)
-		buf[o++] = (s[j] >= 0x20 && s[j] < 0x7f && s[j] != '"') ? s[j] : '?';
-	if (j < n && o + 5 < cap) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
+	jwk_safe_copy(json_string_value(kid), json_string_length(kid), shown, sizeof(shown));
+	snprintf(buf, cap, "#%zu kid \"%s\"", i, shown);
 }
 
 static void jwks_free(struct jwks *ks)
@@ -463,7 +647,7 @@ enum jwt_status jwks_parse(const char *text, size_t len, const char *origin, str
 	struct jwks *ks = NULL;
 	enum jwt_status st;
 	size_t i, n;
-	char name[JWK_NAME_LOG_MAX + 32];
+	char name[JWK_NAME_LOG_MAX + 32], why[JWK_WHY_MAX];
 
 	*out = NULL;
 	if (origin == NULL)
@@ -504,9 +688,9 @@ enum jwt_status jwks_parse(const char *text, size_t len, const char *origin, str
 			         name);
 			continue;
 		}
-		st = jwk_from_json(obj, &ks->keys[ks->n_keys]);
+		st = jwk_from_json(obj, &ks->keys[ks->n_keys], why, sizeof(why));
 		if (st != JWT_STATUS_OK) {
-			log_warn("%s: key %s skipped: %s", origin, name, jwt_status_message(st));
+			log_warn("%s: key %s skipped: %s", origin, name, why);
 			continue;
 		}
 		ks->n_keys++;

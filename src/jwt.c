@@ -564,6 +564,22 @@ enum jwt_status jwt_verify_signature(const struct jwks *keys, const struct jwt *
 }
 
 /* See jwt.h. */
+bool jwt_kid_unknown(const struct jwks *keys, const struct jwt *tok)
+{
+	size_t i;
+
+	if (keys == NULL || tok->kid == NULL)
+		return false;
+	for (i = 0; i < keys->n_keys; i++) {
+		const struct jwk *k = &keys->keys[i];
+
+		if (k->kid != NULL && k->kid_len == tok->kid_len && memcmp(k->kid, tok->kid, k->kid_len) == 0)
+			return false;
+	}
+	return true;
+}
+
+/* See jwt.h. */
 enum jwt_status jwt_verify(const struct jwt_verify_params *p, const struct jwks *keys, const struct jwt *tok,
                            int64_t now)
 {

@@ -86,6 +86,10 @@ static void main_reload(struct main_state *st)
 	}
 	if (cfg->workers != st->current->cfg->workers)
 		log_warn("reload: workers changes need a restart; keeping %d", st->n_workers);
+	if (cfg->limits.listen_backlog != st->current->cfg->limits.listen_backlog)
+		log_warn("reload: limits.listenBacklog changes need a restart (the sockets listen once); "
+		         "keeping %u",
+		         st->current->cfg->limits.listen_backlog);
 	auth = auth_shared_new(cfg, stderr);
 	if (auth == NULL) {
 		log_error(
@@ -196,7 +200,7 @@ int main(int argc, char **argv)
 	int signums[4] = {SIGTERM, SIGINT, SIGHUP, 0};
 	FILE *access_log = NULL;
 	int **fds = NULL;
-	int opt, rc, i, n_fds = 0, exit_code = 1;
+	int opt, rc, i, n_fds = 0, exit_code = 1, backlog, somaxconn;
 	size_t k;
 
 	memset(&st, 0, sizeof(st));
@@ -313,9 +317,12 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < st.n_workers; i++)
 		worker_start(&st.workers[i]);
+	backlog = worker_listen_backlog(cfg, &somaxconn);
 	for (k = 0; k < cfg->n_listeners; k++)
-		log_info("listening on %s (%s) with %d worker%s", cfg->listeners[k].address_text,
-		         cfg->listeners[k].name, st.n_workers, st.n_workers == 1 ? "" : "s");
+		log_info("listening on %s (%s) with %d worker%s, backlog %d (limits.listenBacklog %u, "
+		         "net.core.somaxconn %d)",
+		         cfg->listeners[k].address_text, cfg->listeners[k].name, st.n_workers,
+		         st.n_workers == 1 ? "" : "s", backlog, cfg->limits.listen_backlog, somaxconn);
 
 	event_base_dispatch(st.base);
 

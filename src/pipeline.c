@@ -17,12 +17,95 @@ static void pipeline_respond(struct pipeline_outcome *out, int status, const cha
 	out->message = message;
 }
 
+/* The client traffic settings of listener index; Envoy Gateway's defaults (the strictest) for an index
+ * that names no listener, which would be a bug in a codec. */
+static const struct config_client_traffic *pipeline_client_settings(const struct config *cfg, int index)
+{
+	static const struct config_client_traffic defaults = {
+	        .underscores = CONFIG_UNDERSCORES_REJECT,
+	        .escaped_slashes = CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_REDIRECT,
+	        .merge_slashes = true,
+	};
+
+	if (index < 0 || (size_t)index >= cfg->n_listeners)
+		return &defaults;
+	return &cfg->listeners[index].client;
+}
+
+/* The listener's clientTrafficPolicy (Envoy Gateway ClientTrafficPolicy headers and path), applied
+ * before routing so that the route, the JWT policy and the upstream see the same request. Returns
+ * true to go on, false when out holds the local answer. */
+static bool pipeline_client_traffic(const struct config_client_traffic *ct, struct request *req,
+                                    struct pipeline_outcome *out)
+{
+	enum request_escaped_slashes slashes;
+	struct request_header *h;
+	size_t pos = 0;
+	int rc;
+
+	/* Some upstreams (CGI, PHP, Django, nginx with underscores_in_headers) read X_Forwarded_For as
+	 * X-Forwarded-For: a name with '_' can smuggle a header we control past us. */
+	if (ct->underscores != CONFIG_UNDERSCORES_ALLOW) {
+		while ((h = request_header_next_underscore(req, &pos)) != NULL) {
+			if (ct->underscores == CONFIG_UNDERSCORES_REJECT) {
+				pipeline_respond(out, 400, "header name with underscore");
+				return false;
+			}
+			h->removed = true;
+			pos++;
+		}
+	}
+	switch (ct->escaped_slashes) {
+	case CONFIG_ESCAPED_SLASHES_KEEP_UNCHANGED:
+		slashes = REQUEST_SLASHES_KEEP;
+		break;
+	case CONFIG_ESCAPED_SLASHES_REJECT_REQUEST:
+		slashes = REQUEST_SLASHES_REJECT;
+		break;
+	default:
+		slashes = REQUEST_SLASHES_UNESCAPE;
+		break;
+	}
+	rc = request_normalise_path(req, slashes, ct->merge_slashes);
+	if (rc == JG_ERR_NOMEM) {
+		pipeline_respond(out, 503, "out of memory");
+		return false;
+	}
+	if (rc < 0) {
+		pipeline_respond(out, 400, "invalid path");
+		return false;
+	}
+	if ((rc & REQUEST_PATH_SLASH_UNESCAPED) &&
+	    ct->escaped_slashes == CONFIG_ESCAPED_SLASHES_UNESCAPE_AND_REDIRECT) {
+		/* Envoy: 307 with Location = the normalised path and query, so the client itself asks
+		 * for what it will be served; a gRPC client cannot follow a redirect, so it gets 400
+		 * (grpc-status INTERNAL), as from Envoy. */
+		if (req->is_grpc) {
+			pipeline_respond(out, 400, "path with escaped slash");
+			return false;
+		}
+		/* With disableMergeSlashes, "/%2F/evil.example" unescapes to "//evil.example": as a
+		 * Location that is a network-path reference (RFC 3986 section 4.2) to another host. */
+		if (req->path_len > 1 && req->path[1] == '/') {
+			pipeline_respond(out, 400, "path with escaped slash");
+			return false;
+		}
+		pipeline_respond(out, 307, "redirect to the normalised path");
+		out->location = req->target;
+		out->location_len = req->target_len;
+		return false;
+	}
+	return true;
+}
+
 void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome *out)
 {
 	const struct config_policy *policy;
 
 	memset(out, 0, sizeof(*out));
 	out->gen = worker_gen_acquire(w);
+	if (!pipeline_client_traffic(pipeline_client_settings(out->gen->cfg, req->listener_index), req, out))
+		return;
 	out->rule = router_match(out->gen->router, req);
 	if (out->rule == NULL) {
 		pipeline_respond(out, 404, "route not found");

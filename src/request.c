@@ -330,3 +330,255 @@ int request_query_next(const struct request *req, const char *name, size_t name_
 	*pos = len;
 	return 0;
 }
+
+struct request_header *request_header_next_underscore(const struct request *req, size_t *pos)
+{
+	size_t i;
+
+	for (i = *pos; i < req->n_headers; i++) {
+		struct request_header *h = &req->headers[i];
+
+		if (!h->removed && memchr(h->name, '_', h->name_len) != NULL) {
+			*pos = i;
+			return h;
+		}
+	}
+	*pos = req->n_headers;
+	return NULL;
+}
+
+/* ---- path normalisation (issue 10: the policy is decided on the path the upstream will see) ---- */
+
+/* Byte classes for the fast scan of a path: PATH_SLASH may begin "//" or a dot segment, PATH_SLOW
+ * always takes the slow path ('%', '\\', and the bytes refused there: controls, space, DEL). */
+enum path_byte_class {
+	PATH_PLAIN = 0,
+	PATH_SLASH,
+	PATH_SLOW,
+};
+
+static const unsigned char path_class[256] = {
+        [0 ... 0x20] = PATH_SLOW, ['%'] = PATH_SLOW,  ['\\'] = PATH_SLOW,
+        [0x7f] = PATH_SLOW,       ['/'] = PATH_SLASH,
+};
+
+/* RFC 3986 section 2.3: an escape of one of these is the character itself, so it is decoded. */
+static const bool path_unreserved[256] = {
+        ['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true, ['-'] = true,
+        ['.'] = true,         ['_'] = true,         ['~'] = true,
+};
+
+static int path_hex_value(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch |= 0x20;
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* True when the path needs no work, byte by byte (see path_is_normal()). */
+static bool path_is_normal_bytes(const char *p, size_t len, bool merge_slashes)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		const char *s = p + i + 1;
+		size_t rest = len - i - 1;
+
+		switch (path_class[(unsigned char)p[i]]) {
+		case PATH_PLAIN:
+			break;
+		case PATH_SLOW:
+			return false;
+		case PATH_SLASH:
+			if (rest == 0)
+				break;
+			if (s[0] == '/' && merge_slashes)
+				return false;
+			if (s[0] == '.' &&
+			    (rest == 1 || s[1] == '/' || (s[1] == '.' && (rest == 2 || s[2] == '/'))))
+				return false;
+			break;
+		}
+	}
+	return true;
+}
+
+#define PATH_ONES  0x0101010101010101ull
+#define PATH_HIGHS 0x8080808080808080ull
+
+/* 0x80 in the bytes of x equal to c. Exact up to the first such byte; above it a byte may be flagged
+ * that is not (a borrow), never missed: callers only ask "any?", or AND two masks and then check
+ * the bytes exactly. */
+static inline uint64_t path_eq8(uint64_t x, unsigned char c)
+{
+	uint64_t z = x ^ (PATH_ONES * c);
+
+	return (z - PATH_ONES) & ~z & PATH_HIGHS;
+}
+
+/* True when the path needs no work: no byte of class PATH_SLOW, no "." or ".." segment, and no "//"
+ * when slashes are merged. What every ordinary request costs, so eight bytes at a time: a block
+ * with nothing of the kind (x), judged with the block one byte further (y) for what follows a '/',
+ * is skipped; from the first block with a candidate, the bytes are looked at one by one. */
+static bool path_is_normal(const char *p, size_t len, bool merge_slashes)
+{
+	size_t i = 0;
+
+	for (; i + 9 <= len; i += 8) {
+		uint64_t x, y, m, after_slash;
+
+		memcpy(&x, p + i, 8);
+		memcpy(&y, p + i + 1, 8);
+		/* bytes below 0x21 (controls, space), '%', '\\', DEL */
+		m = ((x - PATH_ONES * 0x21) & ~x & PATH_HIGHS) | path_eq8(x, '%') | path_eq8(x, '\\') |
+		    path_eq8(x, 0x7f);
+		after_slash = path_eq8(y, '.') | (merge_slashes ? path_eq8(y, '/') : 0);
+		m |= path_eq8(x, '/') & after_slash;
+		if (m != 0)
+			break;
+	}
+	return path_is_normal_bytes(p + i, len - i, merge_slashes);
+}
+
+/* Copies in[0..len) to out (at least len bytes) decoding percent-encoding as
+ * request_normalise_path() says; a raw backslash becomes '/'. Sets *out_len and, when an escaped
+ * slash was decoded, *slash_unescaped. Returns 0 or JG_ERR_INVAL. The output is never longer than
+ * the input: an escape becomes one byte or stays three. */
+static int path_decode(const char *in, size_t len, char *out, size_t *out_len,
+                       enum request_escaped_slashes slashes, bool *slash_unescaped)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		int hi, lo, v;
+
+		if (ch != '%') {
+			if (ch <= 0x20 || ch == 0x7f)
+				return JG_ERR_INVAL; /* RFC 3986 has no raw space or control byte in a path */
+			out[o++] = ch == '\\' ? '/' : (char)ch;
+			continue;
+		}
+		if (len - i < 3 || (hi = path_hex_value((unsigned char)in[i + 1])) < 0 ||
+		    (lo = path_hex_value((unsigned char)in[i + 2])) < 0)
+			return JG_ERR_INVAL; /* "%", "%4", "%zz": not percent-encoding (RFC 3986 2.1) */
+		v = hi << 4 | lo;
+		i += 2;
+		if (v == 0)
+			return JG_ERR_INVAL; /* %00 ends a C string in many origins */
+		if (path_unreserved[v]) {
+			out[o++] = (char)v;
+			continue;
+		}
+		if (v == '/' || v == '\\') {
+			if (slashes == REQUEST_SLASHES_REJECT)
+				return JG_ERR_INVAL;
+			if (slashes == REQUEST_SLASHES_UNESCAPE) {
+				out[o++] = '/';
+				*slash_unescaped = true;
+				continue;
+			}
+		}
+		out[o++] = '%';
+		out[o++] = hex[v >> 4];
+		out[o++] = hex[v & 0xf];
+	}
+	*out_len = o;
+	return 0;
+}
+
+/* RFC 3986 section 5.2.4 (remove_dot_segments) in place on a path that starts with '/'. Empty
+ * segments count as segments, as there ("/a//.." is "/a/"); merging slashes comes after, as in
+ * Envoy. Returns the new length, at least 1. Each input segment "/seg" writes at most as many bytes
+ * as it reads, so the output never overtakes the input. */
+static size_t path_remove_dot_segments(char *p, size_t len)
+{
+	size_t i = 0, o = 0;
+
+	while (i < len) {
+		size_t s = i + 1, e = s;
+		bool is_last;
+
+		while (e < len && p[e] != '/')
+			e++;
+		is_last = e == len;
+		if (e - s == 1 && p[s] == '.') {
+			if (is_last)
+				p[o++] = '/'; /* "/a/." is "/a/" */
+		} else if (e - s == 2 && p[s] == '.' && p[s + 1] == '.') {
+			while (o > 0 && p[o - 1] != '/') /* drop the last output segment, not past the root */
+				o--;
+			if (o > 0)
+				o--;
+			if (is_last)
+				p[o++] = '/'; /* "/a/b/.." is "/a/" */
+		} else {
+			p[o++] = '/';
+			memmove(p + o, p + s, e - s);
+			o += e - s;
+		}
+		i = e;
+	}
+	if (o == 0)
+		p[o++] = '/';
+	return o;
+}
+
+/* Runs of '/' become one, in place. Returns the new length. */
+static size_t path_merge_slashes(char *p, size_t len)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != '/' || o == 0 || p[o - 1] != '/')
+			p[o++] = p[i];
+	return o;
+}
+
+int request_normalise_path(struct request *req, enum request_escaped_slashes slashes, bool merge_slashes)
+{
+	bool slash_unescaped = false;
+	size_t n;
+	char *buf;
+	int rc;
+
+	if (req->path == NULL || req->path_len == 0 || req->path[0] != '/')
+		return JG_ERR_INVAL;
+	if (path_is_normal(req->path, req->path_len, merge_slashes))
+		return 0;
+	/* The path, then (when there is a query) the new target "path?query": one allocation. */
+	n = req->path_len + 1 + (req->query != NULL ? req->path_len + 1 + req->query_len + 1 : 0);
+	buf = arena_alloc(req->arena, n);
+	if (buf == NULL)
+		return JG_ERR_NOMEM;
+	rc = path_decode(req->path, req->path_len, buf, &n, slashes, &slash_unescaped);
+	if (rc < 0)
+		return rc;
+	n = path_remove_dot_segments(buf, n);
+	if (merge_slashes)
+		n = path_merge_slashes(buf, n);
+	if (n == req->path_len && memcmp(buf, req->path, n) == 0)
+		return 0; /* escapes already in normal form, e.g. "%3F" */
+	buf[n] = '\0';
+	if (req->query != NULL) {
+		char *t = buf + n + 1;
+
+		memcpy(t, buf, n);
+		t[n] = '?';
+		memcpy(t + n + 1, req->query, req->query_len);
+		t[n + 1 + req->query_len] = '\0';
+		req->target = t;
+		req->target_len = n + 1 + req->query_len;
+		req->query = t + n + 1;
+	} else {
+		req->target = buf;
+		req->target_len = n;
+	}
+	req->path = buf;
+	req->path_len = n;
+	return REQUEST_PATH_CHANGED | (slash_unescaped ? REQUEST_PATH_SLASH_UNESCAPED : 0);
+}

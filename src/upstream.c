@@ -4,9 +4,11 @@
  * evdns and re-resolved periodically). Idle keep-alive connections are kept per endpoint (LIFO, so
  * the warmest socket is reused), bounded by circuitBreaker.maxConnections per backend and worker;
  * requests beyond that wait in a bounded pending queue. A failed connect counts against the
- * endpoint (ejected for a while after UPSTREAM_EJECT_AFTER consecutive failures) and is retried on
- * another endpoint. A request sent on a reused connection that the upstream had already closed is
- * re-sent once on a fresh connection when no body byte and no response byte has moved.
+ * endpoint (ejected for a while after UPSTREAM_EJECT_AFTER consecutive failures; failures while
+ * ejected count for nothing) and is retried on another endpoint. When fewer than the backend's
+ * panicThreshold percent of endpoints are outside ejection, every endpoint takes traffic again. A request
+ * sent on a reused connection that the upstream had already closed is re-sent once on a fresh connection when
+ * no body byte and no response byte has moved.
  */
 #include "jwtgate/upstream.h"
 
@@ -302,16 +304,36 @@ void upstream_worker_free(struct upstream_worker *uw)
 	free(uw);
 }
 
-/* Chooses an endpoint that is resolved, not ejected and not yet tried by this exchange.
- * Returns NULL when there is none. */
+/* True when too few of the pool's resolved endpoints are outside ejection: then ejection is ignored
+ * and traffic goes to all of them (Envoy's panic threshold, healthy_panic_threshold, 50% by
+ * default). Ejecting the last endpoints of a backend only turns a short outage into a long one: a
+ * one-endpoint backend would answer 503 for the whole ejection after its upstream came back. */
+static bool pool_in_panic(const struct upstream_pool *pool, uint64_t now)
+{
+	size_t i, resolved = 0, available = 0;
+
+	for (i = 0; i < pool->n_eps; i++) {
+		if (!pool->eps[i].resolved)
+			continue;
+		resolved++;
+		if (pool->eps[i].ejected_until_ms <= now)
+			available++;
+	}
+	return available * 100 < (size_t)pool->be->panic_threshold * resolved;
+}
+
+/* Chooses an endpoint that is resolved, not ejected (unless the pool is in panic) and not yet tried
+ * by this exchange. Returns NULL when there is none. */
 struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct upstream_exchange *ex)
 {
 	uint64_t now = jg_now_ms();
 	struct upstream_endpoint *best = NULL;
 	size_t i, n = pool->n_eps, start;
+	bool panic;
 
 	if (n == 0)
 		return NULL;
+	panic = pool_in_panic(pool, now);
 	switch (pool->be->lb) {
 	case CONFIG_LB_RANDOM:
 		start = (size_t)(jg_rng_next(&pool->uw->rng) % n);
@@ -327,7 +349,8 @@ struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct 
 		size_t k = (start + i) % n;
 		struct upstream_endpoint *ep = &pool->eps[k];
 
-		if (!ep->resolved || ep->ejected_until_ms > now || (k < 64 && (ex->tried & (1ull << k))))
+		if (!ep->resolved || (!panic && ep->ejected_until_ms > now) ||
+		    (k < 64 && (ex->tried & (1ull << k))))
 			continue;
 		if (pool->be->lb != CONFIG_LB_LEAST_REQUEST)
 			return ep;
@@ -337,20 +360,33 @@ struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct 
 	return best;
 }
 
+/* A connect to ep failed. UPSTREAM_EJECT_AFTER consecutive failures eject it; a failure while it is
+ * ejected belongs to the burst that ejected it (connects started together under load fail together,
+ * or were sent there in panic) and counts for nothing: the ejection time doubles once per distinct
+ * ejection, never per failed connect. */
 void upstream_endpoint_on_failure(struct upstream_endpoint *ep)
 {
-	if (++ep->failures >= UPSTREAM_EJECT_AFTER) {
-		ep->ejected_until_ms = jg_now_ms() + ep->eject_ms;
-		log_warn("upstream %s: ejected for %llu ms after %u connect failures", ep->text,
-		         (unsigned long long)ep->eject_ms, ep->failures);
-		ep->eject_ms =
-		        ep->eject_ms * 2 > UPSTREAM_EJECT_MAX_MS ? UPSTREAM_EJECT_MAX_MS : ep->eject_ms * 2;
-	}
+	uint64_t now = jg_now_ms();
+
+	if (ep->ejected_until_ms > now)
+		return;
+	if (++ep->failures < UPSTREAM_EJECT_AFTER)
+		return;
+	ep->ejected_until_ms = now + ep->eject_ms;
+	log_warn("upstream %s: ejected for %llu ms after %u connect failures", ep->text,
+	         (unsigned long long)ep->eject_ms, ep->failures);
+	ep->failures = 0;
+	ep->eject_ms = ep->eject_ms * 2 > UPSTREAM_EJECT_MAX_MS ? UPSTREAM_EJECT_MAX_MS : ep->eject_ms * 2;
 }
 
+/* A connect to ep succeeded: it is reachable again, so it is back in rotation at once (a connect can
+ * reach an ejected endpoint in panic) and its next ejection starts from the base time. */
 void upstream_endpoint_on_success(struct upstream_endpoint *ep)
 {
+	if (ep->ejected_until_ms != 0)
+		log_info("upstream %s: connect succeeded, back in rotation", ep->text);
 	ep->failures = 0;
+	ep->ejected_until_ms = 0;
 	ep->eject_ms = UPSTREAM_EJECT_MS;
 }
 

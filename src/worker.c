@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -22,10 +23,25 @@
 
 atomic_uint worker_open_conns;
 
+int worker_listen_backlog(const struct config *cfg, int *somaxconn)
+{
+	long want = (long)cfg->limits.listen_backlog, max = 0;
+	FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &max) != 1 || max <= 0 || max > INT_MAX)
+			max = 0;
+		fclose(f);
+	}
+	*somaxconn = (int)max;
+	return (int)(max > 0 && want > max ? max : want);
+}
+
 int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
 {
 	size_t i;
-	int one = 1;
+	int one = 1, somaxconn;
+	int backlog = worker_listen_backlog(cfg, &somaxconn);
 
 	for (i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
@@ -36,7 +52,7 @@ int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
 		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
 		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1 ||
-		    listen(fd, 4096) == -1) {
+		    listen(fd, backlog) == -1) {
 			int e = errno;
 
 			close(fd);
@@ -336,9 +352,11 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 			if (w->tls_ctx[i] == NULL)
 				return JG_ERR_INVAL;
 		}
+		/* Backlog 0: the socket already listens with limits.listenBacklog. A negative value would
+		 * make libevent call listen(fd, 128) again and shrink the queue to 128 SYNs. */
 		w->listeners[i] =
 		        evconnlistener_new(w->base, worker_on_accept, w,
-		                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fds[i]);
+		                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fds[i]);
 		if (w->listeners[i] == NULL)
 			return JG_ERR_NOMEM;
 		listen_fds[i] = -1; /* owned by the evconnlistener now */

@@ -39,8 +39,9 @@ struct jwks;
  * tokens cached with the old set are verified again. */
 void auth_shared_set_keys(struct auth_shared *s, int provider, struct jwks *keys);
 
-/* Registers the function a worker calls when a token names a kid (or alg) that a remote provider's key
- * set does not have (JwksKidAlgMismatch): hook(arg, provider index), from any worker thread, on the
+/* Registers the function a worker calls when a token may name a key that a remote provider's key set does
+ * not have yet (JwksKidAlgMismatch, or a failed signature with a kid no key carries, jwt_kid_unknown):
+ * hook(arg, provider index), from any worker thread, on the
  * request path, so it must be thread-safe, lock-free and cheap (jwks_fetch rate-limits refetches).
  * Set it before the workers start and clear it (NULL) only after they are joined. */
 void auth_shared_set_refetch_hook(struct auth_shared *s, void (*hook)(void *arg, int provider), void *arg);

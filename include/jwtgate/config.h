@@ -84,6 +84,9 @@ struct config_backend {
 	uint32_t max_connections;    /* circuitBreaker, default 1024 per worker */
 	uint32_t max_pending;        /* default 1024 */
 	uint32_t max_requests;       /* default 1024 */
+	/* healthCheck.panicThreshold: below this percentage of non-ejected endpoints, balance over all of
+	 * them (Envoy's healthy_panic_threshold); default 50, 0 = never */
+	uint32_t panic_threshold;
 	struct config_tls_validation tls;
 	int index; /* position in config.backends */
 };
@@ -275,6 +278,7 @@ struct config_limits {
 	uint64_t drain_timeout_ms;          /* SIGTERM drain bound, default 10s */
 	uint32_t max_connections;           /* per process, default 10000 */
 	uint32_t h2_max_concurrent_streams; /* default 100 */
+	uint32_t listen_backlog;            /* listen(2) backlog, default 4096, capped by somaxconn */
 };
 
 struct config {

@@ -14,7 +14,7 @@
  *   must also be at least as long as the token alg's hash.
  * - "use" other than "sig", or "key_ops" without "verify": the key is skipped (not an error).
  * - kid, when present, must be a string (else the key is skipped).
- * - An invalid key is skipped with a log line naming it (kid or index) and the status message; the JWKS
+ * - An invalid key is skipped with a log line naming it (kid or index) and why (jwk_from_json); the JWKS
  *   is an error only when it is not JSON, has no "keys" array, or no key is valid.
  * - Duplicate kid: both keys are kept, in document order; a token with that kid tries both in order.
  */
@@ -37,6 +37,7 @@
 #define JWK_HMAC_MIN_LEN  32
 #define JWK_HMAC_MAX_LEN  1024
 #define JWK_SIG_MAX       1024 /* largest signature any accepted key can make (RSA 8192 bits) */
+#define JWK_WHY_MAX       192  /* bytes of a refused key's reason (jwk_from_json), NUL included */
 
 enum jwk_kty { JWK_KTY_RSA = 1, JWK_KTY_EC, JWK_KTY_OKP, JWK_KTY_OCT };
 
@@ -78,8 +79,14 @@ void jwks_unref(struct jwks *ks);
 
 /* Builds one key from a JWK object. Returns JWT_STATUS_OK and fills *key (release with jwk_clear), or the
  * jwt_verify_lib status saying why the key is invalid (statuses 33-65, JWKS_RSA_PARSE_ERROR for weak RSA,
- * JWKS_HMAC_KEY_BAD_K for a short secret) with *key cleared. Does not look at "use" / "key_ops". */
-enum jwt_status jwk_from_json(const json_t *obj, struct jwk *key);
+ * JWKS_HMAC_KEY_BAD_K for a short secret) with *key cleared. Does not look at "use" / "key_ops".
+ * On failure, when why is not NULL, why[0..why_cap) gets the reason in words that name this key's
+ * defect, with its numbers ("RSA modulus is 1024 bits; at least 2048 are required", "HMAC secret is 16
+ * bytes; HS256 requires at least 32 ...", "RSA exponent 65536 is even; ...", "alg \"ES521\" is not a JWA
+ * algorithm name ..."), or the status message where that says it all; JWK_WHY_MAX bytes are enough.
+ * Peer text in it (alg, crv, kty) is cut and has non-printable bytes replaced. The status, which is
+ * what tokens are answered with, is the same with or without why. */
+enum jwt_status jwk_from_json(const json_t *obj, struct jwk *key, char *why, size_t why_cap);
 /* Frees what a key owns and zeroes it. */
 void jwk_clear(struct jwk *key);
 /* Whether a JWK object may be used for signatures ("use" absent or "sig"; "key_ops" absent or containing

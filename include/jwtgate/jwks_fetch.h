@@ -22,7 +22,8 @@
  *   success, or a failure with its retries spent), readable with jwks_fetch_get_stats.
  * - after a success: the next fetch at cacheDuration - 5 s (cacheDuration when it is 10 s or less); after
  *   a cycle whose retries are spent: every failedRefetchDuration, keeping the previous keys.
- * - a worker that meets a kid (or alg) the key set does not have asks for a refetch (jwks_fetch registers
+ * - a worker that meets a kid (or alg) the key set does not have (also when kid-less keys were tried and
+ *   failed) asks for a refetch (jwks_fetch registers
  *   a hook in auth_shared): at most one refetch per JWKS_FETCH_KICK_COOLDOWN (at least
  * failedRefetchDuration), never a second fetch while one is in flight (envoyproxy/gateway#4791). Everything
  * here runs on the control thread except that hook, which only reads an atomic and activates an event.

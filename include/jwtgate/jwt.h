@@ -129,6 +129,12 @@ enum jwt_status jwt_verify_claims(const struct jwt_verify_params *p, const struc
 /* Step 7 only: key selection and signature (jwt-behaviour.md "Key selection"). */
 enum jwt_status jwt_verify_signature(const struct jwks *keys, const struct jwt *tok);
 
+/* Whether the token carries a kid that no key of keys carries (false without a kid or a key set). Key
+ * selection tries the keys without a kid too, so a token signed with a key rotated in after the set was
+ * fetched fails with "Jwt verification fails" rather than JwksKidAlgMismatch when the set has a kid-less
+ * key; this tells that case apart for the refetch decision without changing the token's answer. */
+bool jwt_kid_unknown(const struct jwks *keys, const struct jwt *tok);
+
 /* jwt_parse with p->max_token_len, then jwt_verify. The one entry point for the auth stage. */
 enum jwt_status jwt_check(const struct jwt_verify_params *p, const struct jwks *keys, const char *token,
                           size_t len, int64_t now, struct jwt *tok);

@@ -31,11 +31,18 @@ struct pipeline_outcome {
 	int grpc_status;            /* the same answer for a gRPC client (16, 7, 12, 13) */
 	const char *message;        /* static text without newline */
 	char www_authenticate[512]; /* empty unless a JWT denial */
+	/* A 307 to the normalised path (escapedSlashesAction UnescapeAndRedirect): the new target,
+	 * path plus "?query", in the request's arena; NULL otherwise. */
+	const char *location;
+	size_t location_len;
 };
 
-/* Routes and authenticates req (always sets out->gen, which the caller must release) (whose head is complete:
- * request_finish_head done, is_grpc and listener_index set). May add or remove request headers (claim
- * headers). */
+/* Applies the listener's client traffic settings, then routes and authenticates req (whose head is
+ * complete: request_finish_head done, is_grpc and listener_index set). Always sets out->gen, which
+ * the caller must release. The client traffic step is the one place, for every codec, where header
+ * names with '_' are refused or dropped (headers.withUnderscoresAction) and the path is normalised
+ * (request_normalise_path(): req->path and req->target change), before anything looks at either.
+ * May add or remove request headers (claim headers). */
 void pipeline_run(struct worker *w, struct request *req, struct pipeline_outcome *out);
 
 /* Writes the header lines a proxy adds upstream into buf ("name: value\r\n" each):

@@ -70,6 +70,39 @@ size_t request_header_remove(struct request *req, const char *name, size_t name_
  * the authority or target is malformed. */
 int request_finish_head(struct request *req);
 
+/* What the path normaliser does with an escaped slash, %2F or %5C in either case (Envoy Gateway's
+ * ClientTrafficPolicy path.escapedSlashesAction; redirect or forward is the caller's choice). */
+enum request_escaped_slashes {
+	REQUEST_SLASHES_KEEP = 0, /* left encoded: the segment is opaque to dot-segment removal */
+	REQUEST_SLASHES_REJECT,   /* the request is refused */
+	REQUEST_SLASHES_UNESCAPE, /* decoded to '/' (%5C too, like a raw backslash) before the rest */
+};
+
+/* Flags of a successful request_normalise_path(). */
+#define REQUEST_PATH_CHANGED         0x1 /* req->path and req->target now hold the normalised path */
+#define REQUEST_PATH_SLASH_UNESCAPED 0x2 /* an escaped slash was decoded (REQUEST_SLASHES_UNESCAPE) */
+
+/* Normalises req->path (set by request_finish_head, an origin-form path starting with '/') once,
+ * before routing, so that routing, the JWT policy and the upstream all see the same path (issue 10,
+ * Envoy's normalize_path + merge_slashes + path_with_escaped_slashes_action):
+ *  - percent-encoding: an escaped unreserved character (RFC 3986 section 2.3: ALPHA DIGIT - . _ ~)
+ *    is decoded, %2F/%5C follow `slashes`, any other escape stays encoded with upper-case hex
+ *    (section 6.2.2.1); %00, a '%' without two hex digits, and a raw control byte or space are
+ *    refused;
+ *  - a raw backslash is a '/' (as Envoy's canonicaliser and WHATWG URL parsers read it);
+ *  - dot segments are removed (RFC 3986 section 5.2.4), never above the root;
+ *  - then, when merge_slashes, runs of '/' become one.
+ * The query is never changed; req->target becomes the new path plus "?query". A path with no '%',
+ * '\', control byte, "//" or "." / ".." segment is left alone after one scan, without allocating;
+ * otherwise the result is built in req->arena.
+ * Returns a combination of REQUEST_PATH_* flags (0: unchanged), JG_ERR_INVAL when the path is
+ * refused (the caller answers 400), or JG_ERR_NOMEM. */
+int request_normalise_path(struct request *req, enum request_escaped_slashes slashes, bool merge_slashes);
+
+/* Finds the next non-removed header whose name contains '_' at index >= *pos (HTTP/1.1 and HTTP/2
+ * alike; Envoy Gateway's headers.withUnderscoresAction). Updates *pos like request_header_next(). */
+struct request_header *request_header_next_underscore(const struct request *req, size_t *pos);
+
 /* Finds query parameter `name` (exact, not decoded) starting at byte offset *pos of req->query.
  * Returns 1 and sets value/len (not decoded) and *pos past it, 0 when no more. */
 int request_query_next(const struct request *req, const char *name, size_t name_len, const char **value,

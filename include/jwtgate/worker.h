@@ -86,8 +86,13 @@ struct worker {
 /* Process-wide count of open downstream connections (limits.maxConnections). */
 extern atomic_uint worker_open_conns;
 
-/* Opens one listening socket per config listener with SO_REUSEPORT (start-up: errors to stderr).
- * Returns 0 or -errno; fds must have cfg->n_listeners entries. */
+/* The listen(2) backlog the kernel will grant: limits.listenBacklog capped by
+ * /proc/sys/net/core/somaxconn (the kernel silently truncates to it). *somaxconn gets the limit read,
+ * or 0 when it cannot be read (then the configured value is used as is). */
+int worker_listen_backlog(const struct config *cfg, int *somaxconn);
+/* Opens one listening socket per config listener with SO_REUSEPORT, listening with
+ * worker_listen_backlog() (start-up: errors to stderr). Returns 0 or -errno; fds must have
+ * cfg->n_listeners entries. */
 int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err);
 
 /* Creates the worker's event_base, pools and listeners; does not start the thread. Takes a

@@ -39,8 +39,11 @@ from http.server import BaseHTTPRequestHandler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get("JWTGATE_SOURCE_ROOT", os.path.abspath(os.path.join(HERE, "..", "..")))
-SHARED = os.environ.get("JWTGATE_SHARED", os.path.abspath(os.path.join(SOURCE_ROOT, "..", "shared")))
-BIN = os.environ.get("JWTGATE_BIN", "/work/main/build/jwtgate")
+# The repository's own test data (tests/data/PROVENANCE); tests never read outside the repository.
+DATA = os.path.abspath(os.path.join(HERE, "..", "data"))
+SEED_DIR = os.path.join(DATA, "envoy-gateway-jwt")  # the seed scenario's jwks.json, key.json, tokens
+BIN = os.environ.get("JWTGATE_BIN", os.path.join(SOURCE_ROOT, "build", "jwtgate"))
+TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", os.path.join(SOURCE_ROOT, "build", "jwtgate-token"))
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -315,14 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
 class Upstream:
     """A real HTTP/1.1 upstream on an ephemeral loopback port that records what reached it."""
 
-    def __init__(self, name="up"):
+    def __init__(self, name="up", port=0):
         self.name = name
         self.lock = threading.Lock()
         self.requests = []
         self.connections = []  # client ports, one per accepted connection
         self.conn_seq = 0
         self.stopping = threading.Event()
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.upstream = self
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},

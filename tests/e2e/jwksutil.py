@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import jgtest
 
-TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", "/work/main/build/jwtgate-token")
+TOKEN_BIN = jgtest.TOKEN_BIN
 ISSUER = "https://issuer.example.com"
 
 

@@ -172,3 +172,59 @@ def test_no_arguments(tmp_path):
     rc, out, err = run([], str(tmp_path))
     assert rc == 1
     assert (out + err).strip(), "no message"
+
+
+def _b64u(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _rsa_jwk(bits, e=65537):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    n = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key().public_numbers().n
+    return {"kty": "RSA", "n": _b64u(n.to_bytes((n.bit_length() + 7) // 8, "big")),
+            "e": _b64u(e.to_bytes((e.bit_length() + 7) // 8 or 1, "big"))}
+
+
+def _ec_jwk():
+    from cryptography.hazmat.primitives.asymmetric import ec
+    pn = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    return {"kty": "EC", "crv": "P-256", "x": _b64u(pn.x.to_bytes(32, "big")), "y": _b64u(pn.y.to_bytes(32, "big"))}
+
+
+REFUSED_KEYS = [  # (JWK, the reason jwtgate gives for refusing it)
+    (dict(_rsa_jwk(1024), kid="small"), 'key #0 kid "small" skipped: RSA modulus is 1024 bits; at least 2048 '
+                                        'are required'),
+    ({"kty": "oct", "kid": "short", "alg": "HS256", "k": _b64u(b"0123456789abcdef")},
+     'key #1 kid "short" skipped: HMAC secret is 16 bytes; HS256 requires at least 32'),
+    (dict(_rsa_jwk(2048, e=65536), kid="even"), 'key #2 kid "even" skipped: RSA exponent 65536 is even; it '
+                                                'must be odd and at least 3'),
+    (dict(_rsa_jwk(2048, e=1), kid="one"), 'key #3 kid "one" skipped: RSA exponent 1 is below 3'),
+    (dict(_ec_jwk(), kid="typo", alg="ES521"), 'key #4 kid "typo" skipped: alg "ES521" is not a JWA algorithm '
+                                               'name'),
+]
+JWKS_POLICY = """\
+securityPolicies:
+  - name: p
+    targetRef: {kind: HTTPRoute, name: foo}
+    jwt: {providers: [{name: a, localJWKS: {type: File, file: jwks.json}}]}
+"""
+
+
+@pytest.mark.parametrize("with_valid_key", [True, False], ids=["one-valid-key", "no-valid-key"])
+def test_check_says_why_each_local_key_is_refused(tmp_path, with_valid_key):
+    """issue 10 section 4: --check (and start-up) name each refused key of a local JWKS by index and kid
+    with its own reason, instead of jwt_verify_lib's "field is missing or has a parse error"; the JWKS is
+    an error only when no key is left."""
+    keys = [k for k, _ in REFUSED_KEYS] + ([dict(_ec_jwk(), kid="good")] if with_valid_key else [])
+    (tmp_path / "jwks.json").write_text(__import__("json").dumps({"keys": keys}))
+    rc, out, err = check(tmp_path, GOOD + JWKS_POLICY, "jwks.yaml")
+    for _, reason in REFUSED_KEYS:
+        assert reason in err, err
+    assert "missing or has a parse error" not in err, err
+    if with_valid_key:
+        assert rc == 0, out + err
+        assert "configuration OK" in out
+    else:
+        assert rc == 1, out + err
+        assert "Jwks doesn't have any valid public key" in err

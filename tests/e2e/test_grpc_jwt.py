@@ -33,8 +33,8 @@ import h2util
 import jgtest
 from test_jwt import MSG_AUDIENCE, MSG_BAD_FORMAT, MSG_KID, MSG_MISSING, MSG_VERIFY, int_b64u
 
-TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", "/work/main/build/jwtgate-token")
-SEED_DIR = os.path.join(jgtest.SHARED, "conformance", "envoy-gateway-jwt")
+TOKEN_BIN = jgtest.TOKEN_BIN
+SEED_DIR = jgtest.SEED_DIR
 AUTHORITY = "grpc-example.com"           # the seed's GRPCRoute hostname
 AUD_AUTHORITY = "grpc-aud.example.com"   # the route whose provider requires aud api.example.com
 REFLECTION_INFO = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"

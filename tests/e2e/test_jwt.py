@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 import jgtest
 from jgtest import RawConn, get, header
 
-TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", "/work/main/build/jwtgate-token")
-SEED_DIR = os.path.join(jgtest.SHARED, "conformance", "envoy-gateway-jwt")
+TOKEN_BIN = jgtest.TOKEN_BIN
+SEED_DIR = jgtest.SEED_DIR
 HOST = "www.example.com"
 
 MSG_MISSING = "Jwt is missing"

@@ -6,6 +6,7 @@ envoyproxy/gateway#4791). Then the seed's scenario with the seed's own files, ht
 never a downgrade of https), unresolvable hosts, several tokens while the fetch fails (Envoy
 CVE-2025-64527), and the counters line logged after every fetch cycle."""
 
+import json
 import os
 import re
 import signal
@@ -181,6 +182,58 @@ def test_unknown_kid_triggers_one_refetch(start_proxy, upstream, jwks_server, pk
     assert get_with_token(p.port, keys["k1"].token()).status == 200
 
 
+def kidless_set(kidless, *keys):
+    """A key set like the seed's jwks.json: first a key without a kid, then `keys`."""
+    first = {k: v for k, v in kidless.public.items() if k != "kid"}
+    return json.dumps({"keys": [first] + [k.public for k in keys]}).encode()
+
+
+def test_unknown_kid_refetch_with_kidless_key_in_set(start_proxy, upstream, jwks_server, pki, keys, tmp_path):
+    """issue 10 section 4: the set also holds a key without a kid, which every token is tried against, so a
+    token with a rotated-in kid fails with "Jwt verification fails" (not JwksKidAlgMismatch). It must still
+    trigger the (rate-limited) refetch instead of waiting for cacheDuration."""
+    nokid = SigningKey("nokid", tmp_path)
+    srv = jwks_server()
+    srv.serve_bytes(kidless_set(nokid, keys["k1"]))
+    p = start(start_proxy, upstream, srv, pki, cache="300s", failed="1s")
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert srv.count() == 1
+    # The server rotates k1 out and k2 in, keeping its kid-less key; clients arrive with k2 tokens.
+    srv.serve_bytes(kidless_set(nokid, keys["k2"]))
+    t2 = keys["k2"].token()
+    t0 = time.monotonic()
+    statuses = jwksutil.concurrent_gets(p.port, t2, 30)
+    assert all(s in (200, 401) for s in statuses), statuses
+    assert jwksutil.wait_status(p.port, t2, 200, 3.0), jwksutil.stderr_text(p)
+    assert time.monotonic() - t0 < 5.0  # cacheDuration is 300 s: this is the refetch
+    time.sleep(0.5)
+    assert srv.count() == 2, srv.requests  # one refetch for all of them
+    # Within the cooldown a flood of other unknown kids fetches nothing; each gets the same answer as
+    # without a refetch (the kid-less key was tried and failed).
+    t9 = keys["k1"].token(kid="k9")
+    results = [get_with_token(p.port, t9) for _ in range(5)]
+    assert all(r.status == 401 and b"Jwt verification fails" in r.body for r in results), results
+    statuses = jwksutil.concurrent_gets(p.port, t9, 30)
+    assert statuses == [401] * 30
+    time.sleep(1.0)
+    assert srv.count() == 2, srv.requests
+    assert jwksutil.stderr_text(p).count("refetching now") == 1, jwksutil.stderr_text(p)
+
+
+def test_fetched_key_refused_with_its_reason(start_proxy, upstream, jwks_server, pki, keys):
+    """issue 10 section 4: a fetched key that is refused is logged with its index, kid and own reason; the
+    other keys serve."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    n = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_numbers().n
+    weak = {"kty": "RSA", "kid": "weak", "e": "AQAB", "n": jwksutil.b64u(n.to_bytes(128, "big"))}
+    srv = jwks_server()
+    srv.serve_bytes(json.dumps({"keys": [weak, keys["k1"].public]}).encode())
+    p = start(start_proxy, upstream, srv, pki)
+    assert get_with_token(p.port, keys["k1"].token()).status == 200
+    assert ('key #0 kid "weak" skipped: RSA modulus is 1024 bits; at least 2048 are required'
+            in jwksutil.stderr_text(p)), jwksutil.stderr_text(p)
+
+
 def test_unknown_kid_storm_is_one_fetch(start_proxy, upstream, jwks_server, pki, keys):
     srv = jwks_server()
     srv.serve(keys["k1"])
@@ -329,7 +382,7 @@ def test_reload_keeps_keys_and_fetches_for_the_new_configuration(start_proxy, up
 # ---------------------------------------------------------------------------------------------------
 # The seed's second scenario, plain HTTP, fail-closed paths, several tokens, and the counters line.
 
-SEED = os.path.join(jgtest.SHARED, "conformance", "envoy-gateway-jwt")  # env JWTGATE_SHARED
+SEED = jgtest.SEED_DIR
 SEED_RETRY = {"numRetries": 3, "perRetry": {"backOff": {"baseInterval": "1s", "maxInterval": "5s"}},
               "retryOn": {"triggers": ["5xx", "gateway-error", "reset"]}}
 STATS_RE = re.compile(r"jwks (\S+): fetch (ok|failed) \(keys=(\d+), ok=(\d+) fail\{([^}]*)\} "

@@ -17,9 +17,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa, utils
 
-TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", "/work/main/build/jwtgate-token")
-SHARED = os.environ.get("JWTGATE_SHARED", "/work/shared")
-SEED_DIR = os.path.join(SHARED, "conformance", "envoy-gateway-jwt")
+import jgtest
+
+TOKEN_BIN = jgtest.TOKEN_BIN
+SEED_DIR = jgtest.SEED_DIR
 
 HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 EC_CURVES = {"ES256": (ec.SECP256R1, "P-256", 32), "ES384": (ec.SECP384R1, "P-384", 48),

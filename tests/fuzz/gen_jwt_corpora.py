@@ -69,8 +69,8 @@ ec = {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHv
       "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
 okp = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
 octk = {"kty": "oct", "k": b64(HS_KEY)}
-shared = os.path.join(here, "..", "..", "..", "shared", "conformance", "envoy-gateway-jwt", "jwks.json")
-seed = open(shared).read() if os.path.exists(shared) else '{"keys":[]}'
+with open(os.path.join(here, "..", "data", "envoy-gateway-jwt", "jwks.json")) as f:  # tests/data/PROVENANCE
+    seed = f.read()
 jwks = {
     "seed_jwks": seed,
     "ec_okp_oct": json.dumps({"keys": [ec, okp, octk]}),

@@ -1,5 +1,5 @@
 /* jwt_testutil.h: helpers for the JWT / JWK tests: mint tokens with OpenSSL (independently of the
- * verifier), export public keys as JWK text, read files from JWTGATE_SHARED. Test-only; static. */
+ * verifier), export public keys as JWK text, read files from tests/data. Test-only; static. */
 #ifndef JWTGATE_TESTS_JWT_TESTUTIL_H
 #define JWTGATE_TESTS_JWT_TESTUTIL_H
 
@@ -261,16 +261,22 @@ static inline struct jwks *tu_jwks(const char *text)
 	return ks;
 }
 
-/* Reads $JWTGATE_SHARED/<rel> into a malloc'd NUL-terminated buffer. */
-static inline char *tu_read_shared(const char *rel, size_t *len)
+/* tests/data, the repository's own copy of every file a test reads (tests/data/PROVENANCE); the
+ * build gives its absolute path, so no test depends on its working directory or on files outside the
+ * repository. */
+#ifndef JWTGATE_TEST_DATA
+#error "JWTGATE_TEST_DATA (tests/data) must be defined by the build"
+#endif
+
+/* Reads tests/data/<rel> into a malloc'd NUL-terminated buffer. */
+static inline char *tu_read_data(const char *rel, size_t *len)
 {
-	const char *root = getenv("JWTGATE_SHARED");
 	char path[4096];
 	FILE *f;
 	long n;
 	char *buf;
 
-	snprintf(path, sizeof(path), "%s/%s", root ? root : "../shared", rel);
+	snprintf(path, sizeof(path), "%s/%s", JWTGATE_TEST_DATA, rel);
 	f = fopen(path, "rb");
 	if (f == NULL) {
 		fprintf(stderr, "cannot open %s\n", path);

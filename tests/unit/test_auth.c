@@ -3,7 +3,7 @@
  * invalid_token), extraction, optional / failOpen, several providers and several tokens
  * (security.md section 2 row 24), claim headers (row 25 included), forwarding, the verified-token
  * cache (exp re-checked on a hit, key rotation), remote JWKS without keys, WWW-Authenticate.
- * Tokens are minted here with OpenSSL (jwt_testutil.h); the seed files come from JWTGATE_SHARED. */
+ * Tokens are minted here with OpenSSL (jwt_testutil.h); the seed files come from tests/data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -110,12 +110,11 @@ static int group_setup(void **state)
 	free(m);
 	write_file("k1.json", fx.k1_json);
 	write_file("k2.json", fx.k2_json);
-	seed = tu_read_shared("conformance/envoy-gateway-jwt/jwks.json", NULL);
+	seed = tu_read_data("envoy-gateway-jwt/jwks.json", NULL);
 	write_file("seed.json", seed);
 	free(seed);
-	fx.seed_jwt = trim_dup(tu_read_shared("conformance/envoy-gateway-jwt/test.jwt", NULL));
-	fx.seed_claim_jwt =
-	        trim_dup(tu_read_shared("conformance/envoy-gateway-jwt/with-different-claim.jwt", NULL));
+	fx.seed_jwt = trim_dup(tu_read_data("envoy-gateway-jwt/test.jwt", NULL));
+	fx.seed_claim_jwt = trim_dup(tu_read_data("envoy-gateway-jwt/with-different-claim.jwt", NULL));
 	return 0;
 }
 
@@ -1003,6 +1002,101 @@ static void test_remote_jwks_without_keys(void **state)
 	free(tk);
 }
 
+static int refetch_calls[8];
+
+static void count_refetch(void *arg, int provider)
+{
+	JG_UNUSED(arg);
+	assert_true(provider >= 0 && provider < 8);
+	refetch_calls[provider]++;
+}
+
+/* A key set like the seed's jwks.json: its first key (RSA, no kid), then the key of `kid` (RSA, RS256). */
+static struct jwks *kidless_plus(EVP_PKEY *key, const char *kid)
+{
+	char *seed = tu_read_data("envoy-gateway-jwt/jwks.json", NULL), *m = tu_jwk_members(key), *text;
+	char *first_text;
+	json_t *root = json_loads(seed, 0, NULL), *first;
+	struct jwks *ks;
+
+	assert_non_null(root);
+	first = json_array_get(json_object_get(root, "keys"), 0);
+	assert_non_null(first);
+	assert_null(json_object_get(first, "kid"));
+	first_text = json_dumps(first, JSON_COMPACT);
+	text = tu_fmt("{\"keys\":[%s,{%s,\"kid\":\"%s\",\"alg\":\"RS256\"}]}", first_text, m, kid);
+	ks = tu_jwks(text);
+	assert_int_equal(ks->n_keys, 2);
+	free(first_text);
+	free(text);
+	json_decref(root);
+	free(m);
+	free(seed);
+	return ks;
+}
+
+/* issue 10 section 4: a token whose kid names no key of a remote set asks for a refetch even when the set
+ * also has a key without a kid (tried, and failed): that key makes the answer "Jwt verification fails"
+ * rather than JwksKidAlgMismatch, which alone used to trigger the refetch, so a rotated key was picked up
+ * only at cacheDuration. The token's answer does not change; tokens that give no sign of a newer key
+ * (no kid, or a kid the set has) never ask. */
+static void test_refetch_on_unknown_kid_with_kidless_keys(void **state)
+{
+	EVP_PKEY *rotated = tu_keygen("RSA", "2048");
+	char *t_k1 = tok1(PAYLOAD_OK);
+	char *t_new = tu_mint(rotated, JWT_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":\"k3\"}", PAYLOAD_OK);
+	char *t_k1_forged = tu_mint(rotated, JWT_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":\"k1\"}", PAYLOAD_OK);
+	char *t_nokid = tu_mint(rotated, JWT_ALG_RS256, "{\"alg\":\"RS256\"}", PAYLOAD_OK);
+	int idx, idx_local;
+
+	JG_UNUSED(state);
+	memset(refetch_calls, 0, sizeof(refetch_calls));
+	load("  - name: p\n"
+	     "    targetRef: {kind: HTTPRoute, name: r0}\n"
+	     "    jwt: {providers: [{name: remote, remoteJWKS: {uri: "
+	     "\"https://keys.example.com/jwks.json\"}}]}\n"
+	     "  - {name: q, targetRef: {kind: HTTPRoute, name: r1}, jwt: {providers: [{name: l, "
+	     "localJWKS: {type: File, file: seed.json}}]}}\n");
+	idx = policy("p")->providers[0].index;
+	idx_local = policy("q")->providers[0].index;
+	auth_shared_set_refetch_hook(t.shared, count_refetch, NULL);
+	auth_shared_set_keys(t.shared, idx, kidless_plus(fx.rsa, "k1"));
+
+	/* kid k3 is in no key: same answer as before (the kid-less key was tried), and one refetch asked */
+	req("/foo");
+	bearer(t_new);
+	assert_deny(check("p"), 401, 16, MSG_VERIFY, true);
+	assert_int_equal(refetch_calls[idx], 1);
+	/* no sign of a newer key: a known kid with a bad signature, no kid at all, a valid token */
+	req("/foo");
+	bearer(t_k1_forged);
+	assert_deny(check("p"), 401, 16, MSG_VERIFY, true);
+	req("/foo");
+	bearer(t_nokid);
+	assert_deny(check("p"), 401, 16, MSG_VERIFY, true);
+	req("/foo");
+	bearer(t_k1);
+	assert_allow(check("p"));
+	assert_int_equal(refetch_calls[idx], 1);
+	/* a local JWKS has nothing to refetch */
+	req("/foo");
+	bearer(t_new);
+	assert_deny(check("q"), 401, 16, MSG_VERIFY, true);
+	assert_int_equal(refetch_calls[idx_local], 0);
+	/* the refetch brings the rotated key: the same token passes */
+	auth_shared_set_keys(t.shared, idx, kidless_plus(rotated, "k3"));
+	req("/foo");
+	bearer(t_new);
+	assert_allow(check("p"));
+	assert_int_equal(refetch_calls[idx], 1);
+	auth_shared_set_refetch_hook(t.shared, NULL, NULL);
+	EVP_PKEY_free(rotated);
+	free(t_k1);
+	free(t_new);
+	free(t_k1_forged);
+	free(t_nokid);
+}
+
 /* security.md section 2 row 24, second half: several tokens while the provider has no keys (Envoy
  * CVE-2025-64527 crashed here): a clean denial for every token count. */
 static void test_several_tokens_while_jwks_fetch_failing(void **state)
@@ -1134,6 +1228,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_cache_disabled_same_answers, test_setup, test_teardown),
 	        cmocka_unit_test_setup_teardown(test_set_keys_invalidates_cache, test_setup, test_teardown),
 	        cmocka_unit_test_setup_teardown(test_remote_jwks_without_keys, test_setup, test_teardown),
+	        cmocka_unit_test_setup_teardown(test_refetch_on_unknown_kid_with_kidless_keys, test_setup,
+	                                        test_teardown),
 	        cmocka_unit_test_setup_teardown(test_several_tokens_while_jwks_fetch_failing, test_setup,
 	                                        test_teardown),
 	        cmocka_unit_test_setup_teardown(test_recompute_route_flag, test_setup, test_teardown),

@@ -101,13 +101,6 @@ static const char *t_source_root(void)
 	return r != NULL ? r : ".";
 }
 
-static const char *t_shared(void)
-{
-	const char *r = getenv("JWTGATE_SHARED");
-
-	return r != NULL ? r : "../shared";
-}
-
 /* Loads path; keeps the err output in t_errbuf; returns config_load's result. */
 static int t_load_path(const char *path, struct config **out)
 {
@@ -153,26 +146,14 @@ static void t_fails(const char *yaml, int n_errors, int line, int col, const cha
 	t_expect(line, col, msg);
 }
 
-/* The n-th (0-based) ```yaml block of CONFIG.md, as a new string. */
-static char *t_config_md_block(int n)
+/* One of CONFIG.md's ```yaml examples, kept verbatim in tests/data/config-md/ (tests/data/PROVENANCE),
+ * as a new string. */
+static char *t_config_md_block(const char *name)
 {
 	char p[512];
-	char *md, *s, *e, *r;
-	int i;
 
-	snprintf(p, sizeof(p), "%s/CONFIG.md", t_shared());
-	md = t_read(p, NULL);
-	s = md;
-	for (i = 0; i <= n; i++) {
-		s = strstr(s, "```yaml\n");
-		assert_non_null(s);
-		s += 8;
-	}
-	e = strstr(s, "```");
-	assert_non_null(e);
-	r = strndup(s, (size_t)(e - s));
-	free(md);
-	return r;
+	snprintf(p, sizeof(p), "%s/config-md/%s", JWTGATE_TEST_DATA, name);
+	return t_read(p, NULL);
 }
 
 static void t_copy_jwks(const char *rel)
@@ -207,7 +188,7 @@ static const char *t_ip(const struct sockaddr_storage *ss, char *buf, uint16_t *
 
 static void test_seed_scenario_from_config_md(void **state)
 {
-	char *yaml = t_config_md_block(0);
+	char *yaml = t_config_md_block("seed-scenario.yaml");
 	struct config *cfg = NULL;
 	const struct config_policy *pol;
 	char ip[64], p[512];
@@ -321,7 +302,7 @@ static void test_seed_scenario_from_config_md(void **state)
 
 static void test_remote_scenario_from_config_md(void **state)
 {
-	char *block = t_config_md_block(1);
+	char *block = t_config_md_block("remote-jwks.yaml");
 	const char *extra = "listeners: [{name: http, address: \"[::1]:8080\"}]\n"
 	                    "httpRoutes:\n"
 	                    "  - name: foo\n"
@@ -439,13 +420,14 @@ static void test_full_options_and_normalisation(void **state)
 	           "limits: {maxHeaderBytes: 64KiB, maxHeaderCount: 50, maxRequestLine: 4096, maxBodySize: "
 	           "1MiB,\n"
 	           "         headerTimeout: 500ms, idleTimeout: 1h30m, drainTimeout: 0s, maxConnections: 7,\n"
-	           "         http2MaxConcurrentStreams: 9}\n"
+	           "         http2MaxConcurrentStreams: 9, listenBacklog: 512}\n"
 	           "listeners: [{name: a, address: 127.0.0.1:0}, {name: b, address: 127.0.0.2:0}]\n"
 	           "backends:\n"
 	           "  - name: be\n"
 	           "    loadBalancer: {type: LeastRequest}\n"
 	           "    timeouts: {connect: 1s, request: 0s, idle: 5m}\n"
 	           "    circuitBreaker: {maxConnections: 10, maxPendingRequests: 0, maxParallelRequests: 3}\n"
+	           "    healthCheck: {panicThreshold: 0}\n"
 	           "    endpoints: [{ip: {address: \"::1\", port: 81}}]\n"
 	           "  - name: h2\n"
 	           "    protocol: H2\n"
@@ -497,7 +479,7 @@ static void test_full_options_and_normalisation(void **state)
 	           &cfg) != 1)
 		fail_msg("%s", t_errbuf);
 	/* the last line is a deliberate typo: a single error, and nothing else is wrong */
-	t_expect(58, 11, "unknown key \"remoteJWKSx\" (at securityPolicies[1].jwt.providers[0])");
+	t_expect(59, 11, "unknown key \"remoteJWKSx\" (at securityPolicies[1].jwt.providers[0])");
 
 	/* same file without the typo */
 	{
@@ -529,6 +511,7 @@ static void test_full_options_and_normalisation(void **state)
 	assert_int_equal(cfg->limits.drain_timeout_ms, 0);
 	assert_int_equal(cfg->limits.max_connections, 7);
 	assert_int_equal(cfg->limits.h2_max_concurrent_streams, 9);
+	assert_int_equal(cfg->limits.listen_backlog, 512);
 
 	assert_int_equal(cfg->backends[0].lb, CONFIG_LB_LEAST_REQUEST);
 	assert_int_equal(cfg->backends[0].connect_timeout_ms, 1000);
@@ -537,6 +520,8 @@ static void test_full_options_and_normalisation(void **state)
 	assert_int_equal(cfg->backends[0].max_connections, 10);
 	assert_int_equal(cfg->backends[0].max_pending, 0);
 	assert_int_equal(cfg->backends[0].max_requests, 3);
+	assert_int_equal(cfg->backends[0].panic_threshold, 0);
+	assert_int_equal(cfg->backends[1].panic_threshold, 50); /* Envoy's default */
 	assert_int_equal(cfg->backends[0].endpoints[0].addr.ss_family, AF_INET6);
 	assert_true(cfg->backends[1].tls.well_known_system);
 	assert_string_equal(cfg->backends[1].tls.hostname, "api.example.com");
@@ -772,6 +757,10 @@ static void test_err_wrong_types(void **state)
 	t_fails(MINI_HEAD "workers: lots\n", 1, 3, 10,
 	        "expected a number or \"auto\", found \"lots\" (at workers)");
 	t_fails(MINI_HEAD "workers: 0\n", 1, 3, 10, "0 out of range 1..1024 (at workers)");
+	t_fails("listeners: [{name: l, address: 127.0.0.1:8080}]\n"
+	        "backends: [{name: b, healthCheck: {panicThreshold: 101}, endpoints: [{ip: {address: "
+	        "127.0.0.1, port: 80}}]}]\n",
+	        1, 2, 52, "101 out of range 0..100 (at backends[0].healthCheck.panicThreshold)");
 	t_fails(MINI_HEAD "limits: {headerTimeout: 10}\n", 1, 3, 25,
 	        "invalid duration \"10\" (expected e.g. 500ms, 10s, 5m, 1h30m) (at limits.headerTimeout)");
 	t_fails(MINI_HEAD "limits: {maxBodySize: 1MB}\n", 1, 3, 23,

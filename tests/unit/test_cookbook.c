@@ -1,5 +1,5 @@
 /* test_cookbook.c: RFC 7520 ("JOSE cookbook") section 4 compact JWS examples with algorithms jwtgate
- * supports, from ../shared/vectors/jose-cookbook/jws/. Keys come from each example's JWK through the
+ * supports, from tests/data/jose-cookbook/jws/. Keys come from each example's JWK through the
  * JWKS loader (private members are ignored); signatures are checked through jwt_parse's segment split
  * and the verifier's primitive. The cookbook payloads are plain text, not JWT claim sets, so the full
  * jwt_check refuses them with "Jwt payload is an invalid JSON"; that is asserted too. */
@@ -22,9 +22,9 @@ struct cookbook_case {
 
 static void load_case(const char *file, struct cookbook_case *c)
 {
-	char *rel = tu_fmt("vectors/jose-cookbook/jws/%s", file);
+	char *rel = tu_fmt("jose-cookbook/jws/%s", file);
 	size_t len;
-	char *text = tu_read_shared(rel, &len);
+	char *text = tu_read_data(rel, &len);
 	json_t *input, *wrapper;
 	char *keys_text;
 	const char *alg_name;

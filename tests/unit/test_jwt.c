@@ -871,9 +871,9 @@ static void test_status_messages(void **state)
 static void test_conformance_seed_tokens(void **state)
 {
 	size_t len;
-	char *jwks_text = tu_read_shared("conformance/envoy-gateway-jwt/jwks.json", &len);
-	char *t1 = tu_read_shared("conformance/envoy-gateway-jwt/test.jwt", NULL);
-	char *t2 = tu_read_shared("conformance/envoy-gateway-jwt/with-different-claim.jwt", NULL);
+	char *jwks_text = tu_read_data("envoy-gateway-jwt/jwks.json", &len);
+	char *t1 = tu_read_data("envoy-gateway-jwt/test.jwt", NULL);
+	char *t2 = tu_read_data("envoy-gateway-jwt/with-different-claim.jwt", NULL);
 	struct jwks *ks = NULL;
 	struct jwt_verify_params p = params_default();
 	struct jwt tok;
@@ -949,8 +949,8 @@ static EVP_PKEY *load_private_jwk(const char *text)
 static void test_conformance_key_json(void **state)
 {
 	size_t len;
-	char *jwks_text = tu_read_shared("conformance/envoy-gateway-jwt/jwks.json", &len);
-	char *key_text = tu_read_shared("conformance/envoy-gateway-jwt/key.json", NULL);
+	char *jwks_text = tu_read_data("envoy-gateway-jwt/jwks.json", &len);
+	char *key_text = tu_read_data("envoy-gateway-jwt/key.json", NULL);
 	EVP_PKEY *key = load_private_jwk(key_text);
 	struct jwks *ks = tu_jwks(jwks_text);
 	struct jwt_verify_params p = params_default();

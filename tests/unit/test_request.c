@@ -286,6 +286,265 @@ static void test_response_headers(void **state)
 	assert_string_equal(resp.headers[0].name, "content-type");
 }
 
+/* ---- path normalisation (issue 10 section 2) ---- */
+
+#define K   REQUEST_SLASHES_KEEP
+#define R   REQUEST_SLASHES_REJECT
+#define U   REQUEST_SLASHES_UNESCAPE
+#define CH  REQUEST_PATH_CHANGED
+#define SU  REQUEST_PATH_SLASH_UNESCAPED
+#define BAD JG_ERR_INVAL
+
+struct path_case {
+	const char *in;
+	enum request_escaped_slashes slashes;
+	bool merge;
+	int rc;          /* flags, 0 (unchanged) or BAD */
+	const char *out; /* target after; NULL when rc is 0 or BAD (target unchanged) */
+};
+
+static const struct path_case path_cases[] = {
+        /* the four bypasses of the issue: all end on /foo, never under the open /bar */
+        {"/bar/../foo", U, true, CH, "/foo"},
+        {"/bar/%2e%2e/foo", U, true, CH, "/foo"},
+        {"/bar/..%2ffoo", U, true, CH | SU, "/foo"},
+        {"/bar//../../foo", U, true, CH, "/foo"},
+        {"/bar//../../foo", U, false, CH, "/foo"},
+        /* escaped slashes per action */
+        {"/bar/..%2ffoo", K, true, CH, "/bar/..%2Ffoo"},
+        {"/bar/..%2Ffoo", K, true, 0, NULL},
+        {"/bar/..%2ffoo", R, true, BAD, NULL},
+        {"/bar/..%2Ffoo", R, false, BAD, NULL},
+        {"/bar/..%5cfoo", U, true, CH | SU, "/foo"},
+        {"/bar/..%5Cfoo", K, true, 0, NULL},
+        {"/bar/..%5cfoo", R, true, BAD, NULL},
+        {"/a%2F%2fb", U, true, CH | SU, "/a/b"},
+        {"/a%2F%2fb", U, false, CH | SU, "/a//b"},
+        {"/a/b", R, true, 0, NULL},
+        /* raw backslash is a separator */
+        {"/bar\\..\\foo", K, true, CH, "/foo"},
+        {"/a\\b", U, true, CH, "/a/b"},
+        /* dot segments, decoded or not, in any case */
+        {"/a/%2e/b", U, true, CH, "/a/b"},
+        {"/a/%2E%2E/b", U, true, CH, "/b"},
+        {"/a/.%2e/b", U, true, CH, "/b"},
+        {"/a/%2E./b", K, true, CH, "/b"},
+        {"/a/b/..", U, true, CH, "/a/"},
+        {"/a/b/%2e%2e", U, true, CH, "/a/"},
+        {"/a/.", U, true, CH, "/a/"},
+        {"/.", U, true, CH, "/"},
+        {"/..", U, true, CH, "/"},
+        {"/../../a", U, true, CH, "/a"},
+        {"/a/./b/./", U, true, CH, "/a/b/"},
+        {"/a/b/../../../c/", U, true, CH, "/c/"},
+        /* not dot segments: left alone without work */
+        {"/.well-known/jwks.json", U, true, 0, NULL},
+        {"/a/..b/c.", U, true, 0, NULL},
+        {"/a/.../b", U, true, 0, NULL},
+        {"/yages.Echo/Ping", U, true, 0, NULL},
+        {"/", U, true, 0, NULL},
+        {"/a/", U, true, 0, NULL},
+        /* empty segments: merged or kept, and counted by ".." as RFC 3986 5.2.4 does */
+        {"/a//b", U, true, CH, "/a/b"},
+        {"/a//b", U, false, 0, NULL},
+        {"//", U, true, CH, "/"},
+        {"/a///", U, true, CH, "/a/"},
+        {"/a//..", U, true, CH, "/a/"},
+        {"/a//..", U, false, CH, "/a/"},
+        {"/a//./b", U, false, CH, "/a//b"},
+        /* invalid or dangerous percent-encoding */
+        {"/a%00b", U, true, BAD, NULL},
+        {"/a%00b", K, false, BAD, NULL},
+        {"/a%zz", U, true, BAD, NULL},
+        {"/a%4", U, true, BAD, NULL},
+        {"/a%4g/b", U, true, BAD, NULL},
+        {"/a%", U, true, BAD, NULL},
+        {"/a%%41", U, true, BAD, NULL},
+        /* raw bytes RFC 3986 has no place for */
+        {"/a b", U, true, BAD, NULL},
+        {"/a\tb", U, true, BAD, NULL},
+        {"/a\x7f", U, true, BAD, NULL},
+        /* reserved characters stay encoded (hex upper-cased); unreserved ones are decoded */
+        {"/a%3F%23%25", U, true, 0, NULL},
+        {"/a%3f%23%25", U, true, CH, "/a%3F%23%25"},
+        {"/a%20b%2B", U, true, 0, NULL},
+        {"/%41%7E%7e%2D%5f%30%2e", U, true, CH, "/A~~-_0."},
+        {"/%61dmin", U, true, CH, "/admin"},
+        {"/%252e%252e/x", U, true, 0, NULL}, /* decoded once only: %25 stays %25 */
+        {"/%c3%a9", U, true, CH, "/%C3%A9"},
+        /* the query is never changed */
+        {"/bar/../foo?x=/../%2e&y=%zz", U, true, CH, "/foo?x=/../%2e&y=%zz"},
+        {"/bar/..%2ffoo?a=%2f", U, true, CH | SU, "/foo?a=%2f"},
+        {"/a/b/%2e%2e?", U, true, CH, "/a/?"},
+        {"/x?/../..", U, true, 0, NULL},
+        {"/x%zz?ok", U, true, BAD, NULL},
+};
+
+static void test_path_normalisation_table(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < JG_ARRAY_SIZE(path_cases); i++) {
+		const struct path_case *pc = &path_cases[i];
+		struct arena arena;
+		struct request req;
+		const char *q, *path_before;
+		size_t plen;
+		int rc;
+
+		arena_init(&arena, 256, 1 << 16);
+		request_init(&req, &arena);
+		assert_int_equal(finish(&req, "h", pc->in), 0);
+		path_before = req.path;
+		rc = request_normalise_path(&req, pc->slashes, pc->merge);
+		if (rc != pc->rc)
+			fail_msg("case %zu \"%s\" (slashes %d, merge %d): rc %d, expected %d", i, pc->in,
+			         (int)pc->slashes, (int)pc->merge, rc, pc->rc);
+		if (pc->out != NULL) {
+			if (strcmp(req.target, pc->out) != 0)
+				fail_msg("case %zu \"%s\": target \"%s\", expected \"%s\"", i, pc->in,
+				         req.target, pc->out);
+			assert_int_equal(req.target_len, strlen(pc->out));
+		} else {
+			/* unchanged or refused: the request still holds what was sent, no copy made */
+			assert_string_equal(req.target, pc->in);
+			assert_ptr_equal(req.path, path_before);
+		}
+		/* path and query stay consistent with the target, NUL-terminated */
+		q = strchr(req.target, '?');
+		plen = q != NULL ? (size_t)(q - req.target) : strlen(req.target);
+		assert_int_equal(req.path_len, plen);
+		assert_memory_equal(req.path, req.target, plen);
+		assert_int_equal(req.path[plen], '\0');
+		if (q != NULL) {
+			assert_ptr_equal(req.query, q + 1);
+			assert_int_equal(req.query_len, strlen(q + 1));
+		} else {
+			assert_null(req.query);
+		}
+		/* normalising twice changes nothing more */
+		if (rc >= 0)
+			assert_int_equal(request_normalise_path(&req, pc->slashes, pc->merge), 0);
+		arena_free(&arena);
+	}
+}
+
+/* The fast scan reads eight bytes at a time: whatever needs work is found at every offset of a long
+ * path (and a plain "/.a" segment is not mistaken for a dot segment). */
+static void test_path_normalisation_every_offset(void **state)
+{
+	static const struct {
+		const char *piece;
+		bool is_bad; /* refused, else changed */
+	} pieces[] = {
+	        {"//", false},  {"/./", false}, {"/../", false}, {"/.", false},  {"/..", false},
+	        {"%41", false}, {"\\", false},  {" ", true},     {"\x7f", true}, {"\x01", true},
+	        {"%2f", false}, {"%", true},    {"%0", true},
+	};
+	size_t k, off, total;
+
+	(void)state;
+	for (k = 0; k < JG_ARRAY_SIZE(pieces); k++) {
+		size_t plen = strlen(pieces[k].piece);
+
+		for (total = 1 + plen; total <= 40; total++) {
+			for (off = 1; off + plen <= total; off++) {
+				struct arena arena;
+				struct request req;
+				char t[48];
+				bool at_end = off + plen == total;
+				int rc;
+
+				/* "/." and "/.." are dot segments only at the end here ('z' follows them
+				 * otherwise); 'z' is no hex digit, so "%" and "%0" stay broken anywhere */
+				if (!at_end && (strcmp(pieces[k].piece, "/.") == 0 ||
+				                strcmp(pieces[k].piece, "/..") == 0))
+					continue;
+				memset(t, 'z', total);
+				t[0] = '/';
+				memcpy(t + off, pieces[k].piece, plen);
+				t[total] = '\0';
+				arena_init(&arena, 256, 1 << 16);
+				request_init(&req, &arena);
+				assert_int_equal(finish(&req, "h", t), 0);
+				rc = request_normalise_path(&req, REQUEST_SLASHES_UNESCAPE, true);
+				if (pieces[k].is_bad ? rc != JG_ERR_INVAL : rc <= 0)
+					fail_msg("\"%s\" at %zu of %zu: rc %d", pieces[k].piece, off, total,
+					         rc);
+				arena_free(&arena);
+			}
+		}
+	}
+	for (total = 4; total <= 40; total++) {
+		for (off = 0; off + 3 <= total; off++) {
+			struct arena arena;
+			struct request req;
+			char t[48];
+
+			memset(t, 'a', total);
+			t[0] = '/';
+			memcpy(t + off, "/.a", 3);
+			t[total] = '\0';
+			arena_init(&arena, 256, 1 << 16);
+			request_init(&req, &arena);
+			assert_int_equal(finish(&req, "h", t), 0);
+			assert_int_equal(request_normalise_path(&req, REQUEST_SLASHES_UNESCAPE, false), 0);
+			arena_free(&arena);
+		}
+	}
+}
+
+/* The arena's bound holds for a path being normalised: a failed allocation is an error, not a crash. */
+static void test_path_normalisation_out_of_memory(void **state)
+{
+	struct arena arena;
+	struct request req;
+	char target[600];
+
+	(void)state;
+	memset(target, 'a', sizeof(target) - 1);
+	target[0] = '/';
+	target[1] = '.';
+	target[2] = '/';
+	target[sizeof(target) - 1] = '\0';
+	arena_init(&arena, 128, 512);
+	request_init(&req, &arena);
+	assert_int_equal(finish(&req, "h", target), 0);
+	assert_int_equal(request_normalise_path(&req, REQUEST_SLASHES_UNESCAPE, true), JG_ERR_NOMEM);
+	assert_ptr_equal(req.target, target);
+	arena_free(&arena);
+}
+
+static void test_header_names_with_underscores(void **state)
+{
+	struct request *req = &((struct t_req *)*state)->req;
+	struct request_header *h;
+	size_t pos = 0;
+
+	add(req, "X-Plain", "1");
+	add(req, "Transfer_Encoding", "chunked");
+	add(req, "x-ok", "2");
+	add(req, "X_Forwarded_For", "10.0.0.1");
+	add(req, "_", "3");
+	h = request_header_next_underscore(req, &pos);
+	assert_non_null(h);
+	assert_string_equal(h->name, "transfer_encoding");
+	h->removed = true;
+	pos++;
+	h = request_header_next_underscore(req, &pos);
+	assert_string_equal(h->name, "x_forwarded_for");
+	pos = 0;
+	h = request_header_next_underscore(req, &pos); /* removed ones are skipped */
+	assert_string_equal(h->name, "x_forwarded_for");
+	pos++;
+	h = request_header_next_underscore(req, &pos);
+	assert_string_equal(h->name, "_");
+	pos++;
+	assert_null(request_header_next_underscore(req, &pos));
+	assert_int_equal(pos, req->n_headers);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +561,10 @@ int main(void)
 	        cmocka_unit_test(test_field_syntax_every_byte),
 	        cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_response_headers, setup, teardown),
+	        cmocka_unit_test(test_path_normalisation_table),
+	        cmocka_unit_test(test_path_normalisation_every_offset),
+	        cmocka_unit_test(test_path_normalisation_out_of_memory),
+	        cmocka_unit_test_setup_teardown(test_header_names_with_underscores, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* test_wycheproof.c: Project Wycheproof signature vectors (../shared/vectors/wycheproof/, Apache-2.0)
+/* test_wycheproof.c: Project Wycheproof signature vectors (tests/data/wycheproof/, Apache-2.0)
  * through the same primitive the verifier uses (jwk_verify), with keys built by the JWK loader from each
  * group's JWK. valid -> accepted, invalid -> rejected, acceptable -> the choice recorded in
  * wycheproof_acceptable below. Every case of a file is counted against its numberOfTests, so no case can
@@ -35,9 +35,9 @@ struct wycheproof_file {
 
 static void run_file(const struct wycheproof_file *wf)
 {
-	char *rel = tu_fmt("vectors/wycheproof/%s", wf->name);
+	char *rel = tu_fmt("wycheproof/%s", wf->name);
 	size_t len, gi, ti, run = 0, n_valid = 0, n_invalid = 0, n_acceptable = 0;
-	char *text = tu_read_shared(rel, &len);
+	char *text = tu_read_data(rel, &len);
 	json_error_t err;
 	json_t *root = json_loadb(text, len, 0, &err);
 	json_t *groups;
@@ -84,7 +84,7 @@ static void run_file(const struct wycheproof_file *wf)
 			free(y);
 		}
 		assert_non_null(jwk);
-		kst = jwk_from_json(jwk, &key);
+		kst = jwk_from_json(jwk, &key, NULL, 0);
 		json_decref(built);
 		for (ti = 0; ti < json_array_size(tests); ti++) {
 			json_t *t = json_array_get(tests, ti);
@@ -191,14 +191,13 @@ static void test_folder_listing(void **state)
 	                              "ecdsa_secp384r1_sha384_p1363_test.json", "ed25519_test.json",
 	                              "rsa_pss_2048_sha256_mgf1_32_test.json",
 	                              "rsa_signature_2048_sha256_test.json"};
-	const char *root = getenv("JWTGATE_SHARED");
 	char path[4096];
 	DIR *d;
 	struct dirent *e;
 	size_t n = 0, i;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/vectors/wycheproof", root ? root : "../shared");
+	snprintf(path, sizeof(path), "%s/wycheproof", JWTGATE_TEST_DATA);
 	d = opendir(path);
 	assert_non_null(d);
 	while ((e = readdir(d)) != NULL) {

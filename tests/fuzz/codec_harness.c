@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +418,7 @@ static void fh_init(void)
 	FILE *f;
 
 	log_set_level(LOG_LEVEL_ERROR);
+	signal(SIGPIPE, SIG_IGN); /* as main.c: a write to a closed peer is an error, not a signal */
 	fh_proxy_listen_fd = fh_listen_loopback(&pport);
 	fh_up_listen_fd = fh_listen_loopback(&uport);
 	if (mkdtemp(dir) == NULL)
@@ -736,23 +738,37 @@ void fh_run(const uint8_t *client, size_t client_len, const struct fh_opts *opts
 		shutdown(fh.client_fd, SHUT_WR);
 		fh_settle();
 	}
-	/* The client goes away: every downstream connection must end. */
+	/* The client goes away. A FIN reads like a half-close, so a connection may wait for its
+	 * upstream to answer what the client sent (http1.c h1_on_peer_eof) until a write fails. */
 	close(fh.client_fd);
 	fh.client_fd = -1;
-	for (steps = 0; steps < FH_MAX_STEPS && fh.w.n_conns > 0; steps++) {
-		event_base_loop(fh.w.base, EVLOOP_NONBLOCK);
-		fh_up_send();
-	}
-	if (fh.w.n_conns != 0) {
-		fprintf(stderr, "fuzz harness: a downstream connection outlives its client\n");
-		abort();
-	}
-	/* The upstream goes away: the pool lets go of its connections. */
+	fh_settle();
+	/* Then the upstream goes away: the pool lets go of its connections, the exchanges fail, and
+	 * with both peers gone every downstream connection must end. */
 	{
 		struct fh_up *u;
 
 		for (u = fh.ups; u != NULL; u = u->next)
 			fh_up_close(u);
+	}
+	fh_settle();
+	/* A connection may still wait on a timer of its own (a flooder's GOAWAY is flushed and the socket
+	 * closed within H2_ABORT_MS, lingering after our FIN): the loop never sleeps, so end it as the
+	 * worker's drain deadline does (worker_on_drain_timeout). */
+	if (fh.w.n_conns > 0) {
+		struct worker_conn *wc, *next;
+
+		for (wc = fh.w.conns; wc != NULL; wc = next) {
+			next = wc->next;
+			wc->abort(wc);
+		}
+		for (steps = 0; steps < FH_MAX_STEPS && fh.w.n_conns > 0; steps++)
+			event_base_loop(fh.w.base, EVLOOP_NONBLOCK);
+	}
+	if (fh.w.n_conns != 0) {
+		fprintf(stderr, "fuzz harness: a downstream connection outlives its abort\n");
+		fh_dump("client sent", fh.client, fh.client_len);
+		abort();
 	}
 	fh_settle();
 	for (;;) { /* connections the proxy opened but the listener did not take yet */

@@ -1091,13 +1091,16 @@ static int up_on_headers_complete(llhttp_t *p)
 	ex->resp.has_body = !(ex->is_head || status < 200 || status == 204 || status == 304);
 	if (status < 200 || status == 204) {
 		/* No Content-Length in these (RFC 9110 section 8.6): a client would wait for, or read the
-		 * next response as, a body that is not there. */
+		 * next response as, a body that is not there. Nor Transfer-Encoding (RFC 9112 section
+		 * 6.1): the header is hop-by-hop and dropped anyway, but a chunked flag left here would
+		 * make the HTTP/1.1 codec tell a HEAD client "transfer-encoding: chunked" on a 204. */
 		size_t i;
 
 		for (i = 0; i < ex->resp.n_headers; i++)
 			if (ex->resp.headers[i].name_len == 14 &&
 			    memcmp(ex->resp.headers[i].name, "content-length", 14) == 0)
 				ex->resp.headers[i].removed = true;
+		ex->resp.chunked = false;
 	}
 	if (status >= 200)
 		ex->head_delivered = true;

@@ -1009,6 +1009,108 @@ static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 		cfg_error(c, n, kp, "tls needs \"caCertificateRefs\" or \"wellKnownCACertificates: System\"");
 }
 
+/* healthCheck.active into h: Envoy Gateway's ActiveHealthCheck with its defaults (timeout 1s, interval
+ * 3s, unhealthyThreshold 3, healthyThreshold 1; HTTP method GET, expectedStatuses [200]). Type TCP (raw
+ * payloads) is not supported; GRPC needs an HTTP/2 backend (the gRPC health protocol runs over h2). */
+static void parse_active_hc(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_backend *b)
+{
+	static const char *const keys[] = {
+	        "type", "timeout", "interval", "unhealthyThreshold", "healthyThreshold",
+	        "http", "grpc",    NULL};
+	static const char *const types[] = {"HTTP", "GRPC", "TCP", NULL};
+	static const char *const http_keys[] = {"path", "method", "expectedStatuses", "expectedResponse",
+	                                        NULL};
+	static const char *const grpc_keys[] = {"service", NULL};
+	/* RFC 9110 section 9 methods; CONNECT asks for a tunnel, not a response (Envoy refuses it too). */
+	static const char *const methods[] = {"GET",     "HEAD",  "POST",  "PUT", "DELETE",
+	                                      "OPTIONS", "TRACE", "PATCH", NULL};
+	struct config_active_hc *h = &b->active_hc;
+	char hkp[CONFIG_KP_MAX], gkp[CONFIG_KP_MAX], skp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
+	yaml_node_t *http, *grpc, *t, *st;
+	int type = -1, method = 0;
+	size_t n_st, i;
+
+	h->timeout_ms = 1000;
+	h->interval_ms = 3000;
+	h->unhealthy_threshold = 3;
+	h->healthy_threshold = 1;
+	if (!check_map(c, n, kp, keys))
+		return;
+	t = field(c, n, kp, "type", true, hkp);
+	if (t != NULL)
+		get_enum(c, n, kp, "type", types, &type);
+	get_duration(c, n, kp, "timeout", 1, &h->timeout_ms);
+	get_duration(c, n, kp, "interval", 1, &h->interval_ms);
+	get_u32(c, n, kp, "unhealthyThreshold", 1, UINT32_MAX, &h->unhealthy_threshold);
+	get_u32(c, n, kp, "healthyThreshold", 1, UINT32_MAX, &h->healthy_threshold);
+	http = field(c, n, kp, "http", false, hkp);
+	grpc = field(c, n, kp, "grpc", false, gkp);
+	if (type < 0)
+		return; /* missing or invalid, reported: nothing to check the blocks against */
+	if (type == 2) {
+		cfg_error(c, t, kp, "health check type TCP is not supported (use HTTP or GRPC)");
+		return;
+	}
+	if (type == 0 && http == NULL)
+		cfg_error(c, n, kp, "health check type HTTP needs an \"http\" block");
+	if (type != 0 && http != NULL)
+		cfg_error(c, http, hkp, "\"http\" is only for health check type HTTP");
+	if (type != 1 && grpc != NULL)
+		cfg_error(c, grpc, gkp, "\"grpc\" is only for health check type GRPC");
+	if (type == 1 && b->protocol == CONFIG_PROTO_HTTP)
+		cfg_error(c, t, kp, "health check type GRPC needs an HTTP/2 backend (protocol H2C or H2)");
+	if (type == 0 && http != NULL && check_map(c, http, hkp, http_keys)) {
+		yaml_node_t *er = field(c, http, hkp, "expectedResponse", false, ikp);
+
+		if (er != NULL)
+			cfg_error(c, er, ikp, "expectedResponse (matching the body) is not supported");
+		if (get_str(c, http, hkp, "path", true, S_NONEMPTY, &h->http_path) == 0 &&
+		    h->http_path != NULL) {
+			const char *q;
+
+			kp_key(ikp, hkp, "path");
+			if (h->http_path[0] != '/' || strlen(h->http_path) > 1024)
+				cfg_error(c, map_find(c, http, "path"), ikp,
+				          "path must start with \"/\" and be at most 1024 bytes");
+			for (q = h->http_path; *q != '\0'; q++)
+				if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f || *q == '#') {
+					cfg_error(c, map_find(c, http, "path"), ikp,
+					          "path has a byte that cannot go on a request line");
+					break;
+				}
+		}
+		get_enum(c, http, hkp, "method", methods, &method);
+		h->http_method = jg_xstrdup(methods[method]);
+		st = get_seq(c, http, hkp, "expectedStatuses", false, skp, &n_st);
+		if (st != NULL && n_st > 0) {
+			h->expected_statuses = jg_xcalloc(n_st, sizeof(*h->expected_statuses));
+			for (i = 0; i < n_st; i++) {
+				uint64_t v = 200;
+
+				kp_idx(ikp, skp, i);
+				as_u64(c, seq_item(c, st, i), ikp, 100, 599, &v);
+				h->expected_statuses[h->n_expected_statuses++] = (uint16_t)v;
+			}
+		}
+		if (h->n_expected_statuses == 0) {
+			h->expected_statuses = jg_xcalloc(1, sizeof(*h->expected_statuses));
+			h->expected_statuses[h->n_expected_statuses++] = 200;
+		}
+	}
+	if (type == 1 && grpc != NULL && check_map(c, grpc, gkp, grpc_keys)) {
+		if (get_str(c, grpc, gkp, "service", false, 0, &h->grpc_service) == 0 &&
+		    h->grpc_service != NULL && strlen(h->grpc_service) > 1024) {
+			kp_key(ikp, gkp, "service");
+			cfg_error(c, map_find(c, grpc, "service"), ikp,
+			          "service name longer than 1024 bytes");
+		}
+	}
+	if (type == 0)
+		h->type = CONFIG_HC_HTTP;
+	else if (type == 1)
+		h->type = CONFIG_HC_GRPC;
+}
+
 static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_backend *b)
 {
 	static const char *const keys[] = {"name",           "protocol",    "endpoints",
@@ -1020,7 +1122,7 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 	static const char *const to_keys[] = {"connect", "request", "idle", NULL};
 	static const char *const cb_keys[] = {"maxConnections", "maxPendingRequests", "maxParallelRequests",
 	                                      NULL};
-	static const char *const hc_keys[] = {"panicThreshold", NULL};
+	static const char *const hc_keys[] = {"panicThreshold", "active", NULL};
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -1072,10 +1174,17 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 		get_u32(c, v, ckp, "maxPendingRequests", 0, UINT32_MAX, &b->max_pending);
 		get_u32(c, v, ckp, "maxParallelRequests", 1, UINT32_MAX, &b->max_requests);
 	}
-	/* Envoy Gateway's BackendTrafficPolicy healthCheck.panicThreshold (a percentage). */
+	/* Envoy Gateway's BackendTrafficPolicy healthCheck: panicThreshold (a percentage) and active. The
+	 * protocol is known here: parse_active_hc checks GRPC against it. */
 	v = field(c, n, kp, "healthCheck", false, ckp);
-	if (v != NULL && check_map(c, v, ckp, hc_keys))
+	if (v != NULL && check_map(c, v, ckp, hc_keys)) {
+		yaml_node_t *a;
+
 		get_u32(c, v, ckp, "panicThreshold", 0, 100, &b->panic_threshold);
+		a = field(c, v, ckp, "active", false, ikp);
+		if (a != NULL)
+			parse_active_hc(c, a, ikp, b);
+	}
 	v = field(c, n, kp, "tls", false, ckp);
 	if (v != NULL)
 		parse_backend_tls(c, v, ckp, &b->tls);
@@ -2158,6 +2267,7 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 	static const char *const log_keys[] = {"level", NULL};
 	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 	static const char *const tc_keys[] = {"size", NULL};
+	static const char *const reload_keys[] = {"watch", NULL};
 	struct config *cfg = c->cfg;
 	char kp[CONFIG_KP_MAX], akp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -2208,6 +2318,9 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 	n = field(c, root, "", "limits", false, kp);
 	if (n != NULL)
 		parse_limits(c, n, kp, &cfg->limits);
+	n = field(c, root, "", "reload", false, kp);
+	if (n != NULL && check_map(c, n, kp, reload_keys))
+		get_bool(c, n, kp, "watch", &cfg->reload_watch);
 }
 
 static void config_set_defaults(struct config *cfg)
@@ -2231,19 +2344,15 @@ static void config_set_defaults(struct config *cfg)
  * policies (need routes and listeners), whatever the order of keys in the file. */
 static void parse_root(struct cfg_ctx *c, yaml_node_t *root)
 {
-	static const char *const keys[] = {"listeners",
-	                                   "backends",
-	                                   "httpRoutes",
-	                                   "grpcRoutes",
-	                                   "securityPolicies",
-	                                   "clientTrafficPolicies",
-	                                   "workers",
-	                                   "admin",
-	                                   "accessLog",
-	                                   "log",
-	                                   "tokenCache",
-	                                   "limits",
-	                                   NULL};
+	static const char *const keys[] = {
+	        "listeners",        "backends",
+	        "httpRoutes",       "grpcRoutes",
+	        "securityPolicies", "clientTrafficPolicies",
+	        "workers",          "admin",
+	        "accessLog",        "log",
+	        "tokenCache",       "limits",
+	        "reload",           NULL,
+	};
 	struct config *cfg = c->cfg;
 	char kp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	yaml_node_t *s, *hs, *gs;
@@ -2533,6 +2642,10 @@ void config_free(struct config *cfg)
 		free_strv(b->tls.ca_files, b->tls.n_ca_files);
 		free_strv(b->tls.ca_inline, b->tls.n_ca_inline);
 		free(b->tls.hostname);
+		free(b->active_hc.http_path);
+		free(b->active_hc.http_method);
+		free(b->active_hc.expected_statuses);
+		free(b->active_hc.grpc_service);
 	}
 	free(cfg->backends);
 	for (i = 0; i < cfg->n_routes; i++) {

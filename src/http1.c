@@ -1,7 +1,8 @@
 /* http1.c: the HTTP/1.1 downstream codec.
  *
- * One struct h1_conn per accepted socket. llhttp (strict: no lenient flag is ever set) decodes the
- * request head into a protocol-neutral struct request; the pipeline (router, auth, upstream) runs
+ * One struct h1_conn per accepted socket. llhttp (built with LLHTTP_STRICT_MODE, no lenient flag ever
+ * set, plus the line-end, obs-fold and framing checks below) decodes the request head into a
+ * protocol-neutral struct request; the pipeline (router, auth, upstream) runs
  * on it; the response comes back through the upstream sink and is encoded here. One exchange at a
  * time per connection, so pipelined requests are answered in order: the parser is paused after
  * each request and resumed once its response is complete.
@@ -33,6 +34,13 @@
 #include <event2/event_struct.h>
 #include <llhttp.h>
 
+/* meson.build compiles llhttp with LLHTTP_STRICT_MODE=1; the checks below count on it (they do not
+ * repeat what strict llhttp already refuses: a CR not followed by LF, bytes between chunk data and its
+ * CR LF, data after `Connection: close`). */
+#if !LLHTTP_STRICT_MODE
+#error "llhttp must be built with LLHTTP_STRICT_MODE=1 (see meson.build)"
+#endif
+
 #include "jwtgate/access_log.h"
 #include "jwtgate/auth.h"
 #include "jwtgate/bevio.h"
@@ -50,6 +58,7 @@
 #define H1_LINGER_MS   2000        /* bound on reading what a client sends after our FIN */
 #define H1_ARENA_CHUNK 4096
 #define H1_ARENA_LIMIT (1024 * 1024) /* per request; the head limits keep real use far below */
+#define H1_BACK        8             /* bytes of parsed input kept for look-back checks (h1_look_back) */
 
 enum h1_state {
 	H1_IDLE = 0, /* between requests: idle timer */
@@ -111,12 +120,19 @@ struct h1_conn {
 	bool resp_paused; /* we asked upstream to stop (client output full) */
 	bool out_gated;   /* pipelined requests wait: the client is not reading our responses */
 	bool in_parse;
-	bool fin_sent;        /* closing: our FIN is out, lingering */
-	bool peer_eof;        /* the client half-closed: its requests are answered, nothing more is read */
-	bool value_started;   /* a span of the current header value was seen */
-	bool chunk_starting;  /* on_chunk_header seen: the next body span starts a chunk */
+	bool fin_sent;       /* closing: our FIN is out, lingering */
+	bool peer_eof;       /* the client half-closed: its requests are answered, nothing more is read */
+	bool chunk_starting; /* on_chunk_header seen: the next body span starts a chunk */
+	bool check_head_end; /* paused at the end of the head: check its line ends (h1_run) */
+	bool check_body_end; /* paused at the end of a chunked body: check it, then end it upstream */
+	bool te_seen;        /* a (valid) Transfer-Encoding field: the body is chunked */
+	bool cl_seen;        /* a (valid) Content-Length field */
+	uint64_t cl_value;
 	const char *exec_buf; /* the buffer llhttp_execute is working on (for position checks) */
-	char tail[2];         /* last two bytes of the previously parsed buffer */
+	/* The last bytes of the input already parsed and dropped, oldest first, each run of SP/HTAB
+	 * shown as one SP (h1_remember): what lies before the start of exec_buf. */
+	char back[H1_BACK];
+	unsigned char back_len;
 	int status;
 	uint64_t resp_bytes;
 	int64_t resp_length; /* the upstream's Content-Length; -1: none */
@@ -134,6 +150,7 @@ struct h1_conn {
 static llhttp_settings_t h1_settings;
 
 static void h1_process(struct h1_conn *c);
+static enum llhttp_errno h1_run(struct h1_conn *c, const char *buf, size_t len);
 static void h1_close(struct h1_conn *c);
 static void h1_destroy(struct h1_conn *c);
 static void h1_conn_drain(struct worker_conn *wc);
@@ -319,7 +336,7 @@ static void h1_exchange_done(struct h1_conn *c)
 	c->gen = NULL;
 	if (!c->req_done && !c->req_has_body && c->keepalive) {
 		/* A body-less request answered before llhttp reached its end: finish it. */
-		if (llhttp_execute(&c->parser, "", 0) == HPE_PAUSED)
+		if (h1_run(c, "", 0) == HPE_PAUSED)
 			llhttp_resume(&c->parser);
 	}
 	if (!c->keepalive || !c->req_done || c->draining) {
@@ -333,7 +350,9 @@ static void h1_exchange_done(struct h1_conn *c)
 	c->header_count = 0;
 	c->error_status = 0;
 	c->head_parsed = c->upstream_ready = c->body_blocked = c->req_done = false;
-	c->value_started = c->chunk_starting = false;
+	c->chunk_starting = c->check_head_end = c->check_body_end = false;
+	c->te_seen = c->cl_seen = false;
+	c->cl_value = 0;
 	c->resp_head_sent = c->resp_chunked = c->resp_until_close = c->resp_done = false;
 	c->expect_continue = c->req_has_body = c->req_chunked = false;
 	c->req_body_bytes = 0;
@@ -740,6 +759,112 @@ static void h1_dispatch(struct h1_conn *c)
 	}
 }
 
+/* ---- line ends and obs-fold: what strict llhttp 8 still lets through ----
+ *
+ * Strict llhttp still takes a bare LF as the end of the request line, of the head and of the trailer
+ * section, and it unfolds obs-fold (a line starting with SP or HTAB continues the field above,
+ * RFC 9112 section 5.2) without telling us. A proxy must refuse both: an upstream that reads them
+ * otherwise sees other fields than the ones we routed, authorised and forwarded. llhttp hands us the
+ * position of every name and value it finds, so the bytes just before those positions tell: a field
+ * name must follow CR LF that does not end a fold, a value must not follow LF [OWS], and the head (and
+ * a chunked body) must end in CR LF CR LF. This costs a look at a few bytes per field, no pass over the
+ * input. The bytes before the current buffer come from c->back, where each run of SP/HTAB counts as
+ * one SP, so a long run of whitespace cannot push what came before it out of reach. */
+
+static inline char h1_ws(char ch)
+{
+	return ch == '\t' ? ' ' : ch;
+}
+
+/* Fills out[0..n) with the n bytes of input before `at` (a position in exec_buf), nearest first, each
+ * run of SP/HTAB shown as one SP; '\0' where the connection's input had not begun. */
+static void h1_look_back(const struct h1_conn *c, const char *at, char *out, size_t n)
+{
+	const char *p = at;
+	size_t k = 0, j = c->back_len;
+
+	while (k < n && p > c->exec_buf) {
+		char ch = h1_ws(*--p);
+
+		if (ch != ' ' || k == 0 || out[k - 1] != ' ')
+			out[k++] = ch;
+	}
+	while (k < n && j > 0) {
+		char ch = c->back[--j];
+
+		if (ch != ' ' || k == 0 || out[k - 1] != ' ')
+			out[k++] = ch;
+	}
+	while (k < n)
+		out[k++] = '\0';
+}
+
+/* Keeps the last bytes of buf[0..n) (about to be dropped) in c->back, after what it held. */
+static void h1_remember(struct h1_conn *c, const char *buf, size_t n)
+{
+	char near[H1_BACK]; /* nearest first */
+	const char *p = buf + n;
+	size_t k = 0, j;
+
+	while (k < H1_BACK && p > buf) {
+		char ch = h1_ws(*--p);
+
+		if (ch != ' ' || k == 0 || near[k - 1] != ' ')
+			near[k++] = ch;
+	}
+	for (j = c->back_len; k < H1_BACK && j > 0;) {
+		char ch = c->back[--j];
+
+		if (ch != ' ' || k == 0 || near[k - 1] != ' ')
+			near[k++] = ch;
+	}
+	for (j = 0; j < k; j++)
+		c->back[j] = near[k - 1 - j];
+	c->back_len = (unsigned char)k;
+}
+
+/* The byte before a field's start, skipping one (collapsed) run of OWS. */
+static inline char h1_before_ows(const char *lb)
+{
+	return lb[0] == ' ' ? lb[1] : lb[0];
+}
+
+/* A header or trailer field name starts at `at`: the line before must end in CR LF, and must not be
+ * the continuation line of a fold (LF OWS CR LF). Returns 0 or -1 with the error set. */
+static int h1_check_line_start(struct h1_conn *c, const char *at)
+{
+	char lb[4];
+
+	h1_look_back(c, at, lb, sizeof(lb));
+	if (lb[0] != '\n' || lb[1] != '\r') {
+		c->error_text = "line not ended by CR LF";
+		return -1;
+	}
+	if (h1_before_ows(lb + 2) == '\n') {
+		c->error_text = "obsolete line folding";
+		return -1;
+	}
+	return 0;
+}
+
+/* llhttp paused right after the LF that ends the head or the trailer section at `pos`: the last two
+ * lines must end in CR LF (the empty one too), and the last field line must not be a fold. */
+static int h1_check_section_end(struct h1_conn *c, const char *pos)
+{
+	char lb[6];
+
+	h1_look_back(c, pos, lb, sizeof(lb));
+	if (lb[0] != '\n' || lb[1] != '\r' || lb[2] != '\n' || lb[3] != '\r') {
+		c->error_text = "line not ended by CR LF";
+		return -1;
+	}
+	if (h1_before_ows(lb + 4) == '\n') {
+		c->error_text = "obsolete line folding";
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- request parser callbacks ---- */
 
 static int h1_on_message_begin(llhttp_t *p)
@@ -820,6 +945,9 @@ static int h1_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 
+	/* (llhttp may report empty spans, at other positions: only a name's first byte is checked) */
+	if (len > 0 && jg_piece_len(&c->field) == 0 && h1_check_line_start(c, at) < 0)
+		return -1;
 	if (h1_head_add(c, len) < 0)
 		return -1;
 	return jg_piece_add(&c->field, at, len) < 0 ? -1 : 0;
@@ -829,14 +957,20 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 
-	/* llhttp 8 unfolds obs-fold silently: a value whose later span does not start at the beginning
-	 * of a read buffer was folded. RFC 9112 section 5.2 allows rejecting it; a proxy must. */
-	if (c->value_started && at != c->exec_buf) {
-		c->error_status = 400;
+	char lb[2];
+
+	/* llhttp 8 unfolds obs-fold silently: a span of a value that follows LF [OWS] is a
+	 * continuation line. RFC 9112 section 5.2 allows rejecting it; a proxy must. (A span that
+	 * only continues the value into a new read buffer follows a byte of the value.) An empty
+	 * value is reported as an empty span at the start of the next line: nothing to check there; a
+	 * fold that adds only whitespace is found at the next line start or at the end of the head. */
+	if (len == 0)
+		return 0;
+	h1_look_back(c, at, lb, sizeof(lb));
+	if (h1_before_ows(lb) == '\n') {
 		c->error_text = "obsolete line folding";
 		return -1;
 	}
-	c->value_started = true;
 	if (h1_head_add(c, len) < 0)
 		return -1;
 	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
@@ -908,7 +1042,6 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		c->error_text = "invalid character in header value";
 		return -1;
 	}
-	c->value_started = false;
 	if (!request_field_name_ok(name, name_len)) {
 		c->error_status = 400;
 		c->error_text = name_len == 0 ? "empty header name" : "invalid character in header name";
@@ -919,23 +1052,35 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		c->error_text = "too many header fields";
 		return -1;
 	}
-	if (jg_case_eq(name, name_len, "content-length", 14) && !h1_content_length_ok(v, len)) {
-		c->error_status = 400;
-		c->error_text = "invalid Content-Length";
-		return -1;
+	/* OWS around the value is not part of it (RFC 9110 section 5.5; llhttp drops the leading OWS and
+	 * leaves the trailing). Framing fields are judged without it too: "Content-Length: 3 " is 3. */
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	/* Framing is decided here, from our own reading of the fields; h1_on_headers_complete refuses the
+	 * request when llhttp reads them otherwise (one source of truth, checked before anything goes
+	 * upstream). Several Content-Length fields, even equal ones, or both framing fields: 400
+	 * (RFC 9112 sections 6.1 and 6.3: a proxy must not guess). */
+	if (jg_case_eq(name, name_len, "content-length", 14)) {
+		if (!h1_content_length_ok(v, len) || c->cl_seen || c->te_seen) {
+			c->error_status = 400;
+			c->error_text = "invalid Content-Length";
+			return -1;
+		}
+		c->cl_seen = true;
+		c->cl_value = 0;
+		for (size_t i = 0; i < len; i++) /* checked: 1 to 18 digits */
+			c->cl_value = c->cl_value * 10 + (uint64_t)(v[i] - '0');
 	}
 	if (jg_case_eq(name, name_len, "transfer-encoding", 17)) {
 		rc = h1_transfer_encoding_check(v, len);
-		if (rc != 0 || llhttp_get_http_minor(p) == 0) {
+		if (rc != 0 || llhttp_get_http_minor(p) == 0 || c->te_seen || c->cl_seen) {
 			c->error_status = rc ? rc : 400;
 			c->error_text =
 			        rc == 501 ? "transfer coding not implemented" : "invalid Transfer-Encoding";
 			return -1;
 		}
+		c->te_seen = true;
 	}
-	/* OWS around the value is not part of it (llhttp leaves trailing whitespace). */
-	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-		len--;
 	rc = request_header_add(&c->req, name, name_len, v, len);
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
@@ -959,9 +1104,20 @@ static int h1_on_headers_complete(llhttp_t *p)
 		c->error_text = "HTTP version not supported";
 		return -1;
 	}
+	/* One source of truth for framing: ours (h1_on_header_value_complete), and llhttp must have read
+	 * the same, else it would cut the body elsewhere than the upstream does ("chunked<HTAB>" is
+	 * chunked for us, as RFC 9110 section 5.5 wants, but not for llhttp 8). Refused before any byte
+	 * goes upstream. */
+	if (c->te_seen != ((p->flags & F_CHUNKED) != 0) ||
+	    c->cl_seen != ((p->flags & F_CONTENT_LENGTH) != 0) ||
+	    (c->cl_seen && c->cl_value != p->content_length)) {
+		c->error_status = 400;
+		c->error_text = "ambiguous message framing";
+		return -1;
+	}
 	c->keepalive = llhttp_should_keep_alive(p);
-	c->req_chunked = (p->flags & F_CHUNKED) != 0;
-	c->req_content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : 0;
+	c->req_chunked = c->te_seen;
+	c->req_content_length = c->cl_seen ? (int64_t)c->cl_value : 0;
 	c->req_has_body = c->req_chunked || c->req_content_length > 0;
 	c->req.has_body = c->req_has_body;
 	h = request_header_get(&c->req, "expect", 6);
@@ -974,10 +1130,12 @@ static int h1_on_headers_complete(llhttp_t *p)
 		c->expect_continue = true;
 	}
 	c->head_parsed = true;
+	c->check_head_end = true;
 	return HPE_PAUSED;
 }
 
-/* llhttp 8 ends a chunk-size line at a bare CR; RFC 9112 section 7.1 wants CRLF. */
+/* RFC 9112 section 7.1 wants CR LF after a chunk size (lenient llhttp took a bare CR; strict llhttp
+ * does not, and h1_on_body checks it again where the data starts). */
 static int h1_on_chunk_header(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
@@ -1004,12 +1162,11 @@ static int h1_on_body(llhttp_t *p, const char *at, size_t len)
 	int rc;
 
 	if (c->chunk_starting) {
-		char b1, b2; /* the two bytes before the chunk data must be CR LF */
+		char lb[2]; /* the two bytes before the chunk data must be CR LF */
 
 		c->chunk_starting = false;
-		b2 = at - 1 >= c->exec_buf ? at[-1] : c->tail[1];
-		b1 = at - 2 >= c->exec_buf ? at[-2] : (at - 1 >= c->exec_buf ? c->tail[1] : c->tail[0]);
-		if (b1 != '\r' || b2 != '\n') {
+		h1_look_back(c, at, lb, sizeof(lb));
+		if (lb[1] != '\r' || lb[0] != '\n') {
 			c->error_status = 400;
 			c->error_text = "invalid chunk size line";
 			return -1;
@@ -1036,7 +1193,9 @@ static int h1_on_message_complete(llhttp_t *p)
 	struct h1_conn *c = p->data;
 
 	c->req_done = true;
-	if (c->ex != NULL)
+	if (c->req_chunked)
+		c->check_body_end = true; /* ended upstream once h1_run has checked the trailer section */
+	else if (c->ex != NULL)
 		upstream_end_body(c->ex);
 	return HPE_PAUSED;
 }
@@ -1092,17 +1251,41 @@ static bool h1_can_parse(const struct h1_conn *c)
 	return c->ex != NULL;
 }
 
-/* Drops n parsed bytes of the input, remembering the last two for the chunk-line check. */
+/* Drops n parsed bytes of the input, remembering the last ones for the look-back checks. */
 static void h1_consumed(struct h1_conn *c, struct evbuffer *in, const char *buf, size_t n)
 {
-	if (n >= 2) {
-		c->tail[0] = buf[n - 2];
-		c->tail[1] = buf[n - 1];
-	} else if (n == 1) {
-		c->tail[0] = c->tail[1];
-		c->tail[1] = buf[0];
-	}
+	h1_remember(c, buf, n);
 	evbuffer_drain(in, n);
+}
+
+/* Runs llhttp on buf[0..len) and, when it paused at the end of the head or of a chunked body, checks
+ * how that section ended before anything acts on it (the head is dispatched, the body ended upstream
+ * by the caller only after this). Returns llhttp's result, or HPE_USER with the error set. */
+static enum llhttp_errno h1_run(struct h1_conn *c, const char *buf, size_t len)
+{
+	enum llhttp_errno rc;
+
+	c->exec_buf = buf;
+	rc = llhttp_execute(&c->parser, buf, len);
+	if (rc == HPE_PAUSED && (c->check_head_end || c->check_body_end)) {
+		c->check_head_end = false;
+		if (h1_check_section_end(c, llhttp_get_error_pos(&c->parser)) < 0) {
+			c->check_body_end = false;
+			c->error_status = 400;
+			return HPE_USER;
+		}
+	}
+	return rc;
+}
+
+/* A chunked body passed h1_run's check: the upstream may now see its end. */
+static void h1_end_checked_body(struct h1_conn *c)
+{
+	if (!c->check_body_end)
+		return;
+	c->check_body_end = false;
+	if (c->ex != NULL)
+		upstream_end_body(c->ex);
 }
 
 /* After the client's FIN (h1_on_peer_eof), once the buffered input is parsed as far as it goes:
@@ -1185,10 +1368,15 @@ static void h1_process(struct h1_conn *c)
 			 * was full): give it one empty run per pass. */
 			if (c->state == H1_UPSTREAM && !c->req_done && !kicked) {
 				kicked = true;
-				rc = llhttp_execute(&c->parser, "", 0);
-				if (rc == HPE_PAUSED)
+				rc = h1_run(c, "", 0);
+				if (rc == HPE_PAUSED) {
 					llhttp_resume(&c->parser);
-				continue;
+					h1_end_checked_body(c);
+					continue;
+				}
+				if (rc == HPE_OK)
+					continue;
+				goto bad;
 			}
 			break;
 		}
@@ -1198,8 +1386,7 @@ static void h1_process(struct h1_conn *c)
 		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		c->exec_buf = v.iov_base;
-		rc = llhttp_execute(&c->parser, v.iov_base, v.iov_len);
+		rc = h1_run(c, v.iov_base, v.iov_len);
 		/* A URL or header span still borrowed from this chunk is copied before the chunk is drained
 		 * (jg_piece; the empty runs above only ever lend the static ""). */
 		if (jg_piece_keep(&c->field) < 0 || jg_piece_keep(&c->value) < 0) {
@@ -1215,6 +1402,7 @@ static void h1_process(struct h1_conn *c)
 			h1_consumed(c, in, v.iov_base,
 			            (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
 			llhttp_resume(&c->parser);
+			h1_end_checked_body(c);
 			continue;
 		}
 		if (rc == HPE_PAUSED_UPGRADE) {
@@ -1224,6 +1412,7 @@ static void h1_process(struct h1_conn *c)
 			llhttp_resume_after_upgrade(&c->parser);
 			continue;
 		}
+	bad:
 		log_info("http1 %s: bad request: %s", c->peer_ip,
 		         c->error_text ? c->error_text : llhttp_get_error_reason(&c->parser));
 		c->in_parse = false;
@@ -1505,6 +1694,10 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	}
 	c->w = w;
 	c->is_tls = is_tls;
+	/* h2c prior knowledge is for cleartext only (RFC 9113 section 3.3). On TLS, ALPN has decided
+	 * (tls.c): a connection that agreed on http/1.1, or on nothing, speaks HTTP/1.1 to the end, and
+	 * the HTTP/2 preface is then an HTTP/1.1 request that llhttp refuses. */
+	c->sniffed = is_tls;
 	c->listener_index = listener_index;
 	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
 	c->peer_len = peer_len;

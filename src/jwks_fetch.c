@@ -2,11 +2,10 @@
  * behaviour).
  *
  * A fetcher runs one attempt at a time through
- *   IDLE -> [RESOLVING] -> CONNECTING -> RECEIVING -> IDLE (timer: refresh or failed refetch)
- *                                                  \-> BACKOFF -> [RESOLVING] -> CONNECTING ...
- * and owns one connection at most, so a fetcher never has two fetches in flight whatever the workers
- * ask. Fetchers live as long as the configuration; nothing is freed from inside a callback except the
- * bufferevent (which libevent allows) and never while llhttp is running on its bytes.
+ *   IDLE -> [RESOLVING] -> REQUESTING -> IDLE (timer: refresh or failed refetch)
+ *                                       \-> BACKOFF -> [RESOLVING] -> REQUESTING ...
+ * and owns one request (httpc: connection, TLS, HTTP/1.1 response) at most, so a fetcher never has two
+ * fetches in flight whatever the workers ask. Fetchers live as long as the configuration.
  */
 #include "jwtgate/jwks_fetch.h"
 
@@ -19,42 +18,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
-#include <llhttp.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "jwtgate/common.h"
+#include "jwtgate/httpc.h"
 #include "jwtgate/jwk.h"
 #include "jwtgate/jwt.h"
 #include "jwtgate/log.h"
 
-#define JWKS_FETCH_HOST_MAX   255  /* DNS name or IP literal of the URI */
-#define JWKS_FETCH_TARGET_MAX 4096 /* path and query of the URI */
-#define JWKS_FETCH_MAX_1XX    8    /* interim responses skipped before the real one */
-#define JWKS_FETCH_DETAIL_MAX 256  /* failure detail kept for the log line */
+#define JWKS_FETCH_HOST_MAX   255              /* DNS name or IP literal of the URI */
+#define JWKS_FETCH_TARGET_MAX 4096             /* path and query of the URI */
+#define JWKS_FETCH_DETAIL_MAX HTTPC_DETAIL_MAX /* failure detail kept for the log line */
 
 enum jwks_fetch_state {
 	JWKS_FETCH_IDLE = 0,   /* not fetching: waiting for the refresh or refetch timer (or not started) */
 	JWKS_FETCH_RESOLVING,  /* evdns query for the connect address */
-	JWKS_FETCH_CONNECTING, /* TCP connect and, over TLS, the handshake */
-	JWKS_FETCH_RECEIVING,  /* request written, reading the response */
+	JWKS_FETCH_REQUESTING, /* the request (httpc: connect, TLS, response) is in flight */
 	JWKS_FETCH_BACKOFF,    /* waiting before a retry */
 	JWKS_FETCH_CLOSED,     /* shut down; every callback that still arrives returns at once */
 };
 
 static const char *jwks_fetch_state_str(enum jwks_fetch_state s)
 {
-	static const char *const names[] = {"IDLE",      "RESOLVING", "CONNECTING",
-	                                    "RECEIVING", "BACKOFF",   "CLOSED"};
+	static const char *const names[] = {"IDLE", "RESOLVING", "REQUESTING", "BACKOFF", "CLOSED"};
 
 	return (size_t)s < JG_ARRAY_SIZE(names) ? names[s] : "?";
 }
@@ -62,15 +51,13 @@ static const char *jwks_fetch_state_str(enum jwks_fetch_state s)
 #define JF_BIT(s) (1u << (s))
 /* Legal transitions, indexed by the state left. */
 static const unsigned jwks_fetch_next_states[] = {
-        [JWKS_FETCH_IDLE] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_CONNECTING) |
+        [JWKS_FETCH_IDLE] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_REQUESTING) |
                             JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-        [JWKS_FETCH_RESOLVING] = JF_BIT(JWKS_FETCH_CONNECTING) | JF_BIT(JWKS_FETCH_BACKOFF) |
+        [JWKS_FETCH_RESOLVING] = JF_BIT(JWKS_FETCH_REQUESTING) | JF_BIT(JWKS_FETCH_BACKOFF) |
                                  JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-        [JWKS_FETCH_CONNECTING] = JF_BIT(JWKS_FETCH_RECEIVING) | JF_BIT(JWKS_FETCH_BACKOFF) |
-                                  JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-        [JWKS_FETCH_RECEIVING] =
+        [JWKS_FETCH_REQUESTING] =
                 JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) | JF_BIT(JWKS_FETCH_CLOSED),
-        [JWKS_FETCH_BACKOFF] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_CONNECTING) |
+        [JWKS_FETCH_BACKOFF] = JF_BIT(JWKS_FETCH_RESOLVING) | JF_BIT(JWKS_FETCH_REQUESTING) |
                                JF_BIT(JWKS_FETCH_BACKOFF) | JF_BIT(JWKS_FETCH_IDLE) |
                                JF_BIT(JWKS_FETCH_CLOSED),
         [JWKS_FETCH_CLOSED] = 0,
@@ -99,7 +86,7 @@ struct jwks_fetcher {
 
 	enum jwks_fetch_state state;
 	struct event timer_ev;   /* refresh, failed refetch, or backoff */
-	struct event attempt_ev; /* connect deadline, then request deadline */
+	struct event attempt_ev; /* connect deadline while resolving (httpc bounds the rest) */
 	struct event kick_ev;    /* activated by workers: unknown kid */
 	atomic_bool is_kick_pending;
 	atomic_uint_fast64_t kick_not_before_ms;
@@ -108,16 +95,11 @@ struct jwks_fetcher {
 	struct evdns_getaddrinfo_request *dns_req;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	struct bufferevent *bev;
-	llhttp_t parser;
-	struct jg_buf body; /* bounded by JWKS_MAX_TEXT_LEN */
-	size_t head_bytes;  /* bounded by JWKS_FETCH_HEAD_MAX */
+	struct httpc *req;
 	int status;
-	unsigned n_1xx;
-	bool is_complete;
-	enum jwks_fetch_failure parse_failure; /* set by a parser callback that stopped the parse */
-	uint64_t deadline_ms;                  /* requestTimeout of this attempt */
-	unsigned retry;                        /* retries made in this cycle */
+	uint64_t deadline_ms;         /* requestTimeout of this attempt */
+	uint64_t connect_deadline_ms; /* connect timeout of this attempt (resolving included) */
+	unsigned retry;               /* retries made in this cycle */
 	size_t next_endpoint;
 	bool is_first_done;
 	bool has_keys;
@@ -143,8 +125,6 @@ struct jwks_fetch {
 	bool is_retired;            /* replaced by a reload: stopped, auth and cfg no longer touched */
 	struct jwks_fetch *retired; /* the set this one replaced, kept until jwks_fetch_free */
 };
-
-static llhttp_settings_t jwks_fetch_parser_settings;
 
 static void jwks_fetch_attempt(struct jwks_fetcher *f);
 static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure failure);
@@ -375,61 +355,6 @@ bad_port:
 	return JG_ERR_INVAL;
 }
 
-/* Builds the TLS client context of a fetcher: TLS 1.2+, peer verification with the backend's CA bundle
- * (files and inline PEM) or the system store. Returns NULL (logged) when the bundle cannot be loaded. */
-static SSL_CTX *jwks_fetch_ssl_ctx_new(const char *uri, const struct config_backend *be)
-{
-	const struct config_tls_validation *tls = be != NULL && be->tls.enabled ? &be->tls : NULL;
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	size_t i;
-
-	if (ctx == NULL)
-		goto fail;
-	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
-		goto fail;
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (tls == NULL || tls->well_known_system) {
-		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			log_error("jwks %s: cannot load the system CA store", uri);
-			goto fail;
-		}
-		return ctx;
-	}
-	for (i = 0; i < tls->n_ca_files; i++) {
-		if (SSL_CTX_load_verify_locations(ctx, tls->ca_files[i], NULL) != 1) {
-			log_error("jwks %s: caCertificateRefs file %s: no usable certificate", uri,
-			          tls->ca_files[i]);
-			goto fail;
-		}
-	}
-	for (i = 0; i < tls->n_ca_inline; i++) {
-		BIO *bio = BIO_new_mem_buf(tls->ca_inline[i], -1);
-		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-		X509 *x;
-		int n = 0;
-
-		if (bio == NULL)
-			goto fail;
-		while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-			if (X509_STORE_add_cert(store, x) == 1)
-				n++;
-			X509_free(x);
-		}
-		BIO_free(bio);
-		ERR_clear_error(); /* the end of the PEM text leaves a "no start line" error */
-		if (n == 0) {
-			log_error("jwks %s: caCertificateRefs[%zu] inline: no usable certificate", uri, i);
-			goto fail;
-		}
-	}
-	return ctx;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
 /* ---- end of an attempt ---- */
 
 /* Drops what the attempt in flight holds: DNS query, connection, deadline, body. */
@@ -440,12 +365,9 @@ static void jwks_fetch_close_attempt(struct jwks_fetcher *f)
 		evdns_getaddrinfo_cancel(f->dns_req);
 		f->dns_req = NULL;
 	}
-	if (f->bev != NULL) {
-		bufferevent_free(f->bev); /* BEV_OPT_CLOSE_ON_FREE: the socket and the SSL go with it */
-		f->bev = NULL;
-	}
+	httpc_cancel(f->req);
+	f->req = NULL;
 	event_del(&f->attempt_ev);
-	jg_buf_free(&f->body);
 }
 
 /* The first fetch cycle of f is over (success or retries spent): counts it for start-up. */
@@ -528,9 +450,9 @@ static void jwks_fetch_fail(struct jwks_fetcher *f, enum jwks_fetch_failure fail
 	jwks_fetch_cycle_over(f, r->failed_refetch_duration_ms);
 }
 
-/* A complete 200 response is in f->body: parse it, publish it to every slot, schedule the refresh.
+/* A complete 200 response (body, len): parse it, publish it to every slot, schedule the refresh.
  * A body that is not a usable JWKS fails the attempt (not retried; the old keys stay). */
-static void jwks_fetch_succeed(struct jwks_fetcher *f)
+static void jwks_fetch_succeed(struct jwks_fetcher *f, const char *body, size_t len)
 {
 	const struct config_remote_jwks *r = f->cfg;
 	struct jwks *ks = NULL;
@@ -538,7 +460,7 @@ static void jwks_fetch_succeed(struct jwks_fetcher *f)
 	uint64_t next;
 	size_t i;
 
-	st = jwks_parse(f->body.data != NULL ? f->body.data : "", f->body.len, r->uri, &ks);
+	st = jwks_parse(body, len, r->uri, &ks);
 	if (st != JWT_STATUS_OK) {
 		snprintf(f->detail, sizeof(f->detail), "%s", jwt_status_message(st));
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_JWKS);
@@ -564,297 +486,62 @@ static void jwks_fetch_succeed(struct jwks_fetcher *f)
 	jwks_fetch_cycle_over(f, next);
 }
 
-/* ---- HTTP response (llhttp callbacks; f is parser.data) ---- */
-
-static int jwks_fetch_count_head(llhttp_t *p, size_t len)
-{
-	struct jwks_fetcher *f = p->data;
-
-	f->head_bytes += len;
-	if (f->head_bytes > JWKS_FETCH_HEAD_MAX) {
-		f->parse_failure = JWKS_FETCH_FAIL_RESET;
-		snprintf(f->detail, sizeof(f->detail), "response head larger than %d bytes",
-		         JWKS_FETCH_HEAD_MAX);
-		return -1;
-	}
-	return 0;
-}
-
-static int jwks_fetch_on_status(llhttp_t *p, const char *at, size_t len)
-{
-	return jwks_fetch_count_head(p, len);
-}
-
-static int jwks_fetch_on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-	return jwks_fetch_count_head(p, len + 4); /* ": " and CRLF count too */
-}
-
-static int jwks_fetch_on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-	return jwks_fetch_count_head(p, len);
-}
-
-static int jwks_fetch_on_headers_complete(llhttp_t *p)
-{
-	struct jwks_fetcher *f = p->data;
-
-	f->status = llhttp_get_status_code(p);
-	if (f->status >= 100 && f->status < 200 && f->status != 101) {
-		if (++f->n_1xx > JWKS_FETCH_MAX_1XX) {
-			f->parse_failure = JWKS_FETCH_FAIL_RESET;
-			snprintf(f->detail, sizeof(f->detail), "too many interim responses");
-			return -1;
-		}
-		return 0;
-	}
-	if (f->status != 200) {
-		f->parse_failure = JWKS_FETCH_FAIL_STATUS;
-		return -1;
-	}
-	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > JWKS_MAX_TEXT_LEN) {
-		f->parse_failure = JWKS_FETCH_FAIL_TOO_BIG;
-		snprintf(f->detail, sizeof(f->detail), "Content-Length %llu over %d bytes",
-		         (unsigned long long)p->content_length, JWKS_MAX_TEXT_LEN);
-		return -1;
-	}
-	return 0;
-}
-
-static int jwks_fetch_on_body(llhttp_t *p, const char *at, size_t len)
-{
-	struct jwks_fetcher *f = p->data;
-	int rc = jg_buf_append(&f->body, at, len);
-
-	if (rc == JG_ERR_LIMIT) {
-		f->parse_failure = JWKS_FETCH_FAIL_TOO_BIG;
-		snprintf(f->detail, sizeof(f->detail), "body over %d bytes", JWKS_MAX_TEXT_LEN);
-		return -1;
-	}
-	if (rc < 0) {
-		f->parse_failure = JWKS_FETCH_FAIL_RESET;
-		snprintf(f->detail, sizeof(f->detail), "out of memory for the body");
-		return -1;
-	}
-	return 0;
-}
-
-static int jwks_fetch_on_message_complete(llhttp_t *p)
-{
-	struct jwks_fetcher *f = p->data;
-
-	if (f->status < 200) { /* an interim response: the real one follows */
-		f->status = 0;
-		f->head_bytes = 0;
-		return 0;
-	}
-	f->is_complete = true;
-	return HPE_PAUSED; /* one response per connection; whatever follows is ignored */
-}
-
-/* Runs the parser over what arrived. Returns 0 while more is needed or once the response is complete,
- * or a failure kind (with f->detail) when the response is unusable. */
-static enum jwks_fetch_failure jwks_fetch_parse(struct jwks_fetcher *f, struct evbuffer *in)
-{
-	size_t n;
-
-	while (!f->is_complete && (n = evbuffer_get_contiguous_space(in)) > 0) {
-		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-		llhttp_errno_t err = llhttp_execute(&f->parser, data, n);
-
-		if (err == HPE_PAUSED && f->is_complete)
-			break;
-		if (err != HPE_OK) {
-			if (f->parse_failure != JWKS_FETCH_OK)
-				return f->parse_failure;
-			snprintf(f->detail, sizeof(f->detail), "malformed response: %s (%s)",
-			         llhttp_errno_name(err),
-			         llhttp_get_error_reason(&f->parser) ? llhttp_get_error_reason(&f->parser)
-			                                             : "");
-			return JWKS_FETCH_FAIL_RESET;
-		}
-		evbuffer_drain(in, n);
-	}
-	if (f->is_complete)
-		evbuffer_drain(in, evbuffer_get_length(in));
-	return JWKS_FETCH_OK;
-}
-
-/* ---- connection callbacks ---- */
-
-static void jwks_fetch_on_read(struct bufferevent *bev, void *arg)
+/* httpc's report of the request in flight. */
+static void jwks_fetch_on_response(void *arg, const struct httpc_result *res)
 {
 	struct jwks_fetcher *f = arg;
-	enum jwks_fetch_failure failure;
+	static const enum jwks_fetch_failure kinds[] = {
+	        [HTTPC_OK] = JWKS_FETCH_OK,
+	        [HTTPC_FAIL_CONNECT] = JWKS_FETCH_FAIL_CONNECT,
+	        [HTTPC_FAIL_TLS] = JWKS_FETCH_FAIL_TLS,
+	        [HTTPC_FAIL_RESET] = JWKS_FETCH_FAIL_RESET,
+	        [HTTPC_FAIL_TIMEOUT] = JWKS_FETCH_FAIL_TIMEOUT,
+	        [HTTPC_FAIL_STATUS] = JWKS_FETCH_FAIL_STATUS,
+	        [HTTPC_FAIL_TOO_BIG] = JWKS_FETCH_FAIL_TOO_BIG,
+	};
 
-	if (f->state != JWKS_FETCH_RECEIVING)
+	f->req = NULL; /* httpc frees it when this returns */
+	if (f->state != JWKS_FETCH_REQUESTING)
 		return;
-	failure = jwks_fetch_parse(f, bufferevent_get_input(bev));
-	if (failure != JWKS_FETCH_OK)
-		jwks_fetch_fail(f, failure);
-	else if (f->is_complete)
-		jwks_fetch_succeed(f);
+	f->status = res->status;
+	if (res->failure == HTTPC_OK) {
+		jwks_fetch_succeed(f, res->body, res->body_len);
+		return;
+	}
+	snprintf(f->detail, sizeof(f->detail), "%s", res->detail);
+	jwks_fetch_fail(f, (size_t)res->failure < JG_ARRAY_SIZE(kinds) ? kinds[res->failure]
+	                                                               : JWKS_FETCH_FAIL_RESET);
 }
 
-/* Writes the OpenSSL and socket reasons of a connection failure into f->detail. */
-static void jwks_fetch_conn_detail(struct jwks_fetcher *f, struct bufferevent *bev, const char *what)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
-	unsigned long e = bufferevent_get_openssl_error(bev);
-	int sock_err = EVUTIL_SOCKET_ERROR();
-	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
-	char ebuf[160] = "";
-
-	/* libevent records SSL_get_error()'s SSL_ERROR_SYSCALL itself (not an OpenSSL error code): the
-	 * socket's error says more. */
-	if (e == SSL_ERROR_SYSCALL)
-		e = 0;
-	if (e != 0)
-		ERR_error_string_n(e, ebuf, sizeof(ebuf));
-	while (bufferevent_get_openssl_error(bev) != 0) /* drain the rest */
-		;
-	if (vr != X509_V_OK)
-		snprintf(f->detail, sizeof(f->detail), "%s: certificate verify failed: %s", what,
-		         X509_verify_cert_error_string(vr));
-	else if (e != 0)
-		snprintf(f->detail, sizeof(f->detail), "%s: %s", what, ebuf);
-	else
-		snprintf(f->detail, sizeof(f->detail), "%s: %s", what,
-		         sock_err != 0 ? evutil_socket_error_to_string(sock_err) : "closed");
-}
-
-/* Whether a connection that failed before its request went out got as far as TLS: the ClientHello was
- * written (so TCP was up) or the peer's certificate was refused. False for a plain connection. */
-static bool jwks_fetch_is_tls_failure(struct bufferevent *bev)
-{
-	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
-	BIO *wbio;
-
-	if (ssl == NULL)
-		return false;
-	if (SSL_get_verify_result(ssl) != X509_V_OK)
-		return true;
-	wbio = SSL_get_wbio(ssl);
-	return wbio != NULL && BIO_number_written(wbio) > 0;
-}
-
-static void jwks_fetch_on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct jwks_fetcher *f = arg;
-	enum jwks_fetch_failure failure;
-
-	if (f->state == JWKS_FETCH_CLOSED)
-		return;
-	if (what & BEV_EVENT_CONNECTED) {
-		struct evbuffer *out = bufferevent_get_output(bev);
-		uint64_t now = jg_now_ms();
-
-		if (f->state != JWKS_FETCH_CONNECTING)
-			return;
-		jwks_fetch_set_state(f, JWKS_FETCH_RECEIVING);
-		event_del(&f->attempt_ev);
-		jwks_fetch_arm(&f->attempt_ev, f->deadline_ms > now ? f->deadline_ms - now : 0);
-		if (evbuffer_add_printf(out,
-		                        "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-		                        "User-Agent: jwtgate/" JG_VERSION "\r\nConnection: close\r\n\r\n",
-		                        f->target, f->authority) < 0) {
-			snprintf(f->detail, sizeof(f->detail), "out of memory for the request");
-			jwks_fetch_fail(f, JWKS_FETCH_FAIL_RESET);
-		}
-		return;
-	}
-	if (f->state == JWKS_FETCH_CONNECTING) {
-		if (jwks_fetch_is_tls_failure(bev)) {
-			jwks_fetch_conn_detail(f, bev, "TLS handshake");
-			jwks_fetch_fail(f, JWKS_FETCH_FAIL_TLS);
-		} else {
-			jwks_fetch_conn_detail(f, bev, "connect");
-			jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
-		}
-		return;
-	}
-	if (f->state != JWKS_FETCH_RECEIVING)
-		return;
-	/* Bytes that came with the close are parsed first; then EOF may end a close-delimited body. */
-	failure = jwks_fetch_parse(f, bufferevent_get_input(bev));
-	if (failure == JWKS_FETCH_OK && !f->is_complete && (what & BEV_EVENT_EOF)) {
-		llhttp_errno_t err = llhttp_finish(&f->parser);
-
-		if (!f->is_complete && err != HPE_OK && f->parse_failure != JWKS_FETCH_OK)
-			failure = f->parse_failure;
-	}
-	if (failure == JWKS_FETCH_OK && f->is_complete) {
-		jwks_fetch_succeed(f);
-		return;
-	}
-	if (failure == JWKS_FETCH_OK) {
-		if (what & BEV_EVENT_EOF)
-			snprintf(f->detail, sizeof(f->detail),
-			         "connection closed before a complete response");
-		else
-			jwks_fetch_conn_detail(f, bev, "connection error");
-		failure = JWKS_FETCH_FAIL_RESET;
-	}
-	jwks_fetch_fail(f, failure);
-}
-
-/* Opens the connection to f->addr, over TLS unless the fetcher is plain HTTP; the request goes out once
- * the TCP connection (and the TLS handshake) is done. */
+/* Sends the GET to f->addr through httpc (over TLS unless the fetcher is plain HTTP): a 200 with a body
+ * of at most JWKS_MAX_TEXT_LEN bytes, within what is left of the connect timeout and requestTimeout. */
 static void jwks_fetch_connect(struct jwks_fetcher *f)
 {
-	X509_VERIFY_PARAM *vp;
-	SSL *ssl;
+	static const struct httpc_header accept = {"accept", "application/json"};
+	struct httpc_request req;
+	uint64_t now = jg_now_ms();
 
-	jwks_fetch_set_state(f, JWKS_FETCH_CONNECTING);
-	if (!f->is_tls) {
-		f->bev = bufferevent_socket_new(f->set->base, -1,
-		                                BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		if (f->bev == NULL) {
-			snprintf(f->detail, sizeof(f->detail), "out of memory for the connection");
-			jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
-			return;
-		}
-		goto start;
-	}
-	if (f->ssl_ctx == NULL) {
-		snprintf(f->detail, sizeof(f->detail), "no TLS context (CA bundle not loaded)");
-		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONFIG);
-		return;
-	}
-	ssl = SSL_new(f->ssl_ctx);
-	if (ssl == NULL)
-		goto nomem;
-	vp = SSL_get0_param(ssl);
-	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (f->is_verify_ip) {
-		if (X509_VERIFY_PARAM_set1_ip_asc(vp, f->verify_name) != 1)
-			goto ssl_fail;
-	} else if (X509_VERIFY_PARAM_set1_host(vp, f->verify_name, 0) != 1 ||
-	           SSL_set_tlsext_host_name(ssl, f->verify_name) != 1) {
-		goto ssl_fail;
-	}
-	f->bev = bufferevent_openssl_socket_new(f->set->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-	                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (f->bev == NULL)
-		goto ssl_fail;
-	/* A close-delimited body ends at a TCP close; a truncated JWKS fails to parse anyway. */
-	bufferevent_openssl_set_allow_dirty_shutdown(f->bev, 1);
-start:
-	bufferevent_setcb(f->bev, jwks_fetch_on_read, NULL, jwks_fetch_on_event, f);
-	bufferevent_enable(f->bev, EV_READ | EV_WRITE);
-	llhttp_init(&f->parser, HTTP_RESPONSE, &jwks_fetch_parser_settings);
-	f->parser.data = f;
-	if (bufferevent_socket_connect(f->bev, (struct sockaddr *)&f->addr, (int)f->addr_len) == -1) {
-		snprintf(f->detail, sizeof(f->detail), "connect: %s", strerror(errno));
+	jwks_fetch_set_state(f, JWKS_FETCH_REQUESTING);
+	event_del(&f->attempt_ev);
+	memset(&req, 0, sizeof(req));
+	req.addr = (const struct sockaddr *)&f->addr;
+	req.addr_len = f->addr_len;
+	req.ssl_ctx = f->is_tls ? f->ssl_ctx : NULL;
+	req.tls_name = f->verify_name;
+	req.method = "GET";
+	req.authority = f->authority;
+	req.target = f->target;
+	req.headers = &accept;
+	req.n_headers = 1;
+	req.connect_timeout_ms = f->connect_deadline_ms > now ? f->connect_deadline_ms - now : 0;
+	req.timeout_ms = f->deadline_ms > now ? f->deadline_ms - now : 0;
+	req.body_max = JWKS_MAX_TEXT_LEN;
+	req.want_status = 200;
+	f->req = httpc_start(f->set->base, &req, jwks_fetch_on_response, f);
+	if (f->req == NULL) {
+		snprintf(f->detail, sizeof(f->detail), "out of memory for the request");
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
 	}
-	return;
-ssl_fail:
-	SSL_free(ssl);
-nomem:
-	ERR_clear_error();
-	snprintf(f->detail, sizeof(f->detail), "cannot set up TLS");
-	jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
 }
 
 static void jwks_fetch_set_port(struct sockaddr_storage *ss, uint16_t port)
@@ -917,16 +604,10 @@ static void jwks_fetch_on_attempt_timeout(evutil_socket_t fd, short what, void *
 {
 	struct jwks_fetcher *f = arg;
 
-	if (f->state == JWKS_FETCH_CONNECTING && jwks_fetch_is_tls_failure(f->bev)) {
-		snprintf(f->detail, sizeof(f->detail), "TLS handshake timeout");
-		jwks_fetch_fail(f, JWKS_FETCH_FAIL_TLS);
-	} else if (f->state == JWKS_FETCH_RESOLVING || f->state == JWKS_FETCH_CONNECTING) {
+	/* Only the name lookup is bounded here: httpc bounds the request itself. */
+	if (f->state == JWKS_FETCH_RESOLVING) {
 		snprintf(f->detail, sizeof(f->detail), "connect timeout");
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONNECT);
-	} else if (f->state == JWKS_FETCH_RECEIVING) {
-		snprintf(f->detail, sizeof(f->detail), "no complete response within %llu ms",
-		         (unsigned long long)f->cfg->request_timeout_ms);
-		jwks_fetch_fail(f, JWKS_FETCH_FAIL_TIMEOUT);
 	}
 }
 
@@ -938,15 +619,10 @@ static void jwks_fetch_attempt(struct jwks_fetcher *f)
 
 	f->detail[0] = '\0';
 	f->status = 0;
-	f->n_1xx = 0;
-	f->head_bytes = 0;
-	f->is_complete = false;
-	f->parse_failure = JWKS_FETCH_OK;
-	f->body.len = 0;
-	f->body.max = JWKS_MAX_TEXT_LEN;
 	f->deadline_ms = jg_now_ms() + f->cfg->request_timeout_ms;
 	limit = f->connect_timeout_ms < f->cfg->request_timeout_ms ? f->connect_timeout_ms
 	                                                           : f->cfg->request_timeout_ms;
+	f->connect_deadline_ms = jg_now_ms() + limit;
 	if (f->is_unusable || (f->is_tls && f->ssl_ctx == NULL)) {
 		jwks_fetch_fail(f, JWKS_FETCH_FAIL_CONFIG);
 		return;
@@ -1041,22 +717,6 @@ static void jwks_fetch_refetch_hook(void *arg, int provider)
 
 /* ---- set up and tear down ---- */
 
-static void jwks_fetch_settings_init(void)
-{
-	static bool done;
-
-	if (done)
-		return;
-	done = true;
-	llhttp_settings_init(&jwks_fetch_parser_settings);
-	jwks_fetch_parser_settings.on_status = jwks_fetch_on_status;
-	jwks_fetch_parser_settings.on_header_field = jwks_fetch_on_header_field;
-	jwks_fetch_parser_settings.on_header_value = jwks_fetch_on_header_value;
-	jwks_fetch_parser_settings.on_headers_complete = jwks_fetch_on_headers_complete;
-	jwks_fetch_parser_settings.on_body = jwks_fetch_on_body;
-	jwks_fetch_parser_settings.on_message_complete = jwks_fetch_on_message_complete;
-}
-
 /* Sets up fetcher f for the remote JWKS r of provider p (start-up tier). */
 static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *f,
                                     const struct config_remote_jwks *r, bool *needs_dns)
@@ -1094,7 +754,10 @@ static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *
 	/* https is never downgraded; http is upgraded by a backend whose tls block asks for TLS. */
 	f->is_tls = f->is_https || (f->backend != NULL && f->backend->tls.enabled);
 	if (f->is_tls) {
-		f->ssl_ctx = jwks_fetch_ssl_ctx_new(r->uri, f->backend);
+		char who[JWKS_FETCH_TARGET_MAX + 8];
+
+		snprintf(who, sizeof(who), "jwks %s", r->uri);
+		f->ssl_ctx = httpc_tls_ctx_new(who, f->backend, false);
 		if (f->ssl_ctx == NULL)
 			log_error("jwks %s: no TLS context; its providers will answer 401", r->uri);
 	} else {
@@ -1129,7 +792,6 @@ struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *
 	bool needs_dns = false;
 	size_t i, j, k;
 
-	jwks_fetch_settings_init();
 	jf->base = base;
 	jf->auth = auth;
 	jf->n_providers = cfg->n_providers;

@@ -15,8 +15,10 @@
 #include "jwtgate/auth.h"
 #include "jwtgate/common.h"
 #include "jwtgate/config.h"
+#include "jwtgate/health.h"
 #include "jwtgate/jwks_fetch.h"
 #include "jwtgate/log.h"
+#include "jwtgate/reload.h"
 #include "jwtgate/router.h"
 #include "jwtgate/worker.h"
 
@@ -40,78 +42,8 @@ struct main_state {
 	struct event_base *base;
 	int signalled;
 	bool waiting_first_fetches; /* main_wait_first_fetches is running the control loop */
-	const char *path;
-	struct snapshot *current;
-	struct jwks_fetch *jwks; /* remote JWKS fetchers of `current` (and the sets they replaced) */
+	struct reload reload;       /* the configuration in force, its fetchers, reload and watch */
 };
-
-/* Listeners cannot change on reload: their sockets are bound once (a restart applies such a change). */
-static bool main_listeners_equal(const struct config *a, const struct config *b)
-{
-	size_t i;
-
-	if (a->n_listeners != b->n_listeners)
-		return false;
-	for (i = 0; i < a->n_listeners; i++) {
-		const struct config_listener *x = &a->listeners[i], *y = &b->listeners[i];
-
-		if (strcmp(x->name, y->name) != 0 || x->addr_len != y->addr_len ||
-		    memcmp(&x->addr, &y->addr, x->addr_len) != 0 || x->has_tls != y->has_tls)
-			return false;
-	}
-	return true;
-}
-
-/* SIGHUP: load and check the file; a file with errors is refused and the running configuration
- * stays. Workers switch at their next request; requests in flight finish on the old one. */
-static void main_reload(struct main_state *st)
-{
-	struct config *cfg = NULL;
-	struct router *router;
-	struct auth_shared *auth;
-	struct snapshot *snap;
-	struct jwks_fetch *jwks;
-	int rc, i;
-
-	rc = config_load(st->path, stderr, &cfg);
-	if (rc != 0) {
-		log_error("reload refused: %s has %d error%s; the running configuration stays", st->path,
-		          rc > 0 ? rc : 1, rc == 1 ? "" : "s");
-		return;
-	}
-	if (!main_listeners_equal(cfg, st->current->cfg)) {
-		log_error("reload refused: listeners changed; restart jwtgate to apply that");
-		config_free(cfg);
-		return;
-	}
-	if (cfg->workers != st->current->cfg->workers)
-		log_warn("reload: workers changes need a restart; keeping %d", st->n_workers);
-	if (cfg->limits.listen_backlog != st->current->cfg->limits.listen_backlog)
-		log_warn("reload: limits.listenBacklog changes need a restart (the sockets listen once); "
-		         "keeping %u",
-		         st->current->cfg->limits.listen_backlog);
-	auth = auth_shared_new(cfg, stderr);
-	if (auth == NULL) {
-		log_error(
-		        "reload refused: JWT key sets could not be loaded; the running configuration stays");
-		config_free(cfg);
-		return;
-	}
-	router = router_new(cfg);
-	snap = snapshot_new(cfg, router, auth);
-	log_set_level((enum log_level)cfg->log_level);
-	/* New fetchers for the new key sets, seeded with the keys already fetched; the old set stops
-	 * before the old snapshot can go away. Done before any worker sees the new snapshot. */
-	jwks = jwks_fetch_new(st->base, cfg, auth);
-	jwks_fetch_replace(jwks, st->jwks);
-	st->jwks = jwks;
-	jwks_fetch_start(jwks, NULL, NULL);
-	for (i = 0; i < st->n_workers; i++)
-		worker_reload(&st->workers[i], snapshot_ref(snap));
-	snapshot_unref(st->current);
-	st->current = snap;
-	log_info("configuration reloaded from %s", st->path);
-}
 
 static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -119,8 +51,12 @@ static void main_on_signal(evutil_socket_t sig, short what, void *arg)
 	int i;
 
 	if (sig == SIGHUP) {
-		if (!st->signalled)
-			main_reload(st);
+		/* Not during the start-up wait for the first JWKS fetches (no worker runs yet) nor a drain.
+		 */
+		if (!st->signalled && !st->waiting_first_fetches)
+			reload_run(&st->reload, "SIGHUP");
+		else
+			log_warn("SIGHUP ignored: %s", st->signalled ? "draining" : "still starting");
 		return;
 	}
 	if (st->signalled++) {
@@ -194,14 +130,14 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	bool check = false;
 	struct config *cfg = NULL;
-	struct auth_shared *auth = NULL;
+	struct snapshot *snap = NULL;
 	struct main_state st;
 	struct event *sigs[4] = {NULL, NULL, NULL, NULL};
 	int signums[4] = {SIGTERM, SIGINT, SIGHUP, 0};
 	FILE *access_log = NULL;
 	int **fds = NULL;
 	int opt, rc, i, n_fds = 0, exit_code = 1, backlog, somaxconn;
-	size_t k;
+	size_t k, n_listeners = 0;
 
 	memset(&st, 0, sizeof(st));
 	while ((opt = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
@@ -238,16 +174,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level((enum log_level)cfg->log_level);
-	auth = auth_shared_new(cfg, stderr);
-	if (auth == NULL) {
-		fprintf(stderr, "jwtgate: %s: JWT key sets could not be loaded\n", path);
-		config_free(cfg);
+	/* Everything the file names (key sets, certificates and keys, CA bundles) is loaded here, so
+	 * --check finds what a start would trip on. */
+	rc = reload_snapshot_build(cfg, NULL, stderr, &snap);
+	cfg = NULL; /* the snapshot owns it (or freed it) */
+	if (rc != 0) {
+		fprintf(stderr, "jwtgate: %s: %d file%s it names could not be loaded\n", path, rc,
+		        rc == 1 ? "" : "s");
 		return 1;
 	}
+	cfg = snap->cfg; /* the start-up configuration: valid until the first reload replaces it */
+	n_listeners = cfg->n_listeners;
 	if (check) {
 		printf("jwtgate: %s: configuration OK\n", path);
-		auth_shared_free(auth);
-		config_free(cfg);
+		snapshot_unref(snap);
 		return 0;
 	}
 
@@ -260,8 +200,6 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	evthread_use_pthreads();
 	log_hook_libevent();
-	st.path = path;
-	st.current = snapshot_new(cfg, router_new(cfg), auth);
 	if (cfg->access_log_path != NULL) {
 		if (strcmp(cfg->access_log_path, "stdout") == 0)
 			access_log = stdout;
@@ -282,6 +220,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "jwtgate: cannot create the control event loop\n");
 		goto out;
 	}
+	reload_init(&st.reload, st.base, path, snap, jwks_fetch_new(st.base, cfg, snap->auth));
+	snap = NULL; /* st.reload.current */
 	for (i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(st.base, signums[i], main_on_signal, &st);
 		evsignal_add(sigs[i], NULL);
@@ -289,12 +229,16 @@ int main(int argc, char **argv)
 	if (cfg->has_admin)
 		log_warn("admin: the admin endpoint (readiness, metrics) is not served by this version; the "
 		         "block is validated and ignored");
-	st.jwks = jwks_fetch_new(st.base, cfg, auth);
-	main_wait_first_fetches(&st, st.jwks);
+	main_wait_first_fetches(&st, st.reload.jwks);
 	if (st.signalled) {
 		exit_code = 0;
 		goto out;
 	}
+
+	/* One checker per endpoint for the whole process, on this thread; the first checks go out with
+	 * the listeners opening (endpoints count as healthy until a check says otherwise). */
+	st.reload.health = health_check_new(st.base, cfg, st.reload.current->health);
+	health_check_start(st.reload.health);
 
 	st.n_workers = cfg->workers;
 	st.workers = jg_xcalloc((size_t)st.n_workers, sizeof(*st.workers));
@@ -310,13 +254,15 @@ int main(int argc, char **argv)
 		}
 	}
 	for (i = 0; i < st.n_workers; i++) {
-		if (worker_init(&st.workers[i], i, st.current, fds[i], access_log) < 0) {
+		if (worker_init(&st.workers[i], i, st.reload.current, fds[i], access_log) < 0) {
 			fprintf(stderr, "jwtgate: worker %d: initialisation failed\n", i);
 			goto out;
 		}
 	}
 	for (i = 0; i < st.n_workers; i++)
 		worker_start(&st.workers[i]);
+	/* From here on a reload has workers to hand its snapshot to (and the watch may trigger one). */
+	reload_set_workers(&st.reload, st.workers, st.n_workers);
 	backlog = worker_listen_backlog(cfg, &somaxconn);
 	for (k = 0; k < cfg->n_listeners; k++)
 		log_info("listening on %s (%s) with %d worker%s, backlog %d (limits.listenBacklog %u, "
@@ -333,25 +279,26 @@ int main(int argc, char **argv)
 		worker_free(&st.workers[i]);
 	exit_code = 0;
 out:
-	/* Workers are joined (or never started): the fetchers' hook can no longer be called. */
-	for (i = 0; signums[i] != 0; i++)
-		if (sigs[i] != NULL)
-			event_free(sigs[i]);
-	jwks_fetch_free(st.jwks);
-	if (st.base != NULL)
-		event_base_free(st.base);
 	for (i = 0; i < n_fds; i++) {
-		for (k = 0; k < st.current->cfg->n_listeners; k++)
+		for (k = 0; k < n_listeners; k++)
 			if (fds[i][k] >= 0)
 				close(fds[i][k]);
 		free(fds[i]);
 	}
+	/* Workers are joined (or never started): the fetchers' hook can no longer be called. */
+	for (i = 0; signums[i] != 0; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
+	if (st.base != NULL) {
+		reload_fini(&st.reload); /* fetchers, watches, the snapshot in force (cfg with it) */
+		event_base_free(st.base);
+	}
+	snapshot_unref(snap); /* not handed to st.reload */
 	free(fds);
 	free(st.workers);
 	if (access_log != NULL)
 		fflush(access_log);
 	if (access_log != NULL && access_log != stdout && access_log != stderr)
 		fclose(access_log);
-	snapshot_unref(st.current);
 	return exit_code;
 }

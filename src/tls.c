@@ -1,6 +1,8 @@
-/* tls.c: TLS for downstream listeners. A server SSL_CTX per TLS listener is built at start-up; an
- * accepted socket gets an OpenSSL bufferevent, and once the handshake is done ALPN decides which
- * codec owns the connection: "h2" -> http2.c, "http/1.1" or no ALPN -> http1.c. */
+/* tls.c: TLS for downstream listeners. A server SSL_CTX per TLS listener is built with each
+ * configuration snapshot (start-up and every reload, on the control thread) and shared by the workers;
+ * an accepted socket gets an OpenSSL bufferevent on the current snapshot's context, and once the
+ * handshake is done ALPN decides which codec owns the connection: "h2" -> http2.c, "http/1.1" or no
+ * ALPN -> http1.c. */
 #include "jwtgate/tls.h"
 
 #include <stdatomic.h>
@@ -47,7 +49,10 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char
 	return SSL_TLSEXT_ERR_OK;
 }
 
-struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, FILE *err)
+/* The session ticket keys of an OpenSSL 3 context: name (16), HMAC secret (32), AES key (32). */
+#define TLS_TICKET_KEYS_LEN 80
+
+struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ssl_ctx_st *prev, FILE *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
@@ -75,6 +80,19 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, FILE *err
 		goto fail;
 	}
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
+	if (prev != NULL) {
+		/* A new context draws new ticket keys: take the running ones over, so that clients resume
+		 * their sessions across a reload (RFC 8446 section 2.2) instead of all doing a full
+		 * handshake at once. The keys never leave the process. */
+		unsigned char keys[TLS_TICKET_KEYS_LEN];
+
+		if (SSL_CTX_get_tlsext_ticket_keys(prev, keys, sizeof(keys)) != 1 ||
+		    SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1)
+			log_warn("listener %s: session ticket keys not carried over; clients resume no "
+			         "session across this reload",
+			         l->name);
+		OPENSSL_cleanse(keys, sizeof(keys));
+	}
 	return ctx;
 fail:
 	ERR_clear_error();
@@ -82,7 +100,7 @@ fail:
 	return NULL;
 }
 
-void tls_server_ctx_free(struct ssl_ctx_st *ctx)
+void tls_ctx_free(struct ssl_ctx_st *ctx)
 {
 	SSL_CTX_free(ctx);
 }

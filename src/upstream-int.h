@@ -17,6 +17,7 @@
 
 #include "jwtgate/common.h"
 #include "jwtgate/bevio.h"
+#include "jwtgate/health.h"
 #include "jwtgate/upstream.h"
 
 #define UPSTREAM_EJECT_AFTER  3    /* consecutive connect failures before ejection */
@@ -44,6 +45,7 @@ struct upstream_endpoint {
 	unsigned failures; /* consecutive connect failures */
 	uint64_t ejected_until_ms;
 	uint64_t eject_ms;
+	const struct health_endpoint *health; /* active health check verdict; NULL: not checked */
 	struct upstream_conn *idle;       /* HTTP/1.1: idle connections, most recently used first */
 	struct upstream_h2_conn *h2_list; /* HTTP/2: every open connection to this endpoint */
 	struct evdns_getaddrinfo_request *dns_req;
@@ -98,6 +100,7 @@ struct upstream_exchange {
 	int tries;
 	bool has_body, chunked_body, body_started, body_done;
 	bool is_head;
+	bool te_chunked;       /* HTTP/1.1 response: our reading of Transfer-Encoding ends in "chunked" */
 	bool response_started; /* a response byte arrived */
 	bool head_delivered;   /* final head passed to the sink */
 	bool response_paused;
@@ -133,9 +136,6 @@ void upstream_pool_remove_pending(struct upstream_pool *pool, struct upstream_ex
 
 /* ---- TLS towards backends (upstream_h2.c) ---- */
 
-/* Builds the pool's SSL_CTX from the backend's tls validation (CA files / inline PEM / system
- * store), with ALPN h2 (protocol H2) or http/1.1. Start-up tier: returns 0 or JG_ERR_*, logging why. */
-int upstream_tls_pool_init(struct upstream_pool *pool);
 /* A bufferevent for a new connection to ep: TLS (SNI, hostname verification) when the pool has an
  * SSL_CTX, plain otherwise; not yet connected (fd -1: bufferevent_socket_connect creates the socket).
  * NULL on failure. */

@@ -187,7 +187,9 @@ static void upstream_on_resolve_timer(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(&pool->resolve_ev, &tv);
 }
 
-struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg)
+struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg,
+                                            struct ssl_ctx_st *const *backend_tls,
+                                            const struct health_shared *health)
 {
 	struct upstream_worker *uw = jg_xcalloc(1, sizeof(*uw));
 	size_t i, j;
@@ -213,6 +215,7 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			ep->pool = pool;
 			ep->cfg = &pool->be->endpoints[j];
 			ep->eject_ms = UPSTREAM_EJECT_MS;
+			ep->health = health_shared_endpoint(health, i, j);
 			snprintf(ep->text, sizeof(ep->text), "%s:%u", ep->cfg->host, ep->cfg->port);
 			if (ep->cfg->kind == CONFIG_ENDPOINT_IP)
 				endpoint_set_addr(ep, (const struct sockaddr *)&ep->cfg->addr,
@@ -220,10 +223,11 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			else
 				pool->has_fqdn = need_dns = true;
 		}
-		/* A CA bundle that cannot be loaded leaves the pool without a context: its connects
-		 * fail (502) rather than talk to a backend we cannot authenticate. */
-		if (pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2)
-			upstream_tls_pool_init(pool);
+		/* A TLS backend without a context (none given) gets none: its connects fail (502) rather
+		 * than talk to a backend we cannot authenticate (upstream_bev_new). */
+		if ((pool->be->tls.enabled || pool->be->protocol == CONFIG_PROTO_H2) && backend_tls != NULL &&
+		    backend_tls[i] != NULL && SSL_CTX_up_ref(backend_tls[i]) == 1)
+			pool->ssl_ctx = backend_tls[i];
 	}
 	if (need_dns) {
 		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -304,10 +308,18 @@ void upstream_worker_free(struct upstream_worker *uw)
 	free(uw);
 }
 
-/* True when too few of the pool's resolved endpoints are outside ejection: then ejection is ignored
- * and traffic goes to all of them (Envoy's panic threshold, healthy_panic_threshold, 50% by
- * default). Ejecting the last endpoints of a backend only turns a short outage into a long one: a
- * one-endpoint backend would answer 503 for the whole ejection after its upstream came back. */
+/* Whether ep may take new requests outside panic: not ejected (passive) and not marked unhealthy by
+ * its active health check (one relaxed atomic load, health.h). */
+static bool endpoint_is_available(const struct upstream_endpoint *ep, uint64_t now)
+{
+	return ep->ejected_until_ms <= now && health_endpoint_is_healthy(ep->health);
+}
+
+/* True when too few of the pool's resolved endpoints are available (outside ejection and healthy):
+ * then ejection and health are ignored and traffic goes to all of them (Envoy's panic threshold,
+ * healthy_panic_threshold, 50% by default; Envoy counts actively unhealthy hosts as not healthy). Ejecting
+ * the last endpoints of a backend only turns a short outage into a long one: a one-endpoint backend would
+ * answer 503 for the whole ejection after its upstream came back. */
 static bool pool_in_panic(const struct upstream_pool *pool, uint64_t now)
 {
 	size_t i, resolved = 0, available = 0;
@@ -316,14 +328,14 @@ static bool pool_in_panic(const struct upstream_pool *pool, uint64_t now)
 		if (!pool->eps[i].resolved)
 			continue;
 		resolved++;
-		if (pool->eps[i].ejected_until_ms <= now)
+		if (endpoint_is_available(&pool->eps[i], now))
 			available++;
 	}
 	return available * 100 < (size_t)pool->be->panic_threshold * resolved;
 }
 
-/* Chooses an endpoint that is resolved, not ejected (unless the pool is in panic) and not yet tried
- * by this exchange. Returns NULL when there is none. */
+/* Chooses an endpoint that is resolved, not ejected and healthy (unless the pool is in panic) and not yet
+ * tried by this exchange. Returns NULL when there is none. */
 struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct upstream_exchange *ex)
 {
 	uint64_t now = jg_now_ms();
@@ -349,7 +361,7 @@ struct upstream_endpoint *upstream_pool_pick(struct upstream_pool *pool, struct 
 		size_t k = (start + i) % n;
 		struct upstream_endpoint *ep = &pool->eps[k];
 
-		if (!ep->resolved || (!panic && ep->ejected_until_ms > now) ||
+		if (!ep->resolved || (!panic && !endpoint_is_available(ep, now)) ||
 		    (k < 64 && (ex->tried & (1ull << k))))
 			continue;
 		if (pool->be->lb != CONFIG_LB_LEAST_REQUEST)
@@ -990,6 +1002,7 @@ static int up_on_message_begin(llhttp_t *p)
 	struct upstream_exchange *ex = c->ex;
 
 	response_init(&ex->resp, ex->req->arena);
+	ex->te_chunked = false;
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
 	return 0;
@@ -1054,6 +1067,19 @@ static bool up_content_length_ok(const char *v, size_t len)
 	return true;
 }
 
+/* Does the Transfer-Encoding value v[0..len) (trailing OWS removed) end in the coding "chunked"? The
+ * last field decides, as its codings were applied last (RFC 9112 section 6.1). */
+static bool up_te_ends_chunked(const char *v, size_t len)
+{
+	size_t start = len;
+
+	while (start > 0 && v[start - 1] != ',')
+		start--;
+	while (start < len && (v[start] == ' ' || v[start] == '\t'))
+		start++;
+	return jg_case_eq(v + start, len - start, "chunked", 7);
+}
+
 static int up_on_header_value_complete(llhttp_t *p)
 {
 	struct upstream_conn *c = p->data;
@@ -1072,6 +1098,8 @@ static int up_on_header_value_complete(llhttp_t *p)
 	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "content-length", 14) &&
 	    !up_content_length_ok(v, len))
 		return -1;
+	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "transfer-encoding", 17))
+		c->ex->te_chunked = up_te_ends_chunked(v, len);
 	rc = response_header_add(&c->ex->resp, jg_piece_data(&c->field), jg_piece_len(&c->field), v, len);
 	jg_piece_clear(&c->field);
 	jg_piece_clear(&c->value);
@@ -1082,6 +1110,12 @@ static int up_on_headers_complete(llhttp_t *p)
 {
 	struct upstream_exchange *ex = ((struct upstream_conn *)p->data)->ex;
 	int status = llhttp_get_status_code(p);
+
+	/* A response we would cut where its upstream did not mean it to end must not be relayed: llhttp 8
+	 * does not read "chunked<HTAB>" (legal OWS, RFC 9110 section 5.5) as chunked and would take the
+	 * chunked body as the content up to the close. Same rule as for requests (http1.c): 502. */
+	if (ex->te_chunked != ((p->flags & F_CHUNKED) != 0))
+		return -1;
 
 	ex->resp.status = status;
 	ex->resp.chunked = (p->flags & F_CHUNKED) != 0;

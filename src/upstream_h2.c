@@ -142,50 +142,51 @@ static int tls_add_pem(X509_STORE *store, const char *pem)
 	return n;
 }
 
-int upstream_tls_pool_init(struct upstream_pool *pool)
+struct ssl_ctx_st *upstream_tls_ctx_new(const struct config_backend *be, FILE *err)
 {
-	const struct config_tls_validation *tls = &pool->be->tls;
+	const struct config_tls_validation *tls = &be->tls;
 	static const unsigned char alpn_h2[] = "\x02h2";
 	static const unsigned char alpn_h1[] = "\x08http/1.1";
 	SSL_CTX *ctx;
 	size_t i;
-	int rc = JG_ERR_INVAL;
 
 	ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL)
-		return JG_ERR_NOMEM;
+	if (ctx == NULL) {
+		fprintf(err, "jwtgate: backend %s: cannot create a TLS context\n", be->name);
+		return NULL;
+	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (tls->well_known_system || (tls->n_ca_files == 0 && tls->n_ca_inline == 0)) {
 		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			log_error("backend %s: cannot load the system CA store", pool->be->name);
-			goto cleanup;
+			fprintf(err, "jwtgate: backend %s: cannot load the system CA store\n", be->name);
+			goto fail;
 		}
 	}
 	for (i = 0; i < tls->n_ca_files; i++) {
 		if (SSL_CTX_load_verify_locations(ctx, tls->ca_files[i], NULL) != 1) {
-			log_error("backend %s: cannot load CA bundle %s", pool->be->name, tls->ca_files[i]);
-			goto cleanup;
+			fprintf(err, "jwtgate: backend %s: CA bundle %s: no usable certificate\n", be->name,
+			        tls->ca_files[i]);
+			goto fail;
 		}
 	}
 	for (i = 0; i < tls->n_ca_inline; i++) {
 		if (tls_add_pem(SSL_CTX_get_cert_store(ctx), tls->ca_inline[i]) <= 0) {
-			log_error("backend %s: inline CA certificate %zu holds no certificate",
-			          pool->be->name, i);
-			goto cleanup;
+			fprintf(err, "jwtgate: backend %s: inline CA certificate %zu holds no certificate\n",
+			        be->name, i);
+			goto fail;
 		}
 	}
-	if (pool->be->protocol == CONFIG_PROTO_H2)
+	if (be->protocol == CONFIG_PROTO_H2)
 		SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2) - 1);
 	else
 		SSL_CTX_set_alpn_protos(ctx, alpn_h1, sizeof(alpn_h1) - 1);
-	pool->ssl_ctx = ctx;
-	ctx = NULL;
-	rc = 0;
-cleanup:
+	ERR_clear_error();
+	return ctx;
+fail:
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
-	return rc;
+	return NULL;
 }
 
 struct bufferevent *upstream_bev_new(struct upstream_pool *pool, struct upstream_endpoint *ep)

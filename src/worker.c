@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "jwtgate/common.h"
+#include "jwtgate/health.h"
 #include "jwtgate/http1.h"
 #include "jwtgate/http2.h"
 #include "jwtgate/log.h"
@@ -77,9 +78,13 @@ struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct 
 	struct snapshot *s = jg_xcalloc(1, sizeof(*s));
 
 	atomic_init(&s->refs, 1);
+	s->generation = 1;
 	s->cfg = cfg;
 	s->router = router;
 	s->auth = auth;
+	s->listener_tls = jg_xcalloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*s->listener_tls));
+	s->backend_tls = jg_xcalloc(cfg->n_backends ? cfg->n_backends : 1, sizeof(*s->backend_tls));
+	s->health = health_shared_new(cfg);
 	return s;
 }
 
@@ -91,10 +96,19 @@ struct snapshot *snapshot_ref(struct snapshot *s)
 
 void snapshot_unref(struct snapshot *s)
 {
+	size_t i;
+
 	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
+	for (i = 0; i < s->cfg->n_listeners; i++)
+		tls_ctx_free(s->listener_tls[i]);
+	for (i = 0; i < s->cfg->n_backends; i++)
+		tls_ctx_free(s->backend_tls[i]);
+	free(s->listener_tls);
+	free(s->backend_tls);
 	router_free(s->router);
 	auth_shared_free(s->auth);
+	health_shared_free(s->health);
 	config_free(s->cfg);
 	free(s);
 }
@@ -115,7 +129,7 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct snapshot *snap
 	g->cfg = snap->cfg;
 	g->router = snap->router;
 	g->auth = auth_worker_new(snap->auth, snap->cfg->token_cache_size);
-	g->upstream = upstream_worker_new(w->base, snap->cfg);
+	g->upstream = upstream_worker_new(w->base, snap->cfg, snap->backend_tls, snap->health);
 	g->refs = 1;
 	event_assign(&g->free_ev, w->base, -1, 0, worker_on_gen_free, g);
 	return g;
@@ -234,10 +248,13 @@ static void worker_on_accept(struct evconnlistener *l, evutil_socket_t fd, struc
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (listener_index >= 0 && w->tls_ctx[listener_index] != NULL) {
+	/* The current snapshot's context: a reload that renewed the certificate applies from the next
+	 * handshake on (listeners are the same in every snapshot, reload.c makes sure). */
+	if (listener_index >= 0 && w->gen->snap->listener_tls[listener_index] != NULL) {
 		/* The codec is chosen by ALPN once the handshake is done (tls.c); it gives the count back
 		 * itself on failure. */
-		tls_accept(w, w->tls_ctx[listener_index], fd, sa, (socklen_t)len, listener_index);
+		tls_accept(w, w->gen->snap->listener_tls[listener_index], fd, sa, (socklen_t)len,
+		           listener_index);
 		return;
 	}
 	if (http1_conn_accept(w, fd, sa, (socklen_t)len, listener_index) < 0)
@@ -345,13 +362,7 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	w->gen = worker_gen_new(w, snapshot_ref(snap));
 	atomic_init(&w->pending, NULL);
 	w->listeners = jg_xcalloc(cfg->n_listeners, sizeof(*w->listeners));
-	w->tls_ctx = jg_xcalloc(cfg->n_listeners, sizeof(*w->tls_ctx));
 	for (i = 0; i < cfg->n_listeners; i++) {
-		if (cfg->listeners[i].has_tls) {
-			w->tls_ctx[i] = tls_server_ctx_new(&cfg->listeners[i], stderr);
-			if (w->tls_ctx[i] == NULL)
-				return JG_ERR_INVAL;
-		}
 		/* Backlog 0: the socket already listens with limits.listenBacklog. A negative value would
 		 * make libevent call listen(fd, 128) again and shrink the queue to 128 SYNs. */
 		w->listeners[i] =
@@ -403,11 +414,6 @@ void worker_free(struct worker *w)
 			if (w->listeners[i] != NULL)
 				evconnlistener_free(w->listeners[i]);
 		free(w->listeners);
-	}
-	if (w->tls_ctx != NULL) {
-		for (i = 0; i < w->cfg->n_listeners; i++)
-			tls_server_ctx_free(w->tls_ctx[i]);
-		free(w->tls_ctx);
 	}
 	snapshot_unref(atomic_exchange(&w->pending, NULL));
 	if (w->gen != NULL)

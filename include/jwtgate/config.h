@@ -72,6 +72,22 @@ struct config_tls_validation {
 	char *hostname;         /* SNI and the name the certificate must carry */
 };
 
+/* healthCheck.active: Envoy Gateway's ActiveHealthCheck (api/v1alpha1 healthcheck_types.go). */
+enum config_hc_type { CONFIG_HC_NONE = 0, CONFIG_HC_HTTP, CONFIG_HC_GRPC };
+
+struct config_active_hc {
+	enum config_hc_type type;     /* NONE: no active health check */
+	uint64_t timeout_ms;          /* default 1s */
+	uint64_t interval_ms;         /* default 3s */
+	uint32_t unhealthy_threshold; /* default 3, at least 1 */
+	uint32_t healthy_threshold;   /* default 1, at least 1 */
+	char *http_path;              /* HTTP: required, "/..." at most 1024 bytes */
+	char *http_method;            /* HTTP: default "GET" (never CONNECT) */
+	uint16_t *expected_statuses;  /* HTTP: default {200}; each 100..599 */
+	size_t n_expected_statuses;
+	char *grpc_service; /* GRPC: HealthCheckRequest.service; NULL = the whole server ("") */
+};
+
 struct config_backend {
 	char *name;
 	enum config_backend_protocol protocol;
@@ -87,6 +103,7 @@ struct config_backend {
 	/* healthCheck.panicThreshold: below this percentage of non-ejected endpoints, balance over all of
 	 * them (Envoy's healthy_panic_threshold); default 50, 0 = never */
 	uint32_t panic_threshold;
+	struct config_active_hc active_hc; /* healthCheck.active */
 	struct config_tls_validation tls;
 	int index; /* position in config.backends */
 };
@@ -293,6 +310,7 @@ struct config {
 	int log_level;             /* enum log_level */
 	uint32_t token_cache_size; /* per worker verified-token cache entries; 0 = off; default 4096 */
 	struct config_limits limits;
+	bool reload_watch; /* reload.watch: reload when the file or a file it names changes (inotify) */
 
 	struct config_listener *listeners;
 	size_t n_listeners;

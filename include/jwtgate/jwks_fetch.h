@@ -3,7 +3,7 @@
  *
  * One fetcher per distinct remoteJWKS (uri, backendRef): providers naming the same JWKS share its fetches
  * and every success is published to all their key slots with auth_shared_set_keys(). A fetcher is an
- * HTTP/1.1 client on the control thread's event_base (bufferevent_openssl, llhttp, evdns):
+ * HTTP/1.1 client on the control thread's event_base (evdns for names, httpc.h for the request):
  * - an https:// URI, or an http:// URI whose backend has a tls block: TLS 1.2+, peer verified against the
  *   backend's caCertificateRefs (files or inline PEM) or the system store (wellKnownCACertificates:
  *   System, or no backendRefs); SNI and the name checked are tls.hostname, else the URI's host. https is
@@ -44,7 +44,6 @@
 #define JWKS_FETCH_KICK_COOLDOWN_MS   10000 /* minimum time between two unknown-kid refetches */
 #define JWKS_FETCH_REFRESH_EARLY_MS   5000  /* refresh this much before cacheDuration ends (Envoy) */
 #define JWKS_FETCH_CONNECT_TIMEOUT_MS 5000  /* connect + TLS handshake without a backend's own timeout */
-#define JWKS_FETCH_HEAD_MAX           (64 * 1024) /* status line + header bytes of a response */
 
 /* Why one attempt failed; decides whether it is retried (jwks_fetch_should_retry). */
 enum jwks_fetch_failure {

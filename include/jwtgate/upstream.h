@@ -56,8 +56,22 @@ struct upstream_sink {
 struct upstream_worker;
 struct worker;
 
-/* Per-worker state: pools per backend and endpoint, resolver for FQDN endpoints. */
-struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg);
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
+/* Builds the TLS client context of a backend with a tls block (or protocol H2): peer verification with
+ * its CA bundle (files, inline PEM) or the system store, TLS 1.2+, ALPN h2 (protocol H2) or http/1.1.
+ * Built once per configuration snapshot on the control thread (so a CA bundle that cannot be loaded
+ * refuses a reload) and shared by every worker's pool. Returns NULL and writes why to err. */
+struct ssl_ctx_st *upstream_tls_ctx_new(const struct config_backend *be, FILE *err);
+struct health_shared;
+
+/* Per-worker state: pools per backend and endpoint, resolver for FQDN endpoints. backend_tls (may be
+ * NULL) has one entry per cfg->backends, the client context of that backend or NULL for cleartext;
+ * each pool takes its own reference. `health` (may be NULL) holds the active health check verdicts of
+ * cfg's endpoints: an unhealthy one gets no new request. cfg and health must outlive the result. */
+struct upstream_worker *upstream_worker_new(struct event_base *base, const struct config *cfg,
+                                            struct ssl_ctx_st *const *backend_tls,
+                                            const struct health_shared *health);
 void upstream_worker_free(struct upstream_worker *uw);
 /* Closes idle pooled connections (drain on shutdown). */
 void upstream_worker_close_idle(struct upstream_worker *uw);

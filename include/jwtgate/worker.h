@@ -29,21 +29,30 @@ struct worker_conn {
 	void (*abort)(struct worker_conn *wc); /* the drain bound passed: close now */
 };
 struct h2_conn;
+struct health_shared;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* An immutable configuration with what is built from it once for all workers. Reference-counted
  * (atomically): the main thread holds one while it is current, each worker generation holds one. */
 struct snapshot {
 	atomic_uint refs;
+	uint64_t generation; /* 1 at start-up, +1 per applied reload (reload.h) */
 	struct config *cfg;
 	struct router *router;
 	struct auth_shared *auth;
+	/* TLS contexts built from files the config names (certificates, keys, CA bundles), so a reload
+	 * re-reads them. OpenSSL reference-counts an SSL_CTX and each SSL (connection) holds one: a
+	 * connection keeps the certificate it was accepted with after the snapshot is gone. */
+	struct ssl_ctx_st **listener_tls; /* cfg->n_listeners entries, NULL for a plaintext listener */
+	struct ssl_ctx_st **backend_tls;  /* cfg->n_backends entries, NULL for a cleartext backend */
+	struct health_shared *health;     /* active health check verdicts of cfg's endpoints (health.h) */
 };
 
-/* Takes ownership of the three parts; refs = 1. */
+/* Takes ownership of the three parts and builds the health verdicts of cfg; refs = 1, no TLS contexts
+ * yet (the caller fills both arrays, which snapshot_new allocates, before the snapshot is published). */
 struct snapshot *snapshot_new(struct config *cfg, struct router *router, struct auth_shared *auth);
 struct snapshot *snapshot_ref(struct snapshot *s);
-/* The last reference frees router, key sets and config, on whatever thread drops it. */
+/* The last reference frees router, key sets, TLS contexts and config, on whatever thread drops it. */
 void snapshot_unref(struct snapshot *s);
 
 /* What a worker builds from a snapshot: its upstream pools and token cache. An exchange holds its
@@ -75,7 +84,6 @@ struct worker {
 	bool draining;
 	struct worker_conn *conns;      /* every live downstream connection, any codec (for drain) */
 	size_t n_conns;                 /* both lists */
-	struct ssl_ctx_st **tls_ctx;    /* per config listener; NULL for a plaintext one */
 	uint64_t rng;                   /* xorshift state for load balancing and request ids */
 	struct bevio_timeouts timeouts; /* common-timeout queues of this worker's base */
 	struct bevio_defer_queue defer; /* end-of-batch work of its connections (bevio.h) */

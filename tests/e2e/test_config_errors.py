@@ -78,6 +78,8 @@ CASES = [
     ("hostname-in-listener-address", GOOD.replace("127.0.0.1:18080", "localhost:18080"), 3,
      ["localhost", "address"]),
     ("bad-port-number", GOOD.replace("port: 3000", "port: 70000"), 7, ["70000", "port"]),
+    ("bad-reload-watch", GOOD + "reload: {watch: yes}\n", 14, ["yes", "watch"]),
+    ("unknown-reload-key", GOOD + "reload: {wach: true}\n", 14, ["wach"]),
 ]
 
 
@@ -228,3 +230,20 @@ def test_check_says_why_each_local_key_is_refused(tmp_path, with_valid_key):
     else:
         assert rc == 1, out + err
         assert "Jwks doesn't have any valid public key" in err
+
+
+def test_check_loads_listener_certificate_and_key(tmp_path):
+    """--check builds what a start (or a reload) builds: a key that does not match its certificate is
+    an error before anything runs."""
+    import jwksutil
+    ca = jwksutil.CA("check CA")
+    os.mkdir(tmp_path / "a")
+    os.mkdir(tmp_path / "b")
+    cert, _ = ca.issue(tmp_path / "a", hostnames=("www.example.com",))
+    _, other_key = ca.issue(tmp_path / "b", hostnames=("www.example.com",))
+    tls = f"    tls: {{certificateFile: {cert}, privateKeyFile: {other_key}}}\n"
+    text = GOOD.replace("    address: 127.0.0.1:18080\n", "    address: 127.0.0.1:18080\n" + tls)
+    assert tls in text
+    rc, out, err = check(tmp_path, text)
+    assert rc == 1, out + err
+    assert "listener" in err and "privateKeyFile" in err, err

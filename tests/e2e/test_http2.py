@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -213,6 +214,34 @@ def test_tls_alpn_http11(env):
                                                   ["-H", "Host: www.example.com"], tls=True, http2=False)
     assert rc == 0 and version == "HTTP/1.1" and status == 200
     assert header(json.loads(out), "x-forwarded-proto") == ["https"]
+
+
+@pytest.mark.parametrize("alpn", [["http/1.1"], None], ids=["alpn-http11", "no-alpn"])
+def test_tls_http11_by_alpn_never_switches_to_http2_on_preface(env, alpn):
+    # After the TLS handshake the protocol is decided (issue 10): only ALPN "h2" speaks HTTP/2. A client
+    # that agreed on http/1.1 (or on nothing) and then sends the HTTP/2 preface is an HTTP/1.1 client
+    # sending a bad request: an HTTP/1.1 error and close, never a SETTINGS frame.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    with socket.create_connection(("127.0.0.1", env["tls_port"]), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="www.example.com") as s:
+            assert s.selected_alpn_protocol() == (alpn[0] if alpn else None)
+            settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # empty SETTINGS frame
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings)
+            got = b""
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    d = s.recv(4096)
+                except (ssl.SSLError, ConnectionResetError):
+                    break
+                if not d:
+                    break
+                got += d
+    assert got.startswith(b"HTTP/1.1 4") or got.startswith(b"HTTP/1.1 5"), got[:64]
 
 
 def test_tls_h2_large_body_both_ways(env):

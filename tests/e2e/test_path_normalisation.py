@@ -33,7 +33,7 @@ from test_jwt import MSG_MISSING, rsa_jwk
 
 HOST = "www.example.com"
 GRPC_HOST = "grpc.example.com"
-TOKEN_BIN = os.environ.get("JWTGATE_TOKEN_BIN", "/work/main/build/jwtgate-token")
+TOKEN_BIN = jgtest.TOKEN_BIN
 ISSUE_PATHS = ["/bar/../foo", "/bar/%2e%2e/foo", "/bar/..%2ffoo", "/bar//../../foo"]
 
 

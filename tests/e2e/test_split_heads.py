@@ -75,3 +75,52 @@ def test_response_head_split_into_tiny_reads(start_proxy):
                 assert r.body == b"split body"
     finally:
         up.stop()
+
+
+def trickle_bytes(sock, data, piece=1):
+    for i in range(0, len(data), piece):
+        try:
+            sock.sendall(data[i:i + piece])
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        time.sleep(PAUSE)
+
+
+# The line-end and obs-fold checks look at the bytes before each position llhttp reports, which may
+# lie in earlier reads (http1.c, h1_look_back): one byte per read must change no verdict (issue 10).
+SPLIT_BAD = [
+    b"GET /s HTTP/1.1\r\nX-A:\r\n b\r\nHost: www.example.com\r\n\r\n",
+    b"GET /s HTTP/1.1\r\nX-A: a\r\n \t \r\nHost: www.example.com\r\n\r\n",
+    b"GET /s HTTP/1.1\r\nHost: www.example.com\r\nX-A:  \r\n  \r\n\r\n",
+    b"GET /s HTTP/1.1\nHost: www.example.com\r\n\r\n",
+    b"GET /s HTTP/1.1\r\nHost: www.example.com\r\n\n",
+    b"POST /s HTTP/1.1\r\nHost: www.example.com\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T:\r\n \r\n\r\n",
+    b"POST /s HTTP/1.1\r\nHost: www.example.com\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\n",
+]
+
+
+def test_fold_and_bare_lf_found_one_byte_per_read(upstream, start_proxy):
+    px = start_proxy(lambda port: jgtest.base_config(
+        port, {"backend": [upstream.port]}, [jgtest.catch_all_route()], workers=1))
+    for data in SPLIT_BAD:
+        with RawConn(px.port) as c:
+            trickle_bytes(c.sock, data)
+            r = c.read_response()
+            assert r.status == 400, (data, r)
+    time.sleep(0.2)
+    assert all(rec["state"] != "complete" for rec in upstream.snapshot()), upstream.snapshot()
+
+
+def test_legal_whitespace_and_chunks_pass_one_byte_per_read(upstream, start_proxy):
+    px = start_proxy(lambda port: jgtest.base_config(
+        port, {"backend": [upstream.port]}, [jgtest.catch_all_route()], workers=1))
+    data = (b"POST /echo-body HTTP/1.1\r\nHost:  \t www.example.com \t \r\nX-Sp: a  b\t\tc \r\nX-E:\r\n"
+            b"Transfer-Encoding:\t chunked \r\n\r\n"
+            b"3;n=v\r\nab\r\r\n2\r\n\n \r\n0\r\nX-T: t  \r\n\r\n"
+            b"GET /next HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+    with RawConn(px.port) as c:
+        trickle_bytes(c.sock, data)
+        r1 = c.read_response(method="POST")
+        r2 = c.read_response()
+    assert r1.status == 200 and r1.body == b"ab\r\n ", r1
+    assert r2.status == 200 and r2.json()["path"] == "/next", r2

@@ -1146,6 +1146,102 @@ static void test_unreadable_file(void **state)
 	assert_non_null(strstr(t_errbuf, "cannot open"));
 }
 
+#define HC_HEAD "listeners: [{name: l, address: 127.0.0.1:8080}]\n"
+
+/* healthCheck.active: Envoy Gateway's defaults, every field read, GRPC on an H2C backend. */
+static void test_active_health_check(void **state)
+{
+	struct config *cfg = NULL;
+	const struct config_active_hc *h;
+
+	JG_UNUSED(state);
+	if (t_load(HC_HEAD "backends:\n"
+	                   "  - name: d\n"
+	                   "    healthCheck: {active: {type: HTTP, http: {path: /healthz}}}\n"
+	                   "    endpoints: [{ip: {address: 127.0.0.1, port: 80}}]\n"
+	                   "  - name: f\n"
+	                   "    healthCheck:\n"
+	                   "      panicThreshold: 0\n"
+	                   "      active: {type: HTTP, timeout: 250ms, interval: 2s, unhealthyThreshold: 5,\n"
+	                   "               healthyThreshold: 2, http: {path: \"/ready?x=1\", method: HEAD,\n"
+	                   "               expectedStatuses: [200, 204, 599]}}\n"
+	                   "    endpoints: [{ip: {address: 127.0.0.1, port: 81}}]\n"
+	                   "  - name: g\n"
+	                   "    protocol: H2C\n"
+	                   "    healthCheck: {active: {type: GRPC, grpc: {service: pkg.Svc}}}\n"
+	                   "    endpoints: [{ip: {address: 127.0.0.1, port: 82}}]\n"
+	                   "  - name: n\n"
+	                   "    endpoints: [{ip: {address: 127.0.0.1, port: 83}}]\n",
+	           &cfg) != 0)
+		fail_msg("%s", t_errbuf);
+	h = &cfg->backends[0].active_hc;
+	assert_int_equal(h->type, CONFIG_HC_HTTP);
+	assert_int_equal(h->timeout_ms, 1000); /* Envoy Gateway's defaults */
+	assert_int_equal(h->interval_ms, 3000);
+	assert_int_equal(h->unhealthy_threshold, 3);
+	assert_int_equal(h->healthy_threshold, 1);
+	assert_string_equal(h->http_path, "/healthz");
+	assert_string_equal(h->http_method, "GET");
+	assert_int_equal(h->n_expected_statuses, 1);
+	assert_int_equal(h->expected_statuses[0], 200);
+	h = &cfg->backends[1].active_hc;
+	assert_int_equal(cfg->backends[1].panic_threshold, 0);
+	assert_int_equal(h->timeout_ms, 250);
+	assert_int_equal(h->interval_ms, 2000);
+	assert_int_equal(h->unhealthy_threshold, 5);
+	assert_int_equal(h->healthy_threshold, 2);
+	assert_string_equal(h->http_path, "/ready?x=1");
+	assert_string_equal(h->http_method, "HEAD");
+	assert_int_equal(h->n_expected_statuses, 3);
+	assert_int_equal(h->expected_statuses[1], 204);
+	assert_int_equal(h->expected_statuses[2], 599);
+	h = &cfg->backends[2].active_hc;
+	assert_int_equal(h->type, CONFIG_HC_GRPC);
+	assert_string_equal(h->grpc_service, "pkg.Svc");
+	assert_int_equal(h->interval_ms, 3000);
+	assert_int_equal(cfg->backends[3].active_hc.type, CONFIG_HC_NONE);
+	assert_int_equal(cfg->backends[3].panic_threshold, 50);
+	config_free(cfg);
+}
+
+#define HC_BE "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}], healthCheck: "
+
+static void test_err_active_health_check(void **state)
+{
+	JG_UNUSED(state);
+	t_fails(HC_HEAD HC_BE "{active: {http: {path: /h}}}}]\n", 1, 2, 95,
+	        "missing required key \"type\" (at backends[0].healthCheck.active)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP}}}]\n", 1, 2, 95,
+	        "health check type HTTP needs an \"http\" block (at backends[0].healthCheck.active)");
+	t_fails(HC_HEAD HC_BE "{active: {type: TCP}}}]\n", 1, 2, 102,
+	        "health check type TCP is not supported (use HTTP or GRPC) (at "
+	        "backends[0].healthCheck.active)");
+	t_fails(HC_HEAD HC_BE "{active: {type: GRPC}}}]\n", 1, 2, 102,
+	        "health check type GRPC needs an HTTP/2 backend (protocol H2C or H2) (at "
+	        "backends[0].healthCheck.active)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, http: {path: /h}, grpc: {}}}}]\n", 1, 2, 132,
+	        "\"grpc\" is only for health check type GRPC (at backends[0].healthCheck.active.grpc)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, http: {path: h}}}}]\n", 1, 2, 121,
+	        "path must start with \"/\" and be at most 1024 bytes (at "
+	        "backends[0].healthCheck.active.http.path)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, http: {path: \"/a b\"}}}}]\n", 1, 2, 121,
+	        "path has a byte that cannot go on a request line (at "
+	        "backends[0].healthCheck.active.http.path)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, http: {path: /h, method: CONNECT}}}}]\n", 1, 2, 133,
+	        "invalid value \"CONNECT\" (expected one of GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, "
+	        "PATCH) (at backends[0].healthCheck.active.http.method)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, http: {path: /h, expectedStatuses: [200, 600]}}}}]\n", 1,
+	        2, 149,
+	        "600 out of range 100..599 (at backends[0].healthCheck.active.http.expectedStatuses[1])");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, unhealthyThreshold: 0, http: {path: /h}}}}]\n", 1, 2,
+	        128, "0 out of range 1..4294967295 (at backends[0].healthCheck.active.unhealthyThreshold)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, interval: 0s, http: {path: /h}}}}]\n", 1, 2, 118,
+	        "duration \"0s\" is below the minimum of 1ms (at backends[0].healthCheck.active.interval)");
+	t_fails(HC_HEAD HC_BE "{active: {type: HTTP, http: {path: /h, expectedResponse: {}}}}}]\n", 1, 2, 143,
+	        "expectedResponse (matching the body) is not supported (at "
+	        "backends[0].healthCheck.active.http.expectedResponse)");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, t_setup, t_teardown)
 
 int main(void)
@@ -1174,6 +1270,8 @@ int main(void)
 	        T(test_parse_size),
 	        T(test_parse_address),
 	        T(test_unreadable_file),
+	        T(test_active_health_check),
+	        T(test_err_active_health_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

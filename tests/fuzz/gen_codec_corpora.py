@@ -13,7 +13,9 @@
   in fuzz_http2.c's operation format.
 
 File names are content hashes, so re-running is idempotent. Run from anywhere:
-  /usr/bin/python3 tests/fuzz/gen_codec_corpora.py
+  /usr/bin/python3 tests/fuzz/gen_codec_corpora.py [OUTPUT_DIR]
+(default: tests/fuzz/corpus; the committed corpora are these seeds merged with what the fuzzer found,
+see README.md).
 """
 
 import hashlib
@@ -30,8 +32,11 @@ import test_smuggling  # noqa: E402  (the e2e cases themselves)
 TOKEN = open(os.path.join(ROOT, "conf", "examples", "test.jwt")).read().strip().encode()
 
 
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+
+
 def write(target, data):
-    d = os.path.join(HERE, "corpus", target)
+    d = os.path.join(OUT, target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, hashlib.sha1(data).hexdigest()), "wb") as f:
         f.write(data)

@@ -17,12 +17,12 @@
 #include <event2/event_struct.h>
 #include <event2/listener.h>
 
-#include "jwtgate/auth.h"
-#include "jwtgate/config.h"
-#include "jwtgate/http1.h"
-#include "jwtgate/log.h"
-#include "jwtgate/router.h"
-#include "jwtgate/worker.h"
+#include "jwt/auth.h"
+#include "config/config.h"
+#include "codec/http1.h"
+#include "core/log.h"
+#include "route/router.h"
+#include "server/worker.h"
 
 #ifndef JG_SOURCE_ROOT
 #error "JG_SOURCE_ROOT must name the source tree (tests/meson.build sets it)"

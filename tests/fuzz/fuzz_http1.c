@@ -1,4 +1,4 @@
-/* fuzz_http1.c: libFuzzer target for the HTTP/1.1 request codec (src/http1.c with request.c, pipeline,
+/* fuzz_http1.c: libFuzzer target for the HTTP/1.1 request codec (src/codec/http1.c with request.c, pipeline,
  * upstream.c and bevio.c) as it runs in the proxy: client bytes in, what reaches a fake upstream and
  * what the client gets back out (codec_harness.h).
  *

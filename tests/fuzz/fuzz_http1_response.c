@@ -1,7 +1,7 @@
 /* fuzz_http1_response.c: libFuzzer target for the HTTP/1.1 response codec as it runs in the proxy: the
- * upstream's response parser (src/upstream.c) and the client-side response encoder (src/http1.c).
- * A client sends one or two requests; the fake upstream answers the first with the fuzz input and
- * any later one with its own marked response (codec_harness.h).
+ * upstream's response parser (src/upstream/upstream.c) and the client-side response encoder
+ * (src/codec/http1.c). A client sends one or two requests; the fake upstream answers the first with the fuzz
+ * input and any later one with its own marked response (codec_harness.h).
  *
  * Input: byte 0 chooses the run, the rest is the upstream's first response.
  *   bits 0-1: the first request: GET, HEAD, POST with a body, GET over HTTP/1.0

@@ -1,4 +1,4 @@
-/* fuzz_http2.c: libFuzzer target for the HTTP/2 downstream codec (src/http2.c over nghttp2, reached by
+/* fuzz_http2.c: libFuzzer target for the HTTP/2 downstream codec (src/codec/http2.c over nghttp2, reached by
  * h2c prior knowledge through the HTTP/1.1 codec's preface sniffing, as in the proxy), with the
  * shared pipeline and the HTTP/1.1 upstream (codec_harness.h).
  *
@@ -36,7 +36,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "codec_harness.h"
-#include "jwtgate/http2.h"
+#include "codec/http2.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -53,10 +53,9 @@
 
 #define H1_OUT_HIGH    (256 * 1024) /* response bytes buffered towards the client before pausing upstream */
 #define H1_OUT_LOW     (64 * 1024)
-#define H1_IN_HIGH     (64 * 1024) /* request bytes read ahead of the parser */
-#define H1_FLUSH_MS    5000        /* bound on flushing the last response of a closing connection */
-#define H1_LINGER_MS   2000        /* bound on reading what a client sends after our FIN */
-#define H1_ARENA_CHUNK 4096
+#define H1_IN_HIGH     (64 * 1024)   /* request bytes read ahead of the parser */
+#define H1_FLUSH_MS    5000          /* bound on flushing the last response of a closing connection */
+#define H1_LINGER_MS   2000          /* bound on reading what a client sends after our FIN */
 #define H1_ARENA_LIMIT (1024 * 1024) /* per request; the head limits keep real use far below */
 #define H1_BACK        8             /* bytes of parsed input kept for look-back checks (h1_look_back) */
 
@@ -347,7 +346,14 @@ static void h1_exchange_done(struct h1_conn *c)
 		h1_close(c);
 		return;
 	}
-	arena_reset(&c->arena);
+	/* Idle: the connection keeps no request memory. The arena chunk goes back to the worker's
+	 * cache (the next request takes one there, no malloc), and a header name or value that had to
+	 * be copied (split across reads, rare) frees its copy. */
+	arena_free(&c->arena);
+	if (c->field.buf.cap > 0)
+		jg_buf_free(&c->field.buf);
+	if (c->value.buf.cap > 0)
+		jg_buf_free(&c->value.buf);
 	request_init(&c->req, &c->arena);
 	c->rule = NULL;
 	c->head_bytes = 0;
@@ -1714,7 +1720,7 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
 	c->bev = bev;
-	arena_init(&c->arena, H1_ARENA_CHUNK, H1_ARENA_LIMIT);
+	arena_init_cached(&c->arena, &w->arenas, H1_ARENA_LIMIT);
 	request_init(&c->req, &c->arena);
 	c->field.buf.max = w->cfg->limits.max_header_bytes;
 	c->value.buf.max = w->cfg->limits.max_header_bytes;

@@ -117,7 +117,7 @@ struct h2_conn {
 	enum h2_conn_state state;
 	int listener_index;
 	bool is_tls;
-	struct sockaddr_storage peer;
+	union jg_sockaddr peer;
 	socklen_t peer_len;
 	char peer_ip[INET6_ADDRSTRLEN];
 	struct bevio_timer timer; /* header / idle timeout; flush and linger bounds while closing */
@@ -1489,8 +1489,8 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	c->bev = bev;
 	c->listener_index = listener_index;
 	c->is_tls = is_tls;
-	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
-	c->peer_len = peer_len;
+	c->peer_len = peer_len < sizeof(c->peer) ? peer_len : (socklen_t)sizeof(c->peer);
+	memcpy(&c->peer, peer, c->peer_len);
 	if (peer->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
 		          sizeof(c->peer_ip));

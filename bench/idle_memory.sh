@@ -146,7 +146,7 @@ OUT="$RESULTS_DIR/$STAMP-idle-memory.txt"
 	echo "command: $BENCH_COMMAND"
 	echo "host: $(uname -srm), $(nproc) CPUs online"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), jwtgate $("$JWTGATE_BIN" --version 2>/dev/null | head -1)"
-	echo "jwtgate binary: $JWTGATE_BIN ($(git -C "$SRC_DIR" log -1 --format=%h 2>/dev/null) in the tree)"
+	echo "jwtgate binary: ${JWTGATE_BIN#"$SRC_DIR"/} (source tree at $(git -C "$SRC_DIR" log -1 --format=%h 2>/dev/null))"
 	echo "N=$N connections per row, one worker each, RSS growth / N (KiB), fresh server process per row"
 	echo
 	printf '%-10s %10s %10s %14s\n' kind jwtgate nginx jwtgate/nginx

@@ -53,10 +53,9 @@
 
 #define H1_OUT_HIGH    (256 * 1024) /* response bytes buffered towards the client before pausing upstream */
 #define H1_OUT_LOW     (64 * 1024)
-#define H1_IN_HIGH     (64 * 1024) /* request bytes read ahead of the parser */
-#define H1_FLUSH_MS    5000        /* bound on flushing the last response of a closing connection */
-#define H1_LINGER_MS   2000        /* bound on reading what a client sends after our FIN */
-#define H1_ARENA_CHUNK 4096
+#define H1_IN_HIGH     (64 * 1024)   /* request bytes read ahead of the parser */
+#define H1_FLUSH_MS    5000          /* bound on flushing the last response of a closing connection */
+#define H1_LINGER_MS   2000          /* bound on reading what a client sends after our FIN */
 #define H1_ARENA_LIMIT (1024 * 1024) /* per request; the head limits keep real use far below */
 #define H1_BACK        8             /* bytes of parsed input kept for look-back checks (h1_look_back) */
 
@@ -75,24 +74,32 @@ static const char *h1_state_str(enum h1_state s)
 	return names[s];
 }
 
+/* What exists only while a request is under way: allocated in the connection's arena at the first
+ * byte of a request and gone with the arena when the exchange ends, so that an idle keep-alive
+ * connection holds none of it (bench/idle_memory.sh). llhttp starts each request from a fresh
+ * llhttp_init: between requests it is at the start of a message anyway. */
+struct h1_req {
+	llhttp_t parser;
+	struct request req;
+	struct jg_piece field, value; /* spans of the URL / header being parsed (common.h) */
+};
+
 struct h1_conn {
 	struct worker *w;
 	struct bufferevent *bev;
 	enum h1_state state;
 	int listener_index;
-	struct sockaddr_storage peer;
+	union jg_sockaddr peer;
 	socklen_t peer_len;
 	char peer_ip[INET6_ADDRSTRLEN];
-	llhttp_t parser;
-	struct arena arena;
-	struct request req;
-	struct jg_piece field, value; /* spans of the URL / header being parsed (common.h) */
+	struct arena arena; /* the current request's memory; none while idle (worker's arena cache) */
+	struct h1_req *x;   /* the current request's parser and head, in the arena; NULL while idle */
 	size_t head_bytes;
 	unsigned header_count;
 	int error_status; /* set by a callback to choose the error status (431, 414, 413, 501) */
 	const char *error_text;
 	struct bevio_timer timer;      /* header or idle timeout */
-	struct event free_ev;          /* deferred free */
+	struct bevio_deferred free_d;  /* deferred free (the worker's queue: no event of its own) */
 	struct bevio_deferred flush_d; /* queued: a direct write of the output at the end of the batch */
 	bool plain; /* plain socket: output is written directly, EV_WRITE only when the socket is full */
 	struct bevio_reader rd; /* plain socket: reads without the FIONREAD ioctl (bevio.h) */
@@ -153,10 +160,42 @@ static void h1_process(struct h1_conn *c);
 static enum llhttp_errno h1_run(struct h1_conn *c, const char *buf, size_t len);
 static void h1_close(struct h1_conn *c);
 static void h1_destroy(struct h1_conn *c);
+static void h1_on_free(struct bevio_deferred *d);
 static void h1_conn_drain(struct worker_conn *wc);
 static void h1_conn_abort(struct worker_conn *wc);
 
 /* ---- state ---- */
+
+/* A request's first byte: its parser and head, from the arena (a chunk of the worker's cache). */
+static int h1_req_begin(struct h1_conn *c)
+{
+	struct h1_req *x = arena_alloc(&c->arena, sizeof(*x));
+
+	if (x == NULL)
+		return JG_ERR_NOMEM;
+	memset(x, 0, sizeof(*x));
+	request_init(&x->req, &c->arena);
+	x->field.buf.max = c->w->cfg->limits.max_header_bytes;
+	x->value.buf.max = c->w->cfg->limits.max_header_bytes;
+	llhttp_init(&x->parser, HTTP_REQUEST, &h1_settings);
+	x->parser.data = c;
+	c->x = x;
+	return 0;
+}
+
+/* The request is over (or the connection): its memory goes, the arena's chunk back to the cache.
+ * A header name or value that had to be copied (split across reads, rare) was malloc'ed. */
+static void h1_req_end(struct h1_conn *c)
+{
+	if (c->x != NULL) {
+		if (c->x->field.buf.cap > 0)
+			jg_buf_free(&c->x->field.buf);
+		if (c->x->value.buf.cap > 0)
+			jg_buf_free(&c->x->value.buf);
+		c->x = NULL;
+	}
+	arena_free(&c->arena);
+}
 
 static void h1_set_state(struct h1_conn *c, enum h1_state s)
 {
@@ -225,7 +264,7 @@ static void h1_respond_local(struct h1_conn *c, int status, const char *reason, 
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t blen = body ? strlen(body) : 0;
-	bool is_head = c->req.method_len == 4 && memcmp(c->req.method, "HEAD", 4) == 0;
+	bool is_head = c->x != NULL && c->x->req.method_len == 4 && memcmp(c->x->req.method, "HEAD", 4) == 0;
 
 	if ((!c->req_done && c->req_has_body) || !c->keepalive || c->draining)
 		close_after = true;
@@ -308,22 +347,22 @@ static void h1_log_exchange(struct h1_conn *c)
 	uint64_t now_us = jg_now_us(); /* the one clock read at the end of a request */
 
 	worker_count_request(c->w, c->gen, c->listener_index, c->rule, c->status, c->start_us, now_us);
-	if (!c->w->has_access_log)
+	if (!c->w->has_access_log || c->x == NULL)
 		return;
 	memset(&e, 0, sizeof(e));
 	e.client = c->peer_ip;
-	e.host = c->req.authority;
-	e.method = c->req.method;
-	e.path = c->req.target;
+	e.host = c->x->req.authority;
+	e.method = c->x->req.method;
+	e.path = c->x->req.target;
 	e.route = c->rule != NULL ? c->rule->route->name : NULL;
 	e.upstream = upstream_exchange_peer(c->ex);
 	e.status = c->status;
 	e.bytes = c->resp_bytes;
 	e.duration_ms = (now_us - c->start_us) / 1000;
 	e.request_id = c->request_id[0] ? c->request_id : NULL;
-	e.protocol = c->req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
-	e.jwt = auth_reason_str((enum auth_reason)c->req.jwt_reason);
-	e.jwt_sub = c->req.jwt_sub;
+	e.protocol = c->x->req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+	e.jwt = auth_reason_str((enum auth_reason)c->x->req.jwt_reason);
+	e.jwt_sub = c->x->req.jwt_sub;
 	access_log_write(c->w->cfg, &e);
 }
 
@@ -341,14 +380,15 @@ static void h1_exchange_done(struct h1_conn *c)
 	if (!c->req_done && !c->req_has_body && c->keepalive) {
 		/* A body-less request answered before llhttp reached its end: finish it. */
 		if (h1_run(c, "", 0) == HPE_PAUSED)
-			llhttp_resume(&c->parser);
+			llhttp_resume(&c->x->parser);
 	}
 	if (!c->keepalive || !c->req_done || c->draining) {
 		h1_close(c);
 		return;
 	}
-	arena_reset(&c->arena);
-	request_init(&c->req, &c->arena);
+	/* Idle: the connection keeps no request memory. The arena chunk with the parser and the head
+	 * goes back to the worker's cache (the next request takes one there, no malloc). */
+	h1_req_end(c);
 	c->rule = NULL;
 	c->head_bytes = 0;
 	c->header_count = 0;
@@ -388,7 +428,7 @@ static void h1_up_on_ready(void *ctx)
 	struct h1_conn *c = ctx;
 
 	c->upstream_ready = true;
-	if (c->expect_continue && c->req_has_body && c->req.http_minor >= 1) {
+	if (c->expect_continue && c->req_has_body && c->x->req.http_minor >= 1) {
 		evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		h1_schedule_flush(c);
 	}
@@ -438,7 +478,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 
 	if (resp->status < 200) {
 		/* Interim responses only go to HTTP/1.1 clients (RFC 9110 section 15.2). 100 is ours. */
-		if (c->req.http_minor >= 1 && resp->status != 100) {
+		if (c->x->req.http_minor >= 1 && resp->status != 100) {
 			h1_add_status_line(out, resp);
 			for (i = 0; i < resp->n_headers; i++) {
 				const struct request_header *h = &resp->headers[i];
@@ -502,15 +542,15 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 	}
 	if (resp->has_body && resp->content_length < 0) {
 		/* Chunked or close-delimited upstream body: re-frame for the client. */
-		if (c->req.http_minor >= 1) {
+		if (c->x->req.http_minor >= 1) {
 			c->resp_chunked = true;
 			p = h1_put(p, "transfer-encoding: chunked\r\n", 28);
 		} else {
 			c->resp_until_close = true;
 			c->keepalive = false;
 		}
-	} else if (!resp->has_body && resp->chunked && c->req.method_len == 4 &&
-	           memcmp(c->req.method, "HEAD", 4) == 0 && c->req.http_minor >= 1) {
+	} else if (!resp->has_body && resp->chunked && c->x->req.method_len == 4 &&
+	           memcmp(c->x->req.method, "HEAD", 4) == 0 && c->x->req.http_minor >= 1) {
 		/* HEAD: tell the client what a GET would have used. */
 		p = h1_put(p, "transfer-encoding: chunked\r\n", 28);
 	}
@@ -518,7 +558,7 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 		c->keepalive = false;
 	if (!c->keepalive)
 		p = h1_put(p, "connection: close\r\n", 19);
-	else if (c->req.http_minor == 0)
+	else if (c->x->req.http_minor == 0)
 		p = h1_put(p, "connection: keep-alive\r\n", 24);
 	p = h1_put(p, "\r\n", 2);
 	c->resp_length = resp->has_body ? resp->content_length : 0;
@@ -637,7 +677,7 @@ static const struct upstream_sink h1_sink = {
  * not absolute-form) or JG_ERR_INVAL. */
 static int h1_absolute_form(struct h1_conn *c)
 {
-	struct request *req = &c->req;
+	struct request *req = &c->x->req;
 	const char *t = req->target, *end = t + req->target_len, *auth, *slash;
 	size_t skip;
 
@@ -679,7 +719,7 @@ static int h1_absolute_form(struct h1_conn *c)
  * upstream exchange. Returns false when the request was answered locally. */
 static void h1_dispatch(struct h1_conn *c)
 {
-	struct request *req = &c->req;
+	struct request *req = &c->x->req;
 	struct pipeline_outcome po;
 	struct request_header *h;
 	char extra[2048];
@@ -876,8 +916,8 @@ static int h1_on_message_begin(llhttp_t *p)
 	struct h1_conn *c = p->data;
 
 	c->start_us = jg_now_us();
-	jg_piece_clear(&c->field);
-	jg_piece_clear(&c->value);
+	jg_piece_clear(&c->x->field);
+	jg_piece_clear(&c->x->value);
 	return 0;
 }
 
@@ -896,21 +936,21 @@ static int h1_on_url(llhttp_t *p, const char *at, size_t len)
 {
 	struct h1_conn *c = p->data;
 
-	if (jg_piece_len(&c->value) + len > c->w->cfg->limits.max_request_line) {
+	if (jg_piece_len(&c->x->value) + len > c->w->cfg->limits.max_request_line) {
 		c->error_status = 414;
 		c->error_text = "request line too long";
 		return -1;
 	}
 	if (h1_head_add(c, len) < 0)
 		return -1;
-	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->x->value, at, len) < 0 ? -1 : 0;
 }
 
 static int h1_on_url_complete(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
-	const char *t = jg_piece_data(&c->value);
-	size_t i, len = jg_piece_len(&c->value);
+	const char *t = jg_piece_data(&c->x->value);
+	size_t i, len = jg_piece_len(&c->x->value);
 
 	/* llhttp lets HTAB and FF through in a target; no whitespace or control byte belongs there
 	 * (RFC 9112 section 3.2), and an upstream that splits the request line on any whitespace would
@@ -924,10 +964,10 @@ static int h1_on_url_complete(llhttp_t *p)
 			return -1;
 		}
 	}
-	c->req.target = arena_strndup(&c->arena, jg_piece_data(&c->value), jg_piece_len(&c->value));
-	c->req.target_len = jg_piece_len(&c->value);
-	jg_piece_clear(&c->value);
-	return c->req.target == NULL ? -1 : 0;
+	c->x->req.target = arena_strndup(&c->arena, jg_piece_data(&c->x->value), jg_piece_len(&c->x->value));
+	c->x->req.target_len = jg_piece_len(&c->x->value);
+	jg_piece_clear(&c->x->value);
+	return c->x->req.target == NULL ? -1 : 0;
 }
 
 static int h1_on_method_complete(llhttp_t *p)
@@ -935,8 +975,8 @@ static int h1_on_method_complete(llhttp_t *p)
 	struct h1_conn *c = p->data;
 	const char *m = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
 
-	c->req.method = (char *)m;
-	c->req.method_len = strlen(m);
+	c->x->req.method = (char *)m;
+	c->x->req.method_len = strlen(m);
 	if (llhttp_get_method(p) == HTTP_CONNECT) {
 		c->error_status = 405;
 		c->error_text = "CONNECT is not supported";
@@ -950,11 +990,11 @@ static int h1_on_header_field(llhttp_t *p, const char *at, size_t len)
 	struct h1_conn *c = p->data;
 
 	/* (llhttp may report empty spans, at other positions: only a name's first byte is checked) */
-	if (len > 0 && jg_piece_len(&c->field) == 0 && h1_check_line_start(c, at) < 0)
+	if (len > 0 && jg_piece_len(&c->x->field) == 0 && h1_check_line_start(c, at) < 0)
 		return -1;
 	if (h1_head_add(c, len) < 0)
 		return -1;
-	return jg_piece_add(&c->field, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->x->field, at, len) < 0 ? -1 : 0;
 }
 
 static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -977,7 +1017,7 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 	}
 	if (h1_head_add(c, len) < 0)
 		return -1;
-	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
+	return jg_piece_add(&c->x->value, at, len) < 0 ? -1 : 0;
 }
 
 /* Content-Length: 1*DIGIT without leading zeros, at most 18 digits (RFC 9110 section 8.6; a leading
@@ -1036,8 +1076,8 @@ static int h1_transfer_encoding_check(const char *v, size_t len)
 static int h1_on_header_value_complete(llhttp_t *p)
 {
 	struct h1_conn *c = p->data;
-	const char *v = jg_piece_data(&c->value), *name = jg_piece_data(&c->field);
-	size_t len = jg_piece_len(&c->value), name_len = jg_piece_len(&c->field);
+	const char *v = jg_piece_data(&c->x->value), *name = jg_piece_data(&c->x->field);
+	size_t len = jg_piece_len(&c->x->value), name_len = jg_piece_len(&c->x->field);
 	int rc;
 
 	/* llhttp 8 still unfolds obs-fold and passes some control bytes: refuse them here. */
@@ -1085,9 +1125,9 @@ static int h1_on_header_value_complete(llhttp_t *p)
 		}
 		c->te_seen = true;
 	}
-	rc = request_header_add(&c->req, name, name_len, v, len);
-	jg_piece_clear(&c->field);
-	jg_piece_clear(&c->value);
+	rc = request_header_add(&c->x->req, name, name_len, v, len);
+	jg_piece_clear(&c->x->field);
+	jg_piece_clear(&c->x->value);
 	if (rc < 0) {
 		c->error_status = rc == JG_ERR_LIMIT ? 431 : 503;
 		c->error_text = "cannot store header";
@@ -1101,9 +1141,9 @@ static int h1_on_headers_complete(llhttp_t *p)
 	struct h1_conn *c = p->data;
 	struct request_header *h;
 
-	c->req.http_major = llhttp_get_http_major(p);
-	c->req.http_minor = llhttp_get_http_minor(p);
-	if (c->req.http_major != 1) {
+	c->x->req.http_major = llhttp_get_http_major(p);
+	c->x->req.http_minor = llhttp_get_http_minor(p);
+	if (c->x->req.http_major != 1) {
 		c->error_status = 505;
 		c->error_text = "HTTP version not supported";
 		return -1;
@@ -1123,8 +1163,8 @@ static int h1_on_headers_complete(llhttp_t *p)
 	c->req_chunked = c->te_seen;
 	c->req_content_length = c->cl_seen ? (int64_t)c->cl_value : 0;
 	c->req_has_body = c->req_chunked || c->req_content_length > 0;
-	c->req.has_body = c->req_has_body;
-	h = request_header_get(&c->req, "expect", 6);
+	c->x->req.has_body = c->req_has_body;
+	h = request_header_get(&c->x->req, "expect", 6);
 	if (h != NULL) {
 		if (!jg_case_eq(h->value, h->value_len, "100-continue", 12)) {
 			c->error_status = 417 == 417 ? 400 : 400;
@@ -1270,10 +1310,10 @@ static enum llhttp_errno h1_run(struct h1_conn *c, const char *buf, size_t len)
 	enum llhttp_errno rc;
 
 	c->exec_buf = buf;
-	rc = llhttp_execute(&c->parser, buf, len);
+	rc = llhttp_execute(&c->x->parser, buf, len);
 	if (rc == HPE_PAUSED && (c->check_head_end || c->check_body_end)) {
 		c->check_head_end = false;
-		if (h1_check_section_end(c, llhttp_get_error_pos(&c->parser)) < 0) {
+		if (h1_check_section_end(c, llhttp_get_error_pos(&c->x->parser)) < 0) {
 			c->check_body_end = false;
 			c->error_status = 400;
 			return HPE_USER;
@@ -1374,7 +1414,7 @@ static void h1_process(struct h1_conn *c)
 				kicked = true;
 				rc = h1_run(c, "", 0);
 				if (rc == HPE_PAUSED) {
-					llhttp_resume(&c->parser);
+					llhttp_resume(&c->x->parser);
 					h1_end_checked_body(c);
 					continue;
 				}
@@ -1385,6 +1425,12 @@ static void h1_process(struct h1_conn *c)
 			break;
 		}
 		if (c->state == H1_IDLE) {
+			if (h1_req_begin(c) < 0) {
+				log_warn("http1 %s: out of memory for a request", c->peer_ip);
+				c->in_parse = false;
+				h1_destroy(c);
+				return;
+			}
 			h1_set_state(c, H1_HEAD);
 			h1_arm_timer(c, c->w->cfg->limits.header_timeout_ms);
 		}
@@ -1393,7 +1439,7 @@ static void h1_process(struct h1_conn *c)
 		rc = h1_run(c, v.iov_base, v.iov_len);
 		/* A URL or header span still borrowed from this chunk is copied before the chunk is drained
 		 * (jg_piece; the empty runs above only ever lend the static ""). */
-		if (jg_piece_keep(&c->field) < 0 || jg_piece_keep(&c->value) < 0) {
+		if (jg_piece_keep(&c->x->field) < 0 || jg_piece_keep(&c->x->value) < 0) {
 			c->error_status = 503;
 			c->error_text = "out of memory";
 			rc = HPE_USER;
@@ -1404,21 +1450,21 @@ static void h1_process(struct h1_conn *c)
 		}
 		if (rc == HPE_PAUSED) {
 			h1_consumed(c, in, v.iov_base,
-			            (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
-			llhttp_resume(&c->parser);
+			            (size_t)(llhttp_get_error_pos(&c->x->parser) - (const char *)v.iov_base));
+			llhttp_resume(&c->x->parser);
 			h1_end_checked_body(c);
 			continue;
 		}
 		if (rc == HPE_PAUSED_UPGRADE) {
 			/* We forwarded without the Upgrade; what follows is a next request. */
 			h1_consumed(c, in, v.iov_base,
-			            (size_t)(llhttp_get_error_pos(&c->parser) - (const char *)v.iov_base));
-			llhttp_resume_after_upgrade(&c->parser);
+			            (size_t)(llhttp_get_error_pos(&c->x->parser) - (const char *)v.iov_base));
+			llhttp_resume_after_upgrade(&c->x->parser);
 			continue;
 		}
 	bad:
 		log_info("http1 %s: bad request: %s", c->peer_ip,
-		         c->error_text ? c->error_text : llhttp_get_error_reason(&c->parser));
+		         c->error_text ? c->error_text : llhttp_get_error_reason(&c->x->parser));
 		c->in_parse = false;
 		if (c->ex != NULL) {
 			upstream_cancel(c->ex);
@@ -1479,7 +1525,7 @@ static bool h1_sniff_http2(struct h1_conn *c)
 	c->bev = NULL;
 	h1_set_state(c, H1_CLOSING);
 	h1_set_state(c, H1_CLOSED);
-	event_active(&c->free_ev, EV_TIMEOUT, 0);
+	bevio_defer(&c->w->defer, &c->free_d, h1_on_free);
 	atomic_fetch_add(&worker_open_conns, 1);
 	if (http2_conn_takeover(c->w, bev, (const struct sockaddr *)&c->peer, c->peer_len, c->listener_index,
 	                        c->is_tls) < 0)
@@ -1608,16 +1654,14 @@ static void h1_on_timer(void *arg)
 		h1_destroy(c);
 }
 
-static void h1_on_free(evutil_socket_t fd, short what, void *arg)
+static void h1_on_free(struct bevio_deferred *d)
 {
-	struct h1_conn *c = arg;
+	struct h1_conn *c = container_of(d, struct h1_conn, free_d);
 
 	bevio_timer_stop(&c->timer);
 	worker_gen_release(c->w, c->gen);
 	worker_conn_removed(c->w, &c->wc);
-	arena_free(&c->arena);
-	jg_buf_free(&c->field.buf);
-	jg_buf_free(&c->value.buf);
+	h1_req_end(c);
 	free(c);
 }
 
@@ -1639,7 +1683,7 @@ static void h1_destroy(struct h1_conn *c)
 		bevio_reader_stop(&c->rd);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
-	event_active(&c->free_ev, EV_TIMEOUT, 0);
+	bevio_defer(&c->w->defer, &c->free_d, h1_on_free);
 }
 
 /* Graceful close: flush the output (bounded by H1_FLUSH_MS), send FIN, then read and drop what the
@@ -1703,8 +1747,8 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	 * the HTTP/2 preface is then an HTTP/1.1 request that llhttp refuses. */
 	c->sniffed = is_tls;
 	c->listener_index = listener_index;
-	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
-	c->peer_len = peer_len;
+	c->peer_len = peer_len < sizeof(c->peer) ? peer_len : (socklen_t)sizeof(c->peer);
+	memcpy(&c->peer, peer, c->peer_len);
 	if (peer->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
 		          sizeof(c->peer_ip));
@@ -1714,14 +1758,8 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	else
 		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
 	c->bev = bev;
-	arena_init(&c->arena, H1_ARENA_CHUNK, H1_ARENA_LIMIT);
-	request_init(&c->req, &c->arena);
-	c->field.buf.max = w->cfg->limits.max_header_bytes;
-	c->value.buf.max = w->cfg->limits.max_header_bytes;
-	llhttp_init(&c->parser, HTTP_REQUEST, &h1_settings);
-	c->parser.data = c;
+	arena_init_cached(&c->arena, &w->arenas, H1_ARENA_LIMIT);
 	bevio_timer_init(&c->timer, w->base, &w->timeouts, h1_on_timer, c);
-	event_assign(&c->free_ev, w->base, -1, 0, h1_on_free, c);
 	c->plain = bevio_is_plain(c->bev);
 	bufferevent_setcb(c->bev, h1_on_read, h1_on_write, h1_on_event, c);
 	if (!c->plain) /* the plain-socket reader keeps the mark itself, without evbuffer callbacks */

@@ -59,7 +59,6 @@
 #define H2_IN_HIGH                 (64 * 1024) /* bytes read ahead of nghttp2 */
 #define H2_STREAM_OUT_HIGH         (64 * 1024) /* response body buffered per stream before pausing upstream */
 #define H2_STREAM_OUT_LOW          (16 * 1024)
-#define H2_ARENA_CHUNK             4096
 #define H2_ARENA_LIMIT             (1024 * 1024) /* per stream; the header limits keep real use far below */
 #define H2_MAX_EMPTY_DATA          16            /* consecutive DATA frames without payload nor END_STREAM */
 #define H2_MAX_PRIORITY_PER_STREAM 100           /* PRIORITY frames per stream opened (Envoy's default) */
@@ -118,7 +117,7 @@ struct h2_conn {
 	enum h2_conn_state state;
 	int listener_index;
 	bool is_tls;
-	struct sockaddr_storage peer;
+	union jg_sockaddr peer;
 	socklen_t peer_len;
 	char peer_ip[INET6_ADDRSTRLEN];
 	struct bevio_timer timer; /* header / idle timeout; flush and linger bounds while closing */
@@ -918,7 +917,7 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 	s->id = frame->hd.stream_id;
 	s->start_us = jg_now_us();
 	s->req_content_length = -1;
-	arena_init(&s->arena, H2_ARENA_CHUNK, H2_ARENA_LIMIT);
+	arena_init_cached(&s->arena, &c->w->arenas, H2_ARENA_LIMIT);
 	request_init(&s->req, &s->arena);
 	s->req.scheme = c->is_tls ? "https" : "http";
 	s->req.http_major = 2;
@@ -1490,8 +1489,8 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	c->bev = bev;
 	c->listener_index = listener_index;
 	c->is_tls = is_tls;
-	memcpy(&c->peer, peer, peer_len < sizeof(c->peer) ? peer_len : sizeof(c->peer));
-	c->peer_len = peer_len;
+	c->peer_len = peer_len < sizeof(c->peer) ? peer_len : (socklen_t)sizeof(c->peer);
+	memcpy(&c->peer, peer, c->peer_len);
 	if (peer->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
 		          sizeof(c->peer_ip));

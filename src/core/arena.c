@@ -12,12 +12,54 @@ struct arena_chunk {
 	_Alignas(16) unsigned char data[];
 };
 
+void arena_cache_init(struct arena_cache *ac, size_t chunk_size, size_t max)
+{
+	ac->free = NULL;
+	ac->n = 0;
+	ac->max = max;
+	ac->chunk_size = chunk_size ? chunk_size : 4096;
+}
+
+void arena_cache_free(struct arena_cache *ac)
+{
+	struct arena_chunk *c = ac->free, *next;
+
+	while (c != NULL) {
+		next = c->next;
+		free(c);
+		c = next;
+	}
+	ac->free = NULL;
+	ac->n = 0;
+}
+
+/* A chunk the arena no longer needs: back to the cache when it has the cache's size and room. */
+static void arena_chunk_drop(struct arena *a, struct arena_chunk *c)
+{
+	struct arena_cache *ac = a->cache;
+
+	if (ac != NULL && c->size == ac->chunk_size && ac->n < ac->max) {
+		c->next = ac->free;
+		ac->free = c;
+		ac->n++;
+		return;
+	}
+	free(c);
+}
+
 void arena_init(struct arena *a, size_t chunk_size, size_t limit)
 {
 	a->head = NULL;
 	a->chunk_size = chunk_size ? chunk_size : 4096;
 	a->total = 0;
 	a->limit = limit;
+	a->cache = NULL;
+}
+
+void arena_init_cached(struct arena *a, struct arena_cache *cache, size_t limit)
+{
+	arena_init(a, cache->chunk_size, limit);
+	a->cache = cache;
 }
 
 void *arena_alloc(struct arena *a, size_t size)
@@ -33,9 +75,15 @@ void *arena_alloc(struct arena *a, size_t size)
 
 		if (a->limit && a->total + csize > a->limit)
 			return NULL;
-		c = malloc(sizeof(*c) + csize);
-		if (c == NULL)
-			return NULL;
+		if (a->cache != NULL && a->cache->free != NULL && csize == a->cache->chunk_size) {
+			c = a->cache->free;
+			a->cache->free = c->next;
+			a->cache->n--;
+		} else {
+			c = malloc(sizeof(*c) + csize);
+			if (c == NULL)
+				return NULL;
+		}
 		c->size = csize;
 		c->used = 0;
 		c->next = a->head;
@@ -68,7 +116,7 @@ void arena_reset(struct arena *a)
 	while (c->next != NULL) {
 		next = c->next;
 		a->total -= c->size;
-		free(c);
+		arena_chunk_drop(a, c);
 		c = next;
 	}
 	c->used = 0;
@@ -81,7 +129,7 @@ void arena_free(struct arena *a)
 
 	while (c != NULL) {
 		next = c->next;
-		free(c);
+		arena_chunk_drop(a, c);
 		c = next;
 	}
 	a->head = NULL;

@@ -106,6 +106,12 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 #define BEVIO_READ_MAX   16384 /* bytes per read, as bufferevent's default max_single_read */
 #define BEVIO_SMALL_READ 4096  /* a read this size or less goes through the per-thread scratch buffer */
 
+static void bevio_reader_idle_clear(struct bevio_reader *r)
+{
+	if (r->idle != NULL)
+		bevio_timer_clear(r->idle);
+}
+
 static void bevio_reader_arm(struct bevio_reader *r)
 {
 	if (!r->enabled)
@@ -113,13 +119,13 @@ static void bevio_reader_arm(struct bevio_reader *r)
 	if (r->high > 0 && evbuffer_get_length(bufferevent_get_input(r->bev)) >= r->high) {
 		/* The owner drains, then pokes. No idle bound while we are the ones not reading. */
 		event_del(&r->ev);
-		bevio_timer_clear(&r->idle);
+		bevio_reader_idle_clear(r);
 		return;
 	}
 	if (!event_pending(&r->ev, EV_READ, NULL)) {
 		event_add(&r->ev, NULL);
-		if (r->idle_ms > 0)
-			bevio_timer_set(&r->idle, r->idle_ms);
+		if (r->idle_ms > 0 && r->idle != NULL)
+			bevio_timer_set(r->idle, r->idle_ms);
 	}
 }
 
@@ -193,7 +199,7 @@ static void bevio_on_readable(evutil_socket_t fd, short what, void *arg)
 	if (r->high > 0) {
 		if (len >= r->high) {
 			event_del(&r->ev);
-			bevio_timer_clear(&r->idle);
+			bevio_reader_idle_clear(r);
 			return;
 		}
 		if (r->high - len < want)
@@ -209,8 +215,8 @@ static void bevio_on_readable(evutil_socket_t fd, short what, void *arg)
 		r->on_event(r->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), r->arg);
 		return;
 	}
-	if (r->idle_ms > 0)
-		bevio_timer_set(&r->idle, r->idle_ms);
+	if (r->idle_ms > 0 && r->idle != NULL)
+		bevio_timer_set(r->idle, r->idle_ms);
 	r->on_read(r->bev, r->arg); /* may free r */
 }
 
@@ -226,8 +232,16 @@ void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct b
 	r->on_read = on_read;
 	r->on_event = on_event;
 	r->arg = arg;
+	r->idle = NULL;
+	(void)timeouts;
 	event_assign(&r->ev, base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, bevio_on_readable, r);
-	bevio_timer_init(&r->idle, base, timeouts, bevio_reader_on_idle, r);
+}
+
+void bevio_reader_use_timer(struct bevio_reader *r, struct bevio_timer *idle, struct event_base *base,
+                            struct bevio_timeouts *timeouts)
+{
+	r->idle = idle;
+	bevio_timer_init(idle, base, timeouts, bevio_reader_on_idle, r);
 }
 
 void bevio_reader_enable(struct bevio_reader *r, bool on)
@@ -239,17 +253,19 @@ void bevio_reader_enable(struct bevio_reader *r, bool on)
 		bevio_reader_arm(r);
 	} else {
 		event_del(&r->ev);
-		bevio_timer_clear(&r->idle);
+		bevio_reader_idle_clear(r);
 	}
 }
 
 void bevio_reader_set_timeout(struct bevio_reader *r, uint64_t ms)
 {
+	if (r->idle == NULL)
+		return;
 	r->idle_ms = ms;
 	if (ms == 0)
-		bevio_timer_clear(&r->idle);
+		bevio_timer_clear(r->idle);
 	else if (r->enabled && event_pending(&r->ev, EV_READ, NULL))
-		bevio_timer_set(&r->idle, ms);
+		bevio_timer_set(r->idle, ms);
 }
 
 void bevio_reader_poke(struct bevio_reader *r)
@@ -262,7 +278,8 @@ void bevio_reader_stop(struct bevio_reader *r)
 {
 	r->enabled = false;
 	event_del(&r->ev);
-	bevio_timer_stop(&r->idle);
+	if (r->idle != NULL)
+		bevio_timer_stop(r->idle);
 }
 
 static void bevio_defer_run(evutil_socket_t fd, short what, void *arg)

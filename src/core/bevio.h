@@ -120,9 +120,9 @@ struct bevio_reader {
 	struct bufferevent *bev;
 	size_t high; /* no read while the input holds this much; bevio_reader_poke() resumes */
 	bool enabled;
-	bool large;              /* the last read was large: read into reserved input space directly */
-	uint64_t idle_ms;        /* idle bound: BEV_EVENT_TIMEOUT when nothing arrives for this long */
-	struct bevio_timer idle; /* lazy: moved on every read without touching libevent */
+	bool large;               /* the last read was large: read into reserved input space directly */
+	uint64_t idle_ms;         /* idle bound: BEV_EVENT_TIMEOUT when nothing arrives for this long */
+	struct bevio_timer *idle; /* its timer (lazy: moved on every read); NULL: the reader has none */
 	bufferevent_data_cb on_read;
 	bufferevent_event_cb on_event;
 	void *arg;
@@ -131,10 +131,15 @@ struct bevio_reader {
 void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bevio_timeouts *timeouts,
                        struct bufferevent *bev, size_t high, bufferevent_data_cb on_read,
                        bufferevent_event_cb on_event, void *arg);
+/* Gives the reader an idle timer, kept by the owner: only readers that need an idle bound carry
+ * one (bevio_reader_set_timeout), not every downstream connection (memory per idle connection). */
+void bevio_reader_use_timer(struct bevio_reader *r, struct bevio_timer *idle, struct event_base *base,
+                            struct bevio_timeouts *timeouts);
 /* Starts or stops reading (the timeout, if any, restarts with it). */
 void bevio_reader_enable(struct bevio_reader *r, bool on);
 /* 0: no timeout. Takes effect at once when reading is enabled. ms should be a configured duration
- * (it uses a common-timeout queue). */
+ * (it uses a common-timeout queue). A reader without a timer (bevio_reader_use_timer) has no idle
+ * bound: ms is ignored. */
 void bevio_reader_set_timeout(struct bevio_reader *r, uint64_t ms);
 /* The owner consumed input: resume reading if it had stopped at the high mark. */
 void bevio_reader_poke(struct bevio_reader *r);

@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #define JG_VERSION "0.1.0"
 
 /* Error codes: functions return 0 on success and a negative JG_ERR_* (or -errno) on failure. */
@@ -26,6 +29,14 @@ enum jg_err {
 #define JG_UNUSED(x)                    ((void)(x))
 #define jg_likely(x)                    __builtin_expect(!!(x), 1)
 #define jg_unlikely(x)                  __builtin_expect(!!(x), 0)
+
+/* A downstream peer's address. Listeners are IPv4/IPv6 sockets only, so a connection keeps 28 bytes
+ * for it rather than a 128-byte sockaddr_storage (memory per idle connection, bench/idle_memory.sh). */
+union jg_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
 
 /* Start-up tier allocation: abort with a message on failure. Never call these on the request path. */
 void *jg_xmalloc(size_t size);

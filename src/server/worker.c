@@ -378,6 +378,7 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 		return JG_ERR_NOMEM;
 	bevio_timeouts_init(&w->timeouts, w->base);
 	bevio_defer_init(&w->defer, w->base);
+	arena_cache_init(&w->arenas, WORKER_ARENA_CHUNK, WORKER_ARENA_CACHED);
 	w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->notify_fd == -1)
 		return -errno;
@@ -456,6 +457,7 @@ void worker_free(struct worker *w)
 	}
 	if (w->notify_fd > 0)
 		close(w->notify_fd);
+	arena_cache_free(&w->arenas);
 	free(w->stats);
 	w->stats = NULL;
 }

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "jwt/auth.h"
+#include "core/arena.h"
 #include "core/bevio.h"
 #include "config/config.h"
 #include "route/router.h"
@@ -92,12 +93,18 @@ struct worker {
 	uint64_t rng;                   /* xorshift state for load balancing and request ids */
 	struct bevio_timeouts timeouts; /* common-timeout queues of this worker's base */
 	struct bevio_defer_queue defer; /* end-of-batch work of its connections (bevio.h) */
-	bool has_access_log;            /* accessLog is on (lines go to the log writer, log_writer.h) */
-	struct stats_worker *stats;     /* lifetime counters; written by this worker only (stats.h) */
+	/* Request arena chunks between requests: a connection gives its chunk back when it goes idle
+	 * and takes one at the next request's first byte (arena.h). */
+	struct arena_cache arenas;
+	bool has_access_log;        /* accessLog is on (lines go to the log writer, log_writer.h) */
+	struct stats_worker *stats; /* lifetime counters; written by this worker only (stats.h) */
 	/* jg_now_ms() when the worker last answered the control thread's heartbeat (admin /live) */
 	_Atomic uint64_t heartbeat_ms;
 	atomic_bool is_exited; /* its loop has returned (set by the worker, read by the control thread) */
 };
+
+#define WORKER_ARENA_CHUNK  4096 /* the request arenas' chunk size (both codecs) */
+#define WORKER_ARENA_CACHED 128  /* chunks a worker keeps for reuse: 512 KiB, not per connection */
 
 /* Process-wide count of open downstream connections (limits.maxConnections). */
 extern atomic_uint worker_open_conns;

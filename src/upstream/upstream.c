@@ -64,7 +64,8 @@ struct upstream_conn {
 	bool kick;       /* resumed: run the parser once even without new bytes */
 	bool rd_ready;   /* plain socket connected: rd reads it (bevio.h), not the bufferevent */
 	struct bevio_reader rd;
-	bool eof_seen; /* the upstream closed while unparsed bytes remained */
+	struct bevio_timer rd_idle; /* rd's idle bound while pooled (upconn_release) */
+	bool eof_seen;              /* the upstream closed while unparsed bytes remained */
 	bool flush_pending;
 	struct event flush_ev;
 };
@@ -721,6 +722,7 @@ static void exchange_attach(struct upstream_exchange *ex, struct upstream_conn *
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 		bevio_reader_init(&c->rd, c->pool->uw->base, &c->pool->uw->timeouts, c->bev, UPSTREAM_IN_HIGH,
 		                  upconn_on_read, upconn_on_event, c);
+		bevio_reader_use_timer(&c->rd, &c->rd_idle, c->pool->uw->base, &c->pool->uw->timeouts);
 		c->rd_ready = true;
 	}
 	if (c->rd_ready)

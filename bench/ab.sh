@@ -173,7 +173,19 @@ for v in A B; do
 done
 
 # ---- rounds ----
-declare -A SCRAPES
+# Other load: the machine's CPU time (user, nice, system, irq, softirq of every CPU, /proc/stat; a task's
+# system time includes the softirq work it did, loopback TCP's receive path) minus that of this
+# run's own processes (both variants, the upstream and its worker, this shell and the children it
+# reaped: wrk, the scraper, the helpers) over each wrk run, in percent of one CPU. Another process
+# busy on the machine shows here, and the round it spoiled can be told from a slow one.
+machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+own_ticks() {
+	local t
+	t=$(($(proc_cpu_ticks "${PID[A]}") + $(proc_cpu_ticks "${PID[B]}") + $(proc_cpu_ticks "$UPSTREAM_PID")))
+	echo $((t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$$/stat")))
+}
+HZ=$(getconf CLK_TCK)
+declare -A SCRAPES OTHER_ALL
 ORDERS="" # AB BA AB ...: the order of each round, two letters a round
 echo "ab.sh: GET $URL_PATH, $ROUNDS rounds of A and B (order reversed every other round)" >&2
 for round in $(seq 1 "$ROUNDS"); do
@@ -183,6 +195,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	ORDERS+="${order[0]}${order[1]}"
 	for v in "${order[@]}"; do
 		scraper=""
+		o0=$(own_ticks) b0=$(machine_busy) w0=$(date +%s%N)
 		if [ -n "${SCRAPE[$v]}" ]; then
 			# shellcheck disable=SC2086
 			$LOAD_TASKSET "$PY" "$BENCH_DIR/scrape.py" 127.0.0.1 "${ADMIN_PORT[$v]}" /metrics "${SCRAPE[$v]}" \
@@ -196,6 +209,9 @@ for round in $(seq 1 "$ROUNDS"); do
 			stop_pid "$scraper"
 			SCRAPES[$v]="${SCRAPES[$v]:-}$(grep '^JGSCRAPE ' "$WORK/scrape-$v-$round.txt" || echo "JGSCRAPE failed")"$'\n'
 		fi
+		b1=$(machine_busy) o1=$(own_ticks) w1=$(date +%s%N)
+		OTHER_ALL[$v]="${OTHER_ALL[$v]:-} $(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v w="$((w1 - w0))" -v hz="$HZ" \
+			'BEGIN { x = (b - o) * 100 / (w / 1e9 * hz); printf "%.0f", (x > 0) ? x : 0 }')"
 	done
 done
 for v in A B; do stop_pid "${PID[$v]}"; done
@@ -257,17 +273,26 @@ report() {
 	echo "B/A req/s  (ratio of medians $(awk -v a="${RPS[A]:-0}" -v b="${RPS[B]:-0}" 'BEGIN { if (a > 0) printf "%.3f", b / a; else print "n/a" }')): $(stats "${RPS_ALL[B]:-}" "${RPS_ALL[A]:-}")"
 	echo "B/A p99    (above 1: B slower): $(stats "${P99_ALL[B]:-}" "${P99_ALL[A]:-}")"
 	echo "B/A cpu_us (above 1: B costlier): $(stats "${CPU_ALL[B]:-}" "${CPU_ALL[A]:-}")"
+	awk -v a="${OTHER_ALL[A]:-}" -v b="${OTHER_ALL[B]:-}" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " ")
+		for (i = 1; i <= n; i++) { m = (x[i] > y[i]) ? x[i] : y[i]; if (m > mx) mx = m; if (m >= 10) { k++; l = l " " i } }
+		printf "other load (CPU time of processes not in this run, %% of one CPU, per wrk run): at most %d%%", mx
+		if (k) printf "; 10%% or more in %d of %d rounds:%s", k, n, l
+		printf "\n"
+	}'
 	echo
 	echo "per round, in the order measured:"
-	printf '%5s %5s %10s %10s %7s %8s %8s %7s %7s %7s\n' round order A_req/s B_req/s B/A A_p99ms B_p99ms A_cpu B_cpu B/A_cpu
+	printf '%5s %5s %10s %10s %7s %8s %8s %7s %7s %7s %6s %6s\n' round order A_req/s B_req/s B/A A_p99ms B_p99ms \
+		A_cpu B_cpu B/A_cpu A_oth% B_oth%
 	awk -v o="$ORDERS" -v ra="${RPS_ALL[A]:-}" -v rb="${RPS_ALL[B]:-}" -v pa="${P99_ALL[A]:-}" \
-		-v pb="${P99_ALL[B]:-}" -v ca="${CPU_ALL[A]:-}" -v cb="${CPU_ALL[B]:-}" 'BEGIN {
+		-v pb="${P99_ALL[B]:-}" -v ca="${CPU_ALL[A]:-}" -v cb="${CPU_ALL[B]:-}" -v xa="${OTHER_ALL[A]:-}" \
+		-v xb="${OTHER_ALL[B]:-}" 'BEGIN {
 		n = split(ra, a, " "); split(rb, b, " "); split(pa, p, " "); split(pb, q, " ")
-		split(ca, c, " "); split(cb, d, " ")
+		split(ca, c, " "); split(cb, d, " "); split(xa, e, " "); split(xb, f, " ")
 		for (i = 1; i <= n; i++)
-			printf "%5d %5s %10.1f %10.1f %7.3f %8.2f %8.2f %7.1f %7.1f %7.3f\n", i, substr(o, 2 * i - 1, 2), \
+			printf "%5d %5s %10.1f %10.1f %7.3f %8.2f %8.2f %7.1f %7.1f %7.3f %6d %6d\n", i, substr(o, 2 * i - 1, 2), \
 				a[i], b[i], (a[i] > 0) ? b[i] / a[i] : 0, p[i] / 1000, q[i] / 1000, c[i], d[i], \
-				(c[i] > 0) ? d[i] / c[i] : 0
+				(c[i] > 0) ? d[i] / c[i] : 0, e[i], f[i]
 	}'
 }
 

@@ -13,25 +13,18 @@ set -u -o pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
+SCRIPT=run.sh
+PY=python3
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 
 DURATION=${BENCH_DURATION:-}           # per wrk run (default 3s)
 CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
 ROUNDS=${BENCH_ROUNDS:-}               # interleaved rounds (default: 10 plain, 8 --jwt); medians shown
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
-# By default the proxy under test gets CPU 0 to itself and wrk and the upstream share the others, so the
-# proxy is the bottleneck and its figure is its own per-core capacity, not how three processes happened
-# to share the cores. BENCH_PROXY_CPUS=none (and BENCH_LOAD_CPUS=none) leaves placement to the scheduler.
-NCPU=$(nproc 2>/dev/null || echo 1)
-if [ "$NCPU" -ge 2 ]; then
-	PROXY_CPUS=${BENCH_PROXY_CPUS-0}
-	LOAD_CPUS=${BENCH_LOAD_CPUS-1-$((NCPU - 1))}
-else
-	PROXY_CPUS=${BENCH_PROXY_CPUS-}
-	LOAD_CPUS=${BENCH_LOAD_CPUS-}
-fi
-[ "$PROXY_CPUS" = none ] && PROXY_CPUS=""
-[ "$LOAD_CPUS" = none ] && LOAD_CPUS=""
+# Proxy on CPU 0, wrk and the upstream on the others (BENCH_PROXY_CPUS, BENCH_LOAD_CPUS; lib.sh).
+bench_cpus
 JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
 JWTGATE_TOKEN_BIN=${JWTGATE_TOKEN_BIN:-$ROOT/build/jwtgate-token}
 JWT_STAGE_BIN=${JWT_STAGE_BIN:-$(dirname "$JWTGATE_BIN")/bench/jwt_stage}
@@ -87,119 +80,12 @@ done
 
 WORK=$(mktemp -d /tmp/jwtgate-bench.XXXXXX) || die "cannot create a temporary folder"
 mkdir -p "$WORK/tmp"
-PIDS=()
 
-SCRIPT=run.sh
-PY=python3
-# shellcheck source=bench/lib.sh
-. "$BENCH_DIR/lib.sh"
 PROXY_TASKSET=$(taskset_prefix "$PROXY_CPUS")
 LOAD_TASKSET=$(taskset_prefix "$LOAD_CPUS")
 
-# render TEMPLATE OUT KEY=VALUE...: replaces @KEY@ with VALUE.
-render() {
-	local in=$1 out=$2 kv expr=()
-	shift 2
-	for kv in "$@"; do
-		expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
-	done
-	sed "${expr[@]}" "$in" >"$out"
-}
+rows_init # the tables measure() fills (lib.sh)
 
-# wait_ready PID PORT: until the port answers HTTP (any status), for at most 10 s.
-wait_ready() {
-	local pid=$1 port=$2 i
-	for i in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || return 1
-		if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
-# status_of URL [HEADER...]: the HTTP status the route gives.
-status_of() {
-	local url=$1 args=() h
-	shift
-	for h in "$@"; do args+=(-H "$h"); done
-	curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "$HOST_HEADER" "${args[@]}" "$url"
-}
-
-declare -A RPS P50 P99 NON2XX ERRS NOTE RPS_ALL P50_ALL P99_ALL CPU CPU_ALL
-CPU_PID="" # when set, measure() also reports that process's CPU microseconds per request
-
-proc_cpu_ticks() { # PID -> utime + stime in clock ticks of PID and its children (nginx's worker)
-	local p t=0 v
-	for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
-		v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) && t=$((t + v))
-	done
-	echo "$t"
-}
-ROWS=()
-
-median() { # values... -> the median (the lower middle one for an even count)
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
-}
-
-# unavailable ROW REASON
-unavailable() {
-	ROWS+=("$1")
-	NOTE[$1]="unavailable: $2"
-	echo "  $1: unavailable: $2" >&2
-}
-
-# measure ROW URL [TOKEN_FILE] [HEADER...]: one wrk run; fills the row's figures.
-measure() {
-	local row=$1 url=$2 tokens=${3:-} out line
-	shift 3 2>/dev/null || shift $#
-	local hdr=() h
-	for h in "$@"; do hdr+=(-H "$h"); done
-	[[ " ${ROWS[*]} " == *" $row "* ]] || ROWS+=("$row")
-	echo "  $row: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url" >&2
-	local raw="$WORK/wrk-${row//[^A-Za-z0-9]/_}.txt" wrk_pid
-	# In the background and then `wait`: a trapped signal interrupts `wait` at once, whereas a command
-	# substitution would let wrk (which catches SIGINT to print its summary) keep the script going.
-	# shellcheck disable=SC2086
-	WRK_TOKENS="$tokens" $LOAD_TASKSET "$WRK_BIN" --latency -t"$THREADS" -c"$CONNECTIONS" \
-		-d"$DURATION" -s "$BENCH_DIR/wrk.lua" -H "$HOST_HEADER" "${hdr[@]}" "$url" >"$raw" 2>&1 &
-	wrk_pid=$!
-	PIDS+=("$wrk_pid")
-	local t0="" t1
-	[ -n "$CPU_PID" ] && t0=$(proc_cpu_ticks "$CPU_PID")
-	wait "$wrk_pid"
-	[ -n "$t0" ] && t1=$(proc_cpu_ticks "$CPU_PID")
-	out=$(cat "$raw")
-	line=$(grep '^JGBENCH ' <<<"$out" | tail -1)
-	if [ -z "$line" ]; then
-		NOTE[$row]="wrk failed: $(tail -1 <<<"$out")"
-		return
-	fi
-	# Several rounds of the same row: keep every figure, show the medians.
-	RPS_ALL[$row]="${RPS_ALL[$row]:-} $(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")"
-	P50_ALL[$row]="${P50_ALL[$row]:-} $(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")"
-	P99_ALL[$row]="${P99_ALL[$row]:-} $(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")"
-	# shellcheck disable=SC2086
-	RPS[$row]=$(median ${RPS_ALL[$row]})
-	# shellcheck disable=SC2086
-	P50[$row]=$(median ${P50_ALL[$row]})
-	# shellcheck disable=SC2086
-	P99[$row]=$(median ${P99_ALL[$row]})
-	if [ -n "$t0" ]; then
-		# CPU time of the proxy per request: the per-core cost, whatever share of the cores it got.
-		CPU_ALL[$row]="${CPU_ALL[$row]:-} $(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" \
-			-v n="$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")" \
-			'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print 0 }')"
-		# shellcheck disable=SC2086
-		CPU[$row]=$(median ${CPU_ALL[$row]})
-	fi
-	NON2XX[$row]=$((${NON2XX[$row]:-0} + $(sed -n 's/.* non2xx=\([0-9]*\).*/\1/p' <<<"$line")))
-	ERRS[$row]=$((${ERRS[$row]:-0} + $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")))
-	if [ "${NON2XX[$row]}" != 0 ] || [ "${ERRS[$row]}" != 0 ]; then
-		NOTE[$row]="INVALID: responses were not all 2xx"
-	fi
-}
 
 # ---- ports, key material, configs ----
 UPSTREAM_PORT=$(free_port)
@@ -208,17 +94,7 @@ NGINX_PORT=$(free_port)
 HAPROXY_PORT=$(free_port)
 
 # An RSA-2048 key: HAProxy's jwt_verify reads the PEM public key, jwtgate the JWKS made from it.
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/key.pem" 2>/dev/null ||
-	die "openssl genpkey failed"
-openssl pkey -in "$WORK/key.pem" -pubout -out "$WORK/pub.pem" 2>/dev/null || die "openssl pkey failed"
-modulus=$(openssl rsa -in "$WORK/key.pem" -noout -modulus 2>/dev/null | sed 's/^Modulus=//')
-python3 - "$modulus" >"$WORK/jwks.json" <<'EOF' || die "cannot write the JWKS"
-import base64, json, sys
-n = bytes.fromhex(sys.argv[1])
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-print(json.dumps({"keys": [{"kty": "RSA", "kid": "bench", "alg": "RS256", "use": "sig",
-                            "n": b64(n), "e": b64((65537).to_bytes(3, "big"))}]}))
-EOF
+make_keys || die "cannot make the RSA key and JWKS"
 
 COMMON_SUBST=(DIR="$WORK" UPSTREAM_PORT="$UPSTREAM_PORT" PUBKEY="$WORK/pub.pem" JWKS="$WORK/jwks.json")
 render "$BENCH_DIR/nginx-upstream.conf.in" "$WORK/nginx-upstream.conf" "${COMMON_SUBST[@]}"
@@ -491,35 +367,6 @@ fi
 stop_pid "$UPSTREAM_PID"
 
 # ---- report ----
-ratio() { # A B: A/B or n/a
-	local a=${RPS[$1]:-} b=${RPS[$2]:-}
-	if [ -n "$a" ] && [ -n "$b" ] && [ -z "${NOTE[$1]:-}" ] && [ -z "${NOTE[$2]:-}" ]; then
-		awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
-	else
-		echo "n/a"
-	fi
-}
-# paired A B: the median of the per-round ratios A/B (both measured in every round, next to each
-# other), with the ratios themselves; empty when the rows do not have the same rounds. Paired ratios
-# cancel the slow swings of a shared machine that medians of each row keep.
-paired() {
-	local a=${RPS_ALL[$1]:-} b=${RPS_ALL[$2]:-}
-	if [ "${3:-}" = p99 ]; then
-		a=${P99_ALL[$1]:-} b=${P99_ALL[$2]:-}
-	fi
-	[ -n "$a" ] && [ -n "$b" ] || return 0
-	awk -v a="$a" -v b="$b" 'BEGIN {
-		n = split(a, x, " "); m = split(b, y, " ")
-		if (n != m || n < 2) exit
-		for (i = 1; i <= n; i++) r[i] = (y[i] > 0) ? x[i] / y[i] : 0
-		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
-		s = ""; for (i = 1; i <= n; i++) s = s sprintf(" %.2f", r[i])
-		printf "  (paired: median %.2f of per-round%s)", r[int((n + 1) / 2)], s
-	}'
-}
-ms() { # microseconds -> ms
-	[ -n "${1:-}" ] && awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }' || echo "-"
-}
 
 report() {
 	local row

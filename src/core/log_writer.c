@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -212,6 +213,23 @@ bool log_writer_has_access(void)
 	return lw.sink_of[LOG_STREAM_ACCESS] != NULL;
 }
 
+/* How many of the n pending bytes at p one write() to a non-blocking pipe may take so that no line is
+ * ever torn: whole lines, at most PIPE_BUF bytes, which POSIX makes atomic (all written or EAGAIN). A
+ * full pipe then holds only whole lines, also when the writer stops with the pipe still full. Only a
+ * single line longer than PIPE_BUF (up to LOG_WRITER_LINE_MAX) goes out as one plain write. */
+static size_t lw_pipe_chunk(const char *p, size_t n)
+{
+	const char *nl;
+
+	if (n <= PIPE_BUF)
+		return n; /* pending bytes always end with a newline */
+	nl = memrchr(p, '\n', PIPE_BUF);
+	if (nl != NULL)
+		return (size_t)(nl - p) + 1;
+	nl = memchr(p, '\n', n);
+	return nl != NULL ? (size_t)(nl - p) + 1 : n;
+}
+
 /* Writes the sink's pending bytes. Returns 0 when all are out, 1 when the sink is full, or -errno. */
 static int lw_sink_flush(struct log_sink *k)
 {
@@ -219,6 +237,8 @@ static int lw_sink_flush(struct log_sink *k)
 		size_t n = k->pend_len - k->pend_off;
 		ssize_t r;
 
+		if (k->kind == LOG_SINK_NONBLOCK)
+			n = lw_pipe_chunk(k->pend + k->pend_off, n);
 		if (k->kind == LOG_SINK_SOCKET)
 			r = send(k->fd, k->pend + k->pend_off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 		else

@@ -21,6 +21,7 @@ recording jgtest.Upstream and the python3-grpcio echo server. One proxy has four
 import json
 import subprocess
 import os
+import time
 
 import hyperframe.frame as hf
 import pytest
@@ -330,3 +331,33 @@ def test_grpc_escaped_slash(env):
     assert grpc_call(env, "fwd", "/yages.Echo%2fReverse")[0] == "16"
     status, data = grpc_call(env, "fwd", "/yages.Echo%2FReverse", env["token"])
     assert status == "0" and echo.decode_content(data[5:]) == "cba"
+
+
+# ---- fragments: no request target has one (RFC 9112 section 3.2, RFC 9113 section 8.3.1) ----
+
+@pytest.mark.parametrize("target", ["/admin#x", "/admin#/../x", "/admin/%2e%2e/admin#", "/x?q#frag"])
+def test_fragment_in_target_is_400_and_never_reaches_a_catch_all(start_proxy, make_upstream, target):
+    """"/admin#x" does not match the secured /admin, so it fell to the open catch-all "/" and went
+    upstream as it was; an origin that drops "#x" then served /admin without a token. Now 400 over
+    HTTP/1.1 and h2c, nothing forwarded."""
+    up = make_upstream("backend")
+    _, pub = rsa_jwk("frag-rsa")
+    routes = [{"name": "admin", "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                                           "backendRefs": [{"name": "backend"}]}]},
+              jgtest.catch_all_route()]
+    policies = [{"name": "jwt", "targetRefs": [{"kind": "HTTPRoute", "name": "admin"}],
+                 "jwt": {"providers": [{"name": "p", "localJWKS": {"type": "Inline",
+                                                                  "inline": json.dumps({"keys": [pub]})}}]}}]
+    px = start_proxy(lambda port: jgtest.base_config(port, {"backend": [up.port]}, routes,
+                                                     securityPolicies=policies), "fragment")
+    assert get(px.port, "/admin", host=HOST).status == 401
+    assert get(px.port, "/open", host=HOST).status == 200
+    up.reset()
+    r = get(px.port, target, host=HOST)
+    assert r.status == 400, r
+    with h2util.RawH2(px.port) as c:
+        c.send(c.headers_frame(1, c.request_headers(target, "GET", HOST)))
+        assert c.wait(lambda c: 1 in c.ended or 1 in c.rst), (c.headers, c.rst, c.goaway)
+        assert 1 in c.rst or c.headers[1][0][":status"] == "400", c.headers
+    time.sleep(0.2)
+    assert up.snapshot() == [], up.snapshot()

@@ -364,6 +364,12 @@ static const struct path_case path_cases[] = {
         {"/a b", U, true, BAD, NULL},
         {"/a\tb", U, true, BAD, NULL},
         {"/a\x7f", U, true, BAD, NULL},
+        /* a fragment is no part of a request target (RFC 9112 section 3.2) */
+        {"/admin#x", U, true, BAD, NULL},
+        {"/admin#", K, false, BAD, NULL},
+        {"/a/b?q#x", U, true, BAD, NULL},
+        {"/a/../b?q#x", U, true, BAD, NULL},
+        {"/a%23b", U, true, 0, NULL},
         /* reserved characters stay encoded (hex upper-cased); unreserved ones are decoded */
         {"/a%3F%23%25", U, true, 0, NULL},
         {"/a%3f%23%25", U, true, CH, "/a%3F%23%25"},
@@ -440,7 +446,7 @@ static void test_path_normalisation_every_offset(void **state)
 	} pieces[] = {
 	        {"//", false},  {"/./", false}, {"/../", false}, {"/.", false},  {"/..", false},
 	        {"%41", false}, {"\\", false},  {" ", true},     {"\x7f", true}, {"\x01", true},
-	        {"%2f", false}, {"%", true},    {"%0", true},
+	        {"%2f", false}, {"%", true},    {"%0", true},   {"#", true},
 	};
 	size_t k, off, total;
 

@@ -358,8 +358,8 @@ enum path_byte_class {
 };
 
 static const unsigned char path_class[256] = {
-        [0 ... 0x20] = PATH_SLOW, ['%'] = PATH_SLOW,  ['\\'] = PATH_SLOW,
-        [0x7f] = PATH_SLOW,       ['#'] = PATH_SLOW,  ['/'] = PATH_SLASH,
+        [0 ... 0x20] = PATH_SLOW, ['%'] = PATH_SLOW, ['\\'] = PATH_SLOW,
+        [0x7f] = PATH_SLOW,       ['#'] = PATH_SLOW, ['/'] = PATH_SLASH,
 };
 
 /* RFC 3986 section 2.3: an escape of one of these is the character itself, so it is decoded. */

@@ -37,16 +37,19 @@ URL_PATH=/bar # the open route: proxying alone
 
 LABEL=""
 declare -A ADMIN=([A]=0 [B]=0) SCRAPE=([A]="" [B]="") SCRAPE_SPEC=([A]="" [B]="") EXTRA=([A]="" [B]="")
+declare -A ALOG=([A]="" [B]="") # --access-log-a/-b FORMAT
 
 usage() {
 	cat <<EOF
 Usage: $0 --label NAME [--admin-a] [--admin-b] [--scrape-a INTERVAL] [--scrape-b INTERVAL]
-          [--yaml-a FILE] [--yaml-b FILE]
+          [--yaml-a FILE] [--yaml-b FILE] [--access-log-a FORMAT] [--access-log-b FORMAT]
   --label NAME        names the result file: bench/results/<date>-ab-NAME.txt
   --admin-a/-b        add an admin block (admin: {address: 127.0.0.1:<free port>}) to that variant
   --scrape-a/-b IVAL  GET that variant's admin /metrics every IVAL (100ms, 1s) during its rounds
                       (bench/scrape.py on the load CPUs); implies --admin-a/-b
   --yaml-a/-b FILE    append FILE (top-level YAML keys) to that variant's config
+  --access-log-a/-b FORMAT  add accessLog: {path: <temporary folder>/access-A|B.log, format: FORMAT}
+                      (text or json) to that variant; the report gives the lines and bytes written
 Both variants get bench/jwtgate.yaml.in (workers: 1, GET $URL_PATH open, upstream keep-alive) plus the above.
 Environment (defaults):
   JWTGATE_A=$JWTGATE_A
@@ -99,6 +102,12 @@ while [ $# -gt 0 ]; do
 		EXTRA[$(side "$1")]=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 		shift
 		;;
+	--access-log-a | --access-log-b)
+		[ $# -ge 2 ] || die "$1 needs a format (text, json)"
+		case "$2" in text | json) ;; *) die "$1 '$2': text or json" ;; esac
+		ALOG[$(side "$1")]=$2
+		shift
+		;;
 	--help | -h)
 		usage
 		exit 0
@@ -143,6 +152,11 @@ for v in A B; do
 		ADMIN_PORT[$v]=$(free_port)
 		printf '\n# ab.sh --admin-%s\nadmin: {address: 127.0.0.1:%s}\n' "$(echo $v | tr AB ab)" \
 			"${ADMIN_PORT[$v]}" >>"${CONF[$v]}"
+	fi
+	if [ -n "${ALOG[$v]}" ]; then
+		# A file in the run's temporary folder (same filesystem as /tmp), appended to for the whole run.
+		printf '\n# ab.sh --access-log-%s %s\naccessLog: {path: %s, format: %s}\n' "$(echo $v | tr AB ab)" \
+			"${ALOG[$v]}" "$WORK/access-$v.log" "${ALOG[$v]}" >>"${CONF[$v]}"
 	fi
 	if [ -n "${EXTRA[$v]}" ]; then
 		printf '\n# ab.sh --yaml-%s %s\n' "$(echo $v | tr AB ab)" "${EXTRA[$v]}" >>"${CONF[$v]}"
@@ -233,9 +247,17 @@ stats() {
 describe() { # VARIANT: binary, its hash and version, the config it ran
 	local v=$1 extra=""
 	[ "${ADMIN[$v]}" = 1 ] && extra+=" + admin block"
+	[ -n "${ALOG[$v]}" ] && extra+=" + accessLog: {path: <tmp>/access-$v.log, format: ${ALOG[$v]}}"
 	[ -n "${EXTRA[$v]}" ] && extra+=" + ${EXTRA[$v]}"
 	echo "$v: ${BIN[$v]} (sha256 $(sha256sum "${BIN[$v]}" | cut -c1-12), $(timeout 2 "${BIN[$v]}" --version 2>/dev/null | head -1))"
 	echo "   config: bench/jwtgate.yaml.in${extra}"
+	if [ -n "${ALOG[$v]}" ]; then
+		# What the log writer wrote (the smoke check's line included), so a log that silently wrote
+		# nothing, or dropped lines, is seen; and one line as an example of the format.
+		local f="$WORK/access-$v.log"
+		echo "   access log: $(wc -l <"$f" 2>/dev/null || echo 0) lines, $(stat -c %s "$f" 2>/dev/null || echo 0) bytes written; total requests in the rounds: $(awk '{ for (i = 1; i <= NF; i++) s += $i } END { printf "%.0f", s }' <<<"${REQS_ALL[$v]:-0}")"
+		echo "   first line: $(head -c 400 "$f" 2>/dev/null | head -1)"
+	fi
 	if [ -n "${SCRAPE[$v]}" ]; then
 		# Sum of the rounds' scraper lines: scrapes, 200s, slowest scrape, size, the scraper's own CPU.
 		awk -v iv="${SCRAPE_SPEC[$v]}" -v rounds="$ROUNDS" '

@@ -121,7 +121,7 @@ median() { # values... -> the median (the lower middle one for an even count)
 # rows_init: the tables measure() fills, by row name. The sourcing script sets WRK_BIN, THREADS,
 # CONNECTIONS, DURATION, LOAD_TASKSET, HOST_HEADER and BENCH_DIR (for wrk.lua) before measuring.
 rows_init() {
-	declare -gA RPS=() P50=() P99=() NON2XX=() ERRS=() NOTE=() RPS_ALL=() P50_ALL=() P99_ALL=() CPU=() CPU_ALL=()
+	declare -gA RPS=() P50=() P99=() NON2XX=() ERRS=() NOTE=() RPS_ALL=() P50_ALL=() P99_ALL=() CPU=() CPU_ALL=() REQS_ALL=()
 	ROWS=()
 	CPU_PID="" # when set, measure() also reports that process's CPU microseconds per request
 }
@@ -163,6 +163,7 @@ measure() {
 	RPS_ALL[$row]="${RPS_ALL[$row]:-} $(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")"
 	P50_ALL[$row]="${P50_ALL[$row]:-} $(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")"
 	P99_ALL[$row]="${P99_ALL[$row]:-} $(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")"
+	REQS_ALL[$row]="${REQS_ALL[$row]:-} $(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")"
 	# shellcheck disable=SC2086
 	RPS[$row]=$(median ${RPS_ALL[$row]})
 	# shellcheck disable=SC2086

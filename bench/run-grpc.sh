@@ -2,8 +2,10 @@
 # bench/run-grpc.sh: gRPC unary calls (/yages.Echo/Ping) with h2load, in one run, on this machine:
 # the C gRPC upstream (bench/grpc_upstream) served directly, jwtgate (workers: 1, grpcRoute with a
 # JWT policy: every call carries a Bearer RS256 token), HAProxy 2.6 (h2c front, proto h2 backend,
-# jwt_verify RS256) and nginx 1.22 (grpc_pass, no auth: open-source nginx has none), and ghz when it
-# is on PATH. Prints calls/s and the ratios, saves the table to bench/results/<date>-grpc.txt.
+# jwt_verify RS256) and nginx 1.22 (grpc_pass, no auth: open-source nginx has none). When ghz is on
+# PATH (it is optional: not a Debian package), every target is also measured with ghz right after
+# h2load, with bench/echo.proto (the upstream has no server reflection). Prints calls/s and the
+# ratios, saves the table to bench/results/<date>-grpc.txt.
 #
 # Same conventions as bench/run.sh (helpers repeated here so run.sh stays untouched): servers from
 # the Debian binaries, configs generated into a temporary folder, every child stopped by pid on exit,
@@ -26,6 +28,7 @@ GRPC_UPSTREAM_BIN=${GRPC_UPSTREAM_BIN:-$BUILD/bench/grpc_upstream}
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 H2LOAD_BIN=${H2LOAD_BIN:-h2load}
+GHZ_BIN=${GHZ_BIN:-ghz}               # optional; rows "ghz ..." only when found
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 AUTHORITY=grpc.example.com
 BENCH_COMMAND="$0 $*"
@@ -41,6 +44,7 @@ Environment (defaults):
   JWTGATE_TOKEN_BIN=$JWTGATE_TOKEN_BIN
   GRPC_UPSTREAM_BIN=$GRPC_UPSTREAM_BIN   (ninja -C build bench/grpc_upstream)
   NGINX_BIN=$NGINX_BIN HAPROXY_BIN=$HAPROXY_BIN H2LOAD_BIN=$H2LOAD_BIN
+  GHZ_BIN=$GHZ_BIN   (optional: when found, each target is also measured with ghz)
   BENCH_RESULTS_DIR=$RESULTS_DIR  BENCH_KEEP=1 keeps the temporary folder
 EOF
 }
@@ -162,6 +166,34 @@ measure() {
 	fi
 }
 
+# ghz_measure ROW PORT: the same calls with ghz (when found), right after h2load on the same server:
+# the same number of calls, connections (--connections = h2load -c) and calls in flight (-c = h2load
+# -c x -m), pinned like h2load; the metadata carries the same token. A row whose calls were not all OK
+# gets no figure.
+GHZ=""
+command -v "$GHZ_BIN" >/dev/null 2>&1 && GHZ=$(command -v "$GHZ_BIN")
+ghz_measure() {
+	[ -n "$GHZ" ] || return 0
+	local row="ghz $1" port=$2 raw pid ok
+	ROWS+=("$row")
+	raw="$WORK/ghz-${1//[^A-Za-z0-9]/_}.txt"
+	echo "  $row: ghz -n$REQUESTS --connections $CLIENTS -c $((CLIENTS * STREAMS))" >&2
+	# shellcheck disable=SC2086
+	$LOAD_TASKSET "$GHZ" --insecure --proto "$BENCH_DIR/echo.proto" --call yages.Echo.Ping \
+		--authority "$AUTHORITY" -n "$REQUESTS" --connections "$CLIENTS" -c "$((CLIENTS * STREAMS))" \
+		-d '{}' --metadata "{\"authorization\":\"$AUTH\"}" "127.0.0.1:$port" >"$raw" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait "$pid"
+	CPS[$row]=$(sed -n 's/^ *Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p' "$raw")
+	ok=$(sed -n 's/^ *\[OK\][[:space:]]*\([0-9]*\) responses.*/\1/p' "$raw")
+	if [ -z "${CPS[$row]}" ]; then
+		NOTE[$row]="ghz failed: $(grep -v '^ *$' "$raw" | tail -1)"
+	elif [ "${ok:-0}" != "$REQUESTS" ]; then
+		NOTE[$row]="INVALID: ${ok:-0} of $REQUESTS calls were OK ($(grep -A3 'Status code distribution' "$raw" | tr -s ' \n' ' '))"
+	fi
+}
+
 # ---- key, token, JWKS ----
 printf '\0\0\0\0\0' >"$WORK/ping.bin" # one gRPC message: yages.Empty
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/key.pem" 2>/dev/null || die "openssl genpkey failed"
@@ -263,7 +295,8 @@ start upstream "$LOAD_CPUS" "$GRPC_UPSTREAM_BIN" --port "$UPSTREAM_PORT"
 UPSTREAM_PID=$STARTED_PID
 wait_port "$UPSTREAM_PID" "$UPSTREAM_PORT" || die "gRPC upstream did not start: $(tail -3 "$WORK/upstream.log")"
 
-check direct "$UPSTREAM_PORT" 0 && measure direct "$UPSTREAM_PORT" "authorization: $AUTH"
+check direct "$UPSTREAM_PORT" 0 && measure direct "$UPSTREAM_PORT" "authorization: $AUTH" &&
+	ghz_measure direct "$UPSTREAM_PORT"
 
 if [ ! -x "$JWTGATE_BIN" ]; then
 	unavailable "jwtgate jwt" "no binary at $JWTGATE_BIN"
@@ -276,7 +309,8 @@ else
 		# No token -> UNAUTHENTICATED (16), forged -> 16, the bench token -> OK.
 		check "jwtgate jwt" "$JWTGATE_PORT" 16 && check "jwtgate jwt" "$JWTGATE_PORT" 16 "Bearer $FORGED" &&
 			check "jwtgate jwt" "$JWTGATE_PORT" 0 "$AUTH" &&
-			measure "jwtgate jwt" "$JWTGATE_PORT" "authorization: $AUTH"
+			measure "jwtgate jwt" "$JWTGATE_PORT" "authorization: $AUTH" &&
+			ghz_measure "jwtgate jwt" "$JWTGATE_PORT"
 	else
 		unavailable "jwtgate jwt" "did not start: $(tail -1 "$WORK/jwtgate.log")"
 	fi
@@ -291,7 +325,8 @@ if "$HAPROXY_BIN" -c -q -f "$WORK/haproxy.cfg" >"$WORK/haproxy-check.log" 2>&1; 
 		check "haproxy jwt_verify" "$HAPROXY_PORT" "http:401" &&
 			check "haproxy jwt_verify" "$HAPROXY_PORT" "http:401" "Bearer $FORGED" &&
 			check "haproxy jwt_verify" "$HAPROXY_PORT" 0 "$AUTH" &&
-			measure "haproxy jwt_verify" "$HAPROXY_PORT" "authorization: $AUTH"
+			measure "haproxy jwt_verify" "$HAPROXY_PORT" "authorization: $AUTH" &&
+			ghz_measure "haproxy jwt_verify" "$HAPROXY_PORT"
 	else
 		unavailable "haproxy jwt_verify" "did not start: $(tail -1 "$WORK/haproxy.log")"
 	fi
@@ -303,34 +338,13 @@ fi
 start nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$WORK/" -e "$WORK/nginx.error.log" -c "$WORK/nginx.conf"
 NGINX_PID=$STARTED_PID
 if wait_port "$NGINX_PID" "$NGINX_PORT"; then
-	check "nginx no-auth" "$NGINX_PORT" 0 "$AUTH" && measure "nginx no-auth" "$NGINX_PORT" "authorization: $AUTH"
+	check "nginx no-auth" "$NGINX_PORT" 0 "$AUTH" && measure "nginx no-auth" "$NGINX_PORT" "authorization: $AUTH" &&
+		ghz_measure "nginx no-auth" "$NGINX_PORT"
 else
 	unavailable "nginx no-auth" "did not start: $(tail -1 "$WORK/nginx.log")"
 fi
 stop_pid "$NGINX_PID"
 
-GHZ_NOTE=""
-if command -v ghz >/dev/null 2>&1; then
-	# ghz needs the service description: the server reflection of grpc_echo_server.py is not on the
-	# C upstream, so ghz runs with the proto written here.
-	mkdir -p "$WORK/proto/yages"
-	cat >"$WORK/proto/yages/echo.proto" <<'EOF'
-syntax = "proto3";
-package yages;
-message Empty {}
-message Content { string text = 1; }
-service Echo { rpc Ping(Empty) returns (Content); }
-EOF
-	for target in "direct:$UPSTREAM_PORT"; do
-		ROWS+=("ghz ${target%%:*}")
-		out=$(ghz --insecure --proto "$WORK/proto/yages/echo.proto" --import-paths "$WORK/proto" \
-			--call yages.Echo.Ping -n "$REQUESTS" -c "$((CLIENTS * STREAMS))" \
-			--metadata "{\"authorization\":\"$AUTH\"}" "127.0.0.1:${target#*:}" 2>&1)
-		CPS["ghz ${target%%:*}"]=$(sed -n 's/^ *Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p' <<<"$out")
-	done
-else
-	GHZ_NOTE="ghz: not on PATH, skipped"
-fi
 stop_pid "$UPSTREAM_PID"
 
 # ---- report ----
@@ -351,6 +365,11 @@ report() {
 	echo "h2load: -n$REQUESTS -c$CLIENTS -m$STREAMS -t$THREADS, unary /yages.Echo/Ping with a Bearer RS256 token;" \
 		"proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$H2LOAD_BIN" --version 2>&1 | head -1)"
+	if [ -n "$GHZ" ]; then
+		echo "ghz: $GHZ $("$GHZ" --version 2>&1 | head -1): -n$REQUESTS --connections $CLIENTS -c $((CLIENTS * STREAMS)), --proto bench/echo.proto, --cpus default (all), same pinning as h2load; each ghz row runs right after the h2load row of the same server"
+	else
+		echo "ghz: not on PATH, skipped (optional: PATH=/path/to/ghz/dir:\$PATH)"
+	fi
 	echo
 	printf '%-22s %12s  %s\n' "row" "calls/s" "note"
 	for row in "${ROWS[@]}"; do
@@ -360,7 +379,11 @@ report() {
 	echo "jwtgate / direct:   $(ratio "jwtgate jwt" direct)"
 	echo "jwtgate / haproxy:  $(ratio "jwtgate jwt" "haproxy jwt_verify")"
 	echo "jwtgate / nginx:    $(ratio "jwtgate jwt" "nginx no-auth")  (nginx does no JWT work)"
-	[ -n "$GHZ_NOTE" ] && echo "$GHZ_NOTE"
+	if [ -n "$GHZ" ]; then
+		echo "ghz: jwtgate / direct:   $(ratio "ghz jwtgate jwt" "ghz direct")"
+		echo "ghz: jwtgate / haproxy:  $(ratio "ghz jwtgate jwt" "ghz haproxy jwt_verify")"
+		echo "ghz: jwtgate / nginx:    $(ratio "ghz jwtgate jwt" "ghz nginx no-auth")  (nginx does no JWT work)"
+	fi
 	return 0
 }
 

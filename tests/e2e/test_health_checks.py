@@ -148,7 +148,7 @@ def test_failing_endpoint_gets_no_traffic_then_comes_back(env):
     t1 = time.monotonic()
     assert wait_until(lambda: traffic(env, 2)["A"] > 0, INTERVAL * HEALTHY + SLACK + 1.0), env["px"].logs()
     assert time.monotonic() - t1 <= INTERVAL * HEALTHY + SLACK + 1.0
-    assert "healthy after %d passed checks" % HEALTHY in env["px"].logs()
+    assert jgtest.wait_for(lambda: "healthy after %d passed checks" % HEALTHY in env["px"].logs(), 3.0), env["px"].logs()
     seen = traffic(env, 20)
     assert seen["A"] >= 5 and seen["B"] >= 5 and seen["A"] + seen["B"] == 20, seen
 

@@ -109,7 +109,9 @@ def test_listen_backlog_default_is_4096(start_proxy):
                                                     [jgtest.catch_all_route("b")], workers=2))
     want = min(4096, somaxconn())
     assert listen_queues(px.port) == [want, want]
-    assert f"backlog {want} (limits.listenBacklog 4096, net.core.somaxconn {somaxconn()})" in px.logs()
+    line = f"backlog {want} (limits.listenBacklog 4096, net.core.somaxconn {somaxconn()})"
+    # log lines reach the file from the log writer thread, a moment after they are logged
+    assert jgtest.wait_for(lambda: line in px.logs(), 3.0), px.logs()
 
 
 def test_listen_backlog_configured_and_capped(start_proxy):
@@ -122,7 +124,7 @@ def test_listen_backlog_configured_and_capped(start_proxy):
                                                      [jgtest.catch_all_route("b")], workers=1,
                                                      limits={"listenBacklog": huge}), name="capped")
     assert listen_queues(px2.port) == [min(huge, somaxconn())]
-    assert f"backlog {somaxconn()} (limits.listenBacklog {huge}, net.core.somaxconn" in px2.logs()
+    assert jgtest.wait_for(lambda: f"backlog {somaxconn()} (limits.listenBacklog {huge}, net.core.somaxconn" in px2.logs(), 3.0), px2.logs()
 
 
 # ---- HTTP/2: a flooder is cut off at once ----
@@ -174,7 +176,7 @@ def test_continuation_flood_stops_reading_and_closes_at_once(start_proxy, make_u
     assert closed_after is not None, f"connection still open 3 s after the GOAWAY ({sent} bytes taken)"
     assert closed_after < 0.6, f"closed {closed_after:.2f} s after the GOAWAY ({sent} bytes taken)"
     assert sent < 64 * 1024 * 1024, f"{sent} bytes taken after the GOAWAY"
-    assert "closing: " in px.logs()
+    assert jgtest.wait_for(lambda: "closing: " in px.logs(), 3.0), px.logs()
 
 
 # ---- HTTP/2: a connection without a request is idle, not slow ----

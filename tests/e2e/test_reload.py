@@ -252,7 +252,7 @@ def test_unloadable_backend_ca_bundle_refuses_reload(start_proxy, tls_backend):
     write(tls_backend["ca_path"], "-----BEGIN CERTIFICATE-----\ntruncated\n")
     px.signal(signal.SIGHUP)
     assert wait_log(px, "reload (SIGHUP) refused"), px.logs()
-    assert "backend backend: CA bundle" in logs(px)
+    assert jgtest.wait_for(lambda: "backend backend: CA bundle" in logs(px), 3.0), logs(px)
     for _ in range(3):  # the running bundle still verifies the backend
         assert get(px.port, "/r", headers=[("Connection", "close")]).status == 200
 
@@ -353,7 +353,8 @@ def test_watch_reloads_on_edit_and_refuses_broken_file(make_upstream, start_prox
     write_config(px.conf_path, watch_config(holder["port"], b))  # in place, no signal
     assert jgtest.wait_for(lambda: upstream_of(px.port) == "B", WAIT, 0.1), \
         "an edit of the watched file was not reloaded\n" + px.logs()
-    assert "(watch, generation 2)" in logs(px)
+    # the log writer thread writes the control thread's line a moment later, maybe after a worker's
+    assert jgtest.wait_for(lambda: "(watch, generation 2)" in logs(px), 3.0), logs(px)
 
     write(px.conf_path, "listeners: [\n")  # broken, e.g. half written
     assert wait_log(px, "reload (watch) refused"), px.logs()

@@ -72,7 +72,7 @@ def test_token_signed_by_served_key_passes(start_proxy, upstream, jwks_server, p
     assert r.status == 401 and b"Jwt verification fails" in r.body, r
     r = get_with_token(p.port, None)
     assert r.status == 401 and b"Jwt is missing" in r.body, r
-    assert "fetched 1 key" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "fetched 1 key" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
@@ -147,7 +147,7 @@ def test_untrusted_certificate_never_trusted(start_proxy, upstream, jwks_server,
     time.sleep(1.5)  # a refetch or two happen meanwhile, and fail the same way
     assert get_with_token(p.port, token).status == 401
     assert srv.count() == 0 and srv.failed_handshakes >= 1
-    assert "certificate verify failed" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "certificate verify failed" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_wrong_hostname_refused(start_proxy, upstream, jwks_server, pki, keys):
@@ -157,7 +157,7 @@ def test_wrong_hostname_refused(start_proxy, upstream, jwks_server, pki, keys):
     r = get_with_token(p.port, keys["k1"].token())
     assert r.status == 401 and FETCH_FAILED in r.body, r
     assert srv.count() == 0
-    assert "certificate verify failed" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "certificate verify failed" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_unknown_kid_triggers_one_refetch(start_proxy, upstream, jwks_server, pki, keys):
@@ -257,7 +257,7 @@ def test_refresh_failure_keeps_old_keys(start_proxy, upstream, jwks_server, pki,
     srv.set_script([], default=failure)
     assert jgtest.wait_for(lambda: srv.count() >= 4, 5.0), srv.requests
     assert get_with_token(p.port, token).status == 200
-    assert "keeping the previous keys" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "keeping the previous keys" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_refresh_replaces_keys(start_proxy, upstream, jwks_server, pki, keys):
@@ -279,7 +279,7 @@ def test_oversize_body_refused(start_proxy, upstream, jwks_server, pki, keys, fr
     p = start(start_proxy, upstream, srv, pki, retry={"numRetries": 0})
     r = get_with_token(p.port, keys["k1"].token())
     assert r.status == 401 and FETCH_FAILED in r.body, r
-    assert "body too large" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "body too large" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_bad_json_refused(start_proxy, upstream, jwks_server, pki, keys):
@@ -289,7 +289,7 @@ def test_bad_json_refused(start_proxy, upstream, jwks_server, pki, keys):
     r = get_with_token(p.port, keys["k1"].token())
     assert r.status == 401 and FETCH_FAILED in r.body, r
     assert srv.count() == 1  # a 200 with a bad body is not retried
-    assert "invalid JWKS" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "invalid JWKS" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_request_timeout_bounds_start_up(start_proxy, upstream, jwks_server, pki, keys):
@@ -303,7 +303,7 @@ def test_request_timeout_bounds_start_up(start_proxy, upstream, jwks_server, pki
     r = get_with_token(p.port, keys["k1"].token())
     assert r.status == 401 and FETCH_FAILED in r.body, r
     assert srv.count() == 2
-    assert "request timeout" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "request timeout" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_listeners_open_after_first_fetch(start_proxy, upstream, jwks_server, pki, keys):
@@ -446,7 +446,7 @@ def test_seed_remote_jwks_scenario_with_seed_files(start_proxy, upstream, jwks_s
     assert jgtest.get(p.port, "/bar").status == 200
     assert srv.requests == ["GET /jwks.json HTTP/1.1"] * 2
     assert b"\r\nHost: foo.bar.com:%d\r\n" % srv.port in srv.heads[1]
-    assert "fetched 2 keys" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "fetched 2 keys" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
     assert [(s["outcome"], s["ok"], s["fail"]) for s in stats_lines(p)] == [("ok", 1, no_fail(status=1))]
 
 
@@ -466,7 +466,7 @@ def test_http_uri_fetched_in_clear(start_proxy, upstream, jwks_server, keys, via
     assert get_with_token(p.port, None).status == 401
     assert srv.requests == ["GET /jwks.json HTTP/1.1"] and srv.tls_hellos == 0
     assert b"\r\nHost: %s:%d\r\n" % (host.encode(), srv.port) in srv.heads[0]
-    assert "plain HTTP without TLS" in jwksutil.stderr_text(p)
+    assert jgtest.wait_for(lambda: "plain HTTP without TLS" in jwksutil.stderr_text(p), 3.0), jwksutil.stderr_text(p)
 
 
 def test_http_uri_through_tls_backend_is_tls(start_proxy, upstream, jwks_server, pki, keys):

@@ -1747,16 +1747,7 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	 * the HTTP/2 preface is then an HTTP/1.1 request that llhttp refuses. */
 	c->sniffed = is_tls;
 	c->listener_index = listener_index;
-	c->peer_len = peer_len < sizeof(c->peer) ? peer_len : (socklen_t)sizeof(c->peer);
-	memcpy(&c->peer, peer, c->peer_len);
-	if (peer->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
-		          sizeof(c->peer_ip));
-	else if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip,
-		          sizeof(c->peer_ip));
-	else
-		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
+	jg_sockaddr_set(&c->peer, &c->peer_len, c->peer_ip, sizeof(c->peer_ip), peer, peer_len);
 	c->bev = bev;
 	arena_init_cached(&c->arena, &w->arenas, H1_ARENA_LIMIT);
 	bevio_timer_init(&c->timer, w->base, &w->timeouts, h1_on_timer, c);

@@ -1489,16 +1489,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	c->bev = bev;
 	c->listener_index = listener_index;
 	c->is_tls = is_tls;
-	c->peer_len = peer_len < sizeof(c->peer) ? peer_len : (socklen_t)sizeof(c->peer);
-	memcpy(&c->peer, peer, c->peer_len);
-	if (peer->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_ip,
-		          sizeof(c->peer_ip));
-	else if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->peer_ip,
-		          sizeof(c->peer_ip));
-	else
-		snprintf(c->peer_ip, sizeof(c->peer_ip), "unix");
+	jg_sockaddr_set(&c->peer, &c->peer_len, c->peer_ip, sizeof(c->peer_ip), peer, peer_len);
 	if (h2_session_new(c) < 0) {
 		if (c->session != NULL)
 			nghttp2_session_del(c->session);

@@ -1,6 +1,7 @@
 /* common.c: start-up tier allocation wrappers, clocks, small string helpers. */
 #include "core/common.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,4 +227,17 @@ void jg_lower_copy(char *dst, const char *src, size_t n)
 		x = jg_lower8(x);
 		memcpy(dst + n - 8, &x, 8);
 	}
+}
+
+void jg_sockaddr_set(union jg_sockaddr *dst, socklen_t *dst_len, char *ip, size_t ip_cap,
+                     const struct sockaddr *src, socklen_t src_len)
+{
+	*dst_len = src_len < sizeof(*dst) ? src_len : (socklen_t)sizeof(*dst);
+	memcpy(dst, src, *dst_len);
+	if (src->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)src)->sin_addr, ip, (socklen_t)ip_cap);
+	else if (src->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)src)->sin6_addr, ip, (socklen_t)ip_cap);
+	else
+		snprintf(ip, ip_cap, "unix");
 }

@@ -38,6 +38,11 @@ union jg_sockaddr {
 	struct sockaddr_in6 in6;
 };
 
+/* Copies a downstream peer's address (at most sizeof(*dst) bytes; *dst_len gets what was kept) and
+ * writes its IP as text into ip (INET6_ADDRSTRLEN bytes): the one place both codecs record their peer. */
+void jg_sockaddr_set(union jg_sockaddr *dst, socklen_t *dst_len, char *ip, size_t ip_cap,
+                     const struct sockaddr *src, socklen_t src_len);
+
 /* Start-up tier allocation: abort with a message on failure. Never call these on the request path. */
 void *jg_xmalloc(size_t size);
 void *jg_xcalloc(size_t n, size_t size);

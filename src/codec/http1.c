@@ -1020,20 +1020,6 @@ static int h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 	return jg_piece_add(&c->x->value, at, len) < 0 ? -1 : 0;
 }
 
-/* Content-Length: 1*DIGIT without leading zeros, at most 18 digits (RFC 9110 section 8.6; a leading
- * zero or sign is read differently by different parsers, so it is refused). */
-static bool h1_content_length_ok(const char *v, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > 18 || (len > 1 && v[0] == '0'))
-		return false;
-	for (i = 0; i < len; i++)
-		if (v[i] < '0' || v[i] > '9')
-			return false;
-	return true;
-}
-
 /* Transfer-Encoding: only "chunked", once (RFC 9112 section 6.1). Returns 0, or 400 / 501. */
 static int h1_transfer_encoding_check(const char *v, size_t len)
 {
@@ -1105,7 +1091,7 @@ static int h1_on_header_value_complete(llhttp_t *p)
 	 * upstream). Several Content-Length fields, even equal ones, or both framing fields: 400
 	 * (RFC 9112 sections 6.1 and 6.3: a proxy must not guess). */
 	if (jg_case_eq(name, name_len, "content-length", 14)) {
-		if (!h1_content_length_ok(v, len) || c->cl_seen || c->te_seen) {
+		if (!request_content_length_ok(v, len) || c->cl_seen || c->te_seen) {
 			c->error_status = 400;
 			c->error_text = "invalid Content-Length";
 			return -1;

@@ -588,3 +588,15 @@ int request_normalise_path(struct request *req, enum request_escaped_slashes sla
 	req->path_len = n;
 	return REQUEST_PATH_CHANGED | (slash_unescaped ? REQUEST_PATH_SLASH_UNESCAPED : 0);
 }
+
+bool request_content_length_ok(const char *v, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > 18 || (len > 1 && v[0] == '0'))
+		return false;
+	for (i = 0; i < len; i++)
+		if (v[i] < '0' || v[i] > '9')
+			return false;
+	return true;
+}

@@ -741,13 +741,8 @@ struct jwks_fetch *jwks_fetch_new(struct event_base *base, const struct config *
 		}
 	}
 	if (needs_dns) {
-		jf->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		                                       EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (jf->dns == NULL) /* no usable resolv.conf: the hosts file still answers */
-			jf->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (jf->dns != NULL)
-			evdns_base_load_hosts(jf->dns, NULL);
-		else
+		jf->dns = httpc_dns_new(base);
+		if (jf->dns == NULL)
 			log_error("jwks: cannot create a DNS resolver; remote JWKS named by host will not be "
 			          "fetched");
 	}

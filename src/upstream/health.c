@@ -572,13 +572,8 @@ struct health_check *health_check_new(struct event_base *base, const struct conf
 		}
 	}
 	if (needs_dns) {
-		hc->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		                                       EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (hc->dns == NULL) /* no usable resolv.conf: the hosts file still answers */
-			hc->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (hc->dns != NULL)
-			evdns_base_load_hosts(hc->dns, NULL);
-		else
+		hc->dns = httpc_dns_new(base);
+		if (hc->dns == NULL)
 			log_error("health: cannot create a DNS resolver; checks of endpoints named by host "
 			          "fail");
 	}

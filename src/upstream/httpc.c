@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/dns.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -976,4 +977,16 @@ void httpc_uri_clear(struct httpc_uri *u)
 {
 	free(u->target);
 	u->target = NULL;
+}
+
+struct evdns_base *httpc_dns_new(struct event_base *base)
+{
+	struct evdns_base *dns =
+	        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+
+	if (dns == NULL) /* no usable resolv.conf: the hosts file still answers */
+		dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns != NULL)
+		evdns_base_load_hosts(dns, NULL);
+	return dns;
 }

@@ -1089,21 +1089,6 @@ static int up_on_header_value(llhttp_t *p, const char *at, size_t len)
 	return jg_piece_add(&c->value, at, len) < 0 ? -1 : 0;
 }
 
-/* Content-Length as the HTTP/1.1 codec accepts it from clients: 1*DIGIT without a leading zero, at
- * most 18 digits (RFC 9110 section 8.6). llhttp takes "007"; relayed as it is, a client or cache
- * that reads it otherwise (octal, or not at all) frames the body differently than we did. */
-static bool up_content_length_ok(const char *v, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > 18 || (len > 1 && v[0] == '0'))
-		return false;
-	for (i = 0; i < len; i++)
-		if (v[i] < '0' || v[i] > '9')
-			return false;
-	return true;
-}
-
 /* Does the Transfer-Encoding value v[0..len) (trailing OWS removed) end in the coding "chunked"? The
  * last field decides, as its codings were applied last (RFC 9112 section 6.1). */
 static bool up_te_ends_chunked(const char *v, size_t len)
@@ -1133,7 +1118,7 @@ static int up_on_header_value_complete(llhttp_t *p)
 	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
 		len--; /* OWS after the value is not part of it (llhttp leaves it) */
 	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "content-length", 14) &&
-	    !up_content_length_ok(v, len))
+	    !request_content_length_ok(v, len))
 		return -1;
 	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "transfer-encoding", 17))
 		c->ex->te_chunked = up_te_ends_chunked(v, len);

@@ -2269,6 +2269,47 @@ static void parse_authorization(struct cfg_ctx *c, yaml_node_t *n, const char *k
 	}
 }
 
+/* A policy's targets: "targetRef" (one) or "targetRefs" (a list), exactly one of the two, as in
+ * Gateway API policy attachment. */
+struct target_refs {
+	yaml_node_t *one; /* targetRef, or NULL */
+	yaml_node_t *seq; /* targetRefs, or NULL */
+	char kp[CONFIG_KP_MAX];
+};
+
+/* Reads which form the policy n uses. Returns the number of targets; 0 after an error was reported
+ * (both forms, neither, or targetRefs not a list). */
+static size_t target_refs_get(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct target_refs *t)
+{
+	size_t cnt = 0;
+
+	t->one = field(c, n, kp, "targetRef", false, t->kp);
+	t->seq = NULL;
+	if (t->one != NULL && map_find(c, n, "targetRefs") != NULL) {
+		cfg_error(c, n, kp, "\"targetRef\" and \"targetRefs\" are exclusive");
+		return 0;
+	}
+	if (t->one != NULL)
+		return 1;
+	if (map_find(c, n, "targetRefs") == NULL) {
+		cfg_error(c, n, kp, "missing required key \"targetRefs\" (or \"targetRef\")");
+		return 0;
+	}
+	t->seq = get_seq(c, n, kp, "targetRefs", true, t->kp, &cnt);
+	return t->seq != NULL ? cnt : 0;
+}
+
+/* Target i (below target_refs_get's count) and its key path, written to ikp (CONFIG_KP_MAX bytes). */
+static yaml_node_t *target_refs_item(struct cfg_ctx *c, const struct target_refs *t, size_t i, char *ikp)
+{
+	if (t->seq == NULL) {
+		snprintf(ikp, CONFIG_KP_MAX, "%s", t->kp);
+		return t->one;
+	}
+	kp_idx(ikp, t->kp, i);
+	return seq_item(c, t->seq, i);
+}
+
 static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_policy *pol)
 {
 	static const char *const keys[] = {"name", "targetRef", "targetRefs", "jwt", "authorization", NULL};
@@ -2276,7 +2317,8 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
-	yaml_node_t *one, *many, *jwt, *s;
+	struct target_refs refs;
+	yaml_node_t *jwt, *s;
 	size_t cnt, i;
 
 	if (!check_map(c, n, kp, keys))
@@ -2318,30 +2360,15 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	s = field(c, n, kp, "authorization", false, ckp);
 	if (s != NULL)
 		parse_authorization(c, s, ckp, pol);
-	one = field(c, n, kp, "targetRef", false, ckp);
-	many = map_find(c, n, "targetRefs");
-	if (one != NULL && many != NULL) {
-		cfg_error(c, n, kp, "\"targetRef\" and \"targetRefs\" are exclusive");
-		return;
-	}
-	if (one == NULL && many == NULL) {
-		cfg_error(c, n, kp, "missing required key \"targetRefs\" (or \"targetRef\")");
-		return;
-	}
-	if (one != NULL) {
-		pol->targets = jg_xcalloc(1, sizeof(*pol->targets));
-		pol->n_targets = 1;
-		parse_target(c, one, ckp, pol, &pol->targets[0]);
-		return;
-	}
-	s = get_seq(c, n, kp, "targetRefs", true, ckp, &cnt);
-	if (s == NULL)
+	cnt = target_refs_get(c, n, kp, &refs);
+	if (cnt == 0)
 		return;
 	pol->targets = jg_xcalloc(cnt, sizeof(*pol->targets));
 	pol->n_targets = cnt;
 	for (i = 0; i < cnt; i++) {
-		kp_idx(ikp, ckp, i);
-		parse_target(c, seq_item(c, s, i), ikp, pol, &pol->targets[i]);
+		yaml_node_t *tn = target_refs_item(c, &refs, i, ikp);
+
+		parse_target(c, tn, ikp, pol, &pol->targets[i]);
 	}
 }
 
@@ -2410,7 +2437,8 @@ static void parse_client_policy(struct cfg_ctx *c, yaml_node_t *n, const char *k
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX], ikp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
-	yaml_node_t *one, *many, *v, *s;
+	struct target_refs refs;
+	yaml_node_t *v;
 	size_t cnt, i;
 	int e;
 	bool disable_merge = false;
@@ -2444,38 +2472,15 @@ static void parse_client_policy(struct cfg_ctx *c, yaml_node_t *n, const char *k
 		if (get_bool(c, v, ckp, "disableMergeSlashes", &disable_merge) == 0)
 			cp->settings.merge_slashes = !disable_merge;
 	}
-	one = field(c, n, kp, "targetRef", false, ckp);
-	many = map_find(c, n, "targetRefs");
-	if (one != NULL && many != NULL) {
-		cfg_error(c, n, kp, "\"targetRef\" and \"targetRefs\" are exclusive");
+	cnt = target_refs_get(c, n, kp, &refs);
+	if (cnt == 0)
 		return;
-	}
-	if (one == NULL && many == NULL) {
-		cfg_error(c, n, kp, "missing required key \"targetRefs\" (or \"targetRef\")");
-		return;
-	}
-	if (one != NULL) {
-		cp->targets = jg_xcalloc(1, sizeof(*cp->targets));
-		cp->n_targets = 1;
-		s = NULL;
-		cnt = 1;
-	} else {
-		s = get_seq(c, n, kp, "targetRefs", true, ckp, &cnt);
-		if (s == NULL)
-			return;
-		cp->targets = jg_xcalloc(cnt, sizeof(*cp->targets));
-		cp->n_targets = cnt;
-	}
+	cp->targets = jg_xcalloc(cnt, sizeof(*cp->targets));
+	cp->n_targets = cnt;
 	for (i = 0; i < cnt; i++) {
-		yaml_node_t *tn = one;
+		yaml_node_t *tn = target_refs_item(c, &refs, i, ikp);
 		int li;
 
-		if (s != NULL) {
-			kp_idx(ikp, ckp, i);
-			tn = seq_item(c, s, i);
-		} else {
-			snprintf(ikp, sizeof(ikp), "%s", ckp);
-		}
 		if (parse_client_target(c, tn, ikp, &cp->targets[i], &li) != 0)
 			continue;
 		if (li < 0) {

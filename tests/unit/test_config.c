@@ -683,6 +683,48 @@ static void test_client_traffic_policies(void **state)
 	t_fails(yaml, 1, 6, 45, "sectionName names no listener \"c\"");
 }
 
+/* Both policy kinds attach through targetRef or targetRefs: exactly one of the two, a non-empty
+ * list, and each target reported at its own key path. */
+static void test_policy_target_refs(void **state)
+{
+	static const char base[] =
+	        "listeners: [{name: a, address: 127.0.0.1:1}]\n"
+	        "backends: [{name: b, endpoints: [{ip: {address: 127.0.0.1, port: 80}}]}]\n"
+	        "httpRoutes: [{name: r, rules: [{backendRefs: [{name: b}]}]}]\n";
+	static const char jwt[] = "    jwt: {providers: [{name: x, remoteJWKS: {uri: \"https://a/\"}}]}\n";
+	static const char *const kinds[] = {"securityPolicies", "clientTrafficPolicies"};
+	char yaml[2048], want[256];
+	size_t k;
+
+	JG_UNUSED(state);
+	for (k = 0; k < 2; k++) {
+		const char *extra = k == 0 ? jwt : "";
+
+		snprintf(yaml, sizeof(yaml),
+		         "%s%s:\n  - name: p\n    targetRef: {kind: Gateway, name: eg}\n"
+		         "    targetRefs: [{kind: Gateway, name: eg}]\n%s",
+		         base, kinds[k], extra);
+		snprintf(want, sizeof(want), "\"targetRef\" and \"targetRefs\" are exclusive (at %s[0])",
+		         kinds[k]);
+		t_fails(yaml, 1, 5, 5, want);
+		snprintf(yaml, sizeof(yaml), "%s%s:\n  - name: p\n%s", base, kinds[k], extra);
+		snprintf(want, sizeof(want),
+		         "missing required key \"targetRefs\" (or \"targetRef\") (at %s[0])", kinds[k]);
+		t_fails(yaml, 1, 5, 5, want);
+		snprintf(yaml, sizeof(yaml), "%s%s:\n  - name: p\n    targetRefs: []\n%s", base, kinds[k],
+		         extra);
+		snprintf(want, sizeof(want), "list must not be empty (at %s[0].targetRefs)", kinds[k]);
+		t_fails(yaml, 1, 6, 17, want);
+		snprintf(yaml, sizeof(yaml),
+		         "%s%s:\n  - name: p\n    targetRefs: [{kind: Gateway, name: eg}, "
+		         "{kind: Gateway, sectionName: zz}]\n%s",
+		         base, kinds[k], extra);
+		snprintf(want, sizeof(want), "sectionName names no listener \"zz\" (at %s[0].targetRefs[1])",
+		         kinds[k]);
+		t_fails(yaml, 1, 6, 74, want);
+	}
+}
+
 static void test_remote_defaults(void **state)
 {
 	struct config *cfg = NULL;
@@ -1423,6 +1465,7 @@ int main(void)
 	        T(test_full_options_and_normalisation),
 	        T(test_gateway_policy_all_listeners),
 	        T(test_client_traffic_policies),
+	        T(test_policy_target_refs),
 	        T(test_remote_defaults),
 	        T(test_remote_http_uri),
 	        T(test_err_unknown_key),

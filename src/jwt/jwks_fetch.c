@@ -674,7 +674,7 @@ static void jwks_fetch_init_fetcher(struct jwks_fetch *jf, struct jwks_fetcher *
 		char who[JWKS_FETCH_TARGET_MAX + 8];
 
 		snprintf(who, sizeof(who), "jwks %s", r->uri);
-		f->ssl_ctx = httpc_tls_ctx_new(who, f->backend, false);
+		f->ssl_ctx = httpc_tls_ctx_new(who, f->backend, NULL, NULL);
 		if (f->ssl_ctx == NULL)
 			log_error("jwks %s: no TLS context; its providers will answer 401", r->uri);
 	} else {

@@ -412,7 +412,7 @@ static struct jwks *tv_fetch_jwks(const char *url, const char *ca_file, uint64_t
 			be.tls.ca_files = ca_files;
 			be.tls.n_ca_files = 1;
 		}
-		ssl_ctx = httpc_tls_ctx_new(who, ca_file != NULL ? &be : NULL, false);
+		ssl_ctx = httpc_tls_ctx_new(who, ca_file != NULL ? &be : NULL, NULL, NULL);
 		if (ssl_ctx == NULL)
 			goto out;
 	} else {

@@ -545,7 +545,8 @@ struct health_check *health_check_new(struct event_base *base, const struct conf
 			char who[300];
 
 			snprintf(who, sizeof(who), "health backend %s", b->name);
-			hc->ssl_ctx[i] = httpc_tls_ctx_new(who, b, b->protocol == CONFIG_PROTO_H2);
+			hc->ssl_ctx[i] =
+			        httpc_tls_ctx_new(who, b, b->protocol == CONFIG_PROTO_H2 ? "h2" : NULL, NULL);
 			hc->is_tls_broken[i] = hc->ssl_ctx[i] == NULL;
 		}
 		for (j = 0; j < b->n_endpoints; j++) {

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -812,55 +813,86 @@ struct httpc *httpc_start(struct event_base *base, const struct httpc_request *r
 	return c;
 }
 
-SSL_CTX *httpc_tls_ctx_new(const char *who, const struct config_backend *be, bool is_h2)
+/* A TLS context problem: to err (configuration checks and reloads, which report to the operator's
+ * terminal or the reload status) or, without one, to the log. */
+static void tls_ctx_error(FILE *err, const char *who, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void tls_ctx_error(FILE *err, const char *who, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (err != NULL)
+		fprintf(err, "jwtgate: %s: %s\n", who, msg);
+	else
+		log_error("%s: %s", who, msg);
+}
+
+/* Adds every certificate of a PEM text to the store. Returns how many (0: none, or out of memory). */
+static int tls_add_pem(X509_STORE *store, const char *pem)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x;
+	int n = 0;
+
+	if (bio == NULL)
+		return 0;
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		if (X509_STORE_add_cert(store, x) == 1)
+			n++;
+		X509_free(x);
+	}
+	BIO_free(bio);
+	ERR_clear_error(); /* the end of the PEM text leaves a "no start line" error */
+	return n;
+}
+
+SSL_CTX *httpc_tls_ctx_new(const char *who, const struct config_backend *be, const char *alpn, FILE *err)
 {
 	const struct config_tls_validation *tls = be != NULL && be->tls.enabled ? &be->tls : NULL;
-	static const unsigned char alpn_h2[] = "\x02h2";
+	unsigned char wire[32];
+	size_t i, alen = alpn != NULL ? strlen(alpn) : 0;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	size_t i;
 
-	if (ctx == NULL)
+	if (ctx == NULL || alen >= sizeof(wire)) {
+		tls_ctx_error(err, who, "cannot create a TLS context");
 		goto fail;
+	}
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
 		goto fail;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (is_h2 && SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2) - 1) != 0)
-		goto fail;
-	if (tls == NULL || tls->well_known_system) {
+	if (alen > 0) {
+		wire[0] = (unsigned char)alen; /* RFC 7301 section 3.1: length-prefixed protocol names */
+		memcpy(wire + 1, alpn, alen);
+		if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)alen + 1) != 0)
+			goto fail;
+	}
+	/* The system store unless CA certificates are named (Envoy Gateway's wellKnownCACertificates:
+	 * System, or no tls block at all). */
+	if (tls == NULL || tls->well_known_system || (tls->n_ca_files == 0 && tls->n_ca_inline == 0)) {
 		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			log_error("%s: cannot load the system CA store", who);
+			tls_ctx_error(err, who, "cannot load the system CA store");
 			goto fail;
 		}
-		return ctx;
 	}
-	for (i = 0; i < tls->n_ca_files; i++) {
+	for (i = 0; tls != NULL && i < tls->n_ca_files; i++) {
 		if (SSL_CTX_load_verify_locations(ctx, tls->ca_files[i], NULL) != 1) {
-			log_error("%s: caCertificateRefs file %s: no usable certificate", who,
-			          tls->ca_files[i]);
+			tls_ctx_error(err, who, "CA bundle %s: no usable certificate", tls->ca_files[i]);
 			goto fail;
 		}
 	}
-	for (i = 0; i < tls->n_ca_inline; i++) {
-		BIO *bio = BIO_new_mem_buf(tls->ca_inline[i], -1);
-		X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-		X509 *x;
-		int n = 0;
-
-		if (bio == NULL)
-			goto fail;
-		while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-			if (X509_STORE_add_cert(store, x) == 1)
-				n++;
-			X509_free(x);
-		}
-		BIO_free(bio);
-		ERR_clear_error(); /* the end of the PEM text leaves a "no start line" error */
-		if (n == 0) {
-			log_error("%s: caCertificateRefs[%zu] inline: no usable certificate", who, i);
+	for (i = 0; tls != NULL && i < tls->n_ca_inline; i++) {
+		if (tls_add_pem(SSL_CTX_get_cert_store(ctx), tls->ca_inline[i]) == 0) {
+			tls_ctx_error(err, who, "inline CA certificate %zu: no usable certificate", i);
 			goto fail;
 		}
 	}
+	ERR_clear_error();
 	return ctx;
 fail:
 	ERR_clear_error();

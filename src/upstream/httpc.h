@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
@@ -108,11 +109,14 @@ struct httpc *httpc_start(struct event_base *base, const struct httpc_request *r
 /* Abandons a request in flight: its connection is closed and done is not called. NULL is ignored. */
 void httpc_cancel(struct httpc *c);
 
-/* The TLS client context for requests towards backend be (NULL: no backend, a URI of its own): TLS 1.2+,
- * peer verification against be's caCertificateRefs (files, inline PEM) or the system store
- * (wellKnownCACertificates: System, no tls block), ALPN "h2" when is_h2. `who` names the client in log
- * lines. Returns NULL (logged) when the CA bundle cannot be loaded: the caller then never connects. */
-SSL_CTX *httpc_tls_ctx_new(const char *who, const struct config_backend *be, bool is_h2);
+/* The TLS client context for connections towards backend be (NULL: no backend, a URI of its own):
+ * TLS 1.2+, no renegotiation nor compression, peer verification against be's caCertificateRefs
+ * (files, inline PEM) or the system store (wellKnownCACertificates: System, or none named), ALPN alpn
+ * when not NULL ("h2", "http/1.1"). Every client of a backend builds its context here: the proxy's
+ * upstream pools, health checks, JWKS fetches, jwtgate-token. `who` names the client in messages,
+ * which go to err or, when err is NULL, to the log. Returns NULL (reported) when the CA bundle cannot
+ * be loaded: the caller then never connects. */
+SSL_CTX *httpc_tls_ctx_new(const char *who, const struct config_backend *be, const char *alpn, FILE *err);
 
 const char *httpc_failure_str(enum httpc_failure f);
 

@@ -36,6 +36,7 @@
 
 #include "core/log.h"
 #include "upstream-int.h"
+#include "upstream/httpc.h"
 
 #define H2_ASSUMED_STREAMS  100                /* concurrency assumed before the peer's SETTINGS */
 #define H2_STREAM_WINDOW    (256 * 1024)       /* response bytes in flight per stream */
@@ -123,70 +124,12 @@ static unsigned h2conn_room(struct upstream_h2_conn *c);
 
 /* ---- TLS ---- */
 
-/* Adds every certificate of a PEM text to the store. Returns how many, or a negative JG_ERR_*. */
-static int tls_add_pem(X509_STORE *store, const char *pem)
-{
-	BIO *bio = BIO_new_mem_buf(pem, -1);
-	X509 *x;
-	int n = 0;
-
-	if (bio == NULL)
-		return JG_ERR_NOMEM;
-	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		if (X509_STORE_add_cert(store, x) == 1)
-			n++;
-		X509_free(x);
-	}
-	ERR_clear_error(); /* the loop ends on "no start line" */
-	BIO_free(bio);
-	return n;
-}
-
 struct ssl_ctx_st *upstream_tls_ctx_new(const struct config_backend *be, FILE *err)
 {
-	const struct config_tls_validation *tls = &be->tls;
-	static const unsigned char alpn_h2[] = "\x02h2";
-	static const unsigned char alpn_h1[] = "\x08http/1.1";
-	SSL_CTX *ctx;
-	size_t i;
+	char who[256];
 
-	ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL) {
-		fprintf(err, "jwtgate: backend %s: cannot create a TLS context\n", be->name);
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (tls->well_known_system || (tls->n_ca_files == 0 && tls->n_ca_inline == 0)) {
-		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			fprintf(err, "jwtgate: backend %s: cannot load the system CA store\n", be->name);
-			goto fail;
-		}
-	}
-	for (i = 0; i < tls->n_ca_files; i++) {
-		if (SSL_CTX_load_verify_locations(ctx, tls->ca_files[i], NULL) != 1) {
-			fprintf(err, "jwtgate: backend %s: CA bundle %s: no usable certificate\n", be->name,
-			        tls->ca_files[i]);
-			goto fail;
-		}
-	}
-	for (i = 0; i < tls->n_ca_inline; i++) {
-		if (tls_add_pem(SSL_CTX_get_cert_store(ctx), tls->ca_inline[i]) <= 0) {
-			fprintf(err, "jwtgate: backend %s: inline CA certificate %zu holds no certificate\n",
-			        be->name, i);
-			goto fail;
-		}
-	}
-	if (be->protocol == CONFIG_PROTO_H2)
-		SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof(alpn_h2) - 1);
-	else
-		SSL_CTX_set_alpn_protos(ctx, alpn_h1, sizeof(alpn_h1) - 1);
-	ERR_clear_error();
-	return ctx;
-fail:
-	ERR_clear_error();
-	SSL_CTX_free(ctx);
-	return NULL;
+	snprintf(who, sizeof(who), "backend %s", be->name);
+	return httpc_tls_ctx_new(who, be, be->protocol == CONFIG_PROTO_H2 ? "h2" : "http/1.1", err);
 }
 
 struct bufferevent *upstream_bev_new(struct upstream_pool *pool, struct upstream_endpoint *ep)

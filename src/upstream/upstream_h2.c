@@ -62,6 +62,7 @@ struct upstream_h2_stream {
 	bool drain_ready;      /* `out` went below UPSTREAM_OUT_LOW: tell the codec */
 	bool headers_sent;     /* the request HEADERS left (on_frame_send) */
 	bool local_closed;     /* our END_STREAM left */
+	bool remote_closed;    /* the upstream's END_STREAM arrived (HEADERS or DATA) */
 	bool in_trailers;      /* the HEADERS being received are trailers */
 	size_t unconsumed;     /* DATA bytes delivered while the codec was paused */
 	size_t head_bytes;     /* header block bytes received (bound H2_MAX_HEADER_LIST) */
@@ -433,7 +434,14 @@ static int h2stream_submit(struct upstream_h2_stream *s)
 }
 
 /* Ends the binding between ex and its stream; resets the stream unless both sides already ended
- * it. The stream itself is freed when nghttp2 closes it. */
+ * it. The stream itself is freed when nghttp2 closes it.
+ *
+ * "Both sides ended" is our own record (local_closed, remote_closed), not nghttp2's stream state:
+ * the end of a response is seen inside on_frame_recv, which nghttp2 calls before it marks the
+ * stream half-closed (remote), so asking nghttp2 there says "still open" and a complete exchange
+ * got RST_STREAM(CANCEL). RFC 9113 section 5.1: a stream closed in both directions needs no reset,
+ * and upstreams guarding against rapid reset (CVE-2023-44487) answer a stream of them with GOAWAY,
+ * failing every call in flight. Only an abandoned exchange (cancel, timeout, error) resets. */
 static void h2_exchange_detach(struct upstream_exchange *ex)
 {
 	struct upstream_h2_stream *s = ex->h2;
@@ -449,7 +457,7 @@ static void h2_exchange_detach(struct upstream_exchange *ex)
 		h2stream_free(s);
 		return;
 	}
-	if (!s->local_closed || nghttp2_session_get_stream_remote_close(c->session, s->id) == 0)
+	if (!s->local_closed || !s->remote_closed)
 		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
 	h2conn_process(c);
 }
@@ -707,6 +715,8 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 		return 0;
 	}
 	s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (s != NULL && end)
+		s->remote_closed = true; /* before anything below may detach the exchange */
 	if (s == NULL || s->ex == NULL || s->ex->finished)
 		return 0;
 	ex = s->ex;

@@ -86,6 +86,8 @@ struct upstream_h2_conn {
 	bool doomed;                                       /* close once in_io ends */
 	bool has_drain;                                    /* some stream has drain_ready */
 	bool settings_now;                                 /* first SETTINGS just arrived: flush waiting */
+	bool plain;                    /* plain socket: frames written directly once per burst (bevio.h) */
+	struct bevio_deferred flush_d; /* queued: write the output at the end of the batch */
 	struct event idle_ev;
 };
 
@@ -851,6 +853,7 @@ static void h2conn_free(struct upstream_h2_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	evtimer_del(&c->idle_ev);
+	bevio_defer_cancel(&c->flush_d);
 	c->in_io = true; /* retries below must not re-enter this connection */
 	while ((s = c->waiting) != NULL || (s = c->open) != NULL) {
 		struct upstream_exchange *ex = s->ex;
@@ -911,8 +914,14 @@ static void h2conn_flush_waiting(struct upstream_h2_conn *c)
 	}
 }
 
+static void h2conn_on_flush(struct bevio_deferred *d);
+
 /* Serializes pending frames into the socket buffer, tells codecs whose body buffer drained, and
- * closes the connection when nghttp2 is done with it. The one place where output is produced. */
+ * closes the connection when nghttp2 is done with it. The one place where output is produced.
+ * A plain socket is written at the end of the batch (h2conn_on_flush): every exchange started in
+ * one turn of the loop leaves in one send, and EV_WRITE stays off unless the socket is full (each
+ * exchange used to serialise on its own and the bufferevent added and removed its write event
+ * per burst). */
 static void h2conn_process(struct upstream_h2_conn *c)
 {
 	int rv;
@@ -955,8 +964,19 @@ static void h2conn_process(struct upstream_h2_conn *c)
 		h2conn_free(c);
 		return;
 	}
+	if (c->plain && c->connected && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		bevio_defer(&c->pool->uw->defer, &c->flush_d, h2conn_on_flush);
 	if (c->pool->pending_head != NULL && h2conn_room(c) > 0)
 		upstream_h2_kick_pending(c->pool);
+}
+
+static void h2conn_on_flush(struct bevio_deferred *d)
+{
+	struct upstream_h2_conn *c = container_of(d, struct upstream_h2_conn, flush_d);
+
+	/* All out: frames nghttp2 held back at H2_CONN_OUT_HIGH follow (bounded by the socket). */
+	if (bevio_flush(c->bev) && nghttp2_session_want_write(c->session))
+		h2conn_process(c);
 }
 
 static void h2conn_on_read(struct bufferevent *bev, void *arg)
@@ -985,7 +1005,12 @@ static void h2conn_on_read(struct bufferevent *bev, void *arg)
 
 static void h2conn_on_write(struct bufferevent *bev, void *arg)
 {
-	h2conn_process(arg);
+	struct upstream_h2_conn *c = arg;
+
+	/* Plain sockets go back to direct writes once libevent has drained what the socket refused. */
+	if (c->plain && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+	h2conn_process(c);
 }
 
 static void h2conn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -1007,7 +1032,11 @@ static void h2conn_on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		c->connected = true;
 		upstream_endpoint_on_success(c->ep);
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		bufferevent_enable(bev, EV_READ);
+		if (!c->plain)
+			bufferevent_enable(bev, EV_WRITE);
+		else
+			bufferevent_disable(bev, EV_WRITE); /* written by h2conn_on_flush */
 		h2conn_process(c); /* preface and SETTINGS; streams wait for the peer's SETTINGS */
 		return;
 	}
@@ -1061,6 +1090,7 @@ static struct upstream_h2_conn *h2conn_open(struct upstream_pool *pool, struct u
 	if (c->bev == NULL)
 		goto fail;
 	bufferevent_setcb(c->bev, h2conn_on_read, h2conn_on_write, h2conn_on_event, c);
+	c->plain = bevio_is_plain(c->bev);
 	/* Bounds the connect, the TLS handshake and the wait for the peer's SETTINGS. */
 	tv.tv_sec = (time_t)(pool->be->connect_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(pool->be->connect_timeout_ms % 1000) * 1000;

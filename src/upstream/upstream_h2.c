@@ -87,6 +87,7 @@ struct upstream_h2_conn {
 	bool has_drain;                                    /* some stream has drain_ready */
 	bool settings_now;                                 /* first SETTINGS just arrived: flush waiting */
 	bool plain;                    /* plain socket: frames written directly once per burst (bevio.h) */
+	bool flushing;                 /* inside h2conn_on_flush: it writes what h2conn_process produced */
 	struct bevio_deferred flush_d; /* queued: write the output at the end of the batch */
 	struct event idle_ev;
 };
@@ -120,7 +121,8 @@ static void h2conn_set_state(struct upstream_h2_conn *c, enum h2conn_state s)
 }
 
 static int h2_dispatch(struct upstream_exchange *ex, bool refused);
-static void h2conn_process(struct upstream_h2_conn *c);
+static bool h2conn_process(struct upstream_h2_conn *c);
+static void h2conn_schedule(struct upstream_h2_conn *c);
 static void h2conn_free(struct upstream_h2_conn *c);
 static unsigned h2conn_room(struct upstream_h2_conn *c);
 
@@ -461,7 +463,7 @@ static void h2_exchange_detach(struct upstream_exchange *ex)
 	}
 	if (!s->local_closed || !s->remote_closed)
 		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-	h2conn_process(c);
+	h2conn_schedule(c);
 }
 
 /* Starts ex again elsewhere after its stream was refused or its connection never came up; the body
@@ -922,12 +924,12 @@ static void h2conn_on_flush(struct bevio_deferred *d);
  * one turn of the loop leaves in one send, and EV_WRITE stays off unless the socket is full (each
  * exchange used to serialise on its own and the bufferevent added and removed its write event
  * per burst). */
-static void h2conn_process(struct upstream_h2_conn *c)
+static bool h2conn_process(struct upstream_h2_conn *c)
 {
 	int rv;
 
 	if (c->in_io || c->session == NULL)
-		return;
+		return true;
 	c->in_io = true;
 	for (;;) {
 		struct upstream_h2_stream *s;
@@ -962,21 +964,46 @@ static void h2conn_process(struct upstream_h2_conn *c)
 	if (c->doomed || (c->state == H2CONN_DRAINING && c->n_streams == 0) ||
 	    (nghttp2_session_want_read(c->session) == 0 && nghttp2_session_want_write(c->session) == 0)) {
 		h2conn_free(c);
-		return;
+		return false;
 	}
-	if (c->plain && c->connected && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+	if (c->plain && c->connected && !c->flushing &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
 		bevio_defer(&c->pool->uw->defer, &c->flush_d, h2conn_on_flush);
 	if (c->pool->pending_head != NULL && h2conn_room(c) > 0)
 		upstream_h2_kick_pending(c->pool);
+	return true;
+}
+
+/* Frames for c were submitted by an exchange (start, body, end, window, reset): on a plain socket
+ * they are serialised and written with those of every other exchange of this turn of the loop, at
+ * its end (h2conn_on_flush); TLS serialises now and leaves the writing to the bufferevent. */
+static void h2conn_schedule(struct upstream_h2_conn *c)
+{
+	if (c->plain && c->connected)
+		bevio_defer(&c->pool->uw->defer, &c->flush_d, h2conn_on_flush);
+	else
+		h2conn_process(c);
 }
 
 static void h2conn_on_flush(struct bevio_deferred *d)
 {
 	struct upstream_h2_conn *c = container_of(d, struct upstream_h2_conn, flush_d);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	/* All out: frames nghttp2 held back at H2_CONN_OUT_HIGH follow (bounded by the socket). */
-	if (bevio_flush(c->bev) && nghttp2_session_want_write(c->session))
-		h2conn_process(c);
+	/* Serialise, write; while the socket takes everything, frames nghttp2 held back at
+	 * H2_CONN_OUT_HIGH follow (bounded by the socket). */
+	for (;;) {
+		bool alive;
+
+		c->flushing = true;
+		alive = h2conn_process(c);
+		if (!alive)
+			return; /* freed */
+		c->flushing = false;
+		if (evbuffer_get_length(out) == 0 || !bevio_flush(c->bev) ||
+		    !nghttp2_session_want_write(c->session))
+			return;
+	}
 }
 
 static void h2conn_on_read(struct bufferevent *bev, void *arg)
@@ -1197,7 +1224,7 @@ static int h2_dispatch(struct upstream_exchange *ex, bool refused)
 		h2stream_free(s);
 		return JG_ERR_NOMEM;
 	}
-	h2conn_process(c);
+	h2conn_schedule(c);
 	return 0;
 }
 
@@ -1294,7 +1321,7 @@ int upstream_h2_send_body(struct upstream_exchange *ex, const char *data, size_t
 		s->deferred = false;
 		nghttp2_session_resume_data(s->conn->session, s->id);
 	}
-	h2conn_process(s->conn);
+	h2conn_schedule(s->conn);
 	if (ex->h2 == s && evbuffer_get_length(s->out) > UPSTREAM_OUT_HIGH) {
 		ex->notify_drain = true;
 		return 1;
@@ -1313,7 +1340,7 @@ int upstream_h2_end_body(struct upstream_exchange *ex)
 		s->deferred = false;
 		nghttp2_session_resume_data(s->conn->session, s->id);
 	}
-	h2conn_process(s->conn);
+	h2conn_schedule(s->conn);
 	return 0;
 }
 
@@ -1327,7 +1354,7 @@ void upstream_h2_pause_response(struct upstream_exchange *ex, bool pause)
 	/* The downstream took what it had: open the stream's window again. */
 	nghttp2_session_consume_stream(s->conn->session, s->id, s->unconsumed);
 	s->unconsumed = 0;
-	h2conn_process(s->conn);
+	h2conn_schedule(s->conn);
 }
 
 void upstream_h2_cancel(struct upstream_exchange *ex)

@@ -1205,8 +1205,7 @@ static void h2_flush(struct h2_conn *c)
 			}
 		}
 		if (c->plain && evbuffer_get_length(out) > 0) {
-			/* Stopped at the mark: nghttp2 may hold more, serialised once the socket took this.
-			 */
+			/* Stopped at the mark: nghttp2 may hold more; it follows once this is out. */
 			more = evbuffer_get_length(out) >= H2_OUT_HIGH;
 			if (bevio_flush(c->bev))
 				wrote = true;

@@ -34,7 +34,8 @@ RST_STREAM = 0x3
 class CountingH2Upstream:
     """An H2C server: answers every request once its END_STREAM arrived. gRPC requests
     (content-type application/grpc) get HEADERS, one message, trailers grpc-status 0; others
-    200 with a small body. Paths starting with /slow get HEADERS and one DATA frame, then nothing:
+    200 with a small body; gRPC paths starting with /only get a trailers-only answer (NOT_FOUND).
+    Paths starting with /slow get HEADERS and one DATA frame, then nothing:
     the stream stays open until the peer resets it. Every RST_STREAM frame received is recorded
     as (stream id, error code, path of that stream)."""
 
@@ -121,6 +122,13 @@ class CountingH2Upstream:
     def _answer(self, conn, sid, head):
         grpc_call = head.get("content-type", "").startswith("application/grpc")
         slow = head.get(":path", "").startswith("/slow")
+        if grpc_call and head.get(":path", "").startswith("/only"):
+            # Trailers-only (a gRPC error): one HEADERS frame with END_STREAM ends the stream.
+            conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
+                                    ("grpc-status", "5"), ("grpc-message", "nothing here")], end_stream=True)
+            with self.lock:
+                self.completed += 1
+            return
         if grpc_call:
             conn.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
             conn.send_data(sid, b"\x00\x00\x00\x00\x02\x0a\x00")
@@ -188,6 +196,23 @@ def test_complete_grpc_calls_are_not_reset_upstream(env):
     assert jgtest.wait_for(lambda: up.snapshot()[1] - done0 >= N, timeout=5)
     time.sleep(0.3)  # a reset would follow the response at once
     assert resets_since(up, before) == [], "complete gRPC calls were reset upstream"
+
+
+def test_trailers_only_grpc_answers_are_not_reset_upstream(env):
+    up = env["up"]
+    before, done0 = len(up.snapshot()[0]), up.snapshot()[1]
+    ch = grpc.insecure_channel("127.0.0.1:%d" % env["port"], options=[("grpc.default_authority", GRPC_AUTHORITY)])
+    try:
+        call = ch.unary_unary("/only/Missing", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        for _ in range(N):
+            with pytest.raises(grpc.RpcError) as ei:
+                call(b"", timeout=5)
+            assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        ch.close()
+    assert jgtest.wait_for(lambda: up.snapshot()[1] - done0 >= N, timeout=5)
+    time.sleep(0.3)
+    assert resets_since(up, before) == [], "trailers-only gRPC answers were reset upstream"
 
 
 def test_complete_h2_requests_are_not_reset_either_side(env):

@@ -126,8 +126,13 @@ struct h2_conn {
 	struct event free_ev;     /* deferred free */
 	struct h2_stream *streams;
 	struct worker_conn wc; /* the worker's list of connections (drain, abort) */
-	bool in_recv;          /* inside nghttp2_session_mem_recv */
-	bool read_blocked;     /* parsing stopped: our output is full (the client does not read) */
+	/* Plain sockets (not TLS) skip the bufferevent's own I/O (bevio.h): reads through rd (no
+	 * FIONREAD ioctl), writes straight from the output buffer once per burst, EV_WRITE only while
+	 * the socket is full. TLS connections keep bufferevent_openssl's reads and writes. */
+	struct bevio_reader rd;
+	bool plain;
+	bool in_recv;      /* inside nghttp2_session_mem_recv */
+	bool read_blocked; /* parsing stopped: our output is full (the client does not read) */
 	bool fin_sent;
 	/* The client flooded or broke the protocol: nothing more is read (a flooder would have us read
 	 * and drop at memory speed), the GOAWAY is flushed and the socket closed by abort_deadline_ms. */
@@ -270,6 +275,17 @@ static void h2_schedule_flush(struct h2_conn *c)
 {
 	if (c->state != H2C_CLOSED && !c->in_recv)
 		event_active(&c->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* Starts or stops reading the socket (the plain reader, or the TLS bufferevent's EV_READ). */
+static void h2_read_enable(struct h2_conn *c, bool on)
+{
+	if (c->plain)
+		bevio_reader_enable(&c->rd, on);
+	else if (on)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
 }
 
 /* ---- helpers ---- */
@@ -1150,35 +1166,65 @@ static void h2_check_done(struct h2_conn *c)
 		h2_close(c);
 }
 
-/* Serialises frames into the socket's output buffer up to H2_OUT_HIGH; the write callback calls
- * again once the client took some. */
+/* True when parsing stopped at the output mark (read_blocked) may go on: the output drained. */
+static bool h2_read_resumable(struct h2_conn *c)
+{
+	return c->read_blocked && !c->aborting &&
+	       (c->state == H2C_PREFACE || c->state == H2C_OPEN || c->state == H2C_DRAINING) &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) < H2_OUT_HIGH;
+}
+
+/* Serialises frames into the socket's output buffer up to H2_OUT_HIGH. A plain socket is written at
+ * once (bevio_flush: one send for the burst, EV_WRITE only when the socket is full) and, while it
+ * takes everything, serialising goes on; otherwise the write callback calls again once the client
+ * took some. */
 static void h2_flush(struct h2_conn *c)
 {
 	struct evbuffer *out;
+	bool more, wrote = false;
 
 	if (c->state == H2C_CLOSED || c->session == NULL)
 		return;
 	out = bufferevent_get_output(c->bev);
-	while (evbuffer_get_length(out) < H2_OUT_HIGH) {
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(c->session, &data);
+	do {
+		more = false;
+		while (evbuffer_get_length(out) < H2_OUT_HIGH) {
+			const uint8_t *data;
+			ssize_t n = nghttp2_session_mem_send(c->session, &data);
 
-		if (n < 0) {
-			log_info("http2 %s: send: %s", c->peer_ip, nghttp2_strerror((int)n));
-			h2_destroy(c);
-			return;
+			if (n < 0) {
+				log_info("http2 %s: send: %s", c->peer_ip, nghttp2_strerror((int)n));
+				h2_destroy(c);
+				return;
+			}
+			if (n == 0)
+				break;
+			if (evbuffer_add(out, data, (size_t)n) != 0) {
+				h2_destroy(c);
+				return;
+			}
 		}
-		if (n == 0)
-			break;
-		if (evbuffer_add(out, data, (size_t)n) != 0) {
-			h2_destroy(c);
-			return;
+		if (c->plain && evbuffer_get_length(out) > 0) {
+			/* Stopped at the mark: nghttp2 may hold more; it follows once this is out. */
+			more = evbuffer_get_length(out) >= H2_OUT_HIGH;
+			if (bevio_flush(c->bev))
+				wrote = true;
+			else
+				more = false; /* the socket is full: EV_WRITE is on, h2_on_write resumes */
 		}
+	} while (more);
+	if (!c->plain || evbuffer_get_length(out) > 0)
+		bufferevent_setwatermark(c->bev, EV_WRITE,
+		                         evbuffer_get_length(out) >= H2_OUT_HIGH ? H2_OUT_HIGH / 2 : 0, 0);
+	if (wrote) {
+		/* The client takes our bytes: that is activity too (h2_on_write for TLS). */
+		if (c->state == H2C_OPEN || c->state == H2C_DRAINING)
+			h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		/* Frames the client sent while we had stopped are parsed from the loop, not from here
+		 * (h2_on_read calls this function). */
+		if (h2_read_resumable(c))
+			event_active(&c->flush_ev, EV_TIMEOUT, 0);
 	}
-	if (evbuffer_get_length(out) >= H2_OUT_HIGH)
-		bufferevent_setwatermark(c->bev, EV_WRITE, H2_OUT_HIGH / 2, 0);
-	else
-		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	if (c->state == H2C_CLOSING) {
 		h2_close(c); /* continue the close with what is now queued */
 		return;
@@ -1186,9 +1232,18 @@ static void h2_flush(struct h2_conn *c)
 	h2_check_done(c);
 }
 
+static void h2_on_read(struct bufferevent *bev, void *arg);
+
 static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
 {
-	h2_flush(arg);
+	struct h2_conn *c = arg;
+
+	if (c->state != H2C_CLOSED && h2_read_resumable(c)) {
+		c->read_blocked = false;
+		h2_on_read(c->bev, c); /* flushes after the frames it parsed */
+		return;
+	}
+	h2_flush(c);
 }
 
 /* Ends the session with GOAWAY(code) after what was queued; nghttp2 then wants neither read nor
@@ -1215,7 +1270,7 @@ static void h2_terminate_abort(struct h2_conn *c, uint32_t code, const char *why
 	c->aborting = true;
 	c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
 	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-	bufferevent_disable(c->bev, EV_READ);
+	h2_read_enable(c, false);
 	bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
 }
 
@@ -1237,6 +1292,8 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 
 	if (c->aborting || c->state == H2C_CLOSING || c->state == H2C_CLOSED) {
 		evbuffer_drain(in, evbuffer_get_length(in)); /* lingering: read and drop */
+		if (c->plain && c->state != H2C_CLOSED)
+			bevio_reader_poke(&c->rd);
 		return;
 	}
 	if (c->state != H2C_PREFACE)
@@ -1249,7 +1306,7 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 			/* The client does not take what we owe it: what we would answer to more frames
 			 * (RST_STREAM for refused or invalid streams, above all) would pile up in nghttp2's
 			 * queue without bound. Stop here; the input mark stops the socket reads and
-			 * h2_on_write resumes once the output drained. */
+			 * h2_on_write (h2_on_flush on a plain socket) resumes once the output drained. */
 			c->read_blocked = true;
 			break;
 		}
@@ -1279,6 +1336,8 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 	}
 	if (c->state == H2C_OPEN && c->head_block_since_ms != 0)
 		h2_arm_head_block_deadline(c);
+	if (c->plain && c->state != H2C_CLOSED)
+		bevio_reader_poke(&c->rd); /* input was consumed: read again if it had stopped at the mark */
 	h2_flush(c);
 }
 
@@ -1286,15 +1345,16 @@ static void h2_on_write(struct bufferevent *bev, void *arg)
 {
 	struct h2_conn *c = arg;
 
+	/* Plain sockets go back to direct writes once libevent has drained what the socket refused. */
+	if (c->plain && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 	/* The client takes our bytes: that is activity too. */
 	if (c->state == H2C_OPEN || c->state == H2C_DRAINING)
 		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
 	/* Frames the client sent while we had stopped go first (they may carry WINDOW_UPDATE or new
 	 * requests); h2_on_read flushes after them. Refilling the output first would keep it above the
 	 * mark for as long as a download streams, and the client's frames would wait for its end. */
-	if (c->read_blocked && !c->aborting &&
-	    (c->state == H2C_PREFACE || c->state == H2C_OPEN || c->state == H2C_DRAINING) &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) < H2_OUT_HIGH) {
+	if (h2_read_resumable(c)) {
 		c->read_blocked = false;
 		h2_on_read(bev, c);
 		return;
@@ -1405,6 +1465,8 @@ static void h2_destroy(struct h2_conn *c)
 	event_del(&c->flush_ev);
 	nghttp2_session_del(c->session);
 	c->session = NULL;
+	if (c->plain)
+		bevio_reader_stop(&c->rd);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_active(&c->free_ev, EV_TIMEOUT, 0);
@@ -1421,12 +1483,14 @@ static void h2_close(struct h2_conn *c)
 	if (c->state != H2C_CLOSING) {
 		h2_set_state(c, H2C_CLOSING);
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-		if (c->aborting) {
-			bufferevent_enable(c->bev, EV_WRITE);
-		} else {
+		if (!c->aborting) {
 			h2_arm_timer(c, H2_FLUSH_MS);
-			bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+			h2_read_enable(c, true);
 		}
+		/* A plain socket's last bytes are written by h2_flush (bevio_flush turns EV_WRITE on
+		 * when the socket is full); TLS leaves them to the bufferevent. */
+		if (!c->plain)
+			bufferevent_enable(c->bev, EV_WRITE);
 	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
 		return;
@@ -1507,11 +1571,19 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	c->wc.listener_index = listener_index;
 	c->wc.proto = STATS_PROTO_HTTP2;
 	worker_conn_added(w, &c->wc);
+	c->plain = bevio_is_plain(bev);
 	bufferevent_setcb(bev, h2_on_read, h2_on_write, h2_on_event, c);
-	bufferevent_setwatermark(bev, EV_READ, 0, H2_IN_HIGH);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, NULL, NULL);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (c->plain) {
+		/* Direct I/O (bevio.h): our own reader keeps the input mark, writes go out from h2_flush. */
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		bevio_reader_init(&c->rd, w->base, &w->timeouts, bev, H2_IN_HIGH, h2_on_read, h2_on_event, c);
+		bevio_reader_enable(&c->rd, true);
+	} else {
+		bufferevent_setwatermark(bev, EV_READ, 0, H2_IN_HIGH);
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+	}
 	/* The client preface must arrive within the header timeout; then the idle timeout applies. */
 	h2_arm_timer(c, w->cfg->limits.header_timeout_ms);
 	if (w->draining)

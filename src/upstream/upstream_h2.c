@@ -63,6 +63,7 @@ struct upstream_h2_stream {
 	bool drain_ready;      /* `out` went below UPSTREAM_OUT_LOW: tell the codec */
 	bool headers_sent;     /* the request HEADERS left (on_frame_send) */
 	bool local_closed;     /* our END_STREAM left */
+	bool remote_closed;    /* the upstream's END_STREAM arrived (HEADERS or DATA) */
 	bool in_trailers;      /* the HEADERS being received are trailers */
 	size_t unconsumed;     /* DATA bytes delivered while the codec was paused */
 	size_t head_bytes;     /* header block bytes received (bound H2_MAX_HEADER_LIST) */
@@ -86,6 +87,9 @@ struct upstream_h2_conn {
 	bool doomed;                                       /* close once in_io ends */
 	bool has_drain;                                    /* some stream has drain_ready */
 	bool settings_now;                                 /* first SETTINGS just arrived: flush waiting */
+	bool plain;                    /* plain socket: frames written directly once per burst (bevio.h) */
+	bool flushing;                 /* inside h2conn_on_flush: it writes what h2conn_process produced */
+	struct bevio_deferred flush_d; /* queued: write the output at the end of the batch */
 	struct event idle_ev;
 };
 
@@ -118,7 +122,8 @@ static void h2conn_set_state(struct upstream_h2_conn *c, enum h2conn_state s)
 }
 
 static int h2_dispatch(struct upstream_exchange *ex, bool refused);
-static void h2conn_process(struct upstream_h2_conn *c);
+static bool h2conn_process(struct upstream_h2_conn *c);
+static void h2conn_schedule(struct upstream_h2_conn *c);
 static void h2conn_free(struct upstream_h2_conn *c);
 static unsigned h2conn_room(struct upstream_h2_conn *c);
 
@@ -376,7 +381,14 @@ static int h2stream_submit(struct upstream_h2_stream *s)
 }
 
 /* Ends the binding between ex and its stream; resets the stream unless both sides already ended
- * it. The stream itself is freed when nghttp2 closes it. */
+ * it. The stream itself is freed when nghttp2 closes it.
+ *
+ * "Both sides ended" is our own record (local_closed, remote_closed), not nghttp2's stream state:
+ * the end of a response is seen inside on_frame_recv, which nghttp2 calls before it marks the
+ * stream half-closed (remote), so asking nghttp2 there says "still open" and a complete exchange
+ * got RST_STREAM(CANCEL). RFC 9113 section 5.1: a stream closed in both directions needs no reset,
+ * and upstreams guarding against rapid reset (CVE-2023-44487) answer a stream of them with GOAWAY,
+ * failing every call in flight. Only an abandoned exchange (cancel, timeout, error) resets. */
 static void h2_exchange_detach(struct upstream_exchange *ex)
 {
 	struct upstream_h2_stream *s = ex->h2;
@@ -392,9 +404,9 @@ static void h2_exchange_detach(struct upstream_exchange *ex)
 		h2stream_free(s);
 		return;
 	}
-	if (!s->local_closed || nghttp2_session_get_stream_remote_close(c->session, s->id) == 0)
+	if (!s->local_closed || !s->remote_closed)
 		nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-	h2conn_process(c);
+	h2conn_schedule(c);
 }
 
 /* Starts ex again elsewhere after its stream was refused or its connection never came up; the body
@@ -650,6 +662,8 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 		return 0;
 	}
 	s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (s != NULL && end)
+		s->remote_closed = true; /* before anything below may detach the exchange */
 	if (s == NULL || s->ex == NULL || s->ex->finished)
 		return 0;
 	ex = s->ex;
@@ -784,6 +798,7 @@ static void h2conn_free(struct upstream_h2_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	evtimer_del(&c->idle_ev);
+	bevio_defer_cancel(&c->flush_d);
 	c->in_io = true; /* retries below must not re-enter this connection */
 	while ((s = c->waiting) != NULL || (s = c->open) != NULL) {
 		struct upstream_exchange *ex = s->ex;
@@ -844,14 +859,20 @@ static void h2conn_flush_waiting(struct upstream_h2_conn *c)
 	}
 }
 
+static void h2conn_on_flush(struct bevio_deferred *d);
+
 /* Serializes pending frames into the socket buffer, tells codecs whose body buffer drained, and
- * closes the connection when nghttp2 is done with it. The one place where output is produced. */
-static void h2conn_process(struct upstream_h2_conn *c)
+ * closes the connection when nghttp2 is done with it. The one place where output is produced.
+ * A plain socket is written at the end of the batch (h2conn_on_flush): every exchange started in
+ * one turn of the loop leaves in one send, and EV_WRITE stays off unless the socket is full (each
+ * exchange used to serialise on its own and the bufferevent added and removed its write event
+ * per burst). */
+static bool h2conn_process(struct upstream_h2_conn *c)
 {
 	int rv;
 
 	if (c->in_io || c->session == NULL)
-		return;
+		return true;
 	c->in_io = true;
 	for (;;) {
 		struct upstream_h2_stream *s;
@@ -886,10 +907,46 @@ static void h2conn_process(struct upstream_h2_conn *c)
 	if (c->doomed || (c->state == H2CONN_DRAINING && c->n_streams == 0) ||
 	    (nghttp2_session_want_read(c->session) == 0 && nghttp2_session_want_write(c->session) == 0)) {
 		h2conn_free(c);
-		return;
+		return false;
 	}
+	if (c->plain && c->connected && !c->flushing &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		bevio_defer(&c->pool->uw->defer, &c->flush_d, h2conn_on_flush);
 	if (c->pool->pending_head != NULL && h2conn_room(c) > 0)
 		upstream_h2_kick_pending(c->pool);
+	return true;
+}
+
+/* Frames for c were submitted by an exchange (start, body, end, window, reset): on a plain socket
+ * they are serialised and written with those of every other exchange of this turn of the loop, at
+ * its end (h2conn_on_flush); TLS serialises now and leaves the writing to the bufferevent. */
+static void h2conn_schedule(struct upstream_h2_conn *c)
+{
+	if (c->plain && c->connected)
+		bevio_defer(&c->pool->uw->defer, &c->flush_d, h2conn_on_flush);
+	else
+		h2conn_process(c);
+}
+
+static void h2conn_on_flush(struct bevio_deferred *d)
+{
+	struct upstream_h2_conn *c = container_of(d, struct upstream_h2_conn, flush_d);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	/* Serialise, write; while the socket takes everything, frames nghttp2 held back at
+	 * H2_CONN_OUT_HIGH follow (bounded by the socket). */
+	for (;;) {
+		bool alive;
+
+		c->flushing = true;
+		alive = h2conn_process(c);
+		if (!alive)
+			return; /* freed */
+		c->flushing = false;
+		if (evbuffer_get_length(out) == 0 || !bevio_flush(c->bev) ||
+		    !nghttp2_session_want_write(c->session))
+			return;
+	}
 }
 
 static void h2conn_on_read(struct bufferevent *bev, void *arg)
@@ -918,7 +975,12 @@ static void h2conn_on_read(struct bufferevent *bev, void *arg)
 
 static void h2conn_on_write(struct bufferevent *bev, void *arg)
 {
-	h2conn_process(arg);
+	struct upstream_h2_conn *c = arg;
+
+	/* Plain sockets go back to direct writes once libevent has drained what the socket refused. */
+	if (c->plain && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+	h2conn_process(c);
 }
 
 static void h2conn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -940,7 +1002,11 @@ static void h2conn_on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		c->connected = true;
 		upstream_endpoint_on_success(c->ep);
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		bufferevent_enable(bev, EV_READ);
+		if (!c->plain)
+			bufferevent_enable(bev, EV_WRITE);
+		else
+			bufferevent_disable(bev, EV_WRITE); /* written by h2conn_on_flush */
 		h2conn_process(c); /* preface and SETTINGS; streams wait for the peer's SETTINGS */
 		return;
 	}
@@ -994,6 +1060,7 @@ static struct upstream_h2_conn *h2conn_open(struct upstream_pool *pool, struct u
 	if (c->bev == NULL)
 		goto fail;
 	bufferevent_setcb(c->bev, h2conn_on_read, h2conn_on_write, h2conn_on_event, c);
+	c->plain = bevio_is_plain(c->bev);
 	/* Bounds the connect, the TLS handshake and the wait for the peer's SETTINGS. */
 	tv.tv_sec = (time_t)(pool->be->connect_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(pool->be->connect_timeout_ms % 1000) * 1000;
@@ -1100,7 +1167,7 @@ static int h2_dispatch(struct upstream_exchange *ex, bool refused)
 		h2stream_free(s);
 		return JG_ERR_NOMEM;
 	}
-	h2conn_process(c);
+	h2conn_schedule(c);
 	return 0;
 }
 
@@ -1197,7 +1264,7 @@ int upstream_h2_send_body(struct upstream_exchange *ex, const char *data, size_t
 		s->deferred = false;
 		nghttp2_session_resume_data(s->conn->session, s->id);
 	}
-	h2conn_process(s->conn);
+	h2conn_schedule(s->conn);
 	if (ex->h2 == s && evbuffer_get_length(s->out) > UPSTREAM_OUT_HIGH) {
 		ex->notify_drain = true;
 		return 1;
@@ -1216,7 +1283,7 @@ int upstream_h2_end_body(struct upstream_exchange *ex)
 		s->deferred = false;
 		nghttp2_session_resume_data(s->conn->session, s->id);
 	}
-	h2conn_process(s->conn);
+	h2conn_schedule(s->conn);
 	return 0;
 }
 
@@ -1230,7 +1297,7 @@ void upstream_h2_pause_response(struct upstream_exchange *ex, bool pause)
 	/* The downstream took what it had: open the stream's window again. */
 	nghttp2_session_consume_stream(s->conn->session, s->id, s->unconsumed);
 	s->unconsumed = 0;
-	h2conn_process(s->conn);
+	h2conn_schedule(s->conn);
 }
 
 void upstream_h2_cancel(struct upstream_exchange *ex)

@@ -147,6 +147,10 @@ struct h2_conn {
 	uint64_t data_frames_sent;
 	uint64_t ctrl_window_start_ms;
 	unsigned ctrl_in_window; /* PING + SETTINGS in the current second */
+	/* Client stream ids seen on HEADERS (RFC 9113 section 5.1.1): the highest, and which of the 63
+	 * odd ids below it were used (bit i: last_headers_sid - 2 * i). */
+	int32_t last_headers_sid;
+	uint64_t used_sids;
 };
 
 struct h2_stream {
@@ -842,6 +846,28 @@ static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 	return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+/* True when a HEADERS frame names a client stream id below the highest used so far that was never
+ * used: RFC 9113 section 5.1.1 makes it a connection error PROTOCOL_ERROR ("numerically greater than
+ * all streams that the initiating endpoint has opened"). nghttp2 1.52 cannot tell such an id from a
+ * closed stream and ignores the block. An id that was used stays nghttp2's to judge: a stream we
+ * reset may still receive the client's trailers (section 5.1, "closed"). Ids more than 63 streams
+ * back are not remembered and left to nghttp2 too. */
+static bool h2_headers_sid_reused(struct h2_conn *c, int32_t sid)
+{
+	uint32_t back;
+
+	if (sid <= 0 || (sid & 1) == 0)
+		return false; /* stream 0 and server ids: nghttp2's checks */
+	if (sid > c->last_headers_sid) {
+		back = (uint32_t)(sid - c->last_headers_sid) / 2;
+		c->used_sids = (back >= 64 ? 0 : c->used_sids << back) | 1;
+		c->last_headers_sid = sid;
+		return false;
+	}
+	back = (uint32_t)(c->last_headers_sid - sid) / 2;
+	return back < 64 && (c->used_sids & ((uint64_t)1 << back)) == 0;
+}
+
 /* Counts the frames that cost us work without giving the client anything (floods nghttp2 1.52 does
  * not bound) and stops the connection when a budget is exceeded. */
 static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data)
@@ -851,6 +877,11 @@ static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd
 
 	switch (hd->type) {
 	case NGHTTP2_HEADERS:
+		if (h2_headers_sid_reused(c, hd->stream_id))
+			return nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR) == 0
+			               ? 0
+			               : NGHTTP2_ERR_CALLBACK_FAILURE;
+		/* fall through */
 	case NGHTTP2_CONTINUATION:
 		if (hd->flags & NGHTTP2_FLAG_END_HEADERS)
 			c->head_block_since_ms = 0;

@@ -1090,6 +1090,20 @@ static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *fr
 
 	if (frame->hd.type == NGHTTP2_DATA)
 		c->data_frames_sent++;
+	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+	    !c->aborting) {
+		/* A connection error nghttp2 found itself (frame size, stream state, HPACK...): close as
+		 * h2_terminate_abort does for the ones we find, without the lingering read of a graceful
+		 * close (a second under TLS, where there is no half-close). RFC 9113 section 5.4.1:
+		 * "After sending the GOAWAY frame for an error condition, the endpoint MUST close the TCP
+		 * connection." */
+		c->aborting = true;
+		c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
+		evbuffer_drain(bufferevent_get_input(c->bev),
+		               evbuffer_get_length(bufferevent_get_input(c->bev)));
+		bufferevent_disable(c->bev, EV_READ);
+		bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
+	}
 	return 0;
 }
 

@@ -1084,6 +1084,15 @@ static int h2_on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int
 	return 0;
 }
 
+/* The reason label of jwtgate_http2_goaways_sent_total for a GOAWAY with this code. */
+static enum stats_goaway h2_goaway_reason(uint32_t code)
+{
+	return code == NGHTTP2_NO_ERROR            ? STATS_GOAWAY_NO_ERROR
+	       : code == NGHTTP2_PROTOCOL_ERROR    ? STATS_GOAWAY_PROTOCOL_ERROR
+	       : code == NGHTTP2_ENHANCE_YOUR_CALM ? STATS_GOAWAY_ENHANCE_YOUR_CALM
+	                                           : STATS_GOAWAY_OTHER;
+}
+
 static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
 	struct h2_conn *c = user_data;
@@ -1096,7 +1105,12 @@ static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *fr
 		 * h2_terminate_abort does for the ones we find, without the lingering read of a graceful
 		 * close (a second under TLS, where there is no half-close). RFC 9113 section 5.4.1:
 		 * "After sending the GOAWAY frame for an error condition, the endpoint MUST close the TCP
-		 * connection." */
+		 * connection." h2_terminate logs and counts ours; these are logged and counted here. */
+		log_info("http2 %s: closing: %s%s%.*s", c->peer_ip,
+		         nghttp2_http2_strerror(frame->goaway.error_code),
+		         frame->goaway.opaque_data_len > 0 ? ": " : "", (int)frame->goaway.opaque_data_len,
+		         frame->goaway.opaque_data_len > 0 ? (const char *)frame->goaway.opaque_data : "");
+		stats_add(&c->w->stats->h2_goaways[h2_goaway_reason(frame->goaway.error_code)], 1);
 		c->aborting = true;
 		c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
 		evbuffer_drain(bufferevent_get_input(c->bev),
@@ -1240,10 +1254,7 @@ static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
  * write and the connection closes once the output is out. */
 static void h2_terminate(struct h2_conn *c, uint32_t code, const char *why)
 {
-	enum stats_goaway g = code == NGHTTP2_NO_ERROR            ? STATS_GOAWAY_NO_ERROR
-	                      : code == NGHTTP2_PROTOCOL_ERROR    ? STATS_GOAWAY_PROTOCOL_ERROR
-	                      : code == NGHTTP2_ENHANCE_YOUR_CALM ? STATS_GOAWAY_ENHANCE_YOUR_CALM
-	                                                          : STATS_GOAWAY_OTHER;
+	enum stats_goaway g = h2_goaway_reason(code);
 
 	log_info("http2 %s: closing: %s", c->peer_ip, why);
 	stats_add(&c->w->stats->h2_goaways[g], 1);

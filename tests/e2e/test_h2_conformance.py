@@ -1093,15 +1093,17 @@ def env(make_upstream_module, start_proxy_module, tmp_path_factory):
 
     def config(port):
         state["tls_port"] = jgtest.free_port()
+        state["admin"] = jgtest.free_port()
         cfg = jgtest.base_config(port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1,
-                                 limits={"http2MaxConcurrentStreams": MAX_STREAMS})
+                                 limits={"http2MaxConcurrentStreams": MAX_STREAMS},
+                                 admin={"address": f"127.0.0.1:{state['admin']}"})
         cfg["listeners"].append({"name": "https", "address": f"127.0.0.1:{state['tls_port']}",
                                  "tls": {"certificateFile": cert, "privateKeyFile": key}})
         return cfg
 
     px = start_proxy_module(config)
-    assert jgtest.wait_port(state["tls_port"])
-    return {"up": up, "px": px, "h2c": px.port, "tls": state["tls_port"]}
+    assert jgtest.wait_port(state["tls_port"]) and jgtest.wait_port(state["admin"])
+    return {"up": up, "px": px, "h2c": px.port, "tls": state["tls_port"], "admin": state["admin"]}
 
 
 @pytest.mark.parametrize("transport", ["h2c", "tls"])
@@ -1114,3 +1116,33 @@ def test_h2spec(env, transport, spec):
     finally:
         p.close()
     assert env["px"].proc.poll() is None, "jwtgate exited"
+
+
+def goaways_sent(env):
+    """jwtgate_http2_goaways_sent_total by reason, from /metrics."""
+    r = jgtest.get(env["admin"], "/metrics", host="localhost")
+    assert r.status == 200
+    out = {}
+    for line in r.body.decode().splitlines():
+        if line.startswith("jwtgate_http2_goaways_sent_total{"):
+            labels, value = line.split("}", 1)
+            out[labels.split('reason="', 1)[1].rstrip('"')] = float(value)
+    return out
+
+
+def test_connection_errors_are_counted_as_goaways_sent(env):
+    """jwtgate(8): jwtgate_http2_goaways_sent_total{reason} counts every GOAWAY sent, the ones for
+    connection errors that nghttp2 finds (frame size, HPACK) as well as those jwtgate finds."""
+    before = goaways_sent(env)
+    for bad, code in ((frame(GOAWAY, 0, 1, struct.pack(">II", 0, NO_ERROR)), PROTOCOL_ERROR),
+                      (frame(PING, 0, 0, b"123"), FRAME_SIZE_ERROR),
+                      (frame(HEADERS, END_STREAM | END_HEADERS, 1, b"\x80"), COMPRESSION_ERROR)):
+        p = Peer(env["h2c"], False)
+        try:
+            p.send(bad)
+            conn_error(p, code)
+        finally:
+            p.close()
+    after = goaways_sent(env)
+    assert after["protocol_error"] - before["protocol_error"] == 1, (before, after)
+    assert after["other"] - before["other"] == 2, (before, after)

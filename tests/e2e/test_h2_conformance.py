@@ -448,6 +448,25 @@ def _(p, env):
     assert not p.headers
 
 
+@case("http2-3.5-preface-not-followed-by-settings", handshake=False)
+def _(p, env):
+    # RFC 9113 section 3.4: the preface "MUST be followed by a SETTINGS frame"; anything else is a
+    # connection error PROTOCOL_ERROR.
+    p.send(h2util.PREFACE + p.headers_frame(1, req()))
+    conn_error(p, PROTOCOL_ERROR)
+    assert 1 not in p.headers
+
+
+@case("generic-3.8-client-goaway-in-flight-request-served")
+def _(p, env):
+    # A client's GOAWAY (NO_ERROR) names the last server-initiated stream it accepts; its own requests
+    # in flight are still answered (RFC 9113 section 6.8), after which the connection may close.
+    sid = p.sid()
+    p.send(p.headers_frame(sid, req("/slow/200")))
+    p.send(frame(GOAWAY, 0, 0, struct.pack(">II", 0, NO_ERROR)))
+    response(p, sid)
+
+
 @case("http2-4.1-unknown-type")
 def _(p, env):
     sid = get_pending(p)
@@ -1012,6 +1031,16 @@ MALFORMED = {
     "8.1.2.3-duplicate-method": _dup(":method"),
     "8.1.2.3-duplicate-scheme": _dup(":scheme"),
     "8.1.2.3-duplicate-path": _dup(":path"),
+    "8.1.2.3-path-not-origin-form": lambda path: req(path)[:3] + [(":path", "malformed" + path)],
+    "8.1.2.6-content-length-without-data": lambda path: req(path, "POST", extra=[("content-length", "3")]),
+    # RFC 9113 section 8.2.1: field names and values an HTTP/1.1 upstream would read differently
+    "8.2.1-value-with-crlf": lambda path: req(path, extra=[("x-a", "b\r\nx-injected: 1")]),
+    "8.2.1-value-with-nul": lambda path: req(path, extra=[("x-a", "b\x00c")]),
+    "8.2.1-value-with-leading-space": lambda path: req(path, extra=[("x-a", " b")]),
+    "8.2.1-value-with-trailing-tab": lambda path: req(path, extra=[("x-a", "b\t")]),
+    "8.2.1-name-with-space": lambda path: req(path, extra=[("x a", "b")]),
+    "8.2.1-name-with-colon": lambda path: req(path, extra=[("x:a", "b")]),
+    "8.2.1-empty-name": lambda path: req(path, extra=[("", "b")]),
 }
 for _name, _fn in MALFORMED.items():
     case(f"http2-{_name}")(_malformed(_fn))

@@ -639,6 +639,31 @@ for _kind, _mk in (("after-rst", _closed_after_rst), ("after-end-stream", _close
     case(f"http2-5.1-closed-{_kind}-continuation")(_cont)
 
 
+def _answered_early(p, env, extra=(), content_length=None):
+    # RFC 9113 section 8.1: a server may answer before the request is complete and then reset the
+    # stream (NO_ERROR); the client's frames already in flight "MUST" be ignored (section 5.1,
+    # closed), not taken for a protocol error that would end every other stream of the connection.
+    sid = p.sid()
+    hdrs = req(f"/early/{jgtest.marker()}", "POST", extra=list(extra) +
+               ([("content-length", str(content_length))] if content_length else []))
+    p.send(p.headers_frame(sid, hdrs, END_HEADERS))
+    assert p.wait(lambda x: sid in x.ended or sid in x.rst or x.goaway is not None)
+    status = p.headers[sid][0][":status"] if sid in p.headers else None
+    p.send(frame(DATA, 0, sid, b"x" * 1000) + frame(DATA, 0, sid, b"y" * 1000))  # the body goes on
+    ignored(p, env)
+    return status
+
+
+@case("http2-5.1-8.1-data-after-early-431-ignored")
+def _(p, env):
+    assert _answered_early(p, env, extra=[(f"x-h{i}", "v") for i in range(120)]) == "431"
+
+
+@case("http2-5.1-8.1-data-after-early-413-ignored")
+def _(p, env):
+    assert _answered_early(p, env, content_length=2 * 1024 * 1024) == "413"
+
+
 @case("http2-5.1.1-even-stream-id")
 def _(p, env):
     p.send(p.headers_frame(2, req()))
@@ -1124,7 +1149,7 @@ def env(make_upstream_module, start_proxy_module, tmp_path_factory):
         state["tls_port"] = jgtest.free_port()
         state["admin"] = jgtest.free_port()
         cfg = jgtest.base_config(port, {"backend": [up.port]}, [jgtest.catch_all_route()], workers=1,
-                                 limits={"http2MaxConcurrentStreams": MAX_STREAMS},
+                                 limits={"http2MaxConcurrentStreams": MAX_STREAMS, "maxBodySize": "1MiB"},
                                  admin={"address": f"127.0.0.1:{state['admin']}"})
         cfg["listeners"].append({"name": "https", "address": f"127.0.0.1:{state['tls_port']}",
                                  "tls": {"certificateFile": cert, "privateKeyFile": key}})

@@ -602,10 +602,6 @@ def _closed_after_rst(p):
     return sid
 
 
-def _closed_after_end(p):
-    return get_done(p)
-
-
 def _closed_reaction(p, sid, allow_protocol=False):
     # 5.1 closed: "An endpoint that receives any frame other than PRIORITY after receiving a
     # RST_STREAM MUST treat that as a stream error of type STREAM_CLOSED", and frames after END_STREAM
@@ -618,7 +614,7 @@ def _closed_reaction(p, sid, allow_protocol=False):
         stream_or_conn(p, sid, STREAM_CLOSED)
 
 
-for _kind, _mk in (("after-rst", _closed_after_rst), ("after-end-stream", _closed_after_end)):
+for _kind, _mk in (("after-rst", _closed_after_rst), ("after-end-stream", get_done)):
     def _data(p, env, mk=_mk):
         sid = mk(p)
         p.send(frame(DATA, END_STREAM, sid, b"late"))

@@ -152,6 +152,10 @@ struct h2_conn {
 	uint64_t data_frames_sent;
 	uint64_t ctrl_window_start_ms;
 	unsigned ctrl_in_window; /* PING + SETTINGS in the current second */
+	/* Client stream ids seen on HEADERS (RFC 9113 section 5.1.1): the highest, and which of the 63
+	 * odd ids below it were used (bit i: last_headers_sid - 2 * i). */
+	int32_t last_headers_sid;
+	uint64_t used_sids;
 };
 
 struct h2_stream {
@@ -858,6 +862,28 @@ static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 	return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+/* True when a HEADERS frame names a client stream id below the highest used so far that was never
+ * used: RFC 9113 section 5.1.1 makes it a connection error PROTOCOL_ERROR ("numerically greater than
+ * all streams that the initiating endpoint has opened"). nghttp2 1.52 cannot tell such an id from a
+ * closed stream and ignores the block. An id that was used stays nghttp2's to judge: a stream we
+ * reset may still receive the client's trailers (section 5.1, "closed"). Ids more than 63 streams
+ * back are not remembered and left to nghttp2 too. */
+static bool h2_headers_sid_reused(struct h2_conn *c, int32_t sid)
+{
+	uint32_t back;
+
+	if (sid <= 0 || (sid & 1) == 0)
+		return false; /* stream 0 and server ids: nghttp2's checks */
+	if (sid > c->last_headers_sid) {
+		back = (uint32_t)(sid - c->last_headers_sid) / 2;
+		c->used_sids = (back >= 64 ? 0 : c->used_sids << back) | 1;
+		c->last_headers_sid = sid;
+		return false;
+	}
+	back = (uint32_t)(c->last_headers_sid - sid) / 2;
+	return back < 64 && (c->used_sids & ((uint64_t)1 << back)) == 0;
+}
+
 /* Counts the frames that cost us work without giving the client anything (floods nghttp2 1.52 does
  * not bound) and stops the connection when a budget is exceeded. */
 static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data)
@@ -867,6 +893,11 @@ static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd
 
 	switch (hd->type) {
 	case NGHTTP2_HEADERS:
+		if (h2_headers_sid_reused(c, hd->stream_id))
+			return nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR) == 0
+			               ? 0
+			               : NGHTTP2_ERR_CALLBACK_FAILURE;
+		/* fall through */
 	case NGHTTP2_CONTINUATION:
 		if (hd->flags & NGHTTP2_FLAG_END_HEADERS)
 			c->head_block_since_ms = 0;
@@ -1069,12 +1100,40 @@ static int h2_on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int
 	return 0;
 }
 
+/* The reason label of jwtgate_http2_goaways_sent_total for a GOAWAY with this code. */
+static enum stats_goaway h2_goaway_reason(uint32_t code)
+{
+	return code == NGHTTP2_NO_ERROR            ? STATS_GOAWAY_NO_ERROR
+	       : code == NGHTTP2_PROTOCOL_ERROR    ? STATS_GOAWAY_PROTOCOL_ERROR
+	       : code == NGHTTP2_ENHANCE_YOUR_CALM ? STATS_GOAWAY_ENHANCE_YOUR_CALM
+	                                           : STATS_GOAWAY_OTHER;
+}
+
 static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
 	struct h2_conn *c = user_data;
 
 	if (frame->hd.type == NGHTTP2_DATA)
 		c->data_frames_sent++;
+	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+	    !c->aborting) {
+		/* A connection error nghttp2 found itself (frame size, stream state, HPACK...): close as
+		 * h2_terminate_abort does for the ones we find, without the lingering read of a graceful
+		 * close (a second under TLS, where there is no half-close). RFC 9113 section 5.4.1:
+		 * "After sending the GOAWAY frame for an error condition, the endpoint MUST close the TCP
+		 * connection." h2_terminate logs and counts ours; these are logged and counted here. */
+		log_info("http2 %s: closing: %s%s%.*s", c->peer_ip,
+		         nghttp2_http2_strerror(frame->goaway.error_code),
+		         frame->goaway.opaque_data_len > 0 ? ": " : "", (int)frame->goaway.opaque_data_len,
+		         frame->goaway.opaque_data_len > 0 ? (const char *)frame->goaway.opaque_data : "");
+		stats_add(&c->w->stats->h2_goaways[h2_goaway_reason(frame->goaway.error_code)], 1);
+		c->aborting = true;
+		c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
+		evbuffer_drain(bufferevent_get_input(c->bev),
+		               evbuffer_get_length(bufferevent_get_input(c->bev)));
+		bufferevent_disable(c->bev, EV_READ);
+		bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
+	}
 	return 0;
 }
 
@@ -1250,10 +1309,7 @@ static void h2_on_flush(evutil_socket_t fd, short what, void *arg)
  * write and the connection closes once the output is out. */
 static void h2_terminate(struct h2_conn *c, uint32_t code, const char *why)
 {
-	enum stats_goaway g = code == NGHTTP2_NO_ERROR            ? STATS_GOAWAY_NO_ERROR
-	                      : code == NGHTTP2_PROTOCOL_ERROR    ? STATS_GOAWAY_PROTOCOL_ERROR
-	                      : code == NGHTTP2_ENHANCE_YOUR_CALM ? STATS_GOAWAY_ENHANCE_YOUR_CALM
-	                                                          : STATS_GOAWAY_OTHER;
+	enum stats_goaway g = h2_goaway_reason(code);
 
 	log_info("http2 %s: closing: %s", c->peer_ip, why);
 	stats_add(&c->w->stats->h2_goaways[g], 1);

@@ -257,11 +257,12 @@ thread_snap() {
 	done
 }
 
-# thread_split SNAP0 SNAP1: the threads' CPU seconds and context switches between the two snapshots,
-# busiest first, and the busiest WORKERS threads' shares of their CPU (even: each 1/WORKERS).
+# thread_split SNAP0 SNAP1 [N]: the threads' CPU seconds and context switches between the two
+# snapshots, busiest first, and the busiest N (default WORKERS) threads' shares of their CPU (even:
+# each 1/N).
 thread_split() {
 	awk 'NR == FNR { c[$1] = $2; r[$1] = $3; x[$1] = $4; next }
-		{ d = $2 - c[$1]; print d, $1, $3 - r[$1], $4 - x[$1] }' <(echo "$1") <(echo "$2") | sort -rn | awk -v w="$WORKERS" -v hz="$(getconf CLK_TCK)" '
+		{ d = $2 - c[$1]; print d, $1, $3 - r[$1], $4 - x[$1] }' <(echo "$1") <(echo "$2") | sort -rn | awk -v w="${3:-$WORKERS}" -v hz="$(getconf CLK_TCK)" '
 		{ t[NR] = $2; d[NR] = $1; r[NR] = $3; x[NR] = $4; if (NR <= w) s += $1 }
 		END {
 			for (i = 1; i <= NR; i++) {
@@ -310,7 +311,7 @@ J="http://127.0.0.1:$JWTGATE_PORT"
 N="http://127.0.0.1:$NGINX_PORT"
 H="http://127.0.0.1:$HAPROXY_PORT"
 J1="http://127.0.0.1:${JWTGATE1_PORT:-0}"
-SNAP0="" THREAD_SPLIT=""
+SNAP0="" THREAD_SPLIT="" SNAP1W="" THREAD_SPLIT1W=""
 
 if [ "$MODE" = http1 ]; then
 	echo "run.sh: HTTP/1.1, no auth, GET /bar, $ROUNDS interleaved rounds (medians)" >&2
@@ -341,6 +342,7 @@ if [ "$MODE" = http1 ]; then
 		fi
 	fi
 	[ "$have_j" = 1 ] && [ "$WORKERS" -gt 1 ] && SNAP0=$(thread_snap "$JWTGATE_PID")
+	[ "$have_j1" = 1 ] && SNAP1W=$(thread_snap "$JWTGATE1_PID")
 	# Odd rounds go direct, jwtgate, nginx, HAProxy; even rounds the other way round, so a machine
 	# that slowly speeds up or slows down favours no target.
 	for round in $(seq 1 "$ROUNDS"); do
@@ -363,6 +365,7 @@ if [ "$MODE" = http1 ]; then
 		done
 	done
 	[ -n "${SNAP0:-}" ] && THREAD_SPLIT=$(thread_split "$SNAP0" "$(thread_snap "$JWTGATE_PID")")
+	[ -n "${SNAP1W:-}" ] && THREAD_SPLIT1W=$(thread_split "$SNAP1W" "$(thread_snap "$JWTGATE1_PID")" 1)
 	[ -n "${JWTGATE_PID:-}" ] && stop_pid "$JWTGATE_PID"
 	[ -n "${JWTGATE1_PID:-}" ] && stop_pid "$JWTGATE1_PID"
 	[ -n "${NGINX_PID:-}" ] && stop_pid "$NGINX_PID"
@@ -395,6 +398,7 @@ elif [ "$WORKERS" -gt 1 ]; then
 		unavailable "haproxy /foo jwt_verify" "$HAPROXY_WHY"
 	fi
 	[ "$have_foo" = 1 ] && SNAP0=$(thread_snap "$JWTGATE_PID")
+	[ "$have_j1" = 1 ] && SNAP1W=$(thread_snap "$JWTGATE1_PID")
 	for round in $(seq 1 "$ROUNDS"); do
 		echo "run.sh: round $round/$ROUNDS" >&2
 		order=(direct bar foo foo1 nginx haproxy)
@@ -411,6 +415,7 @@ elif [ "$WORKERS" -gt 1 ]; then
 		done
 	done
 	[ -n "${SNAP0:-}" ] && THREAD_SPLIT=$(thread_split "$SNAP0" "$(thread_snap "$JWTGATE_PID")")
+	[ -n "${SNAP1W:-}" ] && THREAD_SPLIT1W=$(thread_split "$SNAP1W" "$(thread_snap "$JWTGATE1_PID")" 1)
 	for pid in "${JWTGATE_PID:-}" "${JWTGATE1_PID:-}" "${NGINX_PID:-}" "${HAPROXY_PID:-}"; do
 		[ -n "$pid" ] && stop_pid "$pid"
 	done
@@ -590,6 +595,10 @@ report() {
 		echo
 		echo "jwtgate ($WORKERS workers): its threads from the first round to the last (all rows' runs; it is idle in the others'):"
 		echo "$THREAD_SPLIT"
+		if [ -n "${THREAD_SPLIT1W:-}" ]; then
+			echo "jwtgate 1w: its threads over the same rounds:"
+			echo "$THREAD_SPLIT1W"
+		fi
 	fi
 }
 

@@ -122,8 +122,10 @@ if [ "$WORKERS" -gt 1 ]; then
 	sed -i "s/^workers: 1\$/workers: $WORKERS/" "$WORK/jwtgate.yaml" "$WORK/jwtgate-nocache.yaml"
 	sed -i "s/^worker_processes 1;\$/worker_processes $WORKERS;/" "$WORK/nginx.conf"
 	sed -i "s/^\tnbthread 1\$/\tnbthread $WORKERS/" "$WORK/haproxy.cfg"
-	grep -q "^workers: $WORKERS\$" "$WORK/jwtgate.yaml" && grep -q "^worker_processes $WORKERS;" "$WORK/nginx.conf" &&
-		grep -q "nbthread $WORKERS\$" "$WORK/haproxy.cfg" || die "BENCH_WORKERS: a template no longer says 1 worker"
+	if ! grep -q "^workers: $WORKERS\$" "$WORK/jwtgate.yaml" || ! grep -q "^worker_processes $WORKERS;" "$WORK/nginx.conf" ||
+		! grep -q "nbthread $WORKERS\$" "$WORK/haproxy.cfg"; then
+		die "BENCH_WORKERS: a template no longer says 1 worker"
+	fi
 fi
 
 TOKEN=""

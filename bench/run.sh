@@ -23,7 +23,14 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}   # keep-alive connections
 THREADS=${BENCH_THREADS:-1}            # wrk threads
 ROUNDS=${BENCH_ROUNDS:-}               # interleaved rounds (default: 10 plain, 8 --jwt); medians shown
 MISS_TOKENS=${BENCH_MISS_TOKENS:-2000} # distinct tokens for the cache-miss runs
-# Proxy on CPU 0, wrk and the upstream on the others (BENCH_PROXY_CPUS, BENCH_LOAD_CPUS; lib.sh).
+WORKERS=${BENCH_WORKERS:-1}           # workers of every proxy: jwtgate workers, nginx worker_processes, HAProxy nbthread
+[[ "$WORKERS" =~ ^[1-9][0-9]?$ ]] || { echo "run.sh: BENCH_WORKERS '$WORKERS': a number 1-99" >&2; exit 2; }
+# Proxy on CPU 0, wrk and the upstream on the others (BENCH_PROXY_CPUS, BENCH_LOAD_CPUS; lib.sh). With
+# more than one worker nothing is pinned unless asked: a proxy with two workers on one pinned core would
+# measure nothing but the pinning.
+if [ "$WORKERS" -gt 1 ]; then
+	: "${BENCH_PROXY_CPUS=none}" "${BENCH_LOAD_CPUS=none}"
+fi
 bench_cpus
 JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
 JWTGATE_TOKEN_BIN=${JWTGATE_TOKEN_BIN:-$ROOT/build/jwtgate-token}
@@ -43,6 +50,7 @@ Usage: $0 [--jwt] [--help]
   --jwt      Bearer RS256 JWT on /foo: jwtgate cached and uncached, HAProxy jwt_verify, nginx (no auth),
              openssl speed rsa2048 verify/s as the per-core ceiling of a cache miss
 Environment (defaults):
+  BENCH_WORKERS=$WORKERS (2: every proxy with 2 workers/threads, unpinned, plus a jwtgate row with 1 worker)
   BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=$THREADS
   BENCH_MISS_TOKENS=$MISS_TOKENS BENCH_PROXY_CPUS='$PROXY_CPUS' BENCH_LOAD_CPUS='$LOAD_CPUS'
   JWTGATE_BIN=$JWTGATE_BIN
@@ -104,15 +112,32 @@ render "$BENCH_DIR/jwtgate.yaml.in" "$WORK/jwtgate.yaml" "${COMMON_SUBST[@]}" PO
 	TOKEN_CACHE_SIZE=4096
 render "$BENCH_DIR/jwtgate.yaml.in" "$WORK/jwtgate-nocache.yaml" "${COMMON_SUBST[@]}" PORT="$JWTGATE_PORT" \
 	TOKEN_CACHE_SIZE=0
+# BENCH_WORKERS: the peers' configs get the same number of workers; jwtgate's 1-worker config stays as
+# it is, as the "jwtgate 1w" row next to the others (the templates say 1, the default run uses them as they are).
+JWTGATE1_PORT=""
+if [ "$WORKERS" -gt 1 ]; then
+	JWTGATE1_PORT=$(free_port)
+	render "$BENCH_DIR/jwtgate.yaml.in" "$WORK/jwtgate-1w.yaml" "${COMMON_SUBST[@]}" PORT="$JWTGATE1_PORT" \
+		TOKEN_CACHE_SIZE=4096
+	sed -i "s/^workers: 1\$/workers: $WORKERS/" "$WORK/jwtgate.yaml" "$WORK/jwtgate-nocache.yaml"
+	sed -i "s/^worker_processes 1;\$/worker_processes $WORKERS;/" "$WORK/nginx.conf"
+	sed -i "s/^\tnbthread 1\$/\tnbthread $WORKERS/" "$WORK/haproxy.cfg"
+	if ! grep -q "^workers: $WORKERS\$" "$WORK/jwtgate.yaml" || ! grep -q "^worker_processes $WORKERS;" "$WORK/nginx.conf" ||
+		! grep -q "nbthread $WORKERS\$" "$WORK/haproxy.cfg"; then
+		die "BENCH_WORKERS: a template no longer says 1 worker"
+	fi
+fi
 
 TOKEN=""
 if [ "$MODE" = jwt ]; then
 	[ -x "$JWTGATE_TOKEN_BIN" ] || die "--jwt needs jwtgate-token ($JWTGATE_TOKEN_BIN): ninja -C build jwtgate-token"
 	TOKEN=$("$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss bench --sub bench-user \
 		--exp-in 2h) || die "jwtgate-token failed"
-	echo "run.sh: minting $MISS_TOKENS distinct tokens for the cache-miss runs" >&2
-	"$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss bench --sub bench-user \
-		--exp-in 2h --count "$MISS_TOKENS" >"$WORK/tokens.txt" || die "jwtgate-token --count failed"
+	if [ "$WORKERS" = 1 ]; then # BENCH_WORKERS > 1 measures the cached rows only
+		echo "run.sh: minting $MISS_TOKENS distinct tokens for the cache-miss runs" >&2
+		"$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss bench --sub bench-user \
+			--exp-in 2h --count "$MISS_TOKENS" >"$WORK/tokens.txt" || die "jwtgate-token --count failed"
+	fi
 fi
 AUTH_HEADER="Authorization: Bearer $TOKEN"
 EXPIRED_HEADER=""
@@ -210,6 +235,47 @@ start_jwtgate() { # CONFIG -> 0 when up; sets JWTGATE_WHY otherwise
 	return 0
 }
 
+# start_jwtgate1: the 1-worker jwtgate next to the BENCH_WORKERS one (its own port); sets JWTGATE1_PID.
+JWTGATE1_PID=""
+start_jwtgate1() {
+	start jwtgate-1w "$PROXY_CPUS" "$JWTGATE_BIN" -c "$WORK/jwtgate-1w.yaml"
+	JWTGATE1_PID=$STARTED_PID
+	if ! wait_ready "$JWTGATE1_PID" "$JWTGATE1_PORT"; then
+		JWTGATE_WHY="did not start: $(tail -1 "$WORK/jwtgate-1w.log")"
+		stop_pid "$JWTGATE1_PID"
+		return 1
+	fi
+}
+
+# thread_snap PID: one line per thread: tid, utime+stime (clock ticks), voluntary and involuntary
+# context switches (/proc/PID/task/TID/status). Two snapshots around the rounds show how the workers
+# shared the load: the busiest threads are the workers (the control and log writer threads stay near 0).
+thread_snap() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		awk -v t="${t##*/}" '{ printf "%s %d", t, $14 + $15 }' "$t/stat" 2>/dev/null || continue
+		awk '/^voluntary_ctxt_switches:/ { v = $2 } /^nonvoluntary_ctxt_switches:/ { n = $2 }
+			END { printf " %d %d\n", v, n }' "$t/status" 2>/dev/null || echo " 0 0"
+	done
+}
+
+# thread_split SNAP0 SNAP1 [N]: the threads' CPU seconds and context switches between the two
+# snapshots, busiest first, and the busiest N (default WORKERS) threads' shares of their CPU (even:
+# each 1/N).
+thread_split() {
+	awk 'NR == FNR { c[$1] = $2; r[$1] = $3; x[$1] = $4; next }
+		{ d = $2 - c[$1]; print d, $1, $3 - r[$1], $4 - x[$1] }' <(echo "$1") <(echo "$2") | sort -rn | awk -v w="${3:-$WORKERS}" -v hz="$(getconf CLK_TCK)" '
+		{ t[NR] = $2; d[NR] = $1; r[NR] = $3; x[NR] = $4; if (NR <= w) s += $1 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				if (d[i] == 0 && i > w) continue
+				printf "  thread %-8s %7.2f s CPU  %9d voluntary %9d involuntary switches", t[i], d[i] / hz, r[i], x[i]
+				if (i <= w && s > 0) printf "  %5.1f%% of the %d busiest", d[i] * 100 / s, w
+				printf "\n"
+			}
+		}'
+}
+
 start_nginx() {
 	start nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$WORK/" -e "$WORK/nginx-proxy.error.log" -c "$WORK/nginx.conf"
 	NGINX_PID=$STARTED_PID
@@ -246,6 +312,8 @@ U="http://127.0.0.1:$UPSTREAM_PORT"
 J="http://127.0.0.1:$JWTGATE_PORT"
 N="http://127.0.0.1:$NGINX_PORT"
 H="http://127.0.0.1:$HAPROXY_PORT"
+J1="http://127.0.0.1:${JWTGATE1_PORT:-0}"
+SNAP0="" THREAD_SPLIT="" SNAP1W="" THREAD_SPLIT1W=""
 
 if [ "$MODE" = http1 ]; then
 	echo "run.sh: HTTP/1.1, no auth, GET /bar, $ROUNDS interleaved rounds (medians)" >&2
@@ -267,25 +335,94 @@ if [ "$MODE" = http1 ]; then
 	else
 		unavailable haproxy "$HAPROXY_WHY"
 	fi
+	have_j1=0
+	if [ "$WORKERS" -gt 1 ] && [ "$have_j" = 1 ]; then
+		if start_jwtgate1; then
+			check_status "jwtgate 1w" "$J1/bar" 200 && have_j1=1
+		else
+			unavailable "jwtgate 1w" "$JWTGATE_WHY"
+		fi
+	fi
+	[ "$have_j" = 1 ] && [ "$WORKERS" -gt 1 ] && SNAP0=$(thread_snap "$JWTGATE_PID")
+	[ "$have_j1" = 1 ] && SNAP1W=$(thread_snap "$JWTGATE1_PID")
 	# Odd rounds go direct, jwtgate, nginx, HAProxy; even rounds the other way round, so a machine
 	# that slowly speeds up or slows down favours no target.
 	for round in $(seq 1 "$ROUNDS"); do
 		echo "run.sh: round $round/$ROUNDS" >&2
 		order=(direct jwtgate nginx haproxy)
 		[ $((round % 2)) = 0 ] && order=(haproxy nginx jwtgate direct)
+		if [ "$have_j1" = 1 ]; then # the 1-worker jwtgate next to the other one
+			# shellcheck disable=SC2206
+			[ $((round % 2)) = 1 ] && order=(${order[@]/jwtgate/jwtgate jwtgate1w}) || order=(${order[@]/jwtgate/jwtgate1w jwtgate})
+		fi
 		# cpu_us: each proxy's own CPU time per request (the upstream's for direct).
 		for t in "${order[@]}"; do
 			case $t in
 			direct) CPU_PID=$UPSTREAM_PID measure direct "$U/bar" ;;
 			jwtgate) [ "$have_j" = 1 ] && CPU_PID=$JWTGATE_PID measure jwtgate "$J/bar" ;;
+			jwtgate1w) CPU_PID=$JWTGATE1_PID measure "jwtgate 1w" "$J1/bar" ;;
 			nginx) [ "$have_n" = 1 ] && CPU_PID=$NGINX_PID measure nginx "$N/bar" ;;
 			haproxy) [ "$have_h" = 1 ] && CPU_PID=$HAPROXY_PID measure haproxy "$H/bar" ;;
 			esac
 		done
 	done
+	[ -n "${SNAP0:-}" ] && THREAD_SPLIT=$(thread_split "$SNAP0" "$(thread_snap "$JWTGATE_PID")")
+	[ -n "${SNAP1W:-}" ] && THREAD_SPLIT1W=$(thread_split "$SNAP1W" "$(thread_snap "$JWTGATE1_PID")" 1)
 	[ -n "${JWTGATE_PID:-}" ] && stop_pid "$JWTGATE_PID"
+	[ -n "${JWTGATE1_PID:-}" ] && stop_pid "$JWTGATE1_PID"
 	[ -n "${NGINX_PID:-}" ] && stop_pid "$NGINX_PID"
 	[ -n "${HAPROXY_PID:-}" ] && stop_pid "$HAPROXY_PID"
+elif [ "$WORKERS" -gt 1 ]; then
+	# BENCH_WORKERS > 1 with --jwt: the cached rows only (the cache-miss rows are a per-core measure),
+	# every server up at once and visited in turn, so each figure has neighbours in time.
+	echo "run.sh: JWT with $WORKERS workers: cached rows, $ROUNDS interleaved rounds" >&2
+	have_bar=0 have_foo=0 have_j1=0 have_n=0 have_h=0
+	if start_jwtgate "$WORK/jwtgate.yaml"; then
+		check_status "jwtgate /bar no-auth" "$J/bar" 200 "$AUTH_HEADER" && have_bar=1
+		verifies_jwt "jwtgate /foo cached" "$J/foo" && have_foo=1
+		if start_jwtgate1; then
+			verifies_jwt "jwtgate 1w /foo cached" "$J1/foo" && have_j1=1
+		else
+			unavailable "jwtgate 1w /foo cached" "$JWTGATE_WHY"
+		fi
+	else
+		unavailable "jwtgate /bar no-auth" "$JWTGATE_WHY"
+		unavailable "jwtgate /foo cached" "$JWTGATE_WHY"
+	fi
+	if start_nginx; then
+		check_status "nginx /foo no-auth" "$N/foo" 200 "$AUTH_HEADER" && have_n=1
+	else
+		unavailable "nginx /foo no-auth" "did not start: $(tail -1 "$WORK/nginx.log")"
+	fi
+	if start_haproxy; then
+		verifies_jwt "haproxy /foo jwt_verify" "$H/foo" && have_h=1
+	else
+		unavailable "haproxy /foo jwt_verify" "$HAPROXY_WHY"
+	fi
+	[ "$have_foo" = 1 ] && SNAP0=$(thread_snap "$JWTGATE_PID")
+	[ "$have_j1" = 1 ] && SNAP1W=$(thread_snap "$JWTGATE1_PID")
+	for round in $(seq 1 "$ROUNDS"); do
+		echo "run.sh: round $round/$ROUNDS" >&2
+		order=(direct bar foo foo1 nginx haproxy)
+		[ $((round % 2)) = 0 ] && order=(haproxy nginx foo1 foo bar direct)
+		for t in "${order[@]}"; do
+			case $t in
+			direct) CPU_PID=$UPSTREAM_PID measure direct "$U/foo" "" "$AUTH_HEADER" ;;
+			bar) [ "$have_bar" = 1 ] && CPU_PID=$JWTGATE_PID measure "jwtgate /bar no-auth" "$J/bar" "" "$AUTH_HEADER" ;;
+			foo) [ "$have_foo" = 1 ] && CPU_PID=$JWTGATE_PID measure "jwtgate /foo cached" "$J/foo" "" "$AUTH_HEADER" ;;
+			foo1) [ "$have_j1" = 1 ] && CPU_PID=$JWTGATE1_PID measure "jwtgate 1w /foo cached" "$J1/foo" "" "$AUTH_HEADER" ;;
+			nginx) [ "$have_n" = 1 ] && CPU_PID=$NGINX_PID measure "nginx /foo no-auth" "$N/foo" "" "$AUTH_HEADER" ;;
+			haproxy) [ "$have_h" = 1 ] && CPU_PID=$HAPROXY_PID measure "haproxy /foo jwt_verify" "$H/foo" "" "$AUTH_HEADER" ;;
+			esac
+		done
+	done
+	[ -n "${SNAP0:-}" ] && THREAD_SPLIT=$(thread_split "$SNAP0" "$(thread_snap "$JWTGATE_PID")")
+	[ -n "${SNAP1W:-}" ] && THREAD_SPLIT1W=$(thread_split "$SNAP1W" "$(thread_snap "$JWTGATE1_PID")" 1)
+	for pid in "${JWTGATE_PID:-}" "${JWTGATE1_PID:-}" "${NGINX_PID:-}" "${HAPROXY_PID:-}"; do
+		[ -n "$pid" ] && stop_pid "$pid"
+	done
+	STAGE_LINE="skipped: BENCH_WORKERS=$WORKERS measures the cached rows only"
+	STAGE_PERF="skipped"
 else
 	echo "run.sh: JWT, Authorization: Bearer <RS256, RSA-2048>" >&2
 	measure direct "$U/foo" "" "$AUTH_HEADER"
@@ -375,8 +512,13 @@ report() {
 	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
 	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, medians of $ROUNDS interleaved rounds$([ "$MODE" = jwt ] && echo " (jwtgate rows)"); proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo "jwtgate unavailable")"
-	echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
-	[ "$MODE" = jwt ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"
+	if [ "$WORKERS" -gt 1 ]; then
+		echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: $WORKERS workers/threads (jwtgate workers: $WORKERS, nginx worker_processes $WORKERS, HAProxy nbthread $WORKERS), upstream keep-alive; rows 'jwtgate 1w': the same jwtgate with workers: 1"
+		echo "note: wrk, the upstream and the proxy share this machine's $(nproc) CPUs: the ratios are those of proxies competing with their load for the cores, not per-core figures"
+	else
+		echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: 1 worker/thread, upstream keep-alive"
+	fi
+	[ "$MODE" = jwt ] && [ "$WORKERS" = 1 ] && echo "tokens: RS256 RSA-2048; cache-miss runs rotate $MISS_TOKENS distinct tokens, jwtgate with tokenCache size 0"
 	echo
 	printf '%-26s %12s %9s %9s %8s %7s %9s  %s\n' target req/s p50_ms p99_ms non-2xx errors cpu_us note
 	for row in "${ROWS[@]}"; do
@@ -390,6 +532,9 @@ report() {
 		echo "p99 jwtgate/nginx   $(paired jwtgate nginx p99 | sed 's/^  //')   (at most 1: no worse)"
 		echo "p99 jwtgate/haproxy $(paired jwtgate haproxy p99 | sed 's/^  //')"
 		echo "jwtgate/direct  $(ratio jwtgate direct)"
+		if [ "$WORKERS" -gt 1 ]; then
+			echo "jwtgate/jwtgate 1w  $(ratio jwtgate "jwtgate 1w")$(paired jwtgate "jwtgate 1w")   ($WORKERS workers over 1)"
+		fi
 		# CPU per request, a per-core cost less swayed by how the three processes share the cores.
 		local cj=${CPU[jwtgate]:-} cn=${CPU[nginx]:-} ch=${CPU[haproxy]:-}
 		if [ -n "$cj" ] && [ -n "$cn" ] && [ -n "$ch" ]; then
@@ -400,6 +545,16 @@ report() {
 		echo "jwtgate cached/nginx no-auth          $(ratio "jwtgate /foo cached" "nginx /foo no-auth")"
 		echo "jwtgate cached/jwtgate no-auth        $(ratio "jwtgate /foo cached" "jwtgate /bar no-auth")$(paired "jwtgate /foo cached" "jwtgate /bar no-auth")"
 		echo "jwtgate cached/direct                 $(ratio "jwtgate /foo cached" direct)"
+		if [ "$WORKERS" -gt 1 ]; then
+			echo "paired, $WORKERS workers each:"
+			echo "  jwtgate cached/haproxy jwt_verify    $(paired "jwtgate /foo cached" "haproxy /foo jwt_verify" | sed 's/^  //')"
+			echo "  jwtgate cached/nginx no-auth        $(paired "jwtgate /foo cached" "nginx /foo no-auth" | sed 's/^  //')"
+			echo "  jwtgate cached/jwtgate 1w cached    $(ratio "jwtgate /foo cached" "jwtgate 1w /foo cached")$(paired "jwtgate /foo cached" "jwtgate 1w /foo cached")   ($WORKERS workers over 1)"
+			local r
+			for r in "jwtgate /foo cached" "jwtgate 1w /foo cached" "nginx /foo no-auth" "haproxy /foo jwt_verify"; do
+				[ -n "${CPU[$r]:-}" ] && printf '  CPU per request %-24s %s us\n' "$r" "${CPU[$r]}"
+			done
+		fi
 		echo "jwtgate miss/haproxy distinct         $(ratio "jwtgate /foo miss" "haproxy /foo distinct")"
 		echo "jwtgate miss/openssl verify per core  $(ratio "jwtgate /foo miss" "openssl rsa2048 verify/s")"
 		# What a cache miss adds to a request, in units of one raw RSA-2048 verification (target <= 1.25).
@@ -438,9 +593,18 @@ report() {
 			echo "  ${STAGE_LINE:-not run}"
 		fi
 	fi
+	if [ -n "${THREAD_SPLIT:-}" ]; then
+		echo
+		echo "jwtgate ($WORKERS workers): its threads from the first round to the last (all rows' runs; it is idle in the others'):"
+		echo "$THREAD_SPLIT"
+		if [ -n "${THREAD_SPLIT1W:-}" ]; then
+			echo "jwtgate 1w: its threads over the same rounds:"
+			echo "$THREAD_SPLIT1W"
+		fi
+	fi
 }
 
-BENCH_COMMAND="$0 $*"
+BENCH_COMMAND="$([ "$WORKERS" -gt 1 ] && echo "BENCH_WORKERS=$WORKERS ")$0 $*"
 mkdir -p "$RESULTS_DIR"
 RESULT_FILE="$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M%S)-$MODE.txt"
 report | tee "$RESULT_FILE"

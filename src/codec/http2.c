@@ -87,8 +87,8 @@
 #define H2_MEM_FRAME_OFF   4096
 #define H2_MEM_FRAME_SPAN  (5 * 4096)
 #define H2_MEM_SLOT_BYTES  (H2_MEM_FRAME_OFF + H2_MEM_FRAME_SPAN)
-#define H2_MEM_IDLE_MS     1000 /* long enough that no request rate pays a page fault per request */
-#define H2_MEM_WARM_SLOTS  64   /* free slots a worker keeps resident for new connections */
+#define H2_MEM_IDLE_MS     1000   /* long enough that no request rate pays a page fault per request */
+#define H2_MEM_WARM_SLOTS  64     /* free slots a worker keeps resident for new connections */
 #define H2_MEM_MAX_SLOTS   262144 /* per worker; connections past it keep their buffers on the heap */
 
 enum h2_conn_state {

@@ -1627,9 +1627,9 @@ static int h2_session_new(struct h2_conn *c)
 	nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
 	nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK);
 	nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS);
-	/* Closed streams are not kept for the RFC 7540 priority tree (which jwtgate does not use for
-	 * scheduling decisions of its own): an idle connection then holds no stream, and its stream
-	 * table is empty (h2_mem_idle). */
+	/* Closed streams are not kept for the RFC 7540 priority tree (a scheme RFC 9113 section 5.3.1
+	 * deprecates; a new stream that names a closed one as its parent gets the default priority):
+	 * an idle connection then holds no stream, and its stream table is all zero (h2_mem_idle). */
 	nghttp2_option_set_no_closed_streams(opt, 1);
 	c->mem_slot = pagepool_get(&c->w->h2_pages);
 	if (nghttp2_session_server_new3(&c->session, cbs, c, opt, &mem) != 0)

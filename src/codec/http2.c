@@ -37,6 +37,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <linux/sockios.h>
 
@@ -49,6 +50,7 @@
 #include "telemetry/access_log.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "core/pagepool.h"
 #include "route/pipeline.h"
 #include "core/request.h"
 #include "upstream/upstream.h"
@@ -75,6 +77,19 @@
 #define H2_LINGER_MS               1000 /* bound on reading after our FIN */
 #define H2_ABORT_MS                100  /* flood / protocol error: GOAWAY out and socket closed within */
 #define H2_ABORT_POLL_MS           5    /* while the kernel still holds our GOAWAY (SIOCOUTQ) */
+/* Idle memory (issue 13). nghttp2 1.52 allocates, per session and for the session's life, the stream
+ * map's table (calloc of 256 buckets of 16 bytes) and one chunk of the outbound frame buffer
+ * (NGHTTP2_FRAMEBUF_CHUNKLEN = 9 + 1 + 16384 bytes, through realloc(NULL, ...)). Both get a slot of
+ * the worker's page pool (pagepool.h): the table on the first page, the frame buffer on the next
+ * five. After H2_MEM_IDLE_MS without traffic those pages go back to the kernel (h2_mem_idle). */
+#define H2_MEM_MAP_BYTES   4096
+#define H2_MEM_FRAME_BYTES (9 + 1 + 16384)
+#define H2_MEM_FRAME_OFF   4096
+#define H2_MEM_FRAME_SPAN  (5 * 4096)
+#define H2_MEM_SLOT_BYTES  (H2_MEM_FRAME_OFF + H2_MEM_FRAME_SPAN)
+#define H2_MEM_IDLE_MS     1000   /* long enough that no request rate pays a page fault per request */
+#define H2_MEM_WARM_SLOTS  64     /* free slots a worker keeps resident for new connections */
+#define H2_MEM_MAX_SLOTS   262144 /* per worker; connections past it keep their buffers on the heap */
 
 enum h2_conn_state {
 	H2C_PREFACE = 0, /* waiting for the client preface (magic and SETTINGS): limits.headerTimeout */
@@ -125,6 +140,13 @@ struct h2_conn {
 	struct event flush_ev;    /* deferred nghttp2_session_mem_send */
 	struct event free_ev;     /* deferred free */
 	struct h2_stream *streams;
+	/* The page-pool slot of the session's stream table and frame buffer (NULL: both on the heap),
+	 * which of the two nghttp2 holds, and what is left of limits.idleTimeout once the idle timer's
+	 * first step (H2_MEM_IDLE_MS) fired (0: the timer runs no such step). */
+	unsigned char *mem_slot;
+	bool mem_map_held;
+	bool mem_frame_held;
+	uint64_t idle_rest_ms;
 	struct worker_conn wc; /* the worker's list of connections (drain, abort) */
 	/* Plain sockets (not TLS) skip the bufferevent's own I/O (bevio.h): reads through rd (no
 	 * FIONREAD ioctl), writes straight from the output buffer once per burst, EV_WRITE only while
@@ -250,10 +272,26 @@ static void h2_arm_timer(struct h2_conn *c, uint64_t ms)
 {
 	if (c->aborting)
 		return;
+	c->idle_rest_ms = 0;
 	if (ms == 0)
 		bevio_timer_clear(&c->timer);
 	else
 		bevio_timer_set(&c->timer, ms);
+}
+
+/* limits.idleTimeout from now, in two steps when the connection has a page-pool slot: after
+ * H2_MEM_IDLE_MS the slot's pages are released (h2_on_timer, h2_mem_idle), then the rest runs. One
+ * lazy timer either way: no event operation per request. */
+static void h2_arm_idle_timer(struct h2_conn *c)
+{
+	uint64_t idle = c->w->cfg->limits.idle_timeout_ms;
+
+	if (c->mem_slot == NULL || idle <= H2_MEM_IDLE_MS || c->aborting) {
+		h2_arm_timer(c, idle);
+		return;
+	}
+	h2_arm_timer(c, H2_MEM_IDLE_MS);
+	c->idle_rest_ms = idle - H2_MEM_IDLE_MS;
 }
 
 /* True when an open header block has outlived the header timeout. */
@@ -270,8 +308,10 @@ static void h2_arm_head_block_deadline(struct h2_conn *c)
 	uint64_t deadline = c->head_block_since_ms + c->w->cfg->limits.header_timeout_ms, now = jg_now_ms();
 	uint64_t left = (deadline > now ? deadline - now : 0) + 1; /* +1: never fire before it */
 
-	if (left < c->w->cfg->limits.idle_timeout_ms && !c->aborting)
+	if (left < c->w->cfg->limits.idle_timeout_ms && !c->aborting) {
+		c->idle_rest_ms = 0;
 		bevio_timer_set_odd(&c->timer, left); /* not one of the configured durations */
+	}
 }
 
 /* Serialises pending frames from the event loop rather than from the caller's stack. */
@@ -290,6 +330,117 @@ static void h2_read_enable(struct h2_conn *c, bool on)
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
+}
+
+/* ---- memory of an idle connection (issue 13) ---- */
+
+int http2_mem_pool_init(struct pagepool *pool, uint32_t max_conns)
+{
+	/* The slot layout assumes 4 KiB pages; elsewhere nghttp2 keeps everything on the heap. */
+	if (sysconf(_SC_PAGESIZE) != 4096) {
+		memset(pool, 0, sizeof(*pool));
+		return JG_ERR_UNSUPPORTED;
+	}
+	/* Address space only, but bounded: 24 KiB * H2_MEM_MAX_SLOTS = 6 GiB. */
+	if (max_conns > H2_MEM_MAX_SLOTS)
+		max_conns = H2_MEM_MAX_SLOTS;
+	return pagepool_init(pool, H2_MEM_SLOT_BYTES, max_conns, H2_MEM_WARM_SLOTS);
+}
+
+/* nghttp2_mem functions: the session's stream table and frame buffer go to the connection's slot,
+ * everything else (the session object, HPACK tables and entries, streams, frames) to malloc. A
+ * request matching neither, or a connection without a slot, falls through to libc. */
+static void *h2_mem_malloc(size_t size, void *user_data)
+{
+	(void)user_data;
+	return malloc(size);
+}
+
+static void *h2_mem_calloc(size_t n, size_t size, void *user_data)
+{
+	struct h2_conn *c = user_data;
+
+	if (c->mem_slot != NULL && !c->mem_map_held && size != 0 && n == H2_MEM_MAP_BYTES / size &&
+	    H2_MEM_MAP_BYTES % size == 0) {
+		/* A slot kept warm holds its last owner's table; a fresh or released one reads as
+		 * zero (checking reads the shared zero page: no memory is taken). */
+		if (!pagepool_is_zero(c->mem_slot, H2_MEM_MAP_BYTES))
+			memset(c->mem_slot, 0, H2_MEM_MAP_BYTES);
+		c->mem_map_held = true;
+		return c->mem_slot;
+	}
+	return calloc(n, size);
+}
+
+static bool h2_mem_in_slot(const struct h2_conn *c, const void *ptr)
+{
+	const unsigned char *p = ptr;
+
+	return c->mem_slot != NULL && p >= c->mem_slot && p < c->mem_slot + H2_MEM_SLOT_BYTES;
+}
+
+static void h2_mem_free(void *ptr, void *user_data)
+{
+	struct h2_conn *c = user_data;
+
+	if (!h2_mem_in_slot(c, ptr)) {
+		free(ptr);
+		return;
+	}
+	if ((unsigned char *)ptr == c->mem_slot)
+		c->mem_map_held = false;
+	else
+		c->mem_frame_held = false;
+}
+
+static void *h2_mem_realloc(void *ptr, size_t size, void *user_data)
+{
+	struct h2_conn *c = user_data;
+	size_t span;
+	void *np;
+
+	if (ptr == NULL && size == H2_MEM_FRAME_BYTES && c->mem_slot != NULL && !c->mem_frame_held) {
+		c->mem_frame_held = true;
+		return c->mem_slot + H2_MEM_FRAME_OFF;
+	}
+	if (!h2_mem_in_slot(c, ptr))
+		return realloc(ptr, size);
+	span = (unsigned char *)ptr == c->mem_slot ? H2_MEM_MAP_BYTES : H2_MEM_FRAME_SPAN;
+	if (size <= span)
+		return ptr;
+	np = malloc(size);
+	if (np == NULL)
+		return NULL;
+	memcpy(np, ptr, span);
+	h2_mem_free(ptr, c);
+	return np;
+}
+
+/* Gives the slot back once nghttp2 freed the session. */
+static void h2_mem_put_slot(struct h2_conn *c)
+{
+	if (c->mem_slot == NULL)
+		return;
+	pagepool_put(&c->w->h2_pages, c->mem_slot);
+	c->mem_slot = NULL;
+	c->mem_map_held = false;
+	c->mem_frame_held = false;
+}
+
+/* The connection has been quiet for H2_MEM_IDLE_MS. With no stream and nothing nghttp2 still has to
+ * send, the frame buffer's bytes are dead (nghttp2 serialises every frame afresh into it) and a
+ * stream table without streams is all zero: their pages go back to the kernel and are faulted in
+ * again by the next frame and the next stream. */
+static void h2_mem_idle(struct h2_conn *c)
+{
+	if (c->mem_slot == NULL || c->state != H2C_OPEN || c->streams != NULL || c->in_recv ||
+	    nghttp2_session_want_write(c->session))
+		return;
+	if (c->mem_frame_held)
+		pagepool_release(&c->w->h2_pages, c->mem_slot + H2_MEM_FRAME_OFF, H2_MEM_FRAME_SPAN);
+	if (c->mem_map_held && pagepool_is_zero(c->mem_slot, H2_MEM_MAP_BYTES))
+		pagepool_release(&c->w->h2_pages, c->mem_slot, H2_MEM_MAP_BYTES);
+	log_debug("http2 %s: idle, session buffers released", c->peer_ip);
 }
 
 /* ---- helpers ---- */
@@ -977,7 +1128,7 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 	nghttp2_session_set_stream_user_data(session, s->id, s);
 	if (c->state == H2C_PREFACE) {
 		h2_set_state(c, H2C_OPEN);
-		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		h2_arm_idle_timer(c);
 	}
 	return 0;
 }
@@ -1069,7 +1220,7 @@ static int h2_on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *fr
 		 * before its first call. limits.idleTimeout bounds it; headerTimeout bounds each header
 		 * block (head_block_since_ms). */
 		h2_set_state(c, H2C_OPEN);
-		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		h2_arm_idle_timer(c);
 		return 0;
 	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
@@ -1278,7 +1429,7 @@ static void h2_flush(struct h2_conn *c)
 	if (wrote) {
 		/* The client takes our bytes: that is activity too (h2_on_write for TLS). */
 		if (c->state == H2C_OPEN || c->state == H2C_DRAINING)
-			h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+			h2_arm_idle_timer(c);
 		/* Frames the client sent while we had stopped are parsed from the loop, not from here
 		 * (h2_on_read calls this function). */
 		if (h2_read_resumable(c))
@@ -1353,7 +1504,7 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	if (c->state != H2C_PREFACE)
-		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		h2_arm_idle_timer(c);
 	while (evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		ssize_t n;
@@ -1406,7 +1557,7 @@ static void h2_on_write(struct bufferevent *bev, void *arg)
 		bufferevent_disable(bev, EV_WRITE);
 	/* The client takes our bytes: that is activity too. */
 	if (c->state == H2C_OPEN || c->state == H2C_DRAINING)
-		h2_arm_timer(c, c->w->cfg->limits.idle_timeout_ms);
+		h2_arm_idle_timer(c);
 	/* Frames the client sent while we had stopped go first (they may carry WINDOW_UPDATE or new
 	 * requests); h2_on_read flushes after them. Refilling the output first would keep it above the
 	 * mark for as long as a download streams, and the client's frames would wait for its end. */
@@ -1455,6 +1606,14 @@ static void h2_on_timer(void *arg)
 			             "header block not completed within the header timeout");
 			h2_set_state(c, H2C_DRAINING);
 			h2_arm_timer(c, H2_FLUSH_MS);
+			break;
+		}
+		if (c->idle_rest_ms != 0) {
+			/* The idle timeout's first step: quiet for H2_MEM_IDLE_MS. */
+			uint64_t rest = c->idle_rest_ms;
+
+			h2_mem_idle(c);
+			h2_arm_timer(c, rest);
 			break;
 		}
 		if (c->calm_reason == NULL && nghttp2_session_want_read(c->session) && c->state == H2C_OPEN) {
@@ -1523,6 +1682,7 @@ static void h2_destroy(struct h2_conn *c)
 	c->session = NULL;
 	if (c->plain)
 		bevio_reader_stop(&c->rd);
+	h2_mem_put_slot(c);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	event_active(&c->free_ev, EV_TIMEOUT, 0);
@@ -1571,6 +1731,7 @@ static int h2_session_new(struct h2_conn *c)
 {
 	nghttp2_option *opt = NULL;
 	nghttp2_session_callbacks *cbs = h2_callbacks();
+	nghttp2_mem mem = {c, h2_mem_malloc, h2_mem_free, h2_mem_calloc, h2_mem_realloc};
 	nghttp2_settings_entry iv[] = {
 	        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->w->cfg->limits.h2_max_concurrent_streams},
 	        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 65535},
@@ -1586,7 +1747,13 @@ static int h2_session_new(struct h2_conn *c)
 	nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
 	nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK);
 	nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS);
-	if (nghttp2_session_server_new2(&c->session, cbs, c, opt) != 0)
+	/* Closed streams stay nghttp2's (nghttp2_option_set_no_closed_streams is not set): they are how
+	 * it tells a frame on a closed stream (RFC 9113 section 5.1: STREAM_CLOSED, h2spec http2/5.1)
+	 * from one on a stream long gone, which it ignores. The price: the stream table of a connection
+	 * idle after a request is not all zero, and its page stays (h2_mem_idle releases it only when
+	 * it is). */
+	c->mem_slot = pagepool_get(&c->w->h2_pages);
+	if (nghttp2_session_server_new3(&c->session, cbs, c, opt, &mem) != 0)
 		goto cleanup;
 	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, JG_ARRAY_SIZE(iv)) != 0 ||
 	    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW) != 0)
@@ -1613,6 +1780,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	if (h2_session_new(c) < 0) {
 		if (c->session != NULL)
 			nghttp2_session_del(c->session);
+		h2_mem_put_slot(c);
 		free(c);
 		goto fail;
 	}

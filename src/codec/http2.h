@@ -6,9 +6,11 @@
 #define JWTGATE_HTTP2_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct worker;
+struct pagepool;
 struct bufferevent;
 struct h2_conn;
 
@@ -23,5 +25,11 @@ struct h2_conn;
  * then gives the count back). */
 int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
                         socklen_t peer_len, int listener_index, bool is_tls);
+
+/* Sets up a worker's pool of slots for the sessions' largest buffers (stream table, frame buffer),
+ * whose pages an idle connection gives back (issue 13): one slot per connection, at most max_conns
+ * (past that, sessions use the heap). Returns 0 or a negative JG_ERR_* (the pool is then off and
+ * every session uses the heap). */
+int http2_mem_pool_init(struct pagepool *pool, uint32_t max_conns);
 
 #endif

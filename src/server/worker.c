@@ -379,6 +379,10 @@ int worker_init(struct worker *w, int id, struct snapshot *snap, int *listen_fds
 	bevio_timeouts_init(&w->timeouts, w->base);
 	bevio_defer_init(&w->defer, w->base);
 	arena_cache_init(&w->arenas, WORKER_ARENA_CHUNK, WORKER_ARENA_CACHED);
+	/* Address space for one slot per connection the process may hold (24 KiB each, untouched until
+	 * used); should it be refused, HTTP/2 sessions keep their buffers on the heap. */
+	if (http2_mem_pool_init(&w->h2_pages, cfg->limits.max_connections) < 0)
+		log_info("worker %d: no HTTP/2 page pool; idle HTTP/2 connections keep their buffers", id);
 	w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->notify_fd == -1)
 		return -errno;
@@ -458,6 +462,7 @@ void worker_free(struct worker *w)
 	if (w->notify_fd > 0)
 		close(w->notify_fd);
 	arena_cache_free(&w->arenas);
+	pagepool_fini(&w->h2_pages);
 	free(w->stats);
 	w->stats = NULL;
 }

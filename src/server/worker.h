@@ -16,6 +16,7 @@
 #include "jwt/auth.h"
 #include "core/arena.h"
 #include "core/bevio.h"
+#include "core/pagepool.h"
 #include "config/config.h"
 #include "route/router.h"
 #include "telemetry/stats.h"
@@ -96,6 +97,9 @@ struct worker {
 	/* Request arena chunks between requests: a connection gives its chunk back when it goes idle
 	 * and takes one at the next request's first byte (arena.h). */
 	struct arena_cache arenas;
+	/* Slots for the HTTP/2 sessions' stream tables and frame buffers, released while a connection
+	 * is idle (http2_mem_pool_init). */
+	struct pagepool h2_pages;
 	bool has_access_log;        /* accessLog is on (lines go to the log writer, log_writer.h) */
 	struct stats_worker *stats; /* lifetime counters; written by this worker only (stats.h) */
 	/* jg_now_ms() when the worker last answered the control thread's heartbeat (admin /live) */

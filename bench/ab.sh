@@ -34,6 +34,10 @@ WRK_BIN=${WRK_BIN:-wrk}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$BENCH_DIR/results}
 HOST_HEADER="Host: www.example.com"
 URL_PATH=/bar # the open route: proxying alone
+MISS=0        # --miss: /foo with distinct RS256 tokens, tokenCache size 0 (every request a full verify)
+MISS_TOKENS=${BENCH_MISS_TOKENS:-2000}
+JWTGATE_TOKEN_BIN=${JWTGATE_TOKEN_BIN:-$ROOT/build/jwtgate-token}
+TOKEN_FILE=""
 
 LABEL=""
 declare -A ADMIN=([A]=0 [B]=0) SCRAPE=([A]="" [B]="") SCRAPE_SPEC=([A]="" [B]="") EXTRA=([A]="" [B]="")
@@ -42,7 +46,7 @@ declare -A ALOG=([A]="" [B]="") # --access-log-a/-b FORMAT
 usage() {
 	cat <<EOF
 Usage: $0 --label NAME [--admin-a] [--admin-b] [--scrape-a INTERVAL] [--scrape-b INTERVAL]
-          [--yaml-a FILE] [--yaml-b FILE] [--access-log-a FORMAT] [--access-log-b FORMAT]
+          [--yaml-a FILE] [--yaml-b FILE] [--access-log-a FORMAT] [--access-log-b FORMAT] [--miss]
   --label NAME        names the result file: bench/results/<date>-ab-NAME.txt
   --admin-a/-b        add an admin block (admin: {address: 127.0.0.1:<free port>}) to that variant
   --scrape-a/-b IVAL  GET that variant's admin /metrics every IVAL (100ms, 1s) during its rounds
@@ -50,6 +54,8 @@ Usage: $0 --label NAME [--admin-a] [--admin-b] [--scrape-a INTERVAL] [--scrape-b
   --yaml-a/-b FILE    append FILE (top-level YAML keys) to that variant's config
   --access-log-a/-b FORMAT  add accessLog: {path: <temporary folder>/access-A|B.log, format: FORMAT}
                       (text or json) to that variant; the report gives the lines and bytes written
+  --miss              JWT cache misses, both variants: GET /foo (JWT route), tokenCache size 0, wrk rotating
+                      through BENCH_MISS_TOKENS distinct RS256 tokens (minted with JWTGATE_TOKEN_BIN)
 Both variants get bench/jwtgate.yaml.in (workers: 1, GET $URL_PATH open, upstream keep-alive) plus the above.
 Environment (defaults):
   JWTGATE_A=$JWTGATE_A
@@ -108,6 +114,7 @@ while [ $# -gt 0 ]; do
 		ALOG[$(side "$1")]=$2
 		shift
 		;;
+	--miss) MISS=1 ;;
 	--help | -h)
 		usage
 		exit 0
@@ -135,6 +142,13 @@ WORK=$(mktemp -d /tmp/jwtgate-bench-ab.XXXXXX) || die "cannot create a temporary
 mkdir -p "$WORK/tmp"
 LOAD_TASKSET=$(taskset_prefix "$LOAD_CPUS")
 rows_init
+CACHE_SIZE=4096
+AUTH=()
+if [ "$MISS" = 1 ]; then
+	[ -x "$JWTGATE_TOKEN_BIN" ] || die "--miss needs jwtgate-token ($JWTGATE_TOKEN_BIN): ninja -C build jwtgate-token"
+	URL_PATH=/foo
+	CACHE_SIZE=0
+fi
 
 # ---- ports and configs ----
 UPSTREAM_PORT=$(free_port)
@@ -142,12 +156,19 @@ declare -A PORT ADMIN_PORT PID BIN CONF
 BIN[A]=$JWTGATE_A
 BIN[B]=$JWTGATE_B
 make_keys || die "cannot make the RSA key and JWKS" # the template's /foo policy reads a JWKS file
+if [ "$MISS" = 1 ]; then
+	echo "ab.sh: minting $MISS_TOKENS distinct tokens (--miss)" >&2
+	TOKEN_FILE=$WORK/tokens.txt
+	"$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss bench --sub bench-user \
+		--exp-in 2h --count "$MISS_TOKENS" >"$TOKEN_FILE" || die "jwtgate-token --count failed"
+	AUTH=("Authorization: Bearer $(head -1 "$TOKEN_FILE")")
+fi
 render "$BENCH_DIR/nginx-upstream.conf.in" "$WORK/nginx-upstream.conf" DIR="$WORK" UPSTREAM_PORT="$UPSTREAM_PORT"
 for v in A B; do
 	PORT[$v]=$(free_port)
 	CONF[$v]=$WORK/jwtgate-$v.yaml
 	render "$BENCH_DIR/jwtgate.yaml.in" "${CONF[$v]}" DIR="$WORK" UPSTREAM_PORT="$UPSTREAM_PORT" \
-		JWKS="$WORK/jwks.json" PORT="${PORT[$v]}" TOKEN_CACHE_SIZE=4096
+		JWKS="$WORK/jwks.json" PORT="${PORT[$v]}" TOKEN_CACHE_SIZE=$CACHE_SIZE
 	if [ "${ADMIN[$v]}" = 1 ]; then
 		ADMIN_PORT[$v]=$(free_port)
 		printf '\n# ab.sh --admin-%s\nadmin: {address: 127.0.0.1:%s}\n' "$(echo $v | tr AB ab)" \
@@ -177,8 +198,13 @@ for v in A B; do
 	start "jwtgate-$v" "$PROXY_CPUS" "${BIN[$v]}" -c "${CONF[$v]}"
 	PID[$v]=$STARTED_PID
 	wait_ready "${PID[$v]}" "${PORT[$v]}" || die "variant $v did not start: $(tail -1 "$WORK/jwtgate-$v.log")"
-	got=$(status_of "http://127.0.0.1:${PORT[$v]}$URL_PATH")
+	got=$(status_of "http://127.0.0.1:${PORT[$v]}$URL_PATH" "${AUTH[@]}")
 	[ "$got" = 200 ] || die "variant $v: smoke check GET $URL_PATH gave $got, want 200"
+	if [ "$MISS" = 1 ]; then
+		# A variant that lets a request without a token through is not verifying: its figure is void.
+		got=$(status_of "http://127.0.0.1:${PORT[$v]}$URL_PATH")
+		[ "$got" = 401 ] || die "variant $v: GET $URL_PATH without a token gave $got, want 401"
+	fi
 	if [ "${ADMIN[$v]}" = 1 ]; then
 		wait_ready "${PID[$v]}" "${ADMIN_PORT[$v]}" || die "variant $v: no admin listener on ${ADMIN_PORT[$v]} (a binary without the admin endpoint?)"
 		got=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "http://127.0.0.1:${ADMIN_PORT[$v]}/metrics")
@@ -218,7 +244,7 @@ for round in $(seq 1 "$ROUNDS"); do
 			PIDS+=("$scraper")
 			sleep 0.2 # python's start-up, before wrk starts
 		fi
-		CPU_PID=${PID[$v]} measure "$v" "http://127.0.0.1:${PORT[$v]}$URL_PATH"
+		CPU_PID=${PID[$v]} measure "$v" "http://127.0.0.1:${PORT[$v]}$URL_PATH" "$TOKEN_FILE"
 		if [ -n "$scraper" ]; then
 			stop_pid "$scraper"
 			SCRAPES[$v]="${SCRAPES[$v]:-}$(grep '^JGSCRAPE ' "$WORK/scrape-$v-$round.txt" || echo "JGSCRAPE failed")"$'\n'
@@ -280,7 +306,7 @@ report() {
 	echo "jwtgate A/B benchmark ($LABEL) $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "command: ${BENCH_ENV}bench/ab.sh ${ARGS[*]}"
 	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, GET $URL_PATH, $ROUNDS rounds of A and B (A first in odd rounds, B first in even); proxy CPUs: ${PROXY_CPUS:-any} (both variants); load CPUs: ${LOAD_CPUS:-any} (wrk, upstream, scraper)"
+	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, GET $URL_PATH${TOKEN_FILE:+ rotating $MISS_TOKENS distinct RS256 tokens, tokenCache size 0}, $ROUNDS rounds of A and B (A first in odd rounds, B first in even); proxy CPUs: ${PROXY_CPUS:-any} (both variants); load CPUs: ${LOAD_CPUS:-any} (wrk, upstream, scraper)"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}')"
 	echo "upstream: nginx, 1 worker, return 200 \"ok\"; each variant: workers: 1, upstream keep-alive"
 	describe A

@@ -462,13 +462,23 @@ else
 	else
 		unavailable "haproxy /foo jwt_verify" "$HAPROXY_WHY"
 	fi
+	# The miss ratio compares two proxies on the same tokens: both are up, so interleave them in rounds
+	# (the order reversed every other round) and pair the rounds, as the cached rows are.
+	DISTINCT_DONE=0
 	if start_jwtgate "$WORK/jwtgate-nocache.yaml"; then
 		if verifies_jwt "jwtgate /foo miss" "$J/foo"; then
-			CPU_PID=$JWTGATE_PID
 			for round in $(seq 1 "$ROUNDS"); do
-				measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
+				order=(J H)
+				[ $((round % 2)) = 0 ] && order=(H J)
+				for who in "${order[@]}"; do
+					if [ "$who" = J ]; then
+						CPU_PID=$JWTGATE_PID measure "jwtgate /foo miss" "$J/foo" "$WORK/tokens.txt"
+					elif [ "$HAPROXY_UP" = 1 ]; then
+						measure "haproxy /foo distinct" "$H/foo" "$WORK/tokens.txt"
+						DISTINCT_DONE=1
+					fi
+				done
 			done
-			CPU_PID=""
 			perf_stage "$J/foo"
 		fi
 		stop_pid "$JWTGATE_PID"
@@ -476,7 +486,7 @@ else
 		unavailable "jwtgate /foo miss" "$JWTGATE_WHY"
 	fi
 	if [ "$HAPROXY_UP" = 1 ]; then
-		measure "haproxy /foo distinct" "$H/foo" "$WORK/tokens.txt"
+		[ "$DISTINCT_DONE" = 1 ] || measure "haproxy /foo distinct" "$H/foo" "$WORK/tokens.txt"
 		stop_pid "$HAPROXY_PID"
 	else
 		unavailable "haproxy /foo distinct" "$HAPROXY_WHY"
@@ -510,7 +520,7 @@ report() {
 	echo "jwtgate benchmark ($MODE) $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "command: ${BENCH_COMMAND}"
 	echo "host: $(uname -srm), $(nproc) CPUs online, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, medians of $ROUNDS interleaved rounds$([ "$MODE" = jwt ] && echo " (jwtgate rows)"); proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
+	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, medians of $ROUNDS interleaved rounds$([ "$MODE" = jwt ] && echo " (jwtgate rows; haproxy /foo distinct in the rounds of jwtgate /foo miss)"); proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $("$WRK_BIN" -v 2>&1 | head -1 | awk '{print $1, $2}'), $( [ -x "$JWTGATE_BIN" ] && timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1 || echo "jwtgate unavailable")"
 	if [ "$WORKERS" -gt 1 ]; then
 		echo "upstream: nginx, 1 worker, return 200 \"ok\"; every proxy: $WORKERS workers/threads (jwtgate workers: $WORKERS, nginx worker_processes $WORKERS, HAProxy nbthread $WORKERS), upstream keep-alive; rows 'jwtgate 1w': the same jwtgate with workers: 1"
@@ -555,7 +565,7 @@ report() {
 				[ -n "${CPU[$r]:-}" ] && printf '  CPU per request %-24s %s us\n' "$r" "${CPU[$r]}"
 			done
 		fi
-		echo "jwtgate miss/haproxy distinct         $(ratio "jwtgate /foo miss" "haproxy /foo distinct")"
+		echo "jwtgate miss/haproxy distinct         $(ratio "jwtgate /foo miss" "haproxy /foo distinct")$(paired "jwtgate /foo miss" "haproxy /foo distinct")"
 		echo "jwtgate miss/openssl verify per core  $(ratio "jwtgate /foo miss" "openssl rsa2048 verify/s")"
 		# What a cache miss adds to a request, in units of one raw RSA-2048 verification (target <= 1.25).
 		local miss=${RPS["jwtgate /foo miss"]:-} noauth=${RPS["jwtgate /bar no-auth"]:-} osl=${RPS["openssl rsa2048 verify/s"]:-}

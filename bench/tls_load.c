@@ -200,12 +200,15 @@ static int tl_drive(struct tl_slot *s)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        {"host", required_argument, NULL, 'h'},   {"port", required_argument, NULL, 'p'},
-	        {"sni", required_argument, NULL, 's'},    {"path", required_argument, NULL, 'P'},
-	        {"connections", required_argument, NULL, 'c'}, {"duration", required_argument, NULL, 'd'},
-	        {"resume", no_argument, NULL, 'r'},        {"tls12", no_argument, NULL, '2'},
-	        {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"host", required_argument, NULL, 'h'},
+	                                     {"port", required_argument, NULL, 'p'},
+	                                     {"sni", required_argument, NULL, 's'},
+	                                     {"path", required_argument, NULL, 'P'},
+	                                     {"connections", required_argument, NULL, 'c'},
+	                                     {"duration", required_argument, NULL, 'd'},
+	                                     {"resume", no_argument, NULL, 'r'},
+	                                     {"tls12", no_argument, NULL, '2'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *host = "127.0.0.1", *path = "/bar";
 	int port = 0, nconn = 16, opt, i;
 	double duration = 3, t0, t1;
@@ -215,15 +218,33 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'h': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 's': tl_sni = optarg; break;
-		case 'P': path = optarg; break;
-		case 'c': nconn = atoi(optarg); break;
-		case 'd': duration = atof(optarg); break;
-		case 'r': tl_resume = true; break;
-		case '2': tls12 = true; break;
-		default: fprintf(stderr, "usage: see bench/tls_load.c\n"); return 2;
+		case 'h':
+			host = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 's':
+			tl_sni = optarg;
+			break;
+		case 'P':
+			path = optarg;
+			break;
+		case 'c':
+			nconn = atoi(optarg);
+			break;
+		case 'd':
+			duration = atof(optarg);
+			break;
+		case 'r':
+			tl_resume = true;
+			break;
+		case '2':
+			tls12 = true;
+			break;
+		default:
+			fprintf(stderr, "usage: see bench/tls_load.c\n");
+			return 2;
 		}
 	}
 	if (port <= 0 || nconn <= 0 || nconn > 4096 || duration <= 0) {
@@ -237,8 +258,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tls_load: --host must be an IPv4 address\n");
 		return 2;
 	}
-	tl_req_len = (size_t)snprintf(tl_req, sizeof(tl_req),
-	                              "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, tl_sni);
+	tl_req_len =
+	        (size_t)snprintf(tl_req, sizeof(tl_req),
+	                         "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, tl_sni);
 	tl_ctx = SSL_CTX_new(TLS_client_method());
 	if (tl_ctx == NULL)
 		return 1;

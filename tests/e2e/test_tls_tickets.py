@@ -1,0 +1,121 @@
+"""TLS session tickets (issue 13, TLS): on by default, sealed with per-listener keys that every worker
+and every reload share, rotated every `tls.ticketKeyRotation` with the previous keys still opening
+tickets for their lifetime; a ticket no key of ours opens (another server's, a stale one) gives a
+full handshake, never a failed one.
+
+Tickets are read with `openssl s_client -sess_out` and `openssl sess_id -text`: the first 16 bytes
+of a ticket are the name of the key that sealed it (RFC 5077 section 4), which shows a rotation.
+"""
+
+import re
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import jgtest
+from test_reload import TlsSite, tls_config, tls_connect, tls_request
+
+TIMEOUT = 10  # bound on every openssl run
+
+
+def s_client(port, tmp_path, name, sess_in=None):
+    """One TLS 1.3 connection with a GET (Connection: close); saves its session to tmp_path/name.
+    Returns (reused, http_status_line)."""
+    out = str(tmp_path / name)
+    args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-servername",
+            "www.example.com", "-ign_eof", "-sess_out", out]
+    if sess_in is not None:
+        args += ["-sess_in", str(tmp_path / sess_in)]
+    req = b"GET /r HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n"
+    p = subprocess.run(args, input=req, capture_output=True, timeout=TIMEOUT)
+    text = p.stdout.decode("latin-1")
+    status = re.search(r"^HTTP/1\.1 (\d+)", text, re.M)
+    return ("Reused, TLSv1.3" in text), (int(status.group(1)) if status else None)
+
+
+def ticket_info(tmp_path, name):
+    """(key name, lifetime hint in seconds) of the ticket in a saved session."""
+    p = subprocess.run(["openssl", "sess_id", "-in", str(tmp_path / name), "-text", "-noout"],
+                       capture_output=True, timeout=TIMEOUT, check=True)
+    text = p.stdout.decode()
+    first = re.search(r"TLS session ticket:\n\s*0000 - ([0-9a-f -]+?)\s\s", text)
+    hint = re.search(r"lifetime hint: (\d+)", text)
+    assert first and hint, text
+    return first.group(1).replace(" ", "").replace("-", ""), int(hint.group(1))
+
+
+def rotating_config(site, up, tls_port, rotation, workers):
+    base = tls_config(site, up, tls_port, workers=workers)
+
+    def config(port):
+        cfg = base(port)
+        cfg["listeners"][1]["tls"]["ticketKeyRotation"] = rotation
+        return cfg
+    return config
+
+
+def test_session_resumes_on_a_second_connection(make_upstream, start_proxy, tmp_path):
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    tls_port = jgtest.free_port()
+    start_proxy(tls_config(site, up, tls_port, workers=1))
+    assert jgtest.wait_port(tls_port, 5.0)
+    ctx = site.client_ctx()
+    with tls_connect(tls_port, ctx) as first:
+        assert tls_request(first) == 200
+        assert not first.session_reused
+        session = first.session
+    with tls_connect(tls_port, ctx, session=session) as second:
+        assert tls_request(second) == 200
+        assert second.session_reused, "a ticket from this server did not resume"
+
+
+def test_tickets_from_before_a_rotation_resume_on_every_worker(make_upstream, start_proxy, tmp_path):
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    tls_port = jgtest.free_port()
+    start_proxy(rotating_config(site, up, tls_port, "1s", workers=2))
+    assert jgtest.wait_port(tls_port, 5.0)
+
+    reused, status = s_client(tls_port, tmp_path, "old.pem")
+    assert status == 200 and not reused
+    old_key, hint = ticket_info(tmp_path, "old.pem")
+    # 8 keys at most, a new one every second: tickets are good for 7 s and say so.
+    assert hint == 7, hint
+    time.sleep(2.2)  # two rotations
+    reused, status = s_client(tls_port, tmp_path, "new.pem")
+    assert status == 200 and not reused
+    new_key, _ = ticket_info(tmp_path, "new.pem")
+    assert new_key != old_key, "the ticket key did not rotate"
+    # The old ticket still opens, whichever of the two workers accepts the connection.
+    for i in range(6):
+        reused, status = s_client(tls_port, tmp_path, f"again{i}.pem", sess_in="old.pem")
+        assert status == 200
+        assert reused, f"connection {i}: a ticket from before the rotation did not resume"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_ticket_from_another_server_gives_a_full_handshake(make_upstream, start_proxy, tmp_path, version):
+    """Two jwtgates with the same certificate but their own keys: B cannot open A's ticket, and the
+    connection goes on with a full handshake (never an alert)."""
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    port_a, port_b = jgtest.free_port(), jgtest.free_port()
+    start_proxy(tls_config(site, up, port_a, workers=1), name="a")
+    start_proxy(tls_config(site, up, port_b, workers=1), name="b")
+    assert jgtest.wait_port(port_a, 5.0) and jgtest.wait_port(port_b, 5.0)
+    ctx = site.client_ctx()
+    ctx.maximum_version = version
+    with tls_connect(port_a, ctx) as a:
+        assert tls_request(a) == 200
+        session = a.session
+    for _ in range(2):
+        with tls_connect(port_b, ctx, session=session) as b:
+            assert tls_request(b) == 200
+            assert not b.session_reused, "B resumed a session sealed by A's keys"
+    # And A still takes its own ticket.
+    with tls_connect(port_a, ctx, session=session) as a2:
+        assert tls_request(a2) == 200
+        assert a2.session_reused

@@ -411,6 +411,10 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ss
 		goto fail;
 	}
 	SSL_CTX_set_app_data(ctx, st);
+	/* One ticket per full handshake, not OpenSSL's two: each costs a session copy, its encryption
+	 * and a record (a write) on every new connection, and a returning client gets a fresh ticket
+	 * with every resumption anyway (tls_ticket_key_cb), so one is enough to resume again. */
+	SSL_CTX_set_num_tickets(ctx, 1);
 	SSL_CTX_set_timeout(ctx, st->lifetime_s);
 	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb) != 1) {
 		fprintf(err, "jwtgate: listener %s: cannot install the session ticket callback\n", l->name);

@@ -415,6 +415,9 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ss
 	 * and a record (a write) on every new connection, and a returning client gets a fresh ticket
 	 * with every resumption anyway (tls_ticket_key_cb), so one is enough to resume again. */
 	SSL_CTX_set_num_tickets(ctx, 1);
+	/* Tickets resume TLS 1.2 and 1.3 alike; OpenSSL's server-side session cache would add, for every
+	 * TLS 1.2 full handshake, a session (up to 20480 of them) under a lock all workers share. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_timeout(ctx, st->lifetime_s);
 	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb) != 1) {
 		fprintf(err, "jwtgate: listener %s: cannot install the session ticket callback\n", l->name);

@@ -1696,7 +1696,7 @@ static void h1_close(struct h1_conn *c)
 	}
 	if (!c->fin_sent && !c->peer_eof) {
 		c->fin_sent = true;
-		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+		bevio_shutdown_write(c->bev); /* TLS: close_notify, then FIN */
 		h1_arm_timer(c, H1_LINGER_MS);
 		return;
 	}

@@ -9,10 +9,30 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 bool bevio_is_plain(struct bufferevent *bev)
 {
 	return bufferevent_openssl_get_ssl(bev) == NULL;
+}
+
+void bevio_shutdown_write(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	/* RFC 8446 section 6.1: close_notify before the write side closes, or the client cannot tell
+	 * our end of the data from a truncation. The output is empty here, so the alert goes straight
+	 * to the socket; if the socket cannot take it (rare, ~24 bytes), no FIN either: the linger
+	 * timer closes the connection. */
+	if (ssl != NULL) {
+		ERR_clear_error();
+		if (SSL_shutdown(ssl) < 0) {
+			ERR_clear_error();
+			return;
+		}
+	}
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
 #define BEVIO_WRITE_VECS 8 /* chains handed to one sendmsg; the rest go in the next turn of the loop */

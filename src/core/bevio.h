@@ -21,6 +21,10 @@
 /* True for a plain socket bufferevent (not TLS): direct writes are allowed. */
 bool bevio_is_plain(struct bufferevent *bev);
 
+/* Ends our sending side once the output is empty: for TLS, close_notify first (SSL_shutdown), then
+ * FIN (shutdown(SHUT_WR)); a plain socket only the FIN. */
+void bevio_shutdown_write(struct bufferevent *bev);
+
 /* Writes what the output holds. When bytes remain (EAGAIN) or the socket failed, EV_WRITE is enabled
  * so that libevent finishes the write or reports the error through the event callback. Returns true
  * when the output is empty afterwards. */

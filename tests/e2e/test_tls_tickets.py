@@ -8,6 +8,7 @@ of a ticket are the name of the key that sealed it (RFC 5077 section 4), which s
 """
 
 import re
+import socket
 import ssl
 import subprocess
 import time
@@ -119,3 +120,35 @@ def test_ticket_from_another_server_gives_a_full_handshake(make_upstream, start_
     with tls_connect(port_a, ctx, session=session) as a2:
         assert tls_request(a2) == 200
         assert a2.session_reused
+
+
+def test_connection_close_sends_close_notify_before_fin(make_upstream, start_proxy, tmp_path):
+    """RFC 8446 section 6.1: a response jwtgate closes the connection after (Connection: close) ends
+    with close_notify, so the client can tell the end of the data from a truncation; before, the FIN
+    went first and the alert failed (EPIPE): OpenSSL clients saw "unexpected eof"."""
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    tls_port = jgtest.free_port()
+    start_proxy(tls_config(site, up, tls_port, workers=1))
+    assert jgtest.wait_port(tls_port, 5.0)
+    ctx = site.client_ctx()
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # Python sets it: a bare FIN would read as a clean end
+    for http11 in (True, False):
+        raw = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+        s = ctx.wrap_socket(raw, server_hostname="www.example.com", suppress_ragged_eofs=False)
+        if http11:
+            s.sendall(b"GET /r HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n")
+        else:
+            s.sendall(b"GET /r HTTP/1.0\r\nHost: www.example.com\r\n\r\n")
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)  # b"" only after close_notify; SSLEOFError on a bare FIN
+                if not chunk:
+                    break
+                data += chunk
+        except ssl.SSLEOFError as e:
+            raise AssertionError(f"connection closed without close_notify after {data[:40]!r}") from e
+        finally:
+            s.close()
+        assert data.startswith(b"HTTP/1.1 200"), data[:80]

@@ -152,3 +152,62 @@ def test_connection_close_sends_close_notify_before_fin(make_upstream, start_pro
         finally:
             s.close()
         assert data.startswith(b"HTTP/1.1 200"), data[:80]
+
+
+def read_response(s, buf=b""):
+    """One HTTP/1.1 response (Content-Length or chunked) from a TLS socket: (status, body, rest)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "closed before the head"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    fields = {l.split(b":", 1)[0].strip().lower(): l.split(b":", 1)[1].strip() for l in head.split(b"\r\n")[1:]}
+    if b"content-length" in fields:
+        n = int(fields[b"content-length"])
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            assert chunk, "closed in the body"
+            rest += chunk
+        return int(head.split(b" ")[1]), rest[:n], rest[n:]
+    body = b""
+    while True:  # chunked
+        while b"\r\n" not in rest:
+            rest += s.recv(65536)
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        while len(rest) < size + 2:
+            chunk = s.recv(65536)
+            assert chunk, "closed in a chunk"
+            rest += chunk
+        body += rest[:size]
+        rest = rest[size + 2:]
+        if size == 0:
+            return int(head.split(b" ")[1]), body, rest
+
+
+def test_https_responses_large_small_and_pipelined_on_one_connection(make_upstream, start_proxy, tmp_path):
+    """HTTPS/1.1 responses are written with SSL_write of the output, the write event only while the
+    socket is full: a 3 MB body to a client that reads late (the socket fills, libevent finishes the
+    write with the same bytes), then chunked, small and pipelined responses on the same connection,
+    every byte checked."""
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    tls_port = jgtest.free_port()
+    start_proxy(tls_config(site, up, tls_port, workers=1))
+    assert jgtest.wait_port(tls_port, 5.0)
+    s = tls_connect(tls_port, site.client_ctx())
+    try:
+        s.sendall(b"GET /big/3000000 HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+        time.sleep(0.5)  # let the socket buffers fill
+        status, body, rest = read_response(s)
+        assert status == 200 and body == jgtest.pattern(3000000)
+        s.sendall(b"GET /chunked/200000 HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+        status, body, rest = read_response(s, rest)
+        assert status == 200 and body == jgtest.pattern(200000)
+        s.sendall(b"".join(b"GET /big/%d HTTP/1.1\r\nHost: www.example.com\r\n\r\n" % n for n in (1, 100, 20000, 5)))
+        for n in (1, 100, 20000, 5):
+            status, body, rest = read_response(s, rest)
+            assert status == 200 and body == jgtest.pattern(n), n
+        assert rest == b""
+    finally:
+        s.close()

@@ -869,8 +869,8 @@ int config_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *
 static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struct config_listener *l)
 {
 	static const char *const keys[] = {"name", "address", "tls", NULL};
-	static const char *const tls_keys[] = {"certificateFile", "privateKeyFile", "certificate",
-	                                       "privateKey", NULL};
+	static const char *const tls_keys[] = {"certificateFile", "privateKeyFile",    "certificate",
+	                                       "privateKey",      "ticketKeyRotation", NULL};
 	struct config *cfg = c->cfg;
 	char ckp[CONFIG_KP_MAX];
 	char show[CONFIG_SHOW_MAX + 4];
@@ -914,6 +914,8 @@ static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		        map_find(c, v, "certificate") != NULL || map_find(c, v, "privateKey") != NULL;
 
 		l->has_tls = true;
+		l->tls_ticket_rotation_ms = CONFIG_TICKET_ROTATION_DEFAULT_MS;
+		get_duration(c, v, ckp, "ticketKeyRotation", 1000, &l->tls_ticket_rotation_ms);
 		if (is_inline &&
 		    (map_find(c, v, "certificateFile") != NULL || map_find(c, v, "privateKeyFile") != NULL)) {
 			cfg_error(c, v, ckp,

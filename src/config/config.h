@@ -354,6 +354,8 @@ struct config_client_policy {
 
 /* ---- listeners and top level ---- */
 
+#define CONFIG_TICKET_ROTATION_DEFAULT_MS (3600 * 1000) /* tls.ticketKeyRotation: 1h */
+
 struct config_listener {
 	char *name;
 	char *address_text;
@@ -364,6 +366,7 @@ struct config_listener {
 	char *tls_key_file;
 	char *tls_cert_pem; /* tls.certificate / tls.privateKey: PEM text inline (from a Secret) */
 	char *tls_key_pem;
+	uint64_t tls_ticket_rotation_ms;     /* tls.ticketKeyRotation: a new session ticket key this often */
 	struct config_client_traffic client; /* clientTrafficPolicies in force, or the defaults */
 	int index;
 };

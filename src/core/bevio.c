@@ -2,6 +2,7 @@
 #include "core/bevio.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -9,10 +10,30 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 bool bevio_is_plain(struct bufferevent *bev)
 {
 	return bufferevent_openssl_get_ssl(bev) == NULL;
+}
+
+void bevio_shutdown_write(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	/* RFC 8446 section 6.1: close_notify before the write side closes, or the client cannot tell
+	 * our end of the data from a truncation. The output is empty here, so the alert goes straight
+	 * to the socket; if the socket cannot take it (rare, ~24 bytes), no FIN either: the linger
+	 * timer closes the connection. */
+	if (ssl != NULL) {
+		ERR_clear_error();
+		if (SSL_shutdown(ssl) < 0) {
+			ERR_clear_error();
+			return;
+		}
+	}
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
 #define BEVIO_WRITE_VECS 8 /* chains handed to one sendmsg; the rest go in the next turn of the loop */
@@ -50,10 +71,93 @@ static ssize_t bevio_send(evutil_socket_t fd, struct evbuffer *out)
 	return n;
 }
 
+/* TLS: one SSL_write of up to a record's worth from the start of the output, made contiguous first
+ * (evbuffer_pullup), so that small pieces (head, body, chunk lines) leave in one record. When the
+ * socket is full, OpenSSL keeps the record it sealed and must be called again with the same bytes:
+ * they stay at the start of the output, in a first chain at least as long, and libevent's write
+ * callback (EV_WRITE enabled) calls SSL_write with them (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER,
+ * bevio_tls_init). Returns true when the output is empty. */
+#define BEVIO_TLS_WRITE_MAX 16384 /* one TLS record of plaintext (RFC 8446 section 5.1) */
+
+static bool bevio_tls_flush(struct bufferevent *bev, SSL *ssl)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	size_t len;
+
+	/* libevent is finishing a write the socket refused: it must call SSL_write again with the same
+	 * bytes first; what was queued since goes after, through it. */
+	if (bufferevent_get_enabled(bev) & EV_WRITE)
+		return evbuffer_get_length(out) == 0;
+	while ((len = evbuffer_get_length(out)) > 0) {
+		unsigned char *p;
+		int n;
+
+		if (len > BEVIO_TLS_WRITE_MAX)
+			len = BEVIO_TLS_WRITE_MAX;
+		evbuffer_unfreeze(out, 1);
+		p = evbuffer_pullup(out, (ev_ssize_t)len);
+		ERR_clear_error();
+		n = p != NULL ? SSL_write(ssl, p, (int)len) : -1;
+		if (n > 0)
+			evbuffer_drain(out, (size_t)n);
+		evbuffer_freeze(out, 1);
+		if (n <= 0) {
+			/* Socket full (or an error): libevent retries the same bytes, or reports the error.
+			 */
+			ERR_clear_error();
+			bufferevent_enable(bev, EV_WRITE);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* TLS, nothing queued: the pieces sealed in one record straight from a copy on the stack, not through
+ * the output: bufferevent_openssl adds its write event whenever bytes land in an empty output, even
+ * with EV_WRITE disabled, and deletes it after (an epoll_ctl pair per response). Only when the
+ * socket refuses them are the bytes queued (in one chain: the retry must see them from the start),
+ * with EV_WRITE, for libevent to finish. Returns false, having done nothing, when the pieces exceed
+ * one record (the caller queues and flushes them); true once they are written or queued. */
+static bool bevio_tls_write(struct bufferevent *bev, const struct iovec *iov, int n)
+{
+	unsigned char buf[BEVIO_TLS_WRITE_MAX];
+	size_t len = 0;
+	int i, w;
+
+	for (i = 0; i < n; i++) {
+		if (iov[i].iov_len > sizeof(buf) - len)
+			return false;
+		memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	if (len == 0)
+		return true;
+	ERR_clear_error();
+	w = SSL_write(bufferevent_openssl_get_ssl(bev), buf, (int)len);
+	if (w == (int)len)
+		return true;
+	ERR_clear_error();
+	/* Refused (or failed): queue what is left, libevent writes it (or reports the error). */
+	evbuffer_add(bufferevent_get_output(bev), buf + (w > 0 ? w : 0), len - (size_t)(w > 0 ? w : 0));
+	bufferevent_enable(bev, EV_WRITE);
+	return true;
+}
+
+void bevio_tls_init(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl != NULL)
+		SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
 bool bevio_flush(struct bufferevent *bev)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
+	if (ssl != NULL)
+		return bevio_tls_flush(bev, ssl);
 	while (evbuffer_get_length(out) > 0) {
 		ssize_t n;
 
@@ -75,12 +179,17 @@ bool bevio_flush(struct bufferevent *bev)
 bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
+	bool is_tls = bufferevent_openssl_get_ssl(bev) != NULL;
 	size_t skip;
 	ssize_t sent;
 	int i;
 
-	if (evbuffer_get_length(out) > 0) {
-		/* Bytes are queued before these: keep the order, append and flush. */
+	if (is_tls && evbuffer_get_length(out) == 0 && !(bufferevent_get_enabled(bev) & EV_WRITE) &&
+	    bevio_tls_write(bev, iov, n))
+		return evbuffer_get_length(out) == 0;
+	if (evbuffer_get_length(out) > 0 || is_tls) {
+		/* Bytes are queued before these (or TLS pieces over a record): keep the order, append
+		 * and flush. */
 		for (i = 0; i < n; i++)
 			if (evbuffer_add(out, iov[i].iov_base, iov[i].iov_len) != 0)
 				break;

@@ -4,8 +4,8 @@
  * once drained: two epoll_ctl calls per direction per request. Codecs instead keep EV_WRITE disabled
  * on plain sockets, queue output, and call bevio_flush() once per burst (from a deferred event):
  * one writev, and the write event is only enabled when the socket could not take everything
- * (a slow reader), which is when libevent's help is needed. TLS bufferevents keep EV_WRITE enabled
- * and are left to libevent. */
+ * (a slow reader), which is when libevent's help is needed. TLS bufferevents the same way, with
+ * SSL_write of the output (bevio_tls_init); their reads stay with libevent. */
 #ifndef JWTGATE_BEVIO_H
 #define JWTGATE_BEVIO_H
 
@@ -20,6 +20,14 @@
 
 /* True for a plain socket bufferevent (not TLS): direct writes are allowed. */
 bool bevio_is_plain(struct bufferevent *bev);
+
+/* TLS bufferevents written with bevio_flush()/bevio_write() too (EV_WRITE off until the socket is
+ * full): call once on a TLS bufferevent before the first of them; no-op on a plain one. */
+void bevio_tls_init(struct bufferevent *bev);
+
+/* Ends our sending side once the output is empty: for TLS, close_notify first (SSL_shutdown), then
+ * FIN (shutdown(SHUT_WR)); a plain socket only the FIN. */
+void bevio_shutdown_write(struct bufferevent *bev);
 
 /* Writes what the output holds. When bytes remain (EAGAIN) or the socket failed, EV_WRITE is enabled
  * so that libevent finishes the write or reports the error through the event callback. Returns true

@@ -23,6 +23,7 @@
 #include "core/log_writer.h"
 #include "server/notify.h"
 #include "server/reload.h"
+#include "server/tls.h"
 #include "route/router.h"
 #include "server/worker.h"
 
@@ -367,6 +368,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "jwtgate: cannot create the control event loop\n");
 		goto out;
 	}
+	tls_tickets_start(st.base); /* the session ticket keys of the first snapshot's listeners rotate */
 	reload_init(&st.reload, st.base, path, snap, jwks_fetch_new(st.base, cfg, snap->auth));
 	reload_set_paths(&st.reload, paths, n_paths);
 	snap = NULL; /* st.reload.current */
@@ -477,6 +479,7 @@ out:
 	admin_free(st.admin);
 	if (st.drain_poll != NULL)
 		event_free(st.drain_poll);
+	tls_tickets_stop();
 	if (st.base != NULL) {
 		reload_fini(&st.reload); /* fetchers, watches, the snapshot in force (cfg with it) */
 		event_base_free(st.base);
@@ -484,6 +487,7 @@ out:
 	snapshot_unref(snap); /* not handed to st.reload */
 	free(fds);
 	free(st.workers);
+	tls_tickets_free(); /* every snapshot, so every TLS context, is gone */
 	log_writer_close();
 	return exit_code;
 }

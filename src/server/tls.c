@@ -13,9 +13,13 @@
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "core/common.h"
@@ -50,8 +54,275 @@ static int tls_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* The session ticket keys of an OpenSSL 3 context: name (16), HMAC secret (32), AES key (32). */
-#define TLS_TICKET_KEYS_LEN 80
+/* ---- session ticket keys ----
+ *
+ * RFC 8446 section 4.6.1 / RFC 5077: a ticket is the session state sealed under a key only this server
+ * knows. OpenSSL draws random ticket keys for every SSL_CTX, and we build a new context at every
+ * reload, so on its own each reload would void every ticket. Instead each TLS listener has one key
+ * store for the life of the process (listeners change only with a restart): its contexts of every
+ * snapshot seal and open tickets through tls_ticket_key_cb with the store's keys, so all workers
+ * (threads sharing the context) and all reloads agree. The store rotates: every rotation period a
+ * new key seals new tickets and the previous ones still open tickets for their lifetime, so a
+ * leaked key exposes a bounded window of sessions (forward secrecy of resumption, RFC 8446 section
+ * E.1.4 / RFC 5077 section 5.5).
+ *
+ * No lock on the handshake path: the control thread builds a new immutable key set and publishes
+ * it with one atomic pointer store; a handshake reads the pointer once and the keys in it. A
+ * replaced set is kept on the store's retired list for TLS_TICKET_GRACE_S before it is freed, many
+ * orders of magnitude longer than a callback holds it (microseconds). */
+#define TLS_TICKET_KEYS_MAX   8    /* the sealing key and up to 7 previous ones */
+#define TLS_TICKET_LIFETIME_S 7200 /* the lifetime we advertise (OpenSSL's default session timeout) */
+#define TLS_TICKET_GRACE_S    60   /* a replaced key set is freed this long after, not sooner */
+
+struct tls_ticket_key {
+	unsigned char name[16]; /* sent in clear in the ticket: picks the key (RFC 5077 section 4) */
+	unsigned char hmac[32]; /* HMAC-SHA256 over the sealed ticket */
+	unsigned char aes[32];  /* AES-256-CBC of the session state */
+};
+
+/* Immutable once published; k[0] seals, all of k[0..n) open. */
+struct tls_ticket_keys {
+	size_t n;
+	struct tls_ticket_key k[TLS_TICKET_KEYS_MAX];
+	struct tls_ticket_keys *retired_next; /* control thread: the retired list */
+	time_t retired_at;
+};
+
+struct tls_ticket_store {
+	_Atomic(struct tls_ticket_keys *) cur;
+	struct tls_ticket_keys *retired; /* newest first; control thread only */
+	uint64_t rotation_ms;
+	size_t keep;          /* keys in a set: 1 + ceil(lifetime / rotation), at most KEYS_MAX */
+	long lifetime_s;      /* the ticket lifetime: TLS_TICKET_LIFETIME_S, or less when keep is capped */
+	struct event *rotate; /* on the control base, once tls_tickets_start() ran */
+	char *name;           /* the listener's, for log lines */
+};
+
+/* One store per listener index; grown and read on the control thread only. */
+static struct tls_ticket_store **tls_stores;
+static size_t tls_n_stores;
+static struct event_base *tls_control_base;
+static EVP_CIPHER *tls_ticket_cipher; /* fetched once: no implicit fetch per ticket */
+static char tls_ticket_digest[] = "SHA256";
+
+static int tls_ticket_key_new(struct tls_ticket_key *k)
+{
+	return RAND_bytes(k->name, sizeof(k->name)) == 1 && RAND_priv_bytes(k->hmac, sizeof(k->hmac)) == 1 &&
+	                       RAND_priv_bytes(k->aes, sizeof(k->aes)) == 1
+	               ? 0
+	               : JG_ERR_IO;
+}
+
+static void tls_ticket_keys_free(struct tls_ticket_keys *ks)
+{
+	if (ks == NULL)
+		return;
+	OPENSSL_cleanse(ks, sizeof(*ks));
+	free(ks);
+}
+
+/* Frees the retired sets older than the grace period (control thread). */
+static void tls_ticket_store_reap(struct tls_ticket_store *st, time_t now)
+{
+	struct tls_ticket_keys **pp = &st->retired;
+
+	while (*pp != NULL) {
+		struct tls_ticket_keys *ks = *pp;
+
+		if (now - ks->retired_at >= TLS_TICKET_GRACE_S) {
+			*pp = ks->retired_next;
+			tls_ticket_keys_free(ks);
+		} else {
+			pp = &ks->retired_next;
+		}
+	}
+}
+
+/* A new sealing key in front of the newest keep-1 keys of the current set: a new immutable set,
+ * published; the old one retired. Control thread. */
+static int tls_ticket_store_rotate(struct tls_ticket_store *st)
+{
+	struct tls_ticket_keys *old = atomic_load_explicit(&st->cur, memory_order_relaxed);
+	struct tls_ticket_keys *ks = calloc(1, sizeof(*ks));
+	time_t now = time(NULL);
+
+	if (ks == NULL || tls_ticket_key_new(&ks->k[0]) != 0) {
+		free(ks);
+		return JG_ERR_NOMEM;
+	}
+	ks->n = 1;
+	if (old != NULL)
+		for (size_t i = 0; i < old->n && ks->n < st->keep; i++)
+			ks->k[ks->n++] = old->k[i];
+	atomic_store_explicit(&st->cur, ks, memory_order_release);
+	if (old != NULL) {
+		old->retired_at = now;
+		old->retired_next = st->retired;
+		st->retired = old;
+	}
+	tls_ticket_store_reap(st, now);
+	return 0;
+}
+
+static void tls_ticket_on_rotate(evutil_socket_t fd, short what, void *arg)
+{
+	struct tls_ticket_store *st = arg;
+
+	(void)fd;
+	(void)what;
+	if (tls_ticket_store_rotate(st) != 0)
+		log_warn("listener %s: session ticket key rotation failed; the current key stays", st->name);
+	else
+		log_debug("listener %s: new session ticket key", st->name);
+}
+
+static void tls_ticket_store_arm(struct tls_ticket_store *st)
+{
+	struct timeval tv = {(time_t)(st->rotation_ms / 1000), (suseconds_t)(st->rotation_ms % 1000) * 1000};
+
+	if (tls_control_base == NULL || st->rotate != NULL)
+		return;
+	st->rotate = event_new(tls_control_base, -1, EV_PERSIST, tls_ticket_on_rotate, st);
+	if (st->rotate == NULL || event_add(st->rotate, &tv) != 0)
+		log_warn("listener %s: cannot schedule session ticket key rotation", st->name);
+}
+
+/* The store of listener l, made with its first key on first use (control thread, start-up tier). */
+static struct tls_ticket_store *tls_ticket_store_get(const struct config_listener *l)
+{
+	size_t idx = (size_t)l->index;
+	struct tls_ticket_store *st;
+	uint64_t life_ms = (uint64_t)TLS_TICKET_LIFETIME_S * 1000;
+
+	if (idx < tls_n_stores && tls_stores[idx] != NULL)
+		return tls_stores[idx];
+	if (tls_ticket_cipher == NULL &&
+	    (tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL)
+		return NULL;
+	if (idx >= tls_n_stores) {
+		struct tls_ticket_store **a = realloc(tls_stores, (idx + 1) * sizeof(*a));
+
+		if (a == NULL)
+			return NULL;
+		memset(a + tls_n_stores, 0, (idx + 1 - tls_n_stores) * sizeof(*a));
+		tls_stores = a;
+		tls_n_stores = idx + 1;
+	}
+	st = calloc(1, sizeof(*st));
+	if (st == NULL || (st->name = strdup(l->name)) == NULL) {
+		free(st);
+		return NULL;
+	}
+	st->rotation_ms = l->tls_ticket_rotation_ms;
+	/* A key seals for one period, then must open its tickets for their whole lifetime. */
+	st->keep = 1 + (size_t)((life_ms + st->rotation_ms - 1) / st->rotation_ms);
+	st->lifetime_s = TLS_TICKET_LIFETIME_S;
+	if (st->keep > TLS_TICKET_KEYS_MAX) {
+		st->keep = TLS_TICKET_KEYS_MAX;
+		st->lifetime_s = (long)((TLS_TICKET_KEYS_MAX - 1) * st->rotation_ms / 1000);
+		if (st->lifetime_s < 1)
+			st->lifetime_s = 1;
+	}
+	if (tls_ticket_store_rotate(st) != 0) {
+		free(st->name);
+		free(st);
+		return NULL;
+	}
+	tls_stores[idx] = st;
+	tls_ticket_store_arm(st);
+	return st;
+}
+
+/* OpenSSL's ticket key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb). enc = 1: seal a new ticket
+ * with the current key. enc = 0: find the key named in a ticket; 0 when none (the ticket is from
+ * another server or too old: a full handshake, never a failure), 1 to resume, 2 to resume and issue a
+ * new ticket under the current key. -1 on an internal error (the handshake fails). */
+static int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+                             EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	struct tls_ticket_store *st = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct tls_ticket_keys *ks = atomic_load_explicit(&st->cur, memory_order_acquire);
+	const struct tls_ticket_key *k = NULL;
+	OSSL_PARAM params[3];
+	size_t i;
+
+	if (enc) {
+		k = &ks->k[0];
+		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(tls_ticket_cipher)) != 1)
+			return -1;
+		memcpy(key_name, k->name, sizeof(k->name));
+	} else {
+		for (i = 0; i < ks->n && k == NULL; i++)
+			if (memcmp(key_name, ks->k[i].name, sizeof(ks->k[i].name)) == 0)
+				k = &ks->k[i];
+		if (k == NULL)
+			return 0;
+	}
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac));
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, tls_ticket_digest, 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_CTX_set_params(hctx, params) != 1 ||
+	    EVP_CipherInit_ex(cctx, tls_ticket_cipher, NULL, k->aes, iv, enc) != 1)
+		return -1;
+	/* TLS 1.3: always a fresh ticket after a resumption, as OpenSSL's own keys do, so that a client
+	 * can use each ticket once (RFC 8446 section C.4); TLS 1.2: a new ticket only under a newer key. */
+	if (enc || (k == &ks->k[0] && SSL_version(ssl) != TLS1_3_VERSION))
+		return 1;
+	return 2;
+}
+
+void tls_tickets_start(struct event_base *base)
+{
+	size_t i;
+
+	tls_control_base = base;
+	for (i = 0; i < tls_n_stores; i++)
+		if (tls_stores[i] != NULL)
+			tls_ticket_store_arm(tls_stores[i]);
+}
+
+void tls_tickets_stop(void)
+{
+	size_t i;
+
+	for (i = 0; i < tls_n_stores; i++) {
+		struct tls_ticket_store *st = tls_stores[i];
+
+		if (st == NULL)
+			continue;
+		if (st->rotate != NULL)
+			event_free(st->rotate);
+		st->rotate = NULL;
+	}
+	tls_control_base = NULL;
+}
+
+void tls_tickets_free(void)
+{
+	size_t i;
+
+	tls_tickets_stop();
+	for (i = 0; i < tls_n_stores; i++) {
+		struct tls_ticket_store *st = tls_stores[i];
+
+		if (st == NULL)
+			continue;
+		tls_ticket_keys_free(atomic_load(&st->cur));
+		while (st->retired != NULL) {
+			struct tls_ticket_keys *ks = st->retired;
+
+			st->retired = ks->retired_next;
+			tls_ticket_keys_free(ks);
+		}
+		free(st->name);
+		free(st);
+	}
+	free(tls_stores);
+	tls_stores = NULL;
+	tls_n_stores = 0;
+	EVP_CIPHER_free(tls_ticket_cipher);
+	tls_ticket_cipher = NULL;
+}
 
 /* Installs the inline PEM certificate chain (leaf first, as certificateFile) and private key of l
  * (tls.certificate / tls.privateKey, e.g. from a Kubernetes TLS Secret). Returns 0 or -1 after a
@@ -103,6 +374,7 @@ out:
 struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ssl_ctx_st *prev, FILE *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	struct tls_ticket_store *st;
 
 	if (ctx == NULL) {
 		fprintf(err, "jwtgate: listener %s: cannot create a TLS context\n", l->name);
@@ -130,18 +402,26 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ss
 		goto fail;
 	}
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
-	if (prev != NULL) {
-		/* A new context draws new ticket keys: take the running ones over, so that clients resume
-		 * their sessions across a reload (RFC 8446 section 2.2) instead of all doing a full
-		 * handshake at once. The keys never leave the process. */
-		unsigned char keys[TLS_TICKET_KEYS_LEN];
-
-		if (SSL_CTX_get_tlsext_ticket_keys(prev, keys, sizeof(keys)) != 1 ||
-		    SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1)
-			log_warn("listener %s: session ticket keys not carried over; clients resume no "
-			         "session across this reload",
-			         l->name);
-		OPENSSL_cleanse(keys, sizeof(keys));
+	/* Session tickets with the listener's shared, rotating keys (above); prev's keys are the same
+	 * store, so resumption survives the reload. */
+	(void)prev;
+	st = tls_ticket_store_get(l);
+	if (st == NULL) {
+		fprintf(err, "jwtgate: listener %s: cannot set up session ticket keys\n", l->name);
+		goto fail;
+	}
+	SSL_CTX_set_app_data(ctx, st);
+	/* One ticket per full handshake, not OpenSSL's two: each costs a session copy, its encryption
+	 * and a record (a write) on every new connection, and a returning client gets a fresh ticket
+	 * with every resumption anyway (tls_ticket_key_cb), so one is enough to resume again. */
+	SSL_CTX_set_num_tickets(ctx, 1);
+	/* Tickets resume TLS 1.2 and 1.3 alike; OpenSSL's server-side session cache would add, for every
+	 * TLS 1.2 full handshake, a session (up to 20480 of them) under a lock all workers share. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_timeout(ctx, st->lifetime_s);
+	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb) != 1) {
+		fprintf(err, "jwtgate: listener %s: cannot install the session ticket callback\n", l->name);
+		goto fail;
 	}
 	return ctx;
 fail:

@@ -14,12 +14,24 @@ struct worker;
 struct ssl_ctx_st;
 
 /* Builds the server context of listener l: its certificate chain and key (checked to match), TLS 1.2
- * or later, ALPN "h2" and "http/1.1". prev, when not NULL, is the context the listener runs with now:
- * its session ticket keys are carried over so that resumption survives a reload. Control thread,
+ * or later, ALPN "h2" and "http/1.1", session tickets sealed with the listener's key store (below),
+ * which every context of the listener shares, so resumption survives a reload. prev, when not NULL,
+ * is the context the listener runs with now (unused since the keys live in the store). Control thread,
  * start-up tier: returns NULL and writes the reason to err. OpenSSL reference-counts the context
  * (SSL_new takes a reference), so connections keep the one they were accepted with. */
 struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ssl_ctx_st *prev, FILE *err);
 void tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/* Session ticket keys: one store per TLS listener for the life of the process, made by its first
+ * tls_server_ctx_new() and shared by every context (every snapshot) of that listener, so tickets
+ * resume on any worker and across reloads. tls_tickets_start() schedules the stores' key rotation
+ * (tls.ticketKeyRotation) on the control loop; tls_tickets_stop() cancels it before that loop is
+ * freed; tls_tickets_free() releases the keys at exit, after the last context is gone. Control
+ * thread. */
+struct event_base;
+void tls_tickets_start(struct event_base *base);
+void tls_tickets_stop(void);
+void tls_tickets_free(void);
 
 /* Starts the TLS handshake on an accepted socket (counted in worker_open_conns) and hands the
  * connection to a codec when it completes; the handshake is bounded by limits.headerTimeout.

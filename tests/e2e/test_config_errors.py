@@ -247,3 +247,19 @@ def test_check_loads_listener_certificate_and_key(tmp_path):
     rc, out, err = check(tmp_path, text)
     assert rc == 1, out + err
     assert "listener" in err and "privateKeyFile" in err, err
+
+
+@pytest.mark.parametrize("value,ok", [("500ms", False), ("soon", False), ("1s", True), ("12h", True)])
+def test_ticket_key_rotation_is_a_duration_of_at_least_a_second(tmp_path, value, ok):
+    """tls.ticketKeyRotation: a shorter period would keep no key long enough to open a ticket."""
+    import jwksutil
+    ca = jwksutil.CA("check CA")
+    cert, key = ca.issue(tmp_path, hostnames=("www.example.com",))
+    tls = f"    tls: {{certificateFile: {cert}, privateKeyFile: {key}, ticketKeyRotation: {value}}}\n"
+    text = GOOD.replace("    address: 127.0.0.1:18080\n", "    address: 127.0.0.1:18080\n" + tls)
+    rc, out, err = check(tmp_path, text)
+    if ok:
+        assert rc == 0, out + err
+    else:
+        assert rc == 1, out + err
+        assert "ticketKeyRotation" in err, err

@@ -410,6 +410,8 @@ int main(int argc, char **argv)
 	st.workers = jg_xcalloc((size_t)st.n_workers, sizeof(*st.workers));
 	fds = jg_xcalloc((size_t)st.n_workers, sizeof(*fds));
 	/* Bind every socket before any thread starts, so a busy port fails the start cleanly. */
+	if (worker_check_listen_free(cfg, stderr) < 0)
+		goto out;
 	for (n_fds = 0; n_fds < st.n_workers; n_fds++) {
 		fds[n_fds] = jg_xcalloc(cfg->n_listeners, sizeof(int));
 		for (k = 0; k < cfg->n_listeners; k++)

@@ -39,6 +39,34 @@ int worker_listen_backlog(const struct config *cfg, int *somaxconn)
 	return (int)(max > 0 && want > max ? max : want);
 }
 
+int worker_check_listen_free(const struct config *cfg, FILE *err)
+{
+	size_t i;
+	int one = 1;
+
+	for (i = 0; i < cfg->n_listeners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), e = 0;
+
+		/* No SO_REUSEPORT here: a socket without it cannot join another process's reuseport group,
+		 * so the bind fails while anyone listens on the address. SO_REUSEADDR: a port left in
+		 * TIME_WAIT by our own previous run is free. */
+		if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1)
+			e = errno;
+		if (fd != -1)
+			close(fd);
+		if (e == EADDRINUSE) {
+			fprintf(err,
+			        "jwtgate: listener %s (%s): address already in use (another process listens "
+			        "there)\n",
+			        l->name, l->address_text);
+			return -EADDRINUSE;
+		}
+	}
+	return 0;
+}
+
 int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
 {
 	size_t i;

@@ -117,6 +117,12 @@ extern atomic_uint worker_open_conns;
  * /proc/sys/net/core/somaxconn (the kernel silently truncates to it). *somaxconn gets the limit read,
  * or 0 when it cannot be read (then the configured value is used as is). */
 int worker_listen_backlog(const struct config *cfg, int *somaxconn);
+/* Fails (-EADDRINUSE, reported to err) when another process already listens on a listener's address.
+ * The workers' sockets share their ports through SO_REUSEPORT, and so would any other process that
+ * sets it (a second jwtgate started by mistake, by the same user): connections would be split
+ * between the two without an error. Called once before worker_open_listen_sockets; other bind
+ * problems are left to it. */
+int worker_check_listen_free(const struct config *cfg, FILE *err);
 /* Opens one listening socket per config listener with SO_REUSEPORT, listening with
  * worker_listen_backlog() (start-up: errors to stderr). Returns 0 or -errno; fds must have
  * cfg->n_listeners entries. */

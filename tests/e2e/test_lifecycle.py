@@ -164,3 +164,32 @@ def test_seed_configuration_checks(tmp_path):
     p = subprocess.run([jgtest.BIN, "-c", conf, "--check"], capture_output=True, timeout=10,
                        cwd=jgtest.SOURCE_ROOT)
     assert p.returncode == 0, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def test_second_instance_on_a_busy_port_refuses_to_start(make_upstream, start_proxy, tmp_path):
+    """The workers' listening sockets share a port through SO_REUSEPORT; without a check, a second
+    jwtgate started by mistake on the same address would join them and take part of the new
+    connections silently. It must refuse to start instead, naming the address."""
+    up1, up2 = make_upstream("first"), make_upstream("second")
+    px = start_proxy(simple(up1, workers=2))
+    second = jgtest.Proxy(tmp_path, simple(up2, workers=1)(px.port), "second")
+    second.port = px.port
+    second._out = open(second.stdout_path, "wb")
+    second._err = open(second.stderr_path, "wb")
+    second.proc = subprocess.Popen([jgtest.BIN, "-c", second.conf_path], stdout=second._out,
+                                   stderr=second._err, cwd=second.dir)
+    try:
+        rc = second.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    try:
+        assert rc is not None and rc != 0, f"a second jwtgate started on a busy port\n{second.logs()}"
+        assert f"127.0.0.1:{px.port}" in second.logs() and "already in use" in second.logs(), second.logs()
+        for i in range(40):  # new connections: every one reaches the first instance's upstream
+            assert get(px.port, f"/n/{i}").status == 200
+        assert len(up1.complete()) == 40 and not up2.complete()
+    finally:
+        if second.proc.poll() is None:
+            second.proc.kill()
+            second.proc.wait()
+        second.stopped = True

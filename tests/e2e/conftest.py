@@ -21,12 +21,20 @@ class _Proxies:
 
     def __call__(self, config_fn, name="jwtgate"):
         """config_fn(listen_port) -> config dict (or YAML text). Returns a started jgtest.Proxy."""
-        port = jgtest.free_port()
-        d = self.tmp_path_factory.mktemp(name)
-        cfg = config_fn(port)
-        p = jgtest.Proxy(d, cfg, name)
-        self.procs.append(p)
-        return p.start(port)
+        for attempt in range(3):
+            # free_port() released the port before jwtgate binds it: a test running at the same
+            # time may take it first, and jwtgate then refuses the busy address. Another port.
+            port = jgtest.free_port()
+            d = self.tmp_path_factory.mktemp(name)
+            p = jgtest.Proxy(d, config_fn(port), name)
+            try:
+                p.start(port)
+            except AssertionError:
+                if attempt < 2 and "already in use" in p.logs():
+                    continue
+                raise
+            self.procs.append(p)
+            return p
 
     def finish(self):
         failures = []

@@ -628,6 +628,34 @@ def wait_port(port, timeout=10.0, proc=None):
     return False
 
 
+def listens(pid, port):
+    """True when process pid holds a listening TCP socket on port (from /proc: which process
+    answered a connect is not known otherwise, and SO_REUSEPORT lets several share a port)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 class Proxy:
     def __init__(self, tmpdir, config, name="jwtgate"):
         assert os.path.isfile(BIN) and os.access(BIN, os.X_OK), f"jwtgate binary not found: {BIN} (set JWTGATE_BIN)"
@@ -648,7 +676,9 @@ class Proxy:
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([BIN, "-c", self.conf_path], stdout=self._out, stderr=self._err,
                                      cwd=self.dir)
-        if not wait_port(port, 10.0, self.proc):
+        if not wait_port(port, 10.0, self.proc) or not wait_for(
+                lambda: self.proc.poll() is not None or listens(self.proc.pid, port), 10.0) or \
+                self.proc.poll() is not None:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"jwtgate did not listen on {port}: rc={self.proc.returncode}\n{self.logs()}")

@@ -27,6 +27,10 @@ THREADS=${BENCH_THREADS:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 CASES=${BENCH_BODY_CASES:-dl1m dl64m dl1m-chunked ul1m ul1m-chunked}
 TARGETS=${BENCH_BODY_TARGETS:-direct jwtgate nginx haproxy}
+# JWTGATE_B_BIN: a second jwtgate build as one more target, "jwtgate-b", for an A/B of two builds
+# measured next to each other in every round (paired ratios jwtgate-b/jwtgate, CPU per request).
+JWTGATE_B_BIN=${JWTGATE_B_BIN:-}
+[ -n "$JWTGATE_B_BIN" ] && [[ " $TARGETS " != *" jwtgate-b "* ]] && TARGETS="$TARGETS jwtgate-b"
 bench_cpus
 JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
 BODY_UPSTREAM_BIN=${BODY_UPSTREAM_BIN:-$(dirname "$JWTGATE_BIN")/bench/body_upstream}
@@ -71,6 +75,7 @@ head -c 67108864 /dev/urandom >"$WORK/files/64m"
 UPSTREAM_PORT=$(free_port)
 SINK_PORT=$(free_port)
 JWTGATE_PORT=$(free_port)
+JWTGATE_B_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 HAPROXY_PORT=$(free_port)
 SUBST=(DIR="$WORK" FILES="$WORK/files" UPSTREAM_PORT="$UPSTREAM_PORT" SINK_PORT="$SINK_PORT")
@@ -78,6 +83,7 @@ render "$BENCH_DIR/nginx-body-upstream.conf.in" "$WORK/nginx-upstream.conf" "${S
 render "$BENCH_DIR/nginx-body.conf.in" "$WORK/nginx.conf" "${SUBST[@]}" PORT="$NGINX_PORT"
 render "$BENCH_DIR/haproxy-body.cfg.in" "$WORK/haproxy.cfg" "${SUBST[@]}" PORT="$HAPROXY_PORT"
 render "$BENCH_DIR/jwtgate-body.yaml.in" "$WORK/jwtgate.yaml" "${SUBST[@]}" PORT="$JWTGATE_PORT"
+render "$BENCH_DIR/jwtgate-body.yaml.in" "$WORK/jwtgate-b.yaml" "${SUBST[@]}" PORT="$JWTGATE_B_PORT"
 
 # ---- servers: the two upstreams on the load CPUs, the proxies on the proxy CPU ----
 start upstream "$LOAD_CPUS" "$NGINX_BIN" -p "$WORK/" -e "$WORK/nginx-upstream.error.log" -c "$WORK/nginx-upstream.conf"
@@ -98,6 +104,11 @@ if [[ " $TARGETS " == *" jwtgate "* ]]; then
 		unavailable jwtgate "config refused: $(head -1 <<<"$why")"
 	fi
 fi
+if [[ " $TARGETS " == *" jwtgate-b "* ]]; then
+	start jwtgate-b "$PROXY_CPUS" "$JWTGATE_B_BIN" -c "$WORK/jwtgate-b.yaml"
+	PID[jwtgate-b]=$STARTED_PID
+	wait_ready "${PID[jwtgate-b]}" "$JWTGATE_B_PORT" || { unavailable jwtgate-b "did not start"; unset 'PID[jwtgate-b]'; }
+fi
 if [[ " $TARGETS " == *" nginx "* ]]; then
 	start nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$WORK/" -e "$WORK/nginx-proxy.error.log" -c "$WORK/nginx.conf"
 	PID[nginx]=$STARTED_PID
@@ -109,6 +120,7 @@ if [[ " $TARGETS " == *" haproxy "* ]]; then
 	wait_ready "${PID[haproxy]}" "$HAPROXY_PORT" || { unavailable haproxy "did not start"; unset 'PID[haproxy]'; }
 fi
 BASE[jwtgate]="http://127.0.0.1:$JWTGATE_PORT"
+BASE[jwtgate-b]="http://127.0.0.1:$JWTGATE_B_PORT"
 BASE[nginx]="http://127.0.0.1:$NGINX_PORT"
 BASE[haproxy]="http://127.0.0.1:$HAPROXY_PORT"
 
@@ -178,7 +190,7 @@ peak_rss_kb() { # PID -> VmHWM of PID plus its children (nginx's worker), KiB
 	echo "$t"
 }
 declare -A HWM=()
-for t in jwtgate nginx haproxy; do
+for t in jwtgate jwtgate-b nginx haproxy; do
 	[ -n "${PID[$t]:-}" ] && HWM[$t]=$(peak_rss_kb "${PID[$t]}")
 done
 
@@ -211,8 +223,16 @@ report() {
 		local cj=${CPU["$c jwtgate"]:-} ch=${CPU["$c haproxy"]:-} cn=${CPU["$c nginx"]:-}
 		[ -n "$cj" ] && [ -n "$ch" ] && [ -n "$cn" ] &&
 			awk -v j="$cj" -v h="$ch" -v n="$cn" -v c="$c" 'BEGIN { if (j > 0) printf "%s: CPU per request haproxy/jwtgate %.2f, nginx/jwtgate %.2f (above 1: jwtgate cheaper)\n", c, h / j, n / j }'
+		if [ -n "$JWTGATE_B_BIN" ]; then
+			echo "$c: jwtgate-b/jwtgate $(ratio "$c jwtgate-b" "$c jwtgate")$(paired "$c jwtgate-b" "$c jwtgate")"
+			echo "$c: jwtgate-b/haproxy $(ratio "$c jwtgate-b" "$c haproxy")$(paired "$c jwtgate-b" "$c haproxy")"
+			local cb=${CPU["$c jwtgate-b"]:-}
+			[ -n "$cj" ] && [ -n "$cb" ] && [ -n "$ch" ] &&
+				awk -v j="$cj" -v b="$cb" -v h="$ch" -v c="$c" 'BEGIN { if (b > 0) printf "%s: CPU per request jwtgate/jwtgate-b %.2f, haproxy/jwtgate-b %.2f\n", c, j / b, h / b }'
+		fi
 	done
 	echo
+	[ -n "$JWTGATE_B_BIN" ] && echo "jwtgate-b binary: $JWTGATE_B_BIN (sha256 $(sha256sum <"$JWTGATE_B_BIN" | cut -c1-12)); peak RSS ${HWM[jwtgate-b]:--} KiB"
 	echo "peak RSS (VmHWM, KiB, process + children, whole run): jwtgate ${HWM[jwtgate]:--}, nginx ${HWM[nginx]:--}, haproxy ${HWM[haproxy]:--}"
 }
 

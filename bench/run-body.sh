@@ -34,6 +34,8 @@ JWTGATE_B_BIN=${JWTGATE_B_BIN:-}
 bench_cpus
 JWTGATE_BIN=${JWTGATE_BIN:-$ROOT/build/jwtgate}
 BODY_UPSTREAM_BIN=${BODY_UPSTREAM_BIN:-$(dirname "$JWTGATE_BIN")/bench/body_upstream}
+# A jwtgate from elsewhere (an A/B against an older build) may have no sink beside it: use ours.
+[ -x "$BODY_UPSTREAM_BIN" ] || BODY_UPSTREAM_BIN=$ROOT/build/bench/body_upstream
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 WRK_BIN=${WRK_BIN:-wrk}

@@ -72,6 +72,15 @@ bool bevio_flush(struct bufferevent *bev)
 	return true;
 }
 
+/* Out of memory while queueing what the socket did not take: the bytes cannot be dropped, since the
+ * peer would read what follows as if it were them (a sized body with a hole in it desynchronises the
+ * framing). End the connection instead: both directions shut, so the owner sees EOF or an error and
+ * closes (fail closed). */
+static void bevio_write_failed(struct bufferevent *bev)
+{
+	shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+}
+
 bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
@@ -82,8 +91,10 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 	if (evbuffer_get_length(out) > 0) {
 		/* Bytes are queued before these: keep the order, append and flush. */
 		for (i = 0; i < n; i++)
-			if (evbuffer_add(out, iov[i].iov_base, iov[i].iov_len) != 0)
+			if (evbuffer_add(out, iov[i].iov_base, iov[i].iov_len) != 0) {
+				bevio_write_failed(bev);
 				break;
+			}
 		return bevio_flush(bev);
 	}
 	sent = bevio_sendv(bufferevent_getfd(bev), iov, n);
@@ -94,7 +105,10 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 			skip -= iov[i].iov_len;
 			continue;
 		}
-		evbuffer_add(out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+		if (evbuffer_add(out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip) != 0) {
+			bevio_write_failed(bev);
+			break;
+		}
 		skip = 0;
 	}
 	if (evbuffer_get_length(out) == 0)

@@ -32,8 +32,8 @@ enum bu_state { BU_HEAD, BU_SIZED, BU_CHUNK_LINE, BU_CHUNK_DATA, BU_CHUNK_CRLF, 
 struct bu_conn {
 	int fd;
 	enum bu_state state;
-	uint64_t left;  /* BU_SIZED, BU_CHUNK_DATA: body bytes still to drop; BU_CHUNK_CRLF: 2 */
-	size_t hlen;    /* bytes in head (BU_HEAD) or in the current chunk-size/trailer line */
+	uint64_t left; /* BU_SIZED, BU_CHUNK_DATA: body bytes still to drop; BU_CHUNK_CRLF: 2 */
+	size_t hlen;   /* bytes in head (BU_HEAD) or in the current chunk-size/trailer line */
 	char head[BU_HEAD_MAX];
 };
 
@@ -86,8 +86,9 @@ static int bu_feed(struct bu_conn *c, const char *d, size_t len)
 				size_t from = c->hlen >= 3 ? c->hlen - 3 : 0, i;
 				size_t n = c->hlen + take;
 
-				for (i = from; i + 3 < n + 0 && !(c->head[i] == '\r' && c->head[i + 1] == '\n' &&
-				                                  c->head[i + 2] == '\r' && c->head[i + 3] == '\n');
+				for (i = from;
+				     i + 3 < n && !(c->head[i] == '\r' && c->head[i + 1] == '\n' &&
+				                    c->head[i + 2] == '\r' && c->head[i + 3] == '\n');
 				     i++)
 					;
 				if (i + 3 >= n) {

@@ -119,6 +119,7 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 
 #define BEVIO_READ_MAX   16384 /* bytes per read, as bufferevent's default max_single_read */
 #define BEVIO_SMALL_READ 4096  /* a read this size or less goes through the per-thread scratch buffer */
+#define BEVIO_LARGE_READ 65536 /* bytes per read once a flow is large (a body): fewer, larger segments */
 
 static void bevio_reader_idle_clear(struct bevio_reader *r)
 {
@@ -206,7 +207,7 @@ static void bevio_on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct bevio_reader *r = arg;
 	struct evbuffer *in = bufferevent_get_input(r->bev);
-	size_t want = BEVIO_READ_MAX, len = evbuffer_get_length(in);
+	size_t want = r->large ? BEVIO_LARGE_READ : BEVIO_READ_MAX, len = evbuffer_get_length(in);
 	ssize_t n;
 
 	(void)what;

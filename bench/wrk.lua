@@ -35,6 +35,35 @@ if token_file ~= nil and token_file ~= "" then
 	end
 end
 
+-- With WRK_BODY_BYTES=N every request is a POST with an N-byte body: with Content-Length, or with
+-- WRK_BODY_CHUNK=M (M > 0) chunked in M-byte chunks (bench/run-body.sh uploads). The request is built
+-- once in init() and request() returns it as it is.
+local body_bytes = tonumber(os.getenv("WRK_BODY_BYTES") or "")
+if body_bytes ~= nil and body_bytes > 0 and (token_file == nil or token_file == "") then
+	local req
+
+	function init(args)
+		local body = string.rep("x", body_bytes)
+		local chunk = tonumber(os.getenv("WRK_BODY_CHUNK") or "") or 0
+		if chunk > 0 then
+			local parts = {}
+			for off = 1, body_bytes, chunk do
+				local piece = body:sub(off, off + chunk - 1)
+				parts[#parts + 1] = string.format("%x\r\n%s\r\n", #piece, piece)
+			end
+			parts[#parts + 1] = "0\r\n\r\n"
+			wrk.headers["Transfer-Encoding"] = "chunked"
+			req = wrk.format("POST", nil, nil, nil) .. table.concat(parts)
+		else
+			req = wrk.format("POST", nil, nil, body)
+		end
+	end
+
+	function request()
+		return req
+	end
+end
+
 function done(summary, latency, requests)
 	local secs = summary.duration / 1e6
 	local e = summary.errors

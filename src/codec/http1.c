@@ -590,17 +590,35 @@ static void h1_up_on_data(void *ctx, const char *data, size_t len)
 		bevio_write(c->bev, v, 2);
 		return;
 	}
-	h1_queue_head(c);
-	if (c->resp_chunked) {
-		char line[20];
+	if (c->plain && !c->resp_chunked && evbuffer_get_length(out) == 0) {
+		/* Nothing queued: send from where the upstream parser found the bytes (its input buffer)
+		 * and copy into the output buffer only what the socket does not take. A client that keeps
+		 * up costs no copy in user space. Sized bodies only: llhttp hands a sized body over once
+		 * per read, a chunked one once per chunk, and a send per chunk costs more than the copy
+		 * (issue 13, bench/run-body.sh: ul1m-chunked 0.58x with it). */
+		struct iovec v[2];
+		int n = 0;
 
-		evbuffer_add(out, line, jg_chunk_line(line, len));
+		if (c->pend_len > 0) {
+			v[n++] = (struct iovec){(void *)c->pend_head, c->pend_len};
+			c->pend_len = 0;
+		}
+		v[n++] = (struct iovec){(void *)data, len};
+		c->resp_bytes += len;
+		bevio_write(c->bev, v, n);
+	} else {
+		h1_queue_head(c);
+		if (c->resp_chunked) {
+			char line[20];
+
+			evbuffer_add(out, line, jg_chunk_line(line, len));
+		}
+		evbuffer_add(out, data, len);
+		if (c->resp_chunked)
+			evbuffer_add(out, "\r\n", 2);
+		c->resp_bytes += len;
+		h1_schedule_flush(c);
 	}
-	evbuffer_add(out, data, len);
-	if (c->resp_chunked)
-		evbuffer_add(out, "\r\n", 2);
-	c->resp_bytes += len;
-	h1_schedule_flush(c);
 	if (!c->resp_paused && evbuffer_get_length(out) > H1_OUT_HIGH) {
 		/* Client reads slower than upstream writes: stop reading upstream until we drained. */
 		c->resp_paused = true;

@@ -176,6 +176,15 @@ bool bevio_flush(struct bufferevent *bev)
 	return true;
 }
 
+/* Out of memory while queueing what the socket did not take: the bytes cannot be dropped, since the
+ * peer would read what follows as if it were them (a sized body with a hole in it desynchronises the
+ * framing). End the connection instead: both directions shut, so the owner sees EOF or an error and
+ * closes (fail closed). */
+static void bevio_write_failed(struct bufferevent *bev)
+{
+	shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+}
+
 bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
@@ -191,8 +200,10 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 		/* Bytes are queued before these (or TLS pieces over a record): keep the order, append
 		 * and flush. */
 		for (i = 0; i < n; i++)
-			if (evbuffer_add(out, iov[i].iov_base, iov[i].iov_len) != 0)
+			if (evbuffer_add(out, iov[i].iov_base, iov[i].iov_len) != 0) {
+				bevio_write_failed(bev);
 				break;
+			}
 		return bevio_flush(bev);
 	}
 	sent = bevio_sendv(bufferevent_getfd(bev), iov, n);
@@ -203,7 +214,10 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 			skip -= iov[i].iov_len;
 			continue;
 		}
-		evbuffer_add(out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
+		if (evbuffer_add(out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip) != 0) {
+			bevio_write_failed(bev);
+			break;
+		}
 		skip = 0;
 	}
 	if (evbuffer_get_length(out) == 0)
@@ -214,6 +228,7 @@ bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n)
 
 #define BEVIO_READ_MAX   16384 /* bytes per read, as bufferevent's default max_single_read */
 #define BEVIO_SMALL_READ 4096  /* a read this size or less goes through the per-thread scratch buffer */
+#define BEVIO_LARGE_READ 65536 /* bytes per read once a flow is large (a body): fewer, larger segments */
 
 static void bevio_reader_idle_clear(struct bevio_reader *r)
 {
@@ -301,7 +316,7 @@ static void bevio_on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct bevio_reader *r = arg;
 	struct evbuffer *in = bufferevent_get_input(r->bev);
-	size_t want = BEVIO_READ_MAX, len = evbuffer_get_length(in);
+	size_t want = r->large ? BEVIO_LARGE_READ : BEVIO_READ_MAX, len = evbuffer_get_length(in);
 	ssize_t n;
 
 	(void)what;

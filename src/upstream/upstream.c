@@ -1365,16 +1365,25 @@ int upstream_send_body(struct upstream_exchange *ex, const char *data, size_t le
 		return 0;
 	out = bufferevent_get_output(ex->conn->bev);
 	ex->body_started = true;
-	if (ex->chunked_body) {
-		char line[20];
+	if (ex->conn->plain && !ex->chunked_body && evbuffer_get_length(out) == 0) {
+		/* Nothing queued (the head is out): send from the client's input buffer and copy only
+		 * what the socket does not take. Sized bodies only, as in http1.c's h1_up_on_data: a
+		 * chunked body comes a chunk at a time, and a send per chunk costs more than the copy. */
+		struct iovec v = {(void *)data, len};
 
-		evbuffer_add(out, line, jg_chunk_line(line, len));
+		bevio_write(ex->conn->bev, &v, 1);
+	} else {
+		if (ex->chunked_body) {
+			char line[20];
+
+			evbuffer_add(out, line, jg_chunk_line(line, len));
+		}
+		if (evbuffer_add(out, data, len) != 0)
+			return JG_ERR_NOMEM;
+		if (ex->chunked_body)
+			evbuffer_add(out, "\r\n", 2);
+		upconn_schedule_flush(ex->conn);
 	}
-	if (evbuffer_add(out, data, len) != 0)
-		return JG_ERR_NOMEM;
-	if (ex->chunked_body)
-		evbuffer_add(out, "\r\n", 2);
-	upconn_schedule_flush(ex->conn);
 	if (evbuffer_get_length(out) > UPSTREAM_OUT_HIGH) {
 		ex->notify_drain = true;
 		bufferevent_setwatermark(ex->conn->bev, EV_WRITE, UPSTREAM_OUT_LOW, 0);

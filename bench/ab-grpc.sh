@@ -90,29 +90,7 @@ TOKEN=$("$JWTGATE_TOKEN_BIN" --key "$WORK/key.pem" --kid bench --alg RS256 --iss
 UPSTREAM_PORT=$(free_port)
 declare -A PORT=([A]=$(free_port) [B]=$(free_port)) BIN=([A]=$JWTGATE_A [B]=$JWTGATE_B) PID=()
 for v in A B; do
-	cat >"$WORK/jwtgate-$v.yaml" <<EOF
-workers: 1
-log: {level: warn}
-listeners:
-  - {name: h2c, address: "127.0.0.1:${PORT[$v]}"}
-backends:
-  - name: yages
-    protocol: H2C
-    endpoints:
-      - ip: {address: 127.0.0.1, port: $UPSTREAM_PORT}
-grpcRoutes:
-  - name: yages
-    hostnames: ["$AUTHORITY"]
-    rules:
-      - backendRefs: [{name: yages}]
-securityPolicies:
-  - name: jwt-bench
-    targetRefs: [{kind: GRPCRoute, name: yages}]
-    jwt:
-      providers:
-        - name: bench
-          localJWKS: {type: File, file: $WORK/jwks.json}
-EOF
+	grpc_jwtgate_yaml "${PORT[$v]}" "$UPSTREAM_PORT" "$AUTHORITY" "$WORK/jwks.json" >"$WORK/jwtgate-$v.yaml"
 done
 
 start upstream "$LOAD_CPUS" "$GRPC_UPSTREAM_BIN" --port "$UPSTREAM_PORT"

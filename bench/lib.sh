@@ -236,3 +236,32 @@ print(json.dumps({"keys": [{"kty": "RSA", "kid": "bench", "alg": "RS256", "use":
                             "n": b64(n), "e": b64((65537).to_bytes(3, "big"))}]}))
 PYEOF
 }
+
+# grpc_jwtgate_yaml PORT UPSTREAM_PORT AUTHORITY JWKS_FILE: the jwtgate config of the gRPC runs
+# (bench/run-grpc.sh, bench/ab-grpc.sh): one worker, h2c listener, the H2C upstream, a GRPCRoute for
+# AUTHORITY with a JWT policy on a local JWKS file.
+grpc_jwtgate_yaml() {
+	cat <<EOF
+workers: 1
+log: {level: warn}
+listeners:
+  - {name: h2c, address: "127.0.0.1:$1"}
+backends:
+  - name: yages
+    protocol: H2C
+    endpoints:
+      - ip: {address: 127.0.0.1, port: $2}
+grpcRoutes:
+  - name: yages
+    hostnames: ["$3"]
+    rules:
+      - backendRefs: [{name: yages}]
+securityPolicies:
+  - name: jwt-bench
+    targetRefs: [{kind: GRPCRoute, name: yages}]
+    jwt:
+      providers:
+        - name: bench
+          localJWKS: {type: File, file: $4}
+EOF
+}

@@ -218,29 +218,7 @@ JWTGATE_PORT=$(free_port)
 HAPROXY_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 
-cat >"$WORK/jwtgate.yaml" <<EOF
-workers: 1
-log: {level: warn}
-listeners:
-  - {name: h2c, address: "127.0.0.1:$JWTGATE_PORT"}
-backends:
-  - name: yages
-    protocol: H2C
-    endpoints:
-      - ip: {address: 127.0.0.1, port: $UPSTREAM_PORT}
-grpcRoutes:
-  - name: yages
-    hostnames: ["$AUTHORITY"]
-    rules:
-      - backendRefs: [{name: yages}]
-securityPolicies:
-  - name: jwt-bench
-    targetRefs: [{kind: GRPCRoute, name: yages}]
-    jwt:
-      providers:
-        - name: bench
-          localJWKS: {type: File, file: $WORK/jwks.json}
-EOF
+grpc_jwtgate_yaml "$JWTGATE_PORT" "$UPSTREAM_PORT" "$AUTHORITY" "$WORK/jwks.json" >"$WORK/jwtgate.yaml"
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global

@@ -21,21 +21,27 @@ import hyperframe.frame as hf
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
+def connect(port, tls, timeout, host="127.0.0.1"):
+    """A TCP connection for HTTP/2 (TCP_NODELAY), over TLS with ALPN h2 when tls (the test
+    certificates are self-signed: not verified)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(sock, server_hostname="localhost")
+        assert sock.selected_alpn_protocol() == "h2"
+    return sock
+
+
 class H2Conn:
     """A client connection. Events are accumulated per stream (.responses) and for the connection
     (.goaway, .resets) so that tests can assert what the proxy answered."""
 
     def __init__(self, port, host="127.0.0.1", timeout=5.0, tls=False, settings=None, raw=False):
-        sock = socket.create_connection((host, port), timeout=timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
-            sock = ctx.wrap_socket(sock, server_hostname="localhost")
-            assert sock.selected_alpn_protocol() == "h2"
-        self.sock = sock
+        self.sock = connect(port, tls, timeout, host)
         self.timeout = timeout
         cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
                                         validate_outbound_headers=not raw, normalize_outbound_headers=not raw,

@@ -64,16 +64,7 @@ class Peer:
     """A frame-level HTTP/2 client that validates nothing and records every frame jwtgate sends."""
 
     def __init__(self, port, tls, local_settings=(), handshake=True):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
-            sock = ctx.wrap_socket(sock, server_hostname="localhost")
-            assert sock.selected_alpn_protocol() == "h2"
-        self.sock = sock
+        self.sock = h2util.connect(port, tls, TIMEOUT)
         self.tls = tls
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()

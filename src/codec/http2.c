@@ -1071,8 +1071,7 @@ static bool h2_closed_stream_error(const struct h2_conn *c, int32_t sid)
 
 	return bit != 0 && (c->used_sids & bit) != 0 && (c->reset_sids & bit) == 0 &&
 	       sid <= nghttp2_session_get_last_proc_stream_id(c->session) &&
-	       nghttp2_session_want_read(c->session) &&
-	       nghttp2_session_find_stream(c->session, sid) == NULL;
+	       nghttp2_session_want_read(c->session) && nghttp2_session_find_stream(c->session, sid) == NULL;
 }
 
 /* Goes over the bytes about to be given to nghttp2 and finds the frame headers in them (RFC 9113
@@ -1108,8 +1107,8 @@ static size_t h2_scan(struct h2_conn *c, const uint8_t *p, size_t len)
 			hd = c->scan_hd;
 		}
 		c->scan_skip = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
-		sid = (int32_t)(((uint32_t)hd[5] & 0x7f) << 24 | (uint32_t)hd[6] << 16 | (uint32_t)hd[7] << 8 |
-		                hd[8]);
+		sid = (int32_t)(((uint32_t)hd[5] & 0x7f) << 24 | (uint32_t)hd[6] << 16 |
+		                (uint32_t)hd[7] << 8 | hd[8]);
 		if ((sid & 1) == 0)
 			continue;
 		if (hd[3] == NGHTTP2_HEADERS) {

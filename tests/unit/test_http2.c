@@ -239,7 +239,8 @@ static void test_session_without_slot(void **state)
 static size_t put_frame(uint8_t *p, uint8_t type, int32_t sid, size_t len)
 {
 	p[0] = 0, p[1] = (uint8_t)(len >> 8), p[2] = (uint8_t)len, p[3] = type, p[4] = 0;
-	p[5] = (uint8_t)(sid >> 24), p[6] = (uint8_t)(sid >> 16), p[7] = (uint8_t)(sid >> 8), p[8] = (uint8_t)sid;
+	p[5] = (uint8_t)(sid >> 24), p[6] = (uint8_t)(sid >> 16), p[7] = (uint8_t)(sid >> 8),
+	p[8] = (uint8_t)sid;
 	memset(p + 9, 'x', len);
 	return 9 + len;
 }
@@ -258,7 +259,7 @@ static void test_scan_stops_at_data_headers(void **state)
 	want[nwant++] = n - 20;
 	n += put_frame(in + n, NGHTTP2_DATA, 5, 7); /* 63 streams back */
 	want[nwant++] = n - 7;
-	n += put_frame(in + n, NGHTTP2_DATA, 3, 7); /* 64 back: long gone */
+	n += put_frame(in + n, NGHTTP2_DATA, 3, 7);   /* 64 back: long gone */
 	n += put_frame(in + n, NGHTTP2_DATA, 130, 7); /* even: nghttp2's */
 	n += put_frame(in + n, NGHTTP2_PING, 0, 8);
 	n += put_frame(in + n, NGHTTP2_DATA, 129, 0);

@@ -178,7 +178,10 @@ struct h2_conn {
 	 * odd ids below it were used (bit i: last_headers_sid - 2 * i). */
 	int32_t last_headers_sid;
 	uint64_t used_sids;
-	uint64_t reset_sids; /* of those, the ones we sent RST_STREAM on (same bits) */
+	/* Of those, the ones nghttp2 opened (not refused, not ignored after our GOAWAY) and the ones we
+	 * sent RST_STREAM on (same bits; h2_closed_stream_error). */
+	uint64_t opened_sids;
+	uint64_t reset_sids;
 	/* Frame boundaries in the bytes given to nghttp2 (h2_scan): what is left of the client preface or
 	 * of a payload, the bytes of a frame header split across reads, the highest client stream id on
 	 * a HEADERS frame header, and a DATA frame to judge before nghttp2 sees its header's last byte. */
@@ -1025,9 +1028,9 @@ static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 /* True when a HEADERS frame names a client stream id below the highest used so far that was never
  * used: RFC 9113 section 5.1.1 makes it a connection error PROTOCOL_ERROR ("numerically greater than
  * all streams that the initiating endpoint has opened"). nghttp2 1.52 cannot tell such an id from a
- * closed stream and ignores the block. An id that was used stays nghttp2's to judge: a stream we
- * reset may still receive the client's trailers (section 5.1, "closed"). Ids more than 63 streams
- * back are not remembered and left to nghttp2 too. */
+ * closed stream and ignores the block. An id that was used is h2_closed_stream_error's to judge: a
+ * stream we reset may still receive the client's trailers (section 5.1, "closed"). Ids more than 63
+ * streams back are not remembered and left to nghttp2 (it ignores them). */
 static bool h2_headers_sid_reused(struct h2_conn *c, int32_t sid)
 {
 	uint32_t back;
@@ -1037,6 +1040,7 @@ static bool h2_headers_sid_reused(struct h2_conn *c, int32_t sid)
 	if (sid > c->last_headers_sid) {
 		back = (uint32_t)(sid - c->last_headers_sid) / 2;
 		c->used_sids = (back >= 64 ? 0 : c->used_sids << back) | 1;
+		c->opened_sids = back >= 64 ? 0 : c->opened_sids << back;
 		c->reset_sids = back >= 64 ? 0 : c->reset_sids << back;
 		c->last_headers_sid = sid;
 		return false;
@@ -1062,15 +1066,14 @@ static uint64_t h2_sid_bit(const struct h2_conn *c, int32_t sid)
  * the stream ended (both END_STREAMs, or the client's RST_STREAM) is a STREAM_CLOSED error, but an
  * endpoint "MUST ignore frames that it receives on closed streams after it has sent a RST_STREAM
  * frame" (reset_sids: the client's frames may have crossed our RST). Streams nghttp2 never opened
- * (above its last processed id: ignored after our GOAWAY, section 6.8), ids never used (nghttp2
- * ignores them) and ids more than 63 streams back (long gone) are not errors. A session that is
- * already ending reads nothing more. */
+ * (refused, their RST_STREAM perhaps still queued; ignored after our GOAWAY, section 6.8), ids never
+ * used (nghttp2 ignores them) and ids more than 63 streams back (long gone) are not errors. A
+ * session that is already ending reads nothing more. */
 static bool h2_closed_stream_error(const struct h2_conn *c, int32_t sid)
 {
 	uint64_t bit = h2_sid_bit(c, sid);
 
-	return bit != 0 && (c->used_sids & bit) != 0 && (c->reset_sids & bit) == 0 &&
-	       sid <= nghttp2_session_get_last_proc_stream_id(c->session) &&
+	return (c->opened_sids & bit) != 0 && (c->reset_sids & bit) == 0 &&
 	       nghttp2_session_want_read(c->session) && nghttp2_session_find_stream(c->session, sid) == NULL;
 }
 
@@ -1191,6 +1194,7 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
+	c->opened_sids |= h2_sid_bit(c, frame->hd.stream_id); /* nghttp2 opened it */
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

@@ -1074,7 +1074,7 @@ static bool h2_closed_stream_error(const struct h2_conn *c, int32_t sid)
 	uint64_t bit = h2_sid_bit(c, sid);
 
 	return (c->opened_sids & bit) != 0 && (c->reset_sids & bit) == 0 &&
-	       nghttp2_session_want_read(c->session) && nghttp2_session_find_stream(c->session, sid) == NULL;
+	       nghttp2_session_find_stream(c->session, sid) == NULL && nghttp2_session_want_read(c->session);
 }
 
 /* Goes over the bytes about to be given to nghttp2 and finds the frame headers in them (RFC 9113
@@ -1086,16 +1086,20 @@ static bool h2_closed_stream_error(const struct h2_conn *c, int32_t sid)
  * across reads waits in scan_hd. */
 static size_t h2_scan(struct h2_conn *c, const uint8_t *p, size_t len)
 {
-	size_t i = 0;
+	/* In locals: stores through p (a byte pointer, which may alias anything) would make the compiler
+	 * reload the connection's fields. */
+	size_t i = 0, skip = c->scan_skip;
+	int32_t max_sid = c->scan_max_sid;
 
 	while (i < len) {
 		const uint8_t *hd;
+		uint32_t w;
 		int32_t sid;
 
-		if (c->scan_skip > 0) {
-			size_t k = len - i < c->scan_skip ? len - i : c->scan_skip;
+		if (skip > 0) {
+			size_t k = len - i < skip ? len - i : skip;
 
-			c->scan_skip -= (uint32_t)k;
+			skip -= k;
 			i += k;
 			continue;
 		}
@@ -1109,21 +1113,28 @@ static size_t h2_scan(struct h2_conn *c, const uint8_t *p, size_t len)
 			c->scan_hd_len = 0;
 			hd = c->scan_hd;
 		}
-		c->scan_skip = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
-		sid = (int32_t)(((uint32_t)hd[5] & 0x7f) << 24 | (uint32_t)hd[6] << 16 |
-		                (uint32_t)hd[7] << 8 | hd[8]);
-		if ((sid & 1) == 0)
-			continue;
-		if (hd[3] == NGHTTP2_HEADERS) {
-			if (sid > c->scan_max_sid)
-				c->scan_max_sid = sid;
-		} else if (hd[3] == NGHTTP2_DATA && sid <= c->scan_max_sid &&
-		           (uint32_t)(c->scan_max_sid - sid) / 2 < 64) {
-			c->scan_check_sid = sid;
-			return i;
+		memcpy(&w, hd, sizeof(w));
+		skip = ntohl(w) >> 8; /* 24-bit length, then the type */
+		memcpy(&w, hd + 5, sizeof(w));
+		sid = (int32_t)(ntohl(w) & 0x7fffffff);
+		if ((sid & 1) != 0) {
+			if (hd[3] == NGHTTP2_HEADERS) {
+				if (sid > max_sid)
+					max_sid = sid;
+			} else if (hd[3] == NGHTTP2_DATA && sid <= max_sid &&
+			           (uint32_t)(max_sid - sid) / 2 < 64) {
+				c->scan_check_sid = sid;
+				break;
+			}
+		}
+		if (len - i >= skip) {
+			i += skip; /* the payload in this read too */
+			skip = 0;
 		}
 	}
-	return len;
+	c->scan_skip = (uint32_t)skip;
+	c->scan_max_sid = max_sid;
+	return i;
 }
 
 /* Counts the frames that cost us work without giving the client anything (floods nghttp2 1.52 does
@@ -1137,7 +1148,7 @@ static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd
 	case NGHTTP2_HEADERS:
 		/* nghttp2 calls this for HEADERS on any stream, with its streams as the frames before
 		 * left them: no need for h2_scan's stop. */
-		if (h2_closed_stream_error(c, hd->stream_id))
+		if (hd->stream_id <= c->last_headers_sid && h2_closed_stream_error(c, hd->stream_id))
 			return nghttp2_session_terminate_session(session, NGHTTP2_STREAM_CLOSED) == 0
 			               ? 0
 			               : NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -1194,7 +1205,8 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	c->opened_sids |= h2_sid_bit(c, frame->hd.stream_id); /* nghttp2 opened it */
+	if (frame->hd.stream_id == c->last_headers_sid)
+		c->opened_sids |= 1; /* nghttp2 opened it (a new stream is always the highest id) */
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

@@ -178,6 +178,18 @@ struct h2_conn {
 	 * odd ids below it were used (bit i: last_headers_sid - 2 * i). */
 	int32_t last_headers_sid;
 	uint64_t used_sids;
+	/* Of those, the ones nghttp2 opened (not refused, not ignored after our GOAWAY) and the ones we
+	 * sent RST_STREAM on (same bits; h2_closed_stream_error). */
+	uint64_t opened_sids;
+	uint64_t reset_sids;
+	/* Frame boundaries in the bytes given to nghttp2 (h2_scan): what is left of the client preface or
+	 * of a payload, the bytes of a frame header split across reads, the highest client stream id on
+	 * a HEADERS frame header, and a DATA frame to judge before nghttp2 sees its header's last byte. */
+	uint32_t scan_skip;
+	uint8_t scan_hd_len;
+	uint8_t scan_hd[9];
+	int32_t scan_max_sid;
+	int32_t scan_check_sid; /* 0: none */
 };
 
 struct h2_stream {
@@ -1016,9 +1028,9 @@ static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 /* True when a HEADERS frame names a client stream id below the highest used so far that was never
  * used: RFC 9113 section 5.1.1 makes it a connection error PROTOCOL_ERROR ("numerically greater than
  * all streams that the initiating endpoint has opened"). nghttp2 1.52 cannot tell such an id from a
- * closed stream and ignores the block. An id that was used stays nghttp2's to judge: a stream we
- * reset may still receive the client's trailers (section 5.1, "closed"). Ids more than 63 streams
- * back are not remembered and left to nghttp2 too. */
+ * closed stream and ignores the block. An id that was used is h2_closed_stream_error's to judge: a
+ * stream we reset may still receive the client's trailers (section 5.1, "closed"). Ids more than 63
+ * streams back are not remembered and left to nghttp2 (it ignores them). */
 static bool h2_headers_sid_reused(struct h2_conn *c, int32_t sid)
 {
 	uint32_t back;
@@ -1028,11 +1040,101 @@ static bool h2_headers_sid_reused(struct h2_conn *c, int32_t sid)
 	if (sid > c->last_headers_sid) {
 		back = (uint32_t)(sid - c->last_headers_sid) / 2;
 		c->used_sids = (back >= 64 ? 0 : c->used_sids << back) | 1;
+		c->opened_sids = back >= 64 ? 0 : c->opened_sids << back;
+		c->reset_sids = back >= 64 ? 0 : c->reset_sids << back;
 		c->last_headers_sid = sid;
 		return false;
 	}
 	back = (uint32_t)(c->last_headers_sid - sid) / 2;
 	return back < 64 && (c->used_sids & ((uint64_t)1 << back)) == 0;
+}
+
+/* The bit of a client stream id in used_sids / reset_sids; 0 when it is not among the 64 remembered. */
+static uint64_t h2_sid_bit(const struct h2_conn *c, int32_t sid)
+{
+	uint32_t back;
+
+	if (sid <= 0 || (sid & 1) == 0 || sid > c->last_headers_sid)
+		return 0;
+	back = (uint32_t)(c->last_headers_sid - sid) / 2;
+	return back < 64 ? (uint64_t)1 << back : 0;
+}
+
+/* True when a DATA or HEADERS frame on client stream sid is a connection error STREAM_CLOSED. The
+ * session drops closed streams (nghttp2_option_set_no_closed_streams) and then ignores every frame
+ * on them, so the codec judges: RFC 9113 section 5.1, "closed": a frame other than PRIORITY after
+ * the stream ended (both END_STREAMs, or the client's RST_STREAM) is a STREAM_CLOSED error, but an
+ * endpoint "MUST ignore frames that it receives on closed streams after it has sent a RST_STREAM
+ * frame" (reset_sids: the client's frames may have crossed our RST). Streams nghttp2 never opened
+ * (refused, their RST_STREAM perhaps still queued; ignored after our GOAWAY, section 6.8), ids never
+ * used (nghttp2 ignores them) and ids more than 63 streams back (long gone) are not errors. A
+ * session that is already ending reads nothing more. */
+static bool h2_closed_stream_error(const struct h2_conn *c, int32_t sid)
+{
+	uint64_t bit = h2_sid_bit(c, sid);
+
+	return (c->opened_sids & bit) != 0 && (c->reset_sids & bit) == 0 &&
+	       nghttp2_session_find_stream(c->session, sid) == NULL && nghttp2_session_want_read(c->session);
+}
+
+/* Goes over the bytes about to be given to nghttp2 and finds the frame headers in them (RFC 9113
+ * section 4.1; after the 24-byte client preface, section 3.4). nghttp2 does not tell us about DATA
+ * it ignores (no on_begin_frame), so a DATA frame on a client stream that may be closed is judged
+ * here: the scan stops right after the last byte of its header, and h2_on_read gives nghttp2 the
+ * bytes before that byte (so that its streams are those the frames before made), asks
+ * h2_closed_stream_error, then goes on. Returns how many bytes of p were gone over. A header split
+ * across reads waits in scan_hd. */
+static size_t h2_scan(struct h2_conn *c, const uint8_t *p, size_t len)
+{
+	/* In locals: stores through p (a byte pointer, which may alias anything) would make the compiler
+	 * reload the connection's fields. */
+	size_t i = 0, skip = c->scan_skip;
+	int32_t max_sid = c->scan_max_sid;
+
+	while (i < len) {
+		const uint8_t *hd;
+		uint32_t w;
+		int32_t sid;
+
+		if (skip > 0) {
+			size_t k = len - i < skip ? len - i : skip;
+
+			skip -= k;
+			i += k;
+			continue;
+		}
+		if (c->scan_hd_len == 0 && len - i >= sizeof(c->scan_hd)) {
+			hd = p + i; /* the common case: the whole header in this read */
+			i += sizeof(c->scan_hd);
+		} else {
+			c->scan_hd[c->scan_hd_len++] = p[i++];
+			if (c->scan_hd_len < sizeof(c->scan_hd))
+				continue;
+			c->scan_hd_len = 0;
+			hd = c->scan_hd;
+		}
+		memcpy(&w, hd, sizeof(w));
+		skip = ntohl(w) >> 8; /* 24-bit length, then the type */
+		memcpy(&w, hd + 5, sizeof(w));
+		sid = (int32_t)(ntohl(w) & 0x7fffffff);
+		if ((sid & 1) != 0) {
+			if (hd[3] == NGHTTP2_HEADERS) {
+				if (sid > max_sid)
+					max_sid = sid;
+			} else if (hd[3] == NGHTTP2_DATA && sid <= max_sid &&
+			           (uint32_t)(max_sid - sid) / 2 < 64) {
+				c->scan_check_sid = sid;
+				break;
+			}
+		}
+		if (len - i >= skip) {
+			i += skip; /* the payload in this read too */
+			skip = 0;
+		}
+	}
+	c->scan_skip = (uint32_t)skip;
+	c->scan_max_sid = max_sid;
+	return i;
 }
 
 /* Counts the frames that cost us work without giving the client anything (floods nghttp2 1.52 does
@@ -1044,6 +1146,12 @@ static int h2_on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd
 
 	switch (hd->type) {
 	case NGHTTP2_HEADERS:
+		/* nghttp2 calls this for HEADERS on any stream, with its streams as the frames before
+		 * left them: no need for h2_scan's stop. */
+		if (hd->stream_id <= c->last_headers_sid && h2_closed_stream_error(c, hd->stream_id))
+			return nghttp2_session_terminate_session(session, NGHTTP2_STREAM_CLOSED) == 0
+			               ? 0
+			               : NGHTTP2_ERR_CALLBACK_FAILURE;
 		if (h2_headers_sid_reused(c, hd->stream_id))
 			return nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR) == 0
 			               ? 0
@@ -1097,6 +1205,8 @@ static int h2_on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame 
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
+	if (frame->hd.stream_id == c->last_headers_sid)
+		c->opened_sids |= 1; /* nghttp2 opened it (a new stream is always the highest id) */
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -1266,6 +1376,8 @@ static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *fr
 
 	if (frame->hd.type == NGHTTP2_DATA)
 		c->data_frames_sent++;
+	else if (frame->hd.type == NGHTTP2_RST_STREAM)
+		c->reset_sids |= h2_sid_bit(c, frame->hd.stream_id); /* ours and nghttp2's own */
 	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
 	    !c->aborting) {
 		/* A connection error nghttp2 found itself (frame size, stream state, HPACK...): close as
@@ -1507,7 +1619,10 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 		h2_arm_idle_timer(c);
 	while (evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
-		ssize_t n;
+		const uint8_t *p;
+		size_t fed = 0, scanned = 0;
+		ssize_t n = 0;
+		bool closed = false;
 
 		if (evbuffer_get_length(bufferevent_get_output(bev)) >= H2_OUT_HIGH) {
 			/* The client does not take what we owe it: what we would answer to more frames
@@ -1519,9 +1634,32 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		c->in_recv = true;
-		n = nghttp2_session_mem_recv(c->session, v.iov_base, v.iov_len);
-		c->in_recv = false;
+		p = v.iov_base;
+		/* In one go unless h2_scan stops at a DATA frame to judge. nghttp2_session_mem_recv takes
+		 * all it is given unless it fails (no callback of ours pauses it). */
+		while (fed < v.iov_len && !closed) {
+			size_t upto;
+
+			if (c->scan_check_sid == 0 && scanned < v.iov_len)
+				scanned += h2_scan(c, p + scanned, v.iov_len - scanned);
+			upto = c->scan_check_sid != 0 ? scanned - 1 : scanned;
+			if (upto > fed) {
+				c->in_recv = true;
+				n = nghttp2_session_mem_recv(c->session, p + fed, upto - fed);
+				c->in_recv = false;
+				if (n < 0)
+					break;
+				fed += (size_t)n;
+			}
+			if (c->scan_check_sid != 0) {
+				closed = h2_closed_stream_error(c, c->scan_check_sid);
+				c->scan_check_sid = 0;
+			}
+		}
+		if (closed) {
+			h2_terminate_abort(c, NGHTTP2_STREAM_CLOSED, "DATA on a closed stream");
+			break;
+		}
 		if (n < 0) {
 			evbuffer_drain(in, evbuffer_get_length(in));
 			if (c->calm_reason != NULL) {
@@ -1539,7 +1677,7 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 			}
 			break;
 		}
-		evbuffer_drain(in, (size_t)n);
+		evbuffer_drain(in, fed);
 	}
 	if (c->state == H2C_OPEN && c->head_block_since_ms != 0)
 		h2_arm_head_block_deadline(c);
@@ -1747,11 +1885,13 @@ static int h2_session_new(struct h2_conn *c)
 	nghttp2_option_set_max_continuations(opt, H2_MAX_CONTINUATIONS);
 	nghttp2_option_set_max_outbound_ack(opt, H2_MAX_OUTBOUND_ACK);
 	nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS);
-	/* Closed streams stay nghttp2's (nghttp2_option_set_no_closed_streams is not set): they are how
-	 * it tells a frame on a closed stream (RFC 9113 section 5.1: STREAM_CLOSED, h2spec http2/5.1)
-	 * from one on a stream long gone, which it ignores. The price: the stream table of a connection
-	 * idle after a request is not all zero, and its page stays (h2_mem_idle releases it only when
-	 * it is). */
+	/* nghttp2 drops closed streams (it keeps them only for RFC 7540's priority tree, which RFC 9113
+	 * section 5.3.1 deprecates): the stream table of a connection idle after its requests is then
+	 * all zero and h2_mem_idle releases its page. nghttp2 then ignores every frame on a closed
+	 * stream; the STREAM_CLOSED errors RFC 9113 section 5.1 requires (h2spec http2/5.1) are the
+	 * codec's: h2_closed_stream_error, from on_begin_frame for HEADERS and from h2_scan's stops
+	 * for DATA. */
+	nghttp2_option_set_no_closed_streams(opt, 1);
 	c->mem_slot = pagepool_get(&c->w->h2_pages);
 	if (nghttp2_session_server_new3(&c->session, cbs, c, opt, &mem) != 0)
 		goto cleanup;
@@ -1790,6 +1930,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	event_assign(&c->flush_ev, w->base, -1, 0, h2_on_flush, c);
 	event_assign(&c->free_ev, w->base, -1, 0, h2_on_free, c);
 	c->state = H2C_PREFACE;
+	c->scan_skip = NGHTTP2_CLIENT_MAGIC_LEN;
 	c->wc.drain = h2_conn_drain;
 	c->wc.abort = h2_conn_abort;
 	c->wc.listener_index = listener_index;

@@ -626,6 +626,39 @@ for _kind, _mk in (("after-rst", _closed_after_rst), ("after-end-stream", get_do
     case(f"http2-5.1-closed-{_kind}-continuation")(_cont)
 
 
+def _split_sends(p, data, cuts):
+    """`data` in separate TCP writes (TLS records) cut at `cuts`, with a pause between them so that
+    jwtgate reads each on its own."""
+    prev = 0
+    for cut in list(cuts) + [len(data)]:
+        assert p.send(data[prev:cut])
+        prev = cut
+        time.sleep(0.1)
+
+
+@case("http2-5.1-closed-after-end-stream-data-split-header")
+def _(p, env):
+    # jwtgate finds the DATA frame's header in the bytes it reads (nghttp2 ignores DATA on the
+    # closed streams it dropped): a header cut across three reads, the first read also ending a
+    # PING, must still be judged.
+    sid = get_done(p)
+    data = frame(PING, 0, 0, b"12345678") + frame(DATA, END_STREAM, sid, b"late")
+    _split_sends(p, data, (9 + 8 + 2, 9 + 8 + 6))
+    _closed_reaction(p, sid)
+
+
+@case("http2-5.1-8.1-data-after-early-431-split-header-ignored")
+def _(p, env):
+    # the same cut on a stream jwtgate reset: the frames are ignored (section 5.1)
+    sid = p.sid()
+    hdrs = req(f"/early/{jgtest.marker()}", "POST", extra=[(f"x-h{i}", "v") for i in range(120)])
+    p.send(p.headers_frame(sid, hdrs, END_HEADERS))
+    assert p.wait(lambda x: sid in x.ended or sid in x.rst or x.goaway is not None)
+    assert p.headers[sid][0][":status"] == "431"
+    _split_sends(p, frame(DATA, 0, sid, b"x" * 100) + frame(DATA, 0, sid, b"y" * 100), (4, 109 + 8))
+    ignored(p, env)
+
+
 def _answered_early(p, env, extra=(), content_length=None):
     # RFC 9113 section 8.1: a server may answer before the request is complete and then reset the
     # stream (NO_ERROR); the client's frames already in flight "MUST" be ignored (section 5.1,

@@ -201,6 +201,12 @@ def gen_http2():
         SETTINGS + headers(5, req_headers()) + headers(3, req_headers()),
         # push promise from a client
         SETTINGS + frame(5, 4, 1, b"\0\0\0\x02"),
+        # frames on closed streams (judged by the codec, not nghttp2): after the client's RST_STREAM,
+        # after both END_STREAMs, and after a reset of ours (the body exceeds content-length)
+        SETTINGS + headers(1, req_headers("/r", "POST"), 0x04) + frame(3, 0, 1, b"\0\0\0\x08") + data(1, b"late"),
+        SETTINGS + headers(1, req_headers("/d")) + FLUSH + FLUSH + data(1, b"late") + headers(1, req_headers()),
+        SETTINGS + headers(1, req_headers("/cl", "POST", extra=[("content-length", "1")]), 0x04)
+        + data(1, b"toolong", 0) + FLUSH + data(1, b"more") + headers(3, req_headers()),
     ]
     for i, s in enumerate(seqs):
         write("http2", bytes([0x00]) + s)

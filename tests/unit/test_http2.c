@@ -233,11 +233,68 @@ static void test_session_without_slot(void **state)
 	run(false);
 }
 
+/* h2_scan finds the frame headers of the client's bytes however they are cut into reads: it stops
+ * right after the header of each DATA frame on an odd stream id at or below the highest HEADERS id
+ * seen (within 63 streams), carrying headers split across reads. */
+static size_t put_frame(uint8_t *p, uint8_t type, int32_t sid, size_t len)
+{
+	p[0] = 0, p[1] = (uint8_t)(len >> 8), p[2] = (uint8_t)len, p[3] = type, p[4] = 0;
+	p[5] = (uint8_t)(sid >> 24), p[6] = (uint8_t)(sid >> 16), p[7] = (uint8_t)(sid >> 8),
+	p[8] = (uint8_t)sid;
+	memset(p + 9, 'x', len);
+	return 9 + len;
+}
+
+static void test_scan_stops_at_data_headers(void **state)
+{
+	uint8_t in[512];
+	size_t n = NGHTTP2_CLIENT_MAGIC_LEN, want[4], nwant = 0, chunk;
+
+	(void)state;
+	memcpy(in, NGHTTP2_CLIENT_MAGIC, n);
+	n += put_frame(in + n, NGHTTP2_SETTINGS, 0, 0);
+	n += put_frame(in + n, NGHTTP2_DATA, 1, 3); /* above every HEADERS id: nghttp2's (idle) */
+	n += put_frame(in + n, NGHTTP2_HEADERS, 131, 5);
+	n += put_frame(in + n, NGHTTP2_DATA, 131, 20);
+	want[nwant++] = n - 20;
+	n += put_frame(in + n, NGHTTP2_DATA, 5, 7); /* 63 streams back */
+	want[nwant++] = n - 7;
+	n += put_frame(in + n, NGHTTP2_DATA, 3, 7);   /* 64 back: long gone */
+	n += put_frame(in + n, NGHTTP2_DATA, 130, 7); /* even: nghttp2's */
+	n += put_frame(in + n, NGHTTP2_PING, 0, 8);
+	n += put_frame(in + n, NGHTTP2_DATA, 129, 0);
+	want[nwant++] = n;
+	assert_true(n <= sizeof(in));
+	for (chunk = 1; chunk <= n; chunk++) {
+		struct h2_conn c = {.scan_skip = NGHTTP2_CLIENT_MAGIC_LEN};
+		size_t off = 0, got = 0, at = 0;
+
+		while (off < n) {
+			size_t end = off + chunk < n ? off + chunk : n;
+
+			while (at < end) {
+				at += h2_scan(&c, in + at, end - at);
+				if (c.scan_check_sid != 0) {
+					assert_true(got < nwant);
+					assert_int_equal(at, want[got]);
+					got++;
+					c.scan_check_sid = 0;
+				}
+			}
+			off = end;
+		}
+		assert_int_equal(got, nwant);
+		assert_int_equal(c.scan_skip, 0);
+		assert_int_equal(c.scan_hd_len, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_session_buffers_in_slot_released_when_idle),
 	        cmocka_unit_test(test_session_without_slot),
+	        cmocka_unit_test(test_scan_stops_at_data_headers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

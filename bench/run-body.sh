@@ -9,6 +9,10 @@
 #   dl1m-chunked  GET, 1 MiB chunked response (same file, nginx add_after_body drops the length)
 #   ul1m      POST, 1 MiB request body with Content-Length (bench/body_upstream reads it all, then 200)
 #   ul1m-chunked  POST, 1 MiB chunked request body in 16 KiB chunks
+#   h2-dl1m   dl1m over h2c (prior knowledge) with h2load; the proxies go upstream in HTTP/1.1 as above
+#   h2-ul1m   ul1m over h2c: h2load -d sends the 1 MiB body as DATA frames with content-length
+# --h2 measures the two h2 cases only (when BENCH_BODY_CASES is unset); h2 cases have no direct row
+# (neither upstream speaks h2c).
 # Every round visits every case and target (the order reversed every other round); the figures are
 # medians of the rounds and paired ratios (median of per-round ratios). Also each proxy's CPU time per
 # MiB and its peak RSS (VmHWM, process and children) over the whole run.
@@ -26,6 +30,9 @@ CONNECTIONS=${BENCH_CONNECTIONS:-8}
 THREADS=${BENCH_THREADS:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 CASES=${BENCH_BODY_CASES:-dl1m dl64m dl1m-chunked ul1m ul1m-chunked}
+H2_CLIENTS=${BENCH_H2_CLIENTS:-4} # h2load -c: connections of the h2 cases
+H2_STREAMS=${BENCH_H2_STREAMS:-4} # h2load -m: concurrent streams per connection
+H2LOAD_BIN=${H2LOAD_BIN:-h2load}
 TARGETS=${BENCH_BODY_TARGETS:-direct jwtgate nginx haproxy}
 # JWTGATE_B_BIN: a second jwtgate build as one more target, "jwtgate-b", for an A/B of two builds
 # measured next to each other in every round (paired ratios jwtgate-b/jwtgate, CPU per request).
@@ -48,12 +55,14 @@ die() {
 }
 case "${1:-}" in
 --help | -h)
-	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 	echo "Environment: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_ROUNDS=$ROUNDS"
+	echo "  BENCH_H2_CLIENTS=$H2_CLIENTS BENCH_H2_STREAMS=$H2_STREAMS H2LOAD_BIN=$H2LOAD_BIN"
 	echo "  BENCH_BODY_CASES='$CASES' BENCH_BODY_TARGETS='$TARGETS'"
 	echo "  JWTGATE_BIN=$JWTGATE_BIN BODY_UPSTREAM_BIN=$BODY_UPSTREAM_BIN"
 	exit 0
 	;;
+--h2) [ -n "${BENCH_BODY_CASES:-}" ] || CASES="h2-dl1m h2-ul1m" ;;
 "") ;;
 *) die "unknown argument '$1' (--help)" ;;
 esac
@@ -61,6 +70,9 @@ esac
 for tool in "$WRK_BIN" "$NGINX_BIN" "$HAPROXY_BIN" curl python3; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
+if [[ " $CASES " == *" h2-"* ]]; then
+	command -v "$H2LOAD_BIN" >/dev/null 2>&1 || die "$H2LOAD_BIN not found"
+fi
 [ -x "$BODY_UPSTREAM_BIN" ] || die "no upload sink at $BODY_UPSTREAM_BIN: ninja -C build bench/body_upstream"
 
 WORK=$(mktemp -d /tmp/jwtgate-bench-body.XXXXXX) || die "cannot create a temporary folder"
@@ -80,10 +92,12 @@ JWTGATE_PORT=$(free_port)
 JWTGATE_B_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 HAPROXY_PORT=$(free_port)
+NGINX_H2_PORT=$(free_port)   # nginx 1.22 and HAProxy 2.6 need a listener of their own for h2c
+HAPROXY_H2_PORT=$(free_port) # with prior knowledge; jwtgate serves it on its plaintext port
 SUBST=(DIR="$WORK" FILES="$WORK/files" UPSTREAM_PORT="$UPSTREAM_PORT" SINK_PORT="$SINK_PORT")
 render "$BENCH_DIR/nginx-body-upstream.conf.in" "$WORK/nginx-upstream.conf" "${SUBST[@]}"
-render "$BENCH_DIR/nginx-body.conf.in" "$WORK/nginx.conf" "${SUBST[@]}" PORT="$NGINX_PORT"
-render "$BENCH_DIR/haproxy-body.cfg.in" "$WORK/haproxy.cfg" "${SUBST[@]}" PORT="$HAPROXY_PORT"
+render "$BENCH_DIR/nginx-body.conf.in" "$WORK/nginx.conf" "${SUBST[@]}" PORT="$NGINX_PORT" H2PORT="$NGINX_H2_PORT"
+render "$BENCH_DIR/haproxy-body.cfg.in" "$WORK/haproxy.cfg" "${SUBST[@]}" PORT="$HAPROXY_PORT" H2PORT="$HAPROXY_H2_PORT"
 render "$BENCH_DIR/jwtgate-body.yaml.in" "$WORK/jwtgate.yaml" "${SUBST[@]}" PORT="$JWTGATE_PORT"
 render "$BENCH_DIR/jwtgate-body.yaml.in" "$WORK/jwtgate-b.yaml" "${SUBST[@]}" PORT="$JWTGATE_B_PORT"
 
@@ -125,11 +139,15 @@ BASE[jwtgate]="http://127.0.0.1:$JWTGATE_PORT"
 BASE[jwtgate-b]="http://127.0.0.1:$JWTGATE_B_PORT"
 BASE[nginx]="http://127.0.0.1:$NGINX_PORT"
 BASE[haproxy]="http://127.0.0.1:$HAPROXY_PORT"
+declare -A H2BASE=(
+	[jwtgate]="${BASE[jwtgate]}" [jwtgate-b]="${BASE[jwtgate-b]}"
+	[nginx]="http://127.0.0.1:$NGINX_H2_PORT" [haproxy]="http://127.0.0.1:$HAPROXY_H2_PORT"
+)
 
 case_path() { # CASE -> path
 	case $1 in
-	dl1m) echo /bar/1m ;; dl64m) echo /bar/64m ;; dl1m-chunked) echo /bar/chunked/1m ;;
-	ul1m | ul1m-chunked) echo /up ;;
+	dl1m | h2-dl1m) echo /bar/1m ;; dl64m) echo /bar/64m ;; dl1m-chunked) echo /bar/chunked/1m ;;
+	ul1m | ul1m-chunked | h2-ul1m) echo /up ;;
 	*) return 1 ;;
 	esac
 }
@@ -137,7 +155,9 @@ case_bytes() { # CASE -> body bytes per request
 	case $1 in dl64m) echo 67108864 ;; *) echo 1048576 ;; esac
 }
 case_base() { # CASE TARGET -> base URL
-	if [ "$2" = direct ]; then
+	if [[ $1 == h2-* ]]; then
+		echo "${H2BASE[$2]:-}"
+	elif [ "$2" = direct ]; then
 		case $1 in ul*) echo "http://127.0.0.1:$SINK_PORT" ;; *) echo "http://127.0.0.1:$UPSTREAM_PORT" ;; esac
 	else
 		echo "${BASE[$2]}"
@@ -165,7 +185,59 @@ for t in $TARGETS; do
 	[ "$code" = 200 ] || { unavailable "$t" "smoke: upload gave $code"; OK[$t]=0; }
 	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "$HOST_HEADER" -H 'Expect:' -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/files/1m" "$(case_base ul1m "$t")/up")
 	[ "$code" = 200 ] || { unavailable "$t" "smoke: chunked upload gave $code"; OK[$t]=0; }
+	if [[ " $CASES " == *" h2-"* ]] && [ "$t" != direct ]; then
+		got=$(curl -s --http2-prior-knowledge --max-time 10 -H "$HOST_HEADER" "$(case_base h2-dl1m "$t")/bar/1m" | sha256sum | cut -d' ' -f1)
+		[ "$got" = "$want" ] || { unavailable "$t" "smoke: h2c /bar/1m body differs"; OK[$t]=0; }
+		code=$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code} %{http_version}' --max-time 10 -H "$HOST_HEADER" --data-binary @"$WORK/files/1m" "$(case_base h2-ul1m "$t")/up")
+		[ "$code" = "200 2" ] || { unavailable "$t" "smoke: h2c upload gave $code"; OK[$t]=0; }
+	fi
 done
+
+# measure_h2 ROW URL [BODY_FILE]: one h2load run of DURATION (h2c prior knowledge), into the same
+# per-round figures as measure() (lib.sh). h2load reports no percentiles: p50/p99 stay empty.
+measure_h2() {
+	local row=$1 url=$2 body=${3:-} raw line pid t0="" t1 secs n ok2xx
+	[[ " ${ROWS[*]} " == *" $row "* ]] || ROWS+=("$row")
+	raw="$WORK/h2load-${row//[^A-Za-z0-9]/_}.txt"
+	secs=${DURATION%s}
+	echo "  $row: h2load -D$secs -c$H2_CLIENTS -m$H2_STREAMS ${body:+-d $body }$url" >&2
+	# shellcheck disable=SC2086
+	$LOAD_TASKSET "$H2LOAD_BIN" -D"$secs" -c"$H2_CLIENTS" -m"$H2_STREAMS" -t1 ${body:+-d "$body"} \
+		-H ":authority: www.example.com" "$url" >"$raw" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	[ -n "$CPU_PID" ] && t0=$(proc_cpu_ticks "$CPU_PID")
+	wait "$pid"
+	[ -n "$t0" ] && t1=$(proc_cpu_ticks "$CPU_PID")
+	line=$(sed -n 's/^finished in \([0-9.]*\)\(m*s\), \([0-9.]*\) req\/s.*/\3/p' "$raw")
+	n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$raw")
+	ok2xx=$(sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$raw")
+	if [ -z "$line" ] || [ -z "$n" ]; then
+		NOTE[$row]="h2load failed: $(tail -1 "$raw")"
+		return
+	fi
+	RPS_ALL[$row]="${RPS_ALL[$row]:-} $line"
+	REQS_ALL[$row]="${REQS_ALL[$row]:-} $n"
+	# shellcheck disable=SC2086
+	RPS[$row]=$(median ${RPS_ALL[$row]})
+	if [ -n "$t0" ]; then
+		CPU_ALL[$row]="${CPU_ALL[$row]:-} $(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v n="$n" \
+			'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n; else print 0 }')"
+		# shellcheck disable=SC2086
+		CPU[$row]=$(median ${CPU_ALL[$row]})
+	fi
+	# Every answered request must be a 2xx, and none may have failed or errored (h2load's counts).
+	local bad
+	bad=$(awk '/^requests:/ { for (i = 1; i < NF; i++) if ($(i+1) ~ /^(failed|errored|timeout)/) s += $i } END { print s + 0 }' "$raw")
+	ERRS[$row]=$((${ERRS[$row]:-0} + bad))
+	# "status codes" also counts answers whose head came in before the run ended: other than 2xx
+	# counts, and fewer 2xx than succeeded requests.
+	NON2XX[$row]=$((${NON2XX[$row]:-0} + $(sed -n 's/^status codes: [0-9]* 2xx, \([0-9]*\) 3xx, \([0-9]*\) 4xx, \([0-9]*\) 5xx.*/\1 + \2 + \3/p' "$raw")))
+	[ "${ok2xx:-0}" -ge "$n" ] || NON2XX[$row]=$((NON2XX[$row] + n - ${ok2xx:-0}))
+	if [ "$n" = 0 ] || [ "${NON2XX[$row]}" != 0 ] || [ "${ERRS[$row]}" != 0 ]; then
+		NOTE[$row]="INVALID: responses were not all 2xx"
+	fi
+}
 
 echo "run-body.sh: cases '$CASES', targets '$TARGETS', $ROUNDS rounds of $DURATION, -c$CONNECTIONS, work folder $WORK" >&2
 for round in $(seq 1 "$ROUNDS"); do
@@ -176,6 +248,13 @@ for round in $(seq 1 "$ROUNDS"); do
 		path=$(case_path "$c") || die "unknown case $c"
 		for t in $order; do
 			[ "${OK[$t]:-0}" = 1 ] || continue
+			if [[ $c == h2-* ]]; then
+				[ "$t" = direct ] && continue # no h2c upstream
+				body=""
+				[ "$c" = h2-ul1m ] && body=$WORK/files/1m
+				CPU_PID=$(case_cpu_pid "$c" "$t") measure_h2 "$c $t" "$(case_base "$c" "$t")$path" "$body"
+				continue
+			fi
 			bytes=0 chunk=0
 			case $c in ul1m) bytes=1048576 ;; ul1m-chunked) bytes=1048576 chunk=16384 ;; esac
 			WRK_BODY_BYTES=$bytes WRK_BODY_CHUNK=$chunk CPU_PID=$(case_cpu_pid "$c" "$t") \
@@ -203,6 +282,7 @@ report() {
 	echo "command: $BENCH_COMMAND"
 	echo "host: $(uname -srm), $(nproc) CPUs online"
 	echo "wrk: -t$THREADS -c$CONNECTIONS -d$DURATION keep-alive, medians of $ROUNDS interleaved rounds; proxy CPUs: ${PROXY_CPUS:-any}; load CPUs: ${LOAD_CPUS:-any}"
+	[[ " $CASES " == *" h2-"* ]] && echo "h2 cases: h2load -D${DURATION%s} -c$H2_CLIENTS -m$H2_STREAMS -t1, h2c prior knowledge (nginx and HAProxy on h2c listeners of their own), HTTP/1.1 upstream; no p50/p99 (h2load has none)"
 	echo "versions: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY_BIN" -v 2>&1 | head -1 | awk '{print "haproxy " $3}'), $(timeout 2 "$JWTGATE_BIN" --version 2>/dev/null | head -1)"
 	echo "jwtgate binary: $JWTGATE_BIN (sha256 $(sha256sum <"$JWTGATE_BIN" | cut -c1-12))"
 	echo "upstreams: nginx 1 worker, sendfile, files from tmpfs/disk (dl*); bench/body_upstream (ul*); every proxy 1 worker/thread, upstream keep-alive, default buffers"
@@ -238,7 +318,7 @@ report() {
 	echo "peak RSS (VmHWM, KiB, process + children, whole run): jwtgate ${HWM[jwtgate]:--}, nginx ${HWM[nginx]:--}, haproxy ${HWM[haproxy]:--}"
 }
 
-BENCH_COMMAND="$0 $* (BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_BODY_CASES='$CASES')"
+BENCH_COMMAND="$0 $* (BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNECTIONS BENCH_BODY_CASES='$CASES' BENCH_H2_CLIENTS=$H2_CLIENTS BENCH_H2_STREAMS=$H2_STREAMS)"
 mkdir -p "$RESULTS_DIR"
 RESULT_FILE="$RESULTS_DIR/$(date -u +%Y-%m-%d-%H%M%S)-body.txt"
 report | tee "$RESULT_FILE"

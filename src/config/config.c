@@ -31,7 +31,6 @@
 #define CONFIG_MAX_PATTERN     4096       /* regular expression source length */
 #define CONFIG_MAX_WORKERS     1024
 #define CONFIG_MAX_WEIGHT      1000000u /* Gateway API backendRef weight bound */
-#define CONFIG_SHOW_MAX        64       /* user text quoted in a message */
 #define CONFIG_MAX_FILES       256      /* -c files, folders expanded */
 #define CONFIG_MAX_DOCUMENTS   4096     /* YAML documents across them */
 
@@ -54,22 +53,6 @@ struct cfg_ctx {
 };
 
 /* ---------------------------------------------------------------- messages ---- */
-
-/* Writes user text into buf (CONFIG_SHOW_MAX + 4 bytes) with control bytes shown as '?', so a
- * message line never carries a terminal escape or a line break from the file. Returns buf. */
-static const char *cfg_show(const char *s, char *buf)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0' && i < CONFIG_SHOW_MAX; i++)
-		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
-	if (s[i] != '\0') {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
-}
 
 static void cfg_error(struct cfg_ctx *c, const yaml_node_t *node, const char *kp, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
@@ -265,13 +248,13 @@ static bool check_map(struct cfg_ctx *c, const yaml_node_t *node, const char *kp
 			}
 		}
 		if (!known)
-			cfg_error(c, kn, kp, "unknown key \"%s\"", cfg_show(k, show));
+			cfg_error(c, kn, kp, "unknown key \"%s\"", config_show(k, show));
 		for (q = node->data.mapping.pairs.start; q < p; q++) {
 			yaml_node_t *qn = cfg_node(c, q->key);
 
 			if (qn != NULL && qn->type == YAML_SCALAR_NODE &&
 			    strcmp((const char *)qn->data.scalar.value, k) == 0) {
-				cfg_error(c, kn, kp, "duplicate key \"%s\"", cfg_show(k, show));
+				cfg_error(c, kn, kp, "duplicate key \"%s\"", config_show(k, show));
 				break;
 			}
 		}
@@ -351,7 +334,7 @@ static const char *as_str(struct cfg_ctx *c, const yaml_node_t *n, const char *k
 	}
 	if ((flags & S_TOKEN) && !is_token(v)) {
 		cfg_error(c, n, kp, "\"%s\" is not a valid HTTP token (RFC 9110 section 5.6.2)",
-		          cfg_show(v, show));
+		          config_show(v, show));
 		return NULL;
 	}
 	return v;
@@ -419,12 +402,12 @@ static int as_u64(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, uint6
 	if (s == NULL)
 		return -1;
 	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || parse_u64(s, &v) == JG_ERR_INVAL) {
-		cfg_error(c, n, kp, "expected a number, found \"%s\"", cfg_show(s, show));
+		cfg_error(c, n, kp, "expected a number, found \"%s\"", config_show(s, show));
 		return -1;
 	}
 	if (parse_u64(s, &v) != 0 || v < min || v > max) {
-		cfg_error(c, n, kp, "%s out of range %llu..%llu", cfg_show(s, show), (unsigned long long)min,
-		          (unsigned long long)max);
+		cfg_error(c, n, kp, "%s out of range %llu..%llu", config_show(s, show),
+		          (unsigned long long)min, (unsigned long long)max);
 		return -1;
 	}
 	*out = v;
@@ -470,7 +453,7 @@ static int get_bool(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 	} else if (strcmp(s, "false") == 0) {
 		*out = false;
 	} else {
-		cfg_error(c, n, kp, "expected true or false, found \"%s\"", cfg_show(s, show));
+		cfg_error(c, n, kp, "expected true or false, found \"%s\"", config_show(s, show));
 		return -1;
 	}
 	return 0;
@@ -494,16 +477,16 @@ static int get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *p
 		return -1;
 	rc = config_parse_duration_ms(s, &v);
 	if (rc == JG_ERR_LIMIT) {
-		cfg_error(c, n, kp, "duration \"%s\" is too large", cfg_show(s, show));
+		cfg_error(c, n, kp, "duration \"%s\" is too large", config_show(s, show));
 		return -1;
 	}
 	if (rc != 0) {
 		cfg_error(c, n, kp, "invalid duration \"%s\" (expected e.g. 500ms, 10s, 5m, 1h30m)",
-		          cfg_show(s, show));
+		          config_show(s, show));
 		return -1;
 	}
 	if (v < min_ms) {
-		cfg_error(c, n, kp, "duration \"%s\" is below the minimum of %llums", cfg_show(s, show),
+		cfg_error(c, n, kp, "duration \"%s\" is below the minimum of %llums", config_show(s, show),
 		          (unsigned long long)min_ms);
 		return -1;
 	}
@@ -527,11 +510,11 @@ static int get_size(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 		return -1;
 	if (config_parse_size(s, &v) != 0) {
 		cfg_error(c, n, kp, "invalid size \"%s\" (expected bytes, or a number with KiB, MiB or GiB)",
-		          cfg_show(s, show));
+		          config_show(s, show));
 		return -1;
 	}
 	if (v < min || v > max) {
-		cfg_error(c, n, kp, "size %s out of range %llu..%llu bytes", cfg_show(s, show),
+		cfg_error(c, n, kp, "size %s out of range %llu..%llu bytes", config_show(s, show),
 		          (unsigned long long)min, (unsigned long long)max);
 		return -1;
 	}
@@ -566,7 +549,7 @@ static int get_enum(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 			strcat(list, names[i]);
 		}
 	}
-	cfg_error(c, n, kp, "invalid value \"%s\" (expected one of %s)", cfg_show(s, show), list);
+	cfg_error(c, n, kp, "invalid value \"%s\" (expected one of %s)", config_show(s, show), list);
 	return -1;
 }
 
@@ -651,7 +634,7 @@ static int get_path(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, 
 	free(*out);
 	*out = resolve_path(c, s);
 	if (must_read && access(*out, R_OK) == -1) {
-		cfg_error(c, n, kp, "cannot read \"%s\": %s", cfg_show(*out, show), strerror(errno));
+		cfg_error(c, n, kp, "cannot read \"%s\": %s", config_show(*out, show), strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -883,7 +866,7 @@ static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		for (i = 0; i < l->index; i++) {
 			if (cfg->listeners[i].name != NULL && strcmp(cfg->listeners[i].name, l->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate listener name \"%s\"",
-				          cfg_show(l->name, show));
+				          config_show(l->name, show));
 		}
 	}
 	v = field(c, n, kp, "address", true, ckp);
@@ -892,7 +875,7 @@ static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 			cfg_error(c, v, ckp,
 			          "invalid listener address \"%s\" (expected IPv4:port or [IPv6]:port; "
 			          "host names are refused)",
-			          cfg_show(l->address_text, show));
+			          config_show(l->address_text, show));
 		} else {
 			for (i = 0; i < l->index; i++) {
 				struct config_listener *o = &cfg->listeners[i];
@@ -902,7 +885,7 @@ static void parse_listener(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 				    ntohs(((struct sockaddr_in *)&l->addr)->sin_port) != 0)
 					cfg_error(c, v, ckp,
 					          "address \"%s\" is already used by listener \"%s\"",
-					          cfg_show(l->address_text, show),
+					          config_show(l->address_text, show),
 					          o->name != NULL ? o->name : "?");
 			}
 		}
@@ -968,7 +951,7 @@ static void parse_endpoint(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		if (get_str(c, fqdn, ckp, "hostname", true, S_NONEMPTY | S_LOWER, &e->host) == 0 &&
 		    (!is_hostname(e->host) || e->host[0] == '*'))
 			cfg_error(c, map_find(c, fqdn, "hostname"), ckp, "invalid host name \"%s\"",
-			          cfg_show(e->host, show));
+			          config_show(e->host, show));
 		v = map_find(c, fqdn, "port");
 		if (v == NULL)
 			cfg_error(c, fqdn, ckp, "missing required key \"port\"");
@@ -1004,7 +987,7 @@ static void parse_endpoint(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		if (e->addr_len == 0)
 			cfg_error(c, map_find(c, ip, "address"), ckp,
 			          "\"%s\" is not an IP address (use fqdn: {hostname, port} for names)",
-			          cfg_show(e->host, show));
+			          config_show(e->host, show));
 	}
 }
 
@@ -1026,7 +1009,7 @@ static void parse_backend_tls(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	if (get_str(c, n, kp, "hostname", true, S_NONEMPTY | S_LOWER, &t->hostname) == 0 &&
 	    (!is_hostname(t->hostname) || t->hostname[0] == '*'))
 		cfg_error(c, map_find(c, n, "hostname"), kp, "invalid host name \"%s\"",
-		          cfg_show(t->hostname, show));
+		          config_show(t->hostname, show));
 	if (get_enum(c, n, kp, "wellKnownCACertificates", wk, &sys) == 0 && sys == 0)
 		t->well_known_system = true;
 	refs = get_seq(c, n, kp, "caCertificateRefs", false, ckp, &n_refs);
@@ -1202,7 +1185,7 @@ static void parse_backend(struct cfg_ctx *c, yaml_node_t *n, const char *kp, str
 		for (i = 0; i < (size_t)b->index; i++) {
 			if (cfg->backends[i].name != NULL && strcmp(cfg->backends[i].name, b->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate backend name \"%s\"",
-				          cfg_show(b->name, show));
+				          config_show(b->name, show));
 		}
 	}
 	get_enum(c, n, kp, "protocol", protos, &proto);
@@ -1307,7 +1290,7 @@ static void parse_string_match(struct cfg_ctx *c, yaml_node_t *n, const char *kp
 	} else if (is_path) {
 		if (m->value[0] != '/' || strpbrk(m->value, "?# ") != NULL) {
 			cfg_error(c, vn, vkp, "path \"%s\" must start with '/' and hold no '?', '#' or space",
-			          cfg_show(m->value, show));
+			          config_show(m->value, show));
 		} else if (m->type == CONFIG_MATCH_PATH_PREFIX) {
 			size_t l = strlen(m->value);
 
@@ -1418,12 +1401,12 @@ static void parse_backend_ref(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	r->backend = find_backend(c->cfg, r->name);
 	if (r->backend == NULL) {
 		cfg_error(c, map_find(c, n, "name"), kp, "backendRefs names no backend \"%s\"",
-		          cfg_show(r->name, show));
+		          config_show(r->name, show));
 	} else if (kind == CONFIG_ROUTE_GRPC && r->backend->protocol == CONFIG_PROTO_HTTP) {
 		cfg_error(c, map_find(c, n, "name"), kp,
 		          "gRPC needs HTTP/2: backend \"%s\" has protocol HTTP (HTTP/1.1); set protocol H2C "
 		          "or H2",
-		          cfg_show(r->name, show));
+		          config_show(r->name, show));
 	}
 }
 
@@ -1482,7 +1465,7 @@ static void parse_route(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struc
 			if (cfg->routes[i].name != NULL && strcmp(cfg->routes[i].name, rt->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate %s name \"%s\"",
 				          rt->kind == CONFIG_ROUTE_GRPC ? "grpcRoute" : "httpRoute",
-				          cfg_show(rt->name, show));
+				          config_show(rt->name, show));
 		}
 	}
 	s = get_seq(c, n, kp, "hostnames", false, ckp, &cnt);
@@ -1500,7 +1483,7 @@ static void parse_route(struct cfg_ctx *c, yaml_node_t *n, const char *kp, struc
 				cfg_error(c, h, ikp,
 				          "invalid host name \"%s\" (no port, no scheme; \"*.\" wildcard "
 				          "allowed)",
-				          cfg_show(v, show));
+				          config_show(v, show));
 				free(v);
 				continue;
 			}
@@ -1563,7 +1546,7 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 		    strpbrk(r->uri, " \t") != NULL)
 			cfg_error(c, v, ckp,
 			          "remoteJWKS uri \"%s\" must be an https:// or http:// URL with a host",
-			          cfg_show(r->uri, show));
+			          config_show(r->uri, show));
 	}
 	get_duration(c, n, kp, "cacheDuration", 1, &r->cache_duration_ms);
 	get_duration(c, n, kp, "failedRefetchDuration", 1, &r->failed_refetch_duration_ms);
@@ -1583,7 +1566,7 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 				if (r->backend == NULL)
 					cfg_error(c, map_find(c, w, "name"), ikp,
 					          "remoteJWKS backendRefs names no backend \"%s\"",
-					          cfg_show(r->backend_name, show));
+					          config_show(r->backend_name, show));
 			}
 		}
 	}
@@ -1643,7 +1626,7 @@ static void parse_remote_jwks(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 					          "unknown retry trigger \"%s\" (expected 5xx, "
 					          "gateway-error, reset, "
 					          "connect-failure or retriable-4xx)",
-					          cfg_show(s, show));
+					          config_show(s, show));
 				else
 					r->retry.triggers |= 1u << j;
 			}
@@ -1666,19 +1649,19 @@ static void read_jwks_file(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 
 	f = fopen(p->local_jwks_origin, "rb");
 	if (f == NULL) {
-		cfg_error(c, n, kp, "cannot read JWKS file \"%s\": %s", cfg_show(p->local_jwks_origin, show),
-		          strerror(errno));
+		cfg_error(c, n, kp, "cannot read JWKS file \"%s\": %s",
+		          config_show(p->local_jwks_origin, show), strerror(errno));
 		return;
 	}
 	buf = jg_xmalloc(CONFIG_MAX_JWKS_BYTES + 1);
 	len = fread(buf, 1, CONFIG_MAX_JWKS_BYTES + 1, f);
 	if (ferror(f)) {
-		cfg_error(c, n, kp, "cannot read JWKS file \"%s\"", cfg_show(p->local_jwks_origin, show));
+		cfg_error(c, n, kp, "cannot read JWKS file \"%s\"", config_show(p->local_jwks_origin, show));
 		goto cleanup;
 	}
 	if (len > CONFIG_MAX_JWKS_BYTES) {
 		cfg_error(c, n, kp, "JWKS file \"%s\" is larger than %u bytes",
-		          cfg_show(p->local_jwks_origin, show), CONFIG_MAX_JWKS_BYTES);
+		          config_show(p->local_jwks_origin, show), CONFIG_MAX_JWKS_BYTES);
 		goto cleanup;
 	}
 	buf[len] = '\0';
@@ -1800,7 +1783,7 @@ static void parse_provider(struct cfg_ctx *c, yaml_node_t *n, const char *kp, st
 		for (i = 0; i < idx; i++) {
 			if (pol->providers[i].name != NULL && strcmp(pol->providers[i].name, p->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate provider name \"%s\"",
-				          cfg_show(p->name, show));
+				          config_show(p->name, show));
 		}
 	}
 	get_str(c, n, kp, "issuer", false, 0, &p->issuer);
@@ -1952,7 +1935,7 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 	    strcmp(group, "gateway.networking.k8s.io") != 0)
 		cfg_error(c, map_find(c, n, "group"), kp,
 		          "unsupported group \"%s\" (expected gateway.networking.k8s.io)",
-		          cfg_show(group, show));
+		          config_show(group, show));
 	free(group);
 	if (map_find(c, n, "kind") == NULL) {
 		cfg_error(c, n, kp, "missing required key \"kind\" (HTTPRoute, GRPCRoute or Gateway)");
@@ -1976,12 +1959,12 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 		rt = find_route(cfg, rk, t->name);
 		if (rt == NULL) {
 			cfg_error(c, map_find(c, n, "name"), kp, "targetRef names no %s \"%s\"", kinds[kind],
-			          cfg_show(t->name, show));
+			          config_show(t->name, show));
 			return;
 		}
 		if (rt->route_policy != NULL) {
 			cfg_error(c, n, kp, "%s \"%s\" is already targeted by policy \"%s\"", kinds[kind],
-			          cfg_show(t->name, show),
+			          config_show(t->name, show),
 			          rt->route_policy->name ? rt->route_policy->name : "?");
 			return;
 		}
@@ -1995,7 +1978,7 @@ static void parse_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 			if (l == NULL) {
 				cfg_error(c, map_find(c, n, "sectionName"), kp,
 				          "sectionName names no listener \"%s\"",
-				          cfg_show(t->section_name, show));
+				          config_show(t->section_name, show));
 				return;
 			}
 			i = (size_t)l->index;
@@ -2031,7 +2014,8 @@ static int parse_cidr(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, s
 		return -1;
 	slash = strchr(s, '/');
 	if (slash == NULL || (size_t)(slash - s) >= sizeof(addr) || parse_u64(slash + 1, &prefix) < 0) {
-		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (address/prefix length)", cfg_show(s, show));
+		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (address/prefix length)",
+		          config_show(s, show));
 		return -1;
 	}
 	memcpy(addr, s, (size_t)(slash - s));
@@ -2044,12 +2028,12 @@ static int parse_cidr(struct cfg_ctx *c, const yaml_node_t *n, const char *kp, s
 		out->family = AF_INET6;
 		max = 128;
 	} else {
-		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (bad address)", cfg_show(s, show));
+		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (bad address)", config_show(s, show));
 		return -1;
 	}
 	if (prefix > max || (slash[1] == '0' && slash[2] != '\0')) {
-		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (prefix length 0 to %u)", cfg_show(s, show),
-		          max);
+		cfg_error(c, n, kp, "\"%s\" is not a CIDR range (prefix length 0 to %u)",
+		          config_show(s, show), max);
 		return -1;
 	}
 	out->prefix = (unsigned)prefix;
@@ -2123,7 +2107,7 @@ static void parse_authz_jwt(struct cfg_ctx *c, yaml_node_t *n, const char *kp, s
 		if (r->jwt_provider_index < 0)
 			cfg_error(c, map_find(c, n, "provider"), kp,
 			          "unknown provider \"%s\" (not a jwt provider of this policy)",
-			          cfg_show(r->jwt_provider, show));
+			          config_show(r->jwt_provider, show));
 	}
 	s = get_seq(c, n, kp, "claims", false, ckp, &cnt);
 	if (s != NULL && cnt > 0) {
@@ -2138,7 +2122,7 @@ static void parse_authz_jwt(struct cfg_ctx *c, yaml_node_t *n, const char *kp, s
 	for (i = 0; i < r->n_scopes; i++)
 		if (strchr(r->scopes[i], ' ') != NULL)
 			cfg_error(c, map_find(c, n, "scopes"), kp, "scope \"%s\" contains a space",
-			          cfg_show(r->scopes[i], show));
+			          config_show(r->scopes[i], show));
 	if (r->n_claims == 0 && r->n_scopes == 0 && !c->over_budget)
 		cfg_error(c, n, kp, "a jwt principal needs \"claims\" or \"scopes\"");
 }
@@ -2171,7 +2155,7 @@ static void parse_authz_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, 
 			if (pol->authz.rules[i].name != NULL &&
 			    strcmp(pol->authz.rules[i].name, r->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp, "duplicate rule name \"%s\"",
-				          cfg_show(r->name, show));
+				          config_show(r->name, show));
 	}
 	if (map_find(c, n, "action") == NULL)
 		cfg_error(c, n, kp, "missing required key \"action\"");
@@ -2235,7 +2219,7 @@ static void parse_authz_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, 
 				          "invalid method \"%s\" (expected one of GET, HEAD, POST, PUT, "
 				          "DELETE, "
 				          "CONNECT, OPTIONS, TRACE, PATCH)",
-				          cfg_show(m, show));
+				          config_show(m, show));
 			r->methods |= bit;
 		}
 	}
@@ -2329,7 +2313,8 @@ static void parse_policy(struct cfg_ctx *c, yaml_node_t *n, const char *kp, stru
 		for (i = 0; i < (size_t)pol->index; i++) {
 			if (cfg->policies[i].name != NULL && strcmp(cfg->policies[i].name, pol->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp,
-				          "duplicate securityPolicy name \"%s\"", cfg_show(pol->name, show));
+				          "duplicate securityPolicy name \"%s\"",
+				          config_show(pol->name, show));
 		}
 	}
 	/* jwt first: targets attach the policy, and a policy is whole before anything points at it */
@@ -2399,7 +2384,7 @@ static int parse_client_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp
 	    strcmp(group, "gateway.networking.k8s.io") != 0)
 		cfg_error(c, map_find(c, n, "group"), kp,
 		          "unsupported group \"%s\" (expected gateway.networking.k8s.io)",
-		          cfg_show(group, show));
+		          config_show(group, show));
 	free(group);
 	if (map_find(c, n, "kind") == NULL) {
 		cfg_error(c, n, kp, "missing required key \"kind\" (Gateway)");
@@ -2416,7 +2401,7 @@ static int parse_client_target(struct cfg_ctx *c, yaml_node_t *n, const char *kp
 
 		if (l == NULL) {
 			cfg_error(c, map_find(c, n, "sectionName"), kp,
-			          "sectionName names no listener \"%s\"", cfg_show(t->section_name, show));
+			          "sectionName names no listener \"%s\"", config_show(t->section_name, show));
 			return -1;
 		}
 		*listener = l->index;
@@ -2454,7 +2439,7 @@ static void parse_client_policy(struct cfg_ctx *c, yaml_node_t *n, const char *k
 			    strcmp(cfg->client_policies[i].name, cp->name) == 0)
 				cfg_error(c, map_find(c, n, "name"), kp,
 				          "duplicate clientTrafficPolicy name \"%s\"",
-				          cfg_show(cp->name, show));
+				          config_show(cp->name, show));
 		}
 	}
 	cp->settings.policy_name = cp->name;
@@ -2573,7 +2558,8 @@ static void parse_workers(struct cfg_ctx *c, yaml_node_t *root)
 		char show[CONFIG_SHOW_MAX + 4];
 
 		if (parse_u64(t, &v) == JG_ERR_INVAL || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-			cfg_error(c, n, kp, "expected a number or \"auto\", found \"%s\"", cfg_show(t, show));
+			cfg_error(c, n, kp, "expected a number or \"auto\", found \"%s\"",
+			          config_show(t, show));
 		else if (as_u64(c, n, kp, 1, CONFIG_MAX_WORKERS, &v) == 0)
 			c->cfg->workers = (int)v;
 		return;
@@ -2609,7 +2595,7 @@ static void parse_top_misc(struct cfg_ctx *c, yaml_node_t *root)
 				cfg_error(c, v, akp,
 				          "invalid admin address \"%s\" (expected IPv4:port or [IPv6]:port; "
 				          "host names are refused)",
-				          cfg_show(s, show));
+				          config_show(s, show));
 			else if (s != NULL)
 				cfg->has_admin = true;
 		}

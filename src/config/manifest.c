@@ -25,7 +25,6 @@
 #define MF_MAX_DEPTH     64     /* nesting copied as-is; deeper is refused (the native schema is shallower) */
 #define MF_MAX_COPY      200000 /* nodes copied, aliases expanded: bounds a "billion laughs" input */
 #define MF_MAX_PEM_BYTES (1u << 20)
-#define MF_SHOW_MAX      64
 
 enum mf_kind {
 	MF_GATEWAYCLASS = 0,
@@ -110,11 +109,11 @@ static void mf_fmt(char *out, size_t size, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- messages ---- */
 
-static const char *mf_show(const char *s, char *buf)
+const char *config_show(const char *s, char *buf)
 {
 	size_t i;
 
-	for (i = 0; s[i] != '\0' && i < MF_SHOW_MAX; i++)
+	for (i = 0; s[i] != '\0' && i < CONFIG_SHOW_MAX; i++)
 		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
 	if (s[i] != '\0') {
 		memcpy(buf + i, "...", 3);
@@ -217,7 +216,7 @@ static bool mf_check(struct mf_ctx *c, const struct mf_obj *o, const yaml_node_t
                      const char *const *allowed, const char *const *ignored)
 {
 	yaml_node_pair_t *p, *q;
-	char show[MF_SHOW_MAX + 4];
+	char show[CONFIG_SHOW_MAX + 4];
 
 	if (n == NULL)
 		return false;
@@ -235,12 +234,12 @@ static bool mf_check(struct mf_ctx *c, const struct mf_obj *o, const yaml_node_t
 		}
 		if (!mf_in(allowed, k) && !mf_in(ignored, k))
 			mf_error(c, o, NULL, kn, path, "\"%s\" is not supported by jwtgate",
-			         mf_show(k, show));
+			         config_show(k, show));
 		for (q = n->data.mapping.pairs.start; q < p; q++) {
 			const char *qk = mf_text(mf_node(o, q->key));
 
 			if (qk != NULL && strcmp(qk, k) == 0) {
-				mf_error(c, o, NULL, kn, path, "duplicate key \"%s\"", mf_show(k, show));
+				mf_error(c, o, NULL, kn, path, "duplicate key \"%s\"", config_show(k, show));
 				break;
 			}
 		}
@@ -515,7 +514,7 @@ static void mf_collect(struct mf_ctx *c, const struct manifest_src *src)
 	yaml_node_t *root = yaml_document_get_root_node((yaml_document_t *)&src->doc);
 	struct mf_obj o;
 	const char *kind, *api;
-	char show[MF_SHOW_MAX + 4], show2[MF_SHOW_MAX + 4];
+	char show[CONFIG_SHOW_MAX + 4], show2[CONFIG_SHOW_MAX + 4];
 	const char *top[8];
 	size_t i, k;
 
@@ -545,13 +544,13 @@ static void mf_collect(struct mf_ctx *c, const struct manifest_src *src)
 		         "kind \"%s\" is not supported by jwtgate (supported: Gateway, GatewayClass, "
 		         "HTTPRoute, "
 		         "GRPCRoute, SecurityPolicy, Backend, Service, EndpointSlice, Secret, ConfigMap)",
-		         mf_show(kind, show));
+		         config_show(kind, show));
 		return;
 	}
 	if (strcmp(mf_kinds[k].api, api) != 0) {
 		mf_error(c, NULL, src, mf_find_in(&src->doc, root, "apiVersion"), "",
-		         "apiVersion \"%s\" of %s is not supported (expected %s)", mf_show(api, show),
-		         mf_show(kind, show2), mf_kinds[k].api);
+		         "apiVersion \"%s\" of %s is not supported (expected %s)", config_show(api, show),
+		         config_show(kind, show2), mf_kinds[k].api);
 		return;
 	}
 	o.kind = (enum mf_kind)k;
@@ -579,7 +578,7 @@ static void mf_collect(struct mf_ctx *c, const struct manifest_src *src)
 	}
 	if (mf_lookup(c, o.kind, o.ns, o.name) != NULL) {
 		mf_error(c, &o, NULL, mf_find(&o, root, "metadata"), "metadata.name",
-		         "%s \"%s\" is defined twice", mf_kinds[k].kind, mf_show(o.qname, show));
+		         "%s \"%s\" is defined twice", mf_kinds[k].kind, config_show(o.qname, show));
 		return;
 	}
 	c->objs = jg_xrealloc(c->objs, (c->n_objs + 1) * sizeof(*c->objs));
@@ -598,7 +597,7 @@ static int mf_ref_kind(struct mf_ctx *c, const struct mf_obj *o, const yaml_node
 	yaml_node_t *gn = mf_find(o, ref, "group");
 	const char *g = gn != NULL ? mf_text(gn) : def_group;
 	const char *k = mf_str(c, o, ref, path, "kind", false);
-	char show[MF_SHOW_MAX + 4];
+	char show[CONFIG_SHOW_MAX + 4];
 	size_t i;
 
 	if (gn == NULL)
@@ -607,7 +606,7 @@ static int mf_ref_kind(struct mf_ctx *c, const struct mf_obj *o, const yaml_node
 		mf_error(c, o, NULL, mf_find(o, ref, "namespace"), path,
 		         "a reference to namespace \"%s\" needs a ReferenceGrant, which jwtgate does not "
 		         "support",
-		         mf_show(ns, show));
+		         config_show(ns, show));
 		return -1;
 	}
 	if (k == NULL)
@@ -617,14 +616,14 @@ static int mf_ref_kind(struct mf_ctx *c, const struct mf_obj *o, const yaml_node
 			if (g == NULL || strcmp(g, groups[i]) != 0) {
 				mf_error(c, o, NULL, gn != NULL ? gn : ref, path,
 				         "group \"%s\" does not go with kind %s (expected \"%s\")",
-				         g != NULL ? mf_show(g, show) : "?", kinds[i], groups[i]);
+				         g != NULL ? config_show(g, show) : "?", kinds[i], groups[i]);
 				return -1;
 			}
 			return (int)i;
 		}
 	}
 	mf_error(c, o, NULL, mf_find(o, ref, "kind"), path,
-	         "a reference to kind \"%s\" is not supported here", mf_show(k, show));
+	         "a reference to kind \"%s\" is not supported here", config_show(k, show));
 	return -1;
 }
 
@@ -693,7 +692,7 @@ static char *mf_object_value(struct mf_ctx *c, const struct mf_obj *o, const yam
 {
 	yaml_node_t *data = mf_find(holder, holder->root, "data");
 	yaml_node_t *v;
-	char show[MF_SHOW_MAX + 4];
+	char show[CONFIG_SHOW_MAX + 4];
 	char *text;
 
 	if (data != NULL && data->type != YAML_MAPPING_NODE) {
@@ -709,19 +708,20 @@ static char *mf_object_value(struct mf_ctx *c, const struct mf_obj *o, const yam
 			return jg_xstrdup(mf_text(v));
 	}
 	if (v == NULL) {
-		mf_error(c, o, NULL, ref, path, "%s has no key \"%s\"", holder->label, mf_show(key, show));
+		mf_error(c, o, NULL, ref, path, "%s has no key \"%s\"", holder->label,
+		         config_show(key, show));
 		return NULL;
 	}
 	if (mf_text(v) == NULL || strlen(mf_text(v)) > MF_MAX_PEM_BYTES * 2) {
 		mf_error(c, holder, NULL, v, "data", "\"%s\" must be a string of at most %u bytes",
-		         mf_show(key, show), MF_MAX_PEM_BYTES);
+		         config_show(key, show), MF_MAX_PEM_BYTES);
 		return NULL;
 	}
 	if (holder->kind == MF_CONFIGMAP)
 		return jg_xstrdup(mf_text(v));
 	text = mf_b64_decode(mf_text(v));
 	if (text == NULL)
-		mf_error(c, holder, NULL, v, "data", "\"%s\" is not base64 text", mf_show(key, show));
+		mf_error(c, holder, NULL, v, "data", "\"%s\" is not base64 text", config_show(key, show));
 	return text;
 }
 

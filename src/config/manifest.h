@@ -41,6 +41,13 @@ struct manifest_result {
 	size_t n_labels[MANIFEST_N_SECTIONS];
 };
 
+/* User text quoted in a configuration message: at most CONFIG_SHOW_MAX bytes, then "...". */
+#define CONFIG_SHOW_MAX 64
+/* Writes s into buf (CONFIG_SHOW_MAX + 4 bytes) with control bytes shown as '?', so a message line
+ * never carries a terminal escape or a line break from the file. Returns buf. Shared by the native
+ * loader and the manifest translation. */
+const char *config_show(const char *s, char *buf);
+
 /* True when doc's root is a mapping with an `apiVersion` or `kind` key: a Kubernetes object, not a
  * native configuration. */
 bool manifest_doc_is_object(yaml_document_t *doc);

@@ -121,7 +121,7 @@ SSL_CTX *httpc_tls_ctx_new(const char *who, const struct config_backend *be, con
 const char *httpc_failure_str(enum httpc_failure f);
 
 struct evdns_base;
-/* A resolver for a control-thread client (JWKS fetches, health checks): the system's nameservers, or
+/* A resolver (JWKS fetches, health checks, each worker's upstream pools): the system's nameservers, or
  * only the hosts file when resolv.conf is unusable; NULL when none can be made (logged by the caller). */
 struct evdns_base *httpc_dns_new(struct event_base *base);
 

@@ -35,6 +35,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "upstream-int.h"
+#include "upstream/httpc.h"
 
 enum upconn_state { UPCONN_CONNECTING = 0, UPCONN_BUSY, UPCONN_IDLE, UPCONN_CLOSED };
 
@@ -231,12 +232,7 @@ struct upstream_worker *upstream_worker_new(struct event_base *base, const struc
 			pool->ssl_ctx = backend_tls[i];
 	}
 	if (need_dns) {
-		uw->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		                                       EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (uw->dns == NULL) /* no usable resolv.conf: the hosts file still answers */
-			uw->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (uw->dns != NULL)
-			evdns_base_load_hosts(uw->dns, NULL);
+		uw->dns = httpc_dns_new(base);
 		for (i = 0; i < uw->n_pools; i++) {
 			struct upstream_pool *pool = &uw->pools[i];
 

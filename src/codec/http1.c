@@ -101,9 +101,7 @@ struct h1_conn {
 	struct bevio_timer timer;      /* header or idle timeout */
 	struct bevio_deferred free_d;  /* deferred free (the worker's queue: no event of its own) */
 	struct bevio_deferred flush_d; /* queued: a direct write of the output at the end of the batch */
-	bool plain;      /* plain socket: read through bevio_reader (TLS: the bufferevent reads) */
-	bool direct_out; /* output written by bevio_flush/bevio_write, EV_WRITE only when the socket is full
-	                  * (plain and TLS alike: no epoll_ctl pair per response) */
+	bool plain;             /* plain socket: read through bevio_reader (TLS: the bufferevent reads) */
 	struct bevio_reader rd; /* plain socket: reads without the FIONREAD ioctl (bevio.h) */
 	struct worker_conn wc;  /* the worker's list of connections (drain, abort) */
 
@@ -244,7 +242,7 @@ static void h1_on_flush(struct bevio_deferred *d);
 /* Output was queued: write it once the current callbacks are done (one write per burst). */
 static void h1_schedule_flush(struct h1_conn *c)
 {
-	if (c->direct_out && c->bev != NULL)
+	if (c->bev != NULL)
 		bevio_defer(&c->w->defer, &c->flush_d, h1_on_flush);
 }
 
@@ -564,12 +562,8 @@ static void h1_up_on_head(void *ctx, const struct response *resp)
 		p = h1_put(p, "connection: keep-alive\r\n", 24);
 	p = h1_put(p, "\r\n", 2);
 	c->resp_length = resp->has_body ? resp->content_length : 0;
-	if (c->direct_out) {
-		c->pend_head = head;
-		c->pend_len = (size_t)(p - head);
-	} else {
-		evbuffer_add(out, head, (size_t)(p - head));
-	}
+	c->pend_head = head; /* written with the first body bytes, or alone by h1_on_flush */
+	c->pend_len = (size_t)(p - head);
 	h1_schedule_flush(c);
 }
 
@@ -632,7 +626,7 @@ static void h1_up_on_end(void *ctx)
 	struct h1_conn *c = ctx;
 
 	/* The response is complete: write it now rather than from the deferred flush. */
-	if (c->direct_out && bevio_deferred_queued(&c->flush_d)) {
+	if (bevio_deferred_queued(&c->flush_d)) {
 		bevio_defer_cancel(&c->flush_d);
 		if (c->pend_len > 0) { /* no body bytes: the head alone, or with an empty chunked body */
 			struct iovec v[2] = {{(void *)c->pend_head, c->pend_len}, {(void *)"0\r\n\r\n", 5}};
@@ -1173,7 +1167,7 @@ static int h1_on_headers_complete(llhttp_t *p)
 	h = request_header_get(&c->x->req, "expect", 6);
 	if (h != NULL) {
 		if (!jg_case_eq(h->value, h->value_len, "100-continue", 12)) {
-			c->error_status = 417 == 417 ? 400 : 400;
+			c->error_status = 400;
 			c->error_text = "unsupported Expect";
 			return -1;
 		}
@@ -1580,7 +1574,7 @@ static void h1_on_write(struct bufferevent *bev, void *arg)
 	struct h1_conn *c = arg;
 
 	/* Back to direct writes once libevent has drained what the socket refused. */
-	if (c->direct_out && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		bufferevent_disable(bev, EV_WRITE);
 	h1_after_write(c);
 }
@@ -1758,7 +1752,6 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	arena_init_cached(&c->arena, &w->arenas, H1_ARENA_LIMIT);
 	bevio_timer_init(&c->timer, w->base, &w->timeouts, h1_on_timer, c);
 	c->plain = bevio_is_plain(c->bev);
-	c->direct_out = true;
 	bufferevent_setcb(c->bev, h1_on_read, h1_on_write, h1_on_event, c);
 	if (!c->plain) /* the plain-socket reader keeps the mark itself, without evbuffer callbacks */
 		bufferevent_setwatermark(c->bev, EV_READ, 0, H1_IN_HIGH);

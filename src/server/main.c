@@ -329,7 +329,7 @@ int main(int argc, char **argv)
 	log_set_level((enum log_level)cfg->log_level);
 	/* Everything the file names (key sets, certificates and keys, CA bundles) is loaded here, so
 	 * --check finds what a start would trip on. */
-	rc = reload_snapshot_build(cfg, NULL, stderr, &snap);
+	rc = reload_snapshot_build(cfg, stderr, &snap);
 	cfg = NULL; /* the snapshot owns it (or freed it) */
 	if (rc != 0) {
 		fprintf(stderr, "jwtgate: %s: %d file%s it names could not be loaded\n", path, rc,

@@ -223,7 +223,7 @@ static bool reload_same_files(const struct config *a, const struct config *b)
 
 /* ---- snapshots ---- */
 
-int reload_snapshot_build(struct config *cfg, const struct snapshot *prev, FILE *err, struct snapshot **out)
+int reload_snapshot_build(struct config *cfg, FILE *err, struct snapshot **out)
 {
 	struct auth_shared *auth;
 	struct snapshot *snap;
@@ -243,8 +243,7 @@ int reload_snapshot_build(struct config *cfg, const struct snapshot *prev, FILE 
 		if (!l->has_tls)
 			continue;
 		/* Listeners are the same in both (reload_check_restart_only), index for index. */
-		snap->listener_tls[i] = tls_server_ctx_new(
-		        l, prev != NULL && i < prev->cfg->n_listeners ? prev->listener_tls[i] : NULL, err);
+		snap->listener_tls[i] = tls_server_ctx_new(l, err);
 		if (snap->listener_tls[i] == NULL)
 			bad++;
 	}
@@ -339,6 +338,13 @@ static int reload_check_restart_only(const struct config *run, const struct conf
 		} else if (x->has_tls != y->has_tls) {
 			fprintf(err, "listener %s: tls %s needs a restart; running configuration kept\n",
 			        y->name, y->has_tls ? "added" : "removed");
+			bad++;
+		} else if (x->has_tls && x->tls_ticket_rotation_ms != y->tls_ticket_rotation_ms) {
+			/* The listener's ticket key store lives as long as the process (tls.c). */
+			fprintf(err,
+			        "listener %s: tls.ticketKeyRotation needs a restart; running configuration "
+			        "kept\n",
+			        y->name);
 			bad++;
 		} else if (x->index != y->index) {
 			fprintf(err,
@@ -473,7 +479,7 @@ int reload_run(struct reload *r, const char *trigger)
 	}
 	free(text);
 	reload_watch_update(r, cfg); /* before cfg goes into the snapshot (freed on failure) */
-	rc = reload_snapshot_build(cfg, r->current, reload_errbuf_open(&eb), &snap);
+	rc = reload_snapshot_build(cfg, reload_errbuf_open(&eb), &snap);
 	text = reload_errbuf_close(&eb);
 	if (rc != 0) {
 		reload_refuse(r, trigger, "a file it names could not be loaded", text);

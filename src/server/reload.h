@@ -83,9 +83,9 @@ struct reload {
 };
 
 /* Builds the snapshot of cfg (taking it over, also on failure): router, key sets, listener and backend
- * TLS contexts. prev (may be NULL) is the running snapshot, whose session ticket keys carry over.
+ * TLS contexts (a listener's session ticket keys live in its store, tls.c, and so carry over).
  * Returns 0, or the number of problems (> 0, each written to err as one line). */
-int reload_snapshot_build(struct config *cfg, const struct snapshot *prev, FILE *err, struct snapshot **out);
+int reload_snapshot_build(struct config *cfg, FILE *err, struct snapshot **out);
 
 /* Takes over current (generation 1) and jwks; records the start-up load in the status. */
 void reload_init(struct reload *r, struct event_base *base, const char *path, struct snapshot *current,

@@ -371,7 +371,7 @@ out:
 	return rc;
 }
 
-struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ssl_ctx_st *prev, FILE *err)
+struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, FILE *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	struct tls_ticket_store *st;
@@ -402,9 +402,8 @@ struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ss
 		goto fail;
 	}
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select_cb, NULL);
-	/* Session tickets with the listener's shared, rotating keys (above); prev's keys are the same
-	 * store, so resumption survives the reload. */
-	(void)prev;
+	/* Session tickets with the listener's shared, rotating keys (above): every context of the
+	 * listener uses the same store, so resumption survives a reload. */
 	st = tls_ticket_store_get(l);
 	if (st == NULL) {
 		fprintf(err, "jwtgate: listener %s: cannot set up session ticket keys\n", l->name);

@@ -15,11 +15,10 @@ struct ssl_ctx_st;
 
 /* Builds the server context of listener l: its certificate chain and key (checked to match), TLS 1.2
  * or later, ALPN "h2" and "http/1.1", session tickets sealed with the listener's key store (below),
- * which every context of the listener shares, so resumption survives a reload. prev, when not NULL,
- * is the context the listener runs with now (unused since the keys live in the store). Control thread,
+ * which every context of the listener shares, so resumption survives a reload. Control thread,
  * start-up tier: returns NULL and writes the reason to err. OpenSSL reference-counts the context
  * (SSL_new takes a reference), so connections keep the one they were accepted with. */
-struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, struct ssl_ctx_st *prev, FILE *err);
+struct ssl_ctx_st *tls_server_ctx_new(const struct config_listener *l, FILE *err);
 void tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /* Session ticket keys: one store per TLS listener for the life of the process, made by its first

@@ -211,3 +211,26 @@ def test_https_responses_large_small_and_pipelined_on_one_connection(make_upstre
         assert rest == b""
     finally:
         s.close()
+
+
+def test_changed_ticket_key_rotation_refuses_the_reload(make_upstream, start_proxy, tmp_path):
+    """The key store lives as long as the process: a new ticketKeyRotation cannot apply at a reload,
+    so the reload is refused and says so, rather than accepted and silently ignored."""
+    import signal
+    from test_reload import wait_log, write_config
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    tls_port = jgtest.free_port()
+    holder = {}
+    make = rotating_config(site, up, tls_port, "1h", workers=1)
+
+    def config(port):
+        holder["port"] = port
+        return make(port)
+
+    px = start_proxy(config)
+    cfg = make(holder["port"])
+    cfg["listeners"][1]["tls"]["ticketKeyRotation"] = "30m"
+    write_config(px.conf_path, cfg)
+    px.signal(signal.SIGHUP)
+    assert wait_log(px, "tls.ticketKeyRotation needs a restart; running configuration kept"), px.logs()

@@ -577,6 +577,22 @@ static yaml_node_t *get_seq(struct cfg_ctx *c, const yaml_node_t *map, const cha
 	return s;
 }
 
+/* A list of 1 to max items (an empty list would match nothing or everything; the bound is what the
+ * man page promises). Returns the sequence or NULL (reported, or absent when not required). */
+static yaml_node_t *get_list_max(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
+                                 bool required, char *kp, size_t *n, size_t max)
+{
+	yaml_node_t *s = map_find(c, map, key) != NULL ? get_seq(c, map, pkp, key, true, kp, n)
+	                                               : get_seq(c, map, pkp, key, required, kp, n);
+
+	if (s != NULL && *n > max) {
+		cfg_error(c, s, kp, "%zu items: at most %zu", *n, max);
+		*n = 0;
+		return NULL;
+	}
+	return s;
+}
+
 /* A list of strings into a new array (*out, *n_out), with flags applied to each. */
 static void get_str_list(struct cfg_ctx *c, const yaml_node_t *map, const char *pkp, const char *key,
                          unsigned flags, char ***out, size_t *n_out)
@@ -2080,7 +2096,7 @@ static void parse_authz_claim(struct cfg_ctx *c, yaml_node_t *n, const char *kp,
 	}
 	get_enum(c, n, kp, "valueType", types, &type);
 	cl->string_array = type == 1;
-	if (get_seq(c, n, kp, "values", true, vkp, &cnt) != NULL)
+	if (get_list_max(c, n, kp, "values", true, vkp, &cnt, CONFIG_AUTHZ_MAX_VALUES) != NULL)
 		get_str_list(c, n, kp, "values", 0, &cl->values, &cl->n_values);
 }
 
@@ -2109,7 +2125,7 @@ static void parse_authz_jwt(struct cfg_ctx *c, yaml_node_t *n, const char *kp, s
 			          "unknown provider \"%s\" (not a jwt provider of this policy)",
 			          config_show(r->jwt_provider, show));
 	}
-	s = get_seq(c, n, kp, "claims", false, ckp, &cnt);
+	s = get_list_max(c, n, kp, "claims", false, ckp, &cnt, CONFIG_AUTHZ_MAX_VALUES);
 	if (s != NULL && cnt > 0) {
 		r->claims = jg_xcalloc(cnt, sizeof(*r->claims));
 		r->n_claims = cnt;
@@ -2118,12 +2134,13 @@ static void parse_authz_jwt(struct cfg_ctx *c, yaml_node_t *n, const char *kp, s
 			parse_authz_claim(c, seq_item(c, s, i), ikp, &r->claims[i]);
 		}
 	}
-	get_str_list(c, n, kp, "scopes", S_NONEMPTY, &r->scopes, &r->n_scopes);
+	if (get_list_max(c, n, kp, "scopes", false, ckp, &cnt, CONFIG_AUTHZ_MAX_VALUES) != NULL)
+		get_str_list(c, n, kp, "scopes", S_NONEMPTY, &r->scopes, &r->n_scopes);
 	for (i = 0; i < r->n_scopes; i++)
 		if (strchr(r->scopes[i], ' ') != NULL)
 			cfg_error(c, map_find(c, n, "scopes"), kp, "scope \"%s\" contains a space",
 			          config_show(r->scopes[i], show));
-	if (r->n_claims == 0 && r->n_scopes == 0 && !c->over_budget)
+	if (map_find(c, n, "claims") == NULL && map_find(c, n, "scopes") == NULL && !c->over_budget)
 		cfg_error(c, n, kp, "a jwt principal needs \"claims\" or \"scopes\"");
 }
 
@@ -2163,7 +2180,7 @@ static void parse_authz_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, 
 	r->allow = action == 0;
 	pr = field(c, n, kp, "principal", true, pkp);
 	if (pr != NULL && check_map(c, pr, pkp, pkeys)) {
-		s = get_seq(c, pr, pkp, "clientCIDRs", false, ckp, &cnt);
+		s = get_list_max(c, pr, pkp, "clientCIDRs", false, ckp, &cnt, CONFIG_AUTHZ_MAX_HEADERS);
 		if (s != NULL && cnt > 0) {
 			r->cidrs = jg_xcalloc(cnt, sizeof(*r->cidrs));
 			for (i = 0; i < cnt; i++) {
@@ -2177,7 +2194,7 @@ static void parse_authz_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, 
 			parse_authz_jwt(c, v, ckp, pol, r);
 			pol->authz.needs_claims = true;
 		}
-		s = get_seq(c, pr, pkp, "headers", false, ckp, &cnt);
+		s = get_list_max(c, pr, pkp, "headers", false, ckp, &cnt, CONFIG_AUTHZ_MAX_HEADERS);
 		if (s != NULL && cnt > 0) {
 			r->headers = jg_xcalloc(cnt, sizeof(*r->headers));
 			r->n_headers = cnt;
@@ -2190,7 +2207,8 @@ static void parse_authz_rule(struct cfg_ctx *c, yaml_node_t *n, const char *kp, 
 				if (!check_map(c, hn, ikp, hkeys))
 					continue;
 				get_str(c, hn, ikp, "name", true, S_TOKEN | S_LOWER, &h->name);
-				if (get_seq(c, hn, ikp, "values", true, vkp, &j) != NULL)
+				if (get_list_max(c, hn, ikp, "values", true, vkp, &j,
+				                 CONFIG_AUTHZ_MAX_HEADERS) != NULL)
 					get_str_list(c, hn, ikp, "values", 0, &h->values, &h->n_values);
 			}
 		}

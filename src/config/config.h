@@ -227,7 +227,9 @@ struct config_target_ref {
 
 /* ---- authorization (Envoy Gateway SecurityPolicy `authorization`), compiled at load time ---- */
 
-#define CONFIG_AUTHZ_MAX_RULES 256 /* per policy (jwtgate's bound; a verified token keeps 1 bit per rule) */
+#define CONFIG_AUTHZ_MAX_RULES   256 /* per policy (jwtgate's bound; a verified token keeps 1 bit per rule) */
+#define CONFIG_AUTHZ_MAX_VALUES  16  /* claims, claim values and scopes of a jwt principal */
+#define CONFIG_AUTHZ_MAX_HEADERS 256 /* clientCIDRs, headers and header values of a principal */
 
 /* Operation methods as bits (Gateway API HTTPMethod); 0 = every method. */
 #define CONFIG_METHOD_GET     (1u << 0)

@@ -1123,6 +1123,19 @@ static void test_err_authorization(void **state)
 	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow, principal: {}}]}\n", 1, 8, 56,
 	        "empty principal: at least one of clientCIDRs, jwt or headers "
 	        "(at securityPolicies[0].authorization.rules[0].principal)");
+	/* An empty list in a principal would leave the rule without that condition (an Allow for
+	 * everyone): refused like an empty principal. */
+	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow, principal: {clientCIDRs: []}}]}\n", 1,
+	        8, 70,
+	        "list must not be empty "
+	        "(at securityPolicies[0].authorization.rules[0].principal.clientCIDRs)");
+	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow, principal: {headers: []}}]}\n", 1, 8,
+	        66,
+	        "list must not be empty (at securityPolicies[0].authorization.rules[0].principal.headers)");
+	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow, principal: {jwt: {provider: example, "
+	                   "scopes: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]}}}]}\n",
+	        1, 8, 90,
+	        "17 items: at most 16 (at securityPolicies[0].authorization.rules[0].principal.jwt.scopes)");
 	t_fails(AUTHZ_HEAD "    authorization: {rules: [{action: Allow}]}\n", 1, 8, 29,
 	        "missing required key \"principal\" (at securityPolicies[0].authorization.rules[0])");
 	t_fails(AUTHZ_HEAD "    authorization: {rules: [{principal: {clientCIDRs: [10.0.0.0/8]}}]}\n", 1, 8,

@@ -294,16 +294,22 @@ static void h2_arm_timer(struct h2_conn *c, uint64_t ms)
 /* limits.idleTimeout from now, in two steps when the connection has a page-pool slot: after
  * H2_MEM_IDLE_MS the slot's pages are released (h2_on_timer, h2_mem_idle), then the rest runs. One
  * lazy timer either way: no event operation per request. */
+static void h2_arm_head_block_deadline(struct h2_conn *c);
+
+/* An open header block keeps its own, earlier deadline (h2_arm_head_block_deadline): traffic on
+ * other streams, our writes included, does not extend limits.headerTimeout. */
 static void h2_arm_idle_timer(struct h2_conn *c)
 {
 	uint64_t idle = c->w->cfg->limits.idle_timeout_ms;
 
 	if (c->mem_slot == NULL || idle <= H2_MEM_IDLE_MS || c->aborting) {
 		h2_arm_timer(c, idle);
-		return;
+	} else {
+		h2_arm_timer(c, H2_MEM_IDLE_MS);
+		c->idle_rest_ms = idle - H2_MEM_IDLE_MS;
 	}
-	h2_arm_timer(c, H2_MEM_IDLE_MS);
-	c->idle_rest_ms = idle - H2_MEM_IDLE_MS;
+	if (c->head_block_since_ms != 0)
+		h2_arm_head_block_deadline(c);
 }
 
 /* True when an open header block has outlived the header timeout. */
@@ -342,6 +348,17 @@ static void h2_read_enable(struct h2_conn *c, bool on)
 		bufferevent_enable(c->bev, EV_READ);
 	else
 		bufferevent_disable(c->bev, EV_READ);
+}
+
+/* A GOAWAY for a connection error is queued (ours or nghttp2's): nothing more is read or parsed,
+ * and the connection closes once the kernel sent our bytes or at H2_ABORT_MS (h2_on_timer). */
+static void h2_abort_start(struct h2_conn *c)
+{
+	c->aborting = true;
+	c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+	h2_read_enable(c, false);
+	bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
 }
 
 /* ---- memory of an idle connection (issue 13) ---- */
@@ -1390,12 +1407,7 @@ static int h2_on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *fr
 		         frame->goaway.opaque_data_len > 0 ? ": " : "", (int)frame->goaway.opaque_data_len,
 		         frame->goaway.opaque_data_len > 0 ? (const char *)frame->goaway.opaque_data : "");
 		stats_add(&c->w->stats->h2_goaways[h2_goaway_reason(frame->goaway.error_code)], 1);
-		c->aborting = true;
-		c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
-		evbuffer_drain(bufferevent_get_input(c->bev),
-		               evbuffer_get_length(bufferevent_get_input(c->bev)));
-		bufferevent_disable(c->bev, EV_READ);
-		bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
+		h2_abort_start(c);
 	}
 	return 0;
 }
@@ -1586,11 +1598,7 @@ static void h2_terminate(struct h2_conn *c, uint32_t code, const char *why)
 static void h2_terminate_abort(struct h2_conn *c, uint32_t code, const char *why)
 {
 	h2_terminate(c, code, why);
-	c->aborting = true;
-	c->abort_deadline_ms = jg_now_ms() + H2_ABORT_MS;
-	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-	h2_read_enable(c, false);
-	bevio_timer_set_odd(&c->timer, H2_ABORT_MS);
+	h2_abort_start(c);
 }
 
 /* Aborting: true while the kernel has not yet sent all of our bytes (closing with unread input sends
@@ -1611,8 +1619,9 @@ static void h2_on_read(struct bufferevent *bev, void *arg)
 
 	if (c->aborting || c->state == H2C_CLOSING || c->state == H2C_CLOSED) {
 		evbuffer_drain(in, evbuffer_get_length(in)); /* lingering: read and drop */
-		if (c->plain && c->state != H2C_CLOSED)
-			bevio_reader_poke(&c->rd);
+		if (c->plain && !c->aborting && c->state != H2C_CLOSED)
+			bevio_reader_poke(
+			        &c->rd); /* a graceful close reads and drops; an abort reads nothing */
 		return;
 	}
 	if (c->state != H2C_PREFACE)

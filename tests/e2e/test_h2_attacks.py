@@ -83,6 +83,24 @@ def test_trickled_header_block_is_cut_at_the_header_timeout(env):
     still_serves(env)
 
 
+def test_header_block_deadline_holds_while_other_streams_answer(env):
+    """An open header block is cut at the header timeout even while jwtgate keeps writing responses
+    of other streams on the connection: our writes must not push the block's deadline back."""
+    import time
+    with h2util.RawH2(env["port"], timeout=10) as c:
+        c.wait(lambda x: False, timeout=0.3)
+        out = bytearray()
+        for i in range(8):  # answers written at 0.5 s, 1 s, ... 4 s
+            out += c.headers_frame(1 + 2 * i, c.request_headers(f"/slow/{500 * (i + 1)}"))
+        c.send(bytes(out))
+        t0 = time.monotonic()
+        c.send(hf.HeadersFrame(17, data=c.enc.encode(c.request_headers("/never-ends"))).serialize())
+        assert c.wait_goaway_or_close(timeout=8)
+        assert c.goaway is not None
+        assert time.monotonic() - t0 < 3.5, "responses on other streams extended the header block"
+    still_serves(env)
+
+
 def test_too_many_header_fields_is_431(env):
     with h2util.RawH2(env["port"]) as c:
         extra = [(f"x-h{i}", "v") for i in range(80)]  # limit 50

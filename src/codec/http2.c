@@ -365,8 +365,11 @@ static void h2_abort_start(struct h2_conn *c)
 
 int http2_mem_pool_init(struct pagepool *pool, uint32_t max_conns)
 {
-	/* The slot layout assumes 4 KiB pages; elsewhere nghttp2 keeps everything on the heap. */
-	if (sysconf(_SC_PAGESIZE) != 4096) {
+	/* The slot layout assumes 4 KiB pages, and the allocator recognises the two buffers by the sizes
+	 * nghttp2 1.52 asks for (h2_mem_calloc, h2_mem_realloc): with another page size or another
+	 * library version (the shared library may differ from the headers we were built with) nghttp2
+	 * keeps everything on the heap, so a different object can never be released while live. */
+	if (sysconf(_SC_PAGESIZE) != 4096 || (nghttp2_version(0)->version_num & 0xffff00) != 0x013400) {
 		memset(pool, 0, sizeof(*pool));
 		return JG_ERR_UNSUPPORTED;
 	}

@@ -39,30 +39,46 @@ int worker_listen_backlog(const struct config *cfg, int *somaxconn)
 	return (int)(max > 0 && want > max ? max : want);
 }
 
+/* A socket of listener l bound to its address (SO_REUSEADDR: a port our previous run left in
+ * TIME_WAIT is free), joining the workers' SO_REUSEPORT group when reuseport; listening with backlog
+ * when backlog > 0. Returns the descriptor or -errno. */
+static int worker_bind(const struct config_listener *l, bool reuseport, int backlog)
+{
+	int one = 1, e;
+	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd == -1)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) ||
+	    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1 ||
+	    (backlog > 0 && listen(fd, backlog) == -1)) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 int worker_check_listen_free(const struct config *cfg, FILE *err)
 {
 	size_t i;
-	int one = 1;
 
 	for (i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
-		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), e = 0;
+		/* Without SO_REUSEPORT a socket cannot join another process's reuseport group: the bind
+		 * fails while anyone listens on the address. */
+		int fd = worker_bind(l, false, 0);
 
-		/* No SO_REUSEPORT here: a socket without it cannot join another process's reuseport group,
-		 * so the bind fails while anyone listens on the address. SO_REUSEADDR: a port left in
-		 * TIME_WAIT by our own previous run is free. */
-		if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1)
-			e = errno;
-		if (fd != -1)
-			close(fd);
-		if (e == EADDRINUSE) {
+		if (fd == -EADDRINUSE) {
 			fprintf(err,
 			        "jwtgate: listener %s (%s): address already in use (another process listens "
 			        "there)\n",
 			        l->name, l->address_text);
 			return -EADDRINUSE;
 		}
+		if (fd >= 0)
+			close(fd);
 	}
 	return 0;
 }
@@ -70,34 +86,23 @@ int worker_check_listen_free(const struct config *cfg, FILE *err)
 int worker_open_listen_sockets(const struct config *cfg, int *fds, FILE *err)
 {
 	size_t i;
-	int one = 1, somaxconn;
+	int somaxconn;
 	int backlog = worker_listen_backlog(cfg, &somaxconn);
 
 	for (i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
-		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int fd = worker_bind(l, true, backlog);
 
-		if (fd == -1)
-			goto fail;
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
-		    bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) == -1 ||
-		    listen(fd, backlog) == -1) {
-			int e = errno;
-
-			close(fd);
-			errno = e;
-			goto fail;
+		if (fd < 0) {
+			fprintf(err, "jwtgate: listener %s (%s): %s\n", l->name, l->address_text,
+			        strerror(-fd));
+			while (i-- > 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+			return fd;
 		}
 		fds[i] = fd;
-		continue;
-	fail:
-		fprintf(err, "jwtgate: listener %s (%s): %s\n", l->name, l->address_text, strerror(errno));
-		while (i-- > 0) {
-			close(fds[i]);
-			fds[i] = -1;
-		}
-		return -errno;
 	}
 	return 0;
 }

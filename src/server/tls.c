@@ -343,9 +343,19 @@ static int tls_use_inline(SSL_CTX *ctx, const struct config_listener *l, FILE *e
 	}
 	for (;;) {
 		X509 *ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		unsigned long e;
 
-		if (ca == NULL)
+		if (ca == NULL) {
+			/* Only the end of the text ends the chain: a certificate that does not parse would
+			 * otherwise cut it short without a word. */
+			e = ERR_peek_last_error();
+			if (ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+				fprintf(err, "jwtgate: listener %s: tls.certificate: bad chain certificate\n",
+				        l->name);
+				goto out;
+			}
 			break;
+		}
 		if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
 			X509_free(ca);
 			fprintf(err, "jwtgate: listener %s: tls.certificate: bad chain certificate\n",

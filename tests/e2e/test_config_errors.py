@@ -263,3 +263,26 @@ def test_ticket_key_rotation_is_a_duration_of_at_least_a_second(tmp_path, value,
     else:
         assert rc == 1, out + err
         assert "ticketKeyRotation" in err, err
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_inline_certificate_chain_with_a_broken_certificate_is_refused(tmp_path, corrupt):
+    """Inline PEM (tls.certificate): a chain certificate that does not parse refuses the file; it
+    must not end the chain early and load the rest as if it were whole."""
+    import jwksutil
+    ca = jwksutil.CA("check CA")
+    cert, key = ca.issue(tmp_path, hostnames=("www.example.com",))
+    pem = open(cert).read()
+    if corrupt:
+        pem += "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+
+    def block(text):
+        return "|\n" + "".join("        " + line + "\n" for line in text.strip().splitlines())
+
+    tls = (f"    tls:\n      certificate: {block(pem)}      privateKey: {block(open(key).read())}")
+    text = GOOD.replace("    address: 127.0.0.1:18080\n", "    address: 127.0.0.1:18080\n" + tls)
+    rc, out, err = check(tmp_path, text)
+    if corrupt:
+        assert rc == 1 and "bad chain certificate" in err, out + err
+    else:
+        assert rc == 0, out + err

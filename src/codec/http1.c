@@ -1105,15 +1105,15 @@ static int h1_on_header_value_complete(llhttp_t *p)
 	 * upstream). Several Content-Length fields, even equal ones, or both framing fields: 400
 	 * (RFC 9112 sections 6.1 and 6.3: a proxy must not guess). */
 	if (jg_case_eq(name, name_len, "content-length", 14)) {
-		if (!request_content_length_ok(v, len) || c->cl_seen || c->te_seen) {
+		int64_t cl = request_content_length_parse(v, len);
+
+		if (cl < 0 || c->cl_seen || c->te_seen) {
 			c->error_status = 400;
 			c->error_text = "invalid Content-Length";
 			return -1;
 		}
 		c->cl_seen = true;
-		c->cl_value = 0;
-		for (size_t i = 0; i < len; i++) /* checked: 1 to 18 digits */
-			c->cl_value = c->cl_value * 10 + (uint64_t)(v[i] - '0');
+		c->cl_value = (uint64_t)cl;
 	}
 	if (jg_case_eq(name, name_len, "transfer-encoding", 17)) {
 		rc = h1_transfer_encoding_check(v, len);

@@ -509,22 +509,6 @@ static size_t h2_grpc_percent_encode(const char *in, char *out, size_t cap)
 	return n;
 }
 
-/* Content-Length as 1*DIGIT without leading zeros, at most 18 digits; -1 when malformed. */
-static int64_t h2_parse_content_length(const char *v, size_t len)
-{
-	int64_t n = 0;
-	size_t i;
-
-	if (len == 0 || len > 18 || (len > 1 && v[0] == '0'))
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		n = n * 10 + (v[i] - '0');
-	}
-	return n;
-}
-
 /* An HTTP/1.1 upstream may send values with surrounding whitespace or bytes that HTTP/2 forbids
  * (RFC 9113 section 8.2.1). Sets *v and *len to the value without OWS; false when it cannot be sent. */
 static bool h2_field_value_ok(const char **v, size_t *len)
@@ -991,7 +975,7 @@ static void h2_stream_dispatch(struct h2_stream *s)
 	h = request_header_get(req, "content-type", 12);
 	req->is_grpc = h != NULL && h->value_len >= 16 && jg_case_eq(h->value, 16, "application/grpc", 16);
 	h = request_header_get(req, "content-length", 14);
-	s->req_content_length = h != NULL ? h2_parse_content_length(h->value, h->value_len) : -1;
+	s->req_content_length = h != NULL ? request_content_length_parse(h->value, h->value_len) : -1;
 	if (h != NULL && s->req_content_length < 0) {
 		h2_stream_respond(s, 400, pipeline_grpc_status(400), "invalid content-length", NULL);
 		return;

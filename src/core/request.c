@@ -589,14 +589,17 @@ int request_normalise_path(struct request *req, enum request_escaped_slashes sla
 	return REQUEST_PATH_CHANGED | (slash_unescaped ? REQUEST_PATH_SLASH_UNESCAPED : 0);
 }
 
-bool request_content_length_ok(const char *v, size_t len)
+int64_t request_content_length_parse(const char *v, size_t len)
 {
+	int64_t n = 0;
 	size_t i;
 
 	if (len == 0 || len > 18 || (len > 1 && v[0] == '0'))
-		return false;
-	for (i = 0; i < len; i++)
+		return -1;
+	for (i = 0; i < len; i++) {
 		if (v[i] < '0' || v[i] > '9')
-			return false;
-	return true;
+			return -1;
+		n = n * 10 + (v[i] - '0');
+	}
+	return n;
 }

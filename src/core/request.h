@@ -134,10 +134,11 @@ int response_header_add(struct response *resp, const char *name, size_t name_len
  * a value (or a reason phrase) has no control byte other than HTAB, and no DEL. */
 bool request_field_name_ok(const char *name, size_t len);
 bool request_field_value_ok(const char *s, size_t len);
-/* A Content-Length value as jwtgate accepts it, from clients and from upstreams alike: 1*DIGIT without
- * a leading zero, at most 18 digits (RFC 9110 section 8.6). llhttp takes "007"; a leading zero or a
- * sign is read differently by different parsers, so it is refused rather than relayed. */
-bool request_content_length_ok(const char *v, size_t len);
+/* A Content-Length value as jwtgate accepts it, from clients and from upstreams, HTTP/1.1 and HTTP/2
+ * alike: 1*DIGIT without a leading zero, at most 18 digits (RFC 9110 section 8.6). llhttp takes "007";
+ * a leading zero or a sign is read differently by different parsers, so it is refused rather than
+ * relayed. Returns the value, or -1 for anything else. */
+int64_t request_content_length_parse(const char *v, size_t len);
 
 /* Hop-by-hop header names (RFC 9110 section 7.6.1) that a proxy never forwards: Connection,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade. Name must be lower-case. */

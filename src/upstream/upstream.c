@@ -1112,7 +1112,7 @@ static int up_on_header_value_complete(llhttp_t *p)
 	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
 		len--; /* OWS after the value is not part of it (llhttp leaves it) */
 	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "content-length", 14) &&
-	    !request_content_length_ok(v, len))
+	    request_content_length_parse(v, len) < 0)
 		return -1;
 	if (jg_case_eq(jg_piece_data(&c->field), jg_piece_len(&c->field), "transfer-encoding", 17))
 		c->ex->te_chunked = up_te_ends_chunked(v, len);

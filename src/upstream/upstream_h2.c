@@ -615,12 +615,11 @@ static int h2_on_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
 	if (namelen > 0 && n[0] == ':')
 		return 0;
 	if (namelen == 14 && memcmp(n, "content-length", 14) == 0) {
-		int64_t cl = 0;
-		size_t i;
-
-		for (i = 0; i < valuelen && i < 18; i++)
-			cl = cl * 10 + (v[i] - '0'); /* digits checked by nghttp2 */
-		ex->resp.content_length = cl;
+		/* nghttp2 checked the digits; the rule jwtgate applies everywhere refuses the rest (a
+		 * leading zero, more than 18 digits) */
+		ex->resp.content_length = request_content_length_parse(v, valuelen);
+		if (ex->resp.content_length < 0)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
 	if (response_header_add(&ex->resp, n, namelen, v, valuelen) < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

@@ -38,7 +38,8 @@ bool bevio_flush(struct bufferevent *bev);
  * queued before them; what the socket does not take is copied into the output and left to libevent
  * (EV_WRITE), as in bevio_flush. With output already queued, the pieces are appended and flushed.
  * Saves the copy into the output buffer, its allocation and its callbacks for the usual small
- * message. Returns true when the output is empty afterwards. Plain sockets only. Out of memory for
+ * message. Returns true when the output is empty afterwards. Plain sockets, and TLS bufferevents set
+ * up with bevio_tls_init (SSL_write of the pieces). Out of memory for
  * the copy, the socket is shut down both ways (never a hole in the byte stream): the owner sees EOF. */
 bool bevio_write(struct bufferevent *bev, const struct iovec *iov, int n);
 

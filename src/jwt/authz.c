@@ -71,7 +71,7 @@ static bool authz_word_in(const char *s, size_t len, const char *scope, size_t s
 }
 
 /* Whether the token grants `scope` through claim `name`: a space-separated string, or an array whose
- * string elements are scopes (an element is split on spaces too, as a string claim would be). */
+ * string elements are each one whole scope (an element is compared as it is, not split). */
 static bool authz_scope_in(const json_t *payload, const char *name, const char *scope)
 {
 	const json_t *v = json_object_get(payload, name);

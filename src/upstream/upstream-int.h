@@ -82,7 +82,9 @@ struct upstream_worker {
 	struct evdns_base *dns;
 	uint64_t rng;
 	struct bevio_timeouts timeouts;    /* common-timeout queues (request timeouts) */
-	struct bevio_defer_queue defer;    /* finished exchanges on their way to free_ex */
+	struct bevio_defer_queue defer;    /* finished exchanges on their way to free_ex, and h2
+	                                    * connections' end-of-batch writes (flush_d: h2conn_free
+	                                    * cancels it, so at teardown only exchanges are left) */
 	struct upstream_exchange *free_ex; /* finished exchanges kept for reuse (their timer stays armed) */
 	size_t n_free_ex;
 };

@@ -1846,8 +1846,7 @@ static void h2_close(struct h2_conn *c)
 		return;
 	if (!c->fin_sent) {
 		c->fin_sent = true;
-		if (!c->is_tls)
-			shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+		bevio_shutdown_write(c->bev); /* TLS: close_notify, then FIN, as HTTP/1.1 does */
 		if (!c->aborting)
 			h2_arm_timer(c, H2_LINGER_MS);
 	}

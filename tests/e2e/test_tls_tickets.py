@@ -234,3 +234,35 @@ def test_changed_ticket_key_rotation_refuses_the_reload(make_upstream, start_pro
     write_config(px.conf_path, cfg)
     px.signal(signal.SIGHUP)
     assert wait_log(px, "tls.ticketKeyRotation needs a restart; running configuration kept"), px.logs()
+
+
+def test_http2_close_sends_close_notify_before_fin(make_upstream, start_proxy, tmp_path):
+    """The same over ALPN h2: a connection jwtgate ends (here: after a connection error it answers
+    with GOAWAY) gets close_notify before the FIN; before, h2 over TLS sent neither, and the client
+    saw the connection cut."""
+    import hyperframe.frame as hf
+    up = make_upstream("backend")
+    site = TlsSite(tmp_path)
+    tls_port = jgtest.free_port()
+    start_proxy(tls_config(site, up, tls_port, workers=1))
+    assert jgtest.wait_port(tls_port, 5.0)
+    ctx = site.client_ctx()
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname="www.example.com", suppress_ragged_eofs=False)
+    assert s.selected_alpn_protocol() == "h2"
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hf.SettingsFrame(0).serialize()
+              + b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + b"12345678")  # PING on stream 1: PROTOCOL_ERROR
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except ssl.SSLEOFError as e:
+        raise AssertionError(f"h2 connection closed without close_notify after {len(data)} bytes") from e
+    finally:
+        s.close()
+    assert b"\x07" in data, "no GOAWAY frame"  # frame type 7 somewhere in what was read

@@ -2997,7 +2997,9 @@ static int config_load_impl(const char *const *paths, size_t n_paths, FILE *err,
 		goto cleanup;
 	/* One native document in one file keeps its meaning (and its relative paths); anything with a
 	 * Kubernetes object in it is manifests, every document of them. */
-	is_native = c.cfg->n_sources == 1 && (n_srcs == 0 || !manifest_doc_is_object(&srcs[0].doc));
+	is_native = c.cfg->n_sources == 1;
+	for (i = 0; i < n_srcs && is_native; i++)
+		is_native = !manifest_doc_is_object(&srcs[i].doc); /* also past empty documents */
 	if (is_native) {
 		if (n_srcs > 0) {
 			c.doc = srcs[0].doc;

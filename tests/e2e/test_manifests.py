@@ -399,3 +399,15 @@ def test_security_policy_authorization_passes_through_manifests(tmp_path, upstre
         assert get(port, "/bar").status == 401  # no token: authentication answers first
     finally:
         assert g.stop() == 0, g.logs()
+
+
+def test_one_file_of_manifests_may_start_with_an_empty_document(tmp_path):
+    """kubectl takes a stream whose first document is empty ("---" twice, or a comment-only head):
+    jwtgate reads such a file as manifests too, not as a native file with a second document."""
+    jwt = seed_copy(tmp_path, "jwt.yaml")
+    cluster = user_file(tmp_path, "cluster.yaml", 18080, {3000: 13000})
+    one = tmp_path / "all.yaml"
+    one.write_text("---\n---\n" + open(jwt).read() + "\n---\n" + open(cluster).read())
+    p = run("--print-config", "-c", str(one))
+    assert p.returncode == 0, p.stderr
+    assert "name: foo" in p.stdout and "address: 0.0.0.0:18080" in p.stdout

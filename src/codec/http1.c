@@ -1768,8 +1768,7 @@ int http1_conn_accept_bev(struct worker *w, struct bufferevent *bev, const struc
 	 * through their own reader (bevio.h). */
 	if (c->plain) {
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-		bevio_reader_init(&c->rd, w->base, &w->timeouts, c->bev, H1_IN_HIGH, h1_on_read, h1_on_event,
-		                  c);
+		bevio_reader_init(&c->rd, w->base, c->bev, H1_IN_HIGH, h1_on_read, h1_on_event, c);
 		bevio_reader_enable(&c->rd, true);
 	} else {
 		bevio_tls_init(c->bev);

@@ -1938,7 +1938,7 @@ int http2_conn_takeover(struct worker *w, struct bufferevent *bev, const struct 
 	if (c->plain) {
 		/* Direct I/O (bevio.h): our own reader keeps the input mark, writes go out from h2_flush. */
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
-		bevio_reader_init(&c->rd, w->base, &w->timeouts, bev, H2_IN_HIGH, h2_on_read, h2_on_event, c);
+		bevio_reader_init(&c->rd, w->base, bev, H2_IN_HIGH, h2_on_read, h2_on_event, c);
 		bevio_reader_enable(&c->rd, true);
 	} else {
 		bufferevent_setwatermark(bev, EV_READ, 0, H2_IN_HIGH);

@@ -1,6 +1,7 @@
 /* bevio.c: direct writes for plain-socket bufferevents (see bevio.h). */
 #include "core/bevio.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -344,9 +345,8 @@ static void bevio_on_readable(evutil_socket_t fd, short what, void *arg)
 	r->on_read(r->bev, r->arg); /* may free r */
 }
 
-void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bevio_timeouts *timeouts,
-                       struct bufferevent *bev, size_t high, bufferevent_data_cb on_read,
-                       bufferevent_event_cb on_event, void *arg)
+void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bufferevent *bev, size_t high,
+                       bufferevent_data_cb on_read, bufferevent_event_cb on_event, void *arg)
 {
 	r->bev = bev;
 	r->high = high;
@@ -357,7 +357,6 @@ void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct b
 	r->on_event = on_event;
 	r->arg = arg;
 	r->idle = NULL;
-	(void)timeouts;
 	event_assign(&r->ev, base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, bevio_on_readable, r);
 }
 
@@ -383,6 +382,8 @@ void bevio_reader_enable(struct bevio_reader *r, bool on)
 
 void bevio_reader_set_timeout(struct bevio_reader *r, uint64_t ms)
 {
+	/* A timeout on a reader without a timer would silently be no bound at all. */
+	assert(r->idle != NULL || ms == 0);
 	if (r->idle == NULL)
 		return;
 	r->idle_ms = ms;

@@ -138,9 +138,8 @@ struct bevio_reader {
 	void *arg;
 };
 
-void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bevio_timeouts *timeouts,
-                       struct bufferevent *bev, size_t high, bufferevent_data_cb on_read,
-                       bufferevent_event_cb on_event, void *arg);
+void bevio_reader_init(struct bevio_reader *r, struct event_base *base, struct bufferevent *bev, size_t high,
+                       bufferevent_data_cb on_read, bufferevent_event_cb on_event, void *arg);
 /* Gives the reader an idle timer, kept by the owner: only readers that need an idle bound carry
  * one (bevio_reader_set_timeout), not every downstream connection (memory per idle connection). */
 void bevio_reader_use_timer(struct bevio_reader *r, struct bevio_timer *idle, struct event_base *base,
@@ -148,8 +147,8 @@ void bevio_reader_use_timer(struct bevio_reader *r, struct bevio_timer *idle, st
 /* Starts or stops reading (the timeout, if any, restarts with it). */
 void bevio_reader_enable(struct bevio_reader *r, bool on);
 /* 0: no timeout. Takes effect at once when reading is enabled. ms should be a configured duration
- * (it uses a common-timeout queue). A reader without a timer (bevio_reader_use_timer) has no idle
- * bound: ms is ignored. */
+ * (it uses a common-timeout queue). Only a reader with a timer (bevio_reader_use_timer) takes a
+ * timeout other than 0 (asserted). */
 void bevio_reader_set_timeout(struct bevio_reader *r, uint64_t ms);
 /* The owner consumed input: resume reading if it had stopped at the high mark. */
 void bevio_reader_poke(struct bevio_reader *r);

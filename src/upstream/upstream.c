@@ -714,8 +714,8 @@ static void exchange_attach(struct upstream_exchange *ex, struct upstream_conn *
 		 * events are off for good, except EV_WRITE while a write waits (bevio_flush). */
 		bufferevent_set_timeouts(c->bev, NULL, NULL);
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-		bevio_reader_init(&c->rd, c->pool->uw->base, &c->pool->uw->timeouts, c->bev, UPSTREAM_IN_HIGH,
-		                  upconn_on_read, upconn_on_event, c);
+		bevio_reader_init(&c->rd, c->pool->uw->base, c->bev, UPSTREAM_IN_HIGH, upconn_on_read,
+		                  upconn_on_event, c);
 		bevio_reader_use_timer(&c->rd, &c->rd_idle, c->pool->uw->base, &c->pool->uw->timeouts);
 		c->rd_ready = true;
 	}
